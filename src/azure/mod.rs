@@ -1,0 +1,5 @@
+//! Everything Azure-wide: cloud endpoints, credentials, and the shared HTTP client.
+
+pub mod cloud;
+pub mod credential;
+pub mod http;

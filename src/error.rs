@@ -1,0 +1,175 @@
+//! The domain error: a kind, a temporary flag that drives retries, a stable code, and context.
+//!
+//! Every adapter maps the responses of its service to this type in one `parse_error`, so the
+//! engine and the report speak one vocabulary whatever the backend.
+
+use std::fmt;
+
+/// What went wrong, independent of the service that said it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum ErrorKind {
+    /// A setting, the mapping or the sealed details are missing or malformed.
+    ConfigInvalid,
+    /// The caller's request is malformed.
+    InvalidInput,
+    /// The named resource does not exist.
+    NotFound,
+    /// Authentication failed (no or bad credentials, token refused).
+    Unauthenticated,
+    /// Authenticated, but not allowed.
+    PermissionDenied,
+    /// The service throttled the request.
+    RateLimited,
+    /// A precondition (ETag) did not hold.
+    ConditionNotMatch,
+    /// The resource is locked or in a conflicting state.
+    Conflict,
+    /// The service is unreachable or answered with a server error.
+    Unavailable,
+    /// Anything else, including malformed answers.
+    Unexpected,
+}
+
+impl ErrorKind {
+    /// Stable code used in reports and JSON errors when the service gave none.
+    pub fn code(self) -> &'static str {
+        match self {
+            ErrorKind::ConfigInvalid => "ConfigInvalid",
+            ErrorKind::InvalidInput => "InvalidInput",
+            ErrorKind::NotFound => "NotFound",
+            ErrorKind::Unauthenticated => "Unauthenticated",
+            ErrorKind::PermissionDenied => "Forbidden",
+            ErrorKind::RateLimited => "TooManyRequests",
+            ErrorKind::ConditionNotMatch => "PreconditionFailed",
+            ErrorKind::Conflict => "Conflict",
+            ErrorKind::Unavailable => "ServiceUnavailable",
+            ErrorKind::Unexpected => "Unexpected",
+        }
+    }
+}
+
+/// The project's error type. Its message never contains a key (see [`crate::secret`]).
+#[derive(Debug, Clone)]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    code: Option<String>,
+    status: Option<u16>,
+    temporary: bool,
+    context: Vec<(&'static str, String)>,
+}
+
+/// Result with the project's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A new error of `kind`; temporary when the kind usually is (throttling, unavailability).
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            code: None,
+            status: None,
+            temporary: matches!(kind, ErrorKind::RateLimited | ErrorKind::Unavailable),
+            context: Vec::new(),
+        }
+    }
+
+    /// Shorthand for a [`ErrorKind::ConfigInvalid`] error.
+    pub fn config(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::ConfigInvalid, message)
+    }
+
+    /// Shorthand for an [`ErrorKind::Unexpected`] error.
+    pub fn unexpected(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unexpected, message)
+    }
+
+    /// Sets the service's own error code (`SecretNotFound`, `ForbiddenByRbac`, ...).
+    pub fn with_code(mut self, code: impl Into<String>) -> Self {
+        self.code = Some(code.into());
+        self
+    }
+
+    /// Records the HTTP status the service answered with.
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    /// Overrides whether retrying may succeed.
+    pub fn set_temporary(mut self, temporary: bool) -> Self {
+        self.temporary = temporary;
+        self
+    }
+
+    /// Adds a context pair (`("vault", "kv-prd")`), shown after the message.
+    pub fn with_context(mut self, key: &'static str, value: impl Into<String>) -> Self {
+        self.context.push((key, value.into()));
+        self
+    }
+
+    /// The kind.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The service's code if it gave one, otherwise the kind's stable code.
+    pub fn code(&self) -> &str {
+        self.code.as_deref().unwrap_or(self.kind.code())
+    }
+
+    /// The HTTP status, when the error came from a response.
+    pub fn status(&self) -> Option<u16> {
+        self.status
+    }
+
+    /// Whether retrying the same request may succeed.
+    pub fn is_temporary(&self) -> bool {
+        self.temporary
+    }
+
+    /// The message without context.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if !self.context.is_empty() {
+            f.write_str(" (")?;
+            for (i, (k, v)) in self.context.iter().enumerate() {
+                if i > 0 {
+                    f.write_str(", ")?;
+                }
+                write!(f, "{k}: {v}")?;
+            }
+            f.write_str(")")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_includes_context_and_code_falls_back_to_kind() {
+        let e = Error::new(ErrorKind::NotFound, "secret missing").with_context("vault", "kv1");
+        assert_eq!(e.to_string(), "secret missing (vault: kv1)");
+        assert_eq!(e.code(), "NotFound");
+        assert!(!e.is_temporary());
+        let e = e.with_code("SecretNotFound");
+        assert_eq!(e.code(), "SecretNotFound");
+    }
+
+    #[test]
+    fn throttling_is_temporary() {
+        assert!(Error::new(ErrorKind::RateLimited, "slow down").is_temporary());
+    }
+}

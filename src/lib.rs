@@ -1,0 +1,21 @@
+//! API Key Rotator for Azure: renews API keys in the API manager before they expire and writes
+//! them into every place consumer apps read them from.
+//!
+//! Layout: [`functions`] is the Azure Functions custom-handler surface, [`rotation`] the run and
+//! its report, [`targets`] one folder per kind of store, [`toolkit`] the sealed company details
+//! and the API-manager issuers, [`mapping`] the apps mapping, [`azure`] cloud endpoints,
+//! credentials and the shared HTTP client, [`sandbox`] the local doubles of every outside
+//! service, [`cli`] the command line.
+
+pub mod azure;
+pub mod cli;
+pub mod error;
+pub mod functions;
+pub mod logging;
+pub mod mapping;
+pub mod rotation;
+pub mod sandbox;
+pub mod secret;
+pub mod settings;
+pub mod targets;
+pub mod toolkit;

@@ -1,0 +1,353 @@
+//! App settings (PRODUCT.md §4): read once from the environment, validated with errors that name
+//! the setting and say what is expected.
+//!
+//! Reading never fails: the handler must start even with bad settings (the host would only say
+//! "worker failed to start"), so problems are kept and returned to whoever calls a function.
+
+use crate::azure::cloud::Cloud;
+use crate::azure::http::TRUSTED_CA_SETTING;
+use crate::secret::Secret;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// The mapping setting and its continuations, merged in this order.
+pub const MAPPING_SETTINGS: [&str; 3] = [
+    "APIKEYROTATIONAPPS",
+    "APIKEYROTATIONAPPS2",
+    "APIKEYROTATIONAPPS3",
+];
+/// Sealed company details.
+pub const COMPANY_DETAILS: &str = "COMPANYDETAILS";
+/// The UUID that unseals [`COMPANY_DETAILS`].
+pub const TOOLKIT_UUID: &str = "TOOLKITUUID";
+/// URL of a remote ToolkitApp; unset means in-process.
+pub const TOOLKIT_APP_URL: &str = "TOOLKIT_APP_URL";
+/// Function key sent to [`TOOLKIT_APP_URL`].
+pub const TOOLKIT_APP_KEY: &str = "TOOLKIT_APP_KEY";
+/// NCRONTAB schedule of RotatorTimer.
+pub const SCHEDULE: &str = "API_KEY_ROTATION_SCHEDULE";
+/// Default schedule: weekly, Tuesday 06:00 UTC.
+pub const DEFAULT_SCHEDULE: &str = "0 0 6 * * 2";
+
+/// One setting problem: which setting, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingError {
+    /// The app setting's name.
+    pub setting: String,
+    /// What is wrong and what is expected.
+    pub message: String,
+}
+
+impl fmt::Display for SettingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.setting, self.message)
+    }
+}
+
+/// Every app setting the rotator reads.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// All settings as given, for lookups by name (header values, connection strings).
+    raw: BTreeMap<String, String>,
+    /// The non-empty mapping settings, in merge order: (setting name, JSON text).
+    pub mapping_parts: Vec<(String, String)>,
+    /// Sealed company details.
+    pub company_details: Option<Secret>,
+    /// The toolkit UUID.
+    pub toolkit_uuid: Option<Secret>,
+    /// Remote ToolkitApp URL.
+    pub toolkit_app_url: Option<url::Url>,
+    /// Remote ToolkitApp function key.
+    pub toolkit_app_key: Option<Secret>,
+    /// The timer schedule (validated).
+    pub schedule: String,
+    /// Client ID of a user-assigned managed identity.
+    pub azure_client_id: Option<String>,
+    /// The selected cloud (public when the selection is invalid; the problem is recorded).
+    pub cloud: Cloud,
+    /// PEM file with extra CAs to trust.
+    pub trusted_ca_file: Option<std::path::PathBuf>,
+    /// `WEBSITE_SITE_NAME`, the function app's name when running in Azure.
+    pub site_name: Option<String>,
+    problems: Vec<SettingError>,
+}
+
+impl Settings {
+    /// Reads the process environment.
+    pub fn from_env() -> Self {
+        Self::from_map(std::env::vars().collect())
+    }
+
+    /// Reads settings from a map and validates the format of each one present.
+    pub fn from_map(raw: BTreeMap<String, String>) -> Self {
+        let mut problems = Vec::new();
+        let get = |k: &str| {
+            raw.get(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+
+        let mapping_parts = MAPPING_SETTINGS
+            .iter()
+            .filter_map(|name| get(name).map(|v| (name.to_string(), v)))
+            .collect();
+
+        let toolkit_app_url = get(TOOLKIT_APP_URL).and_then(|v| match url::Url::parse(&v) {
+            Ok(u) if u.scheme() == "https" || is_loopback(&u) => Some(u),
+            Ok(u) => {
+                problems.push(problem(
+                    TOOLKIT_APP_URL,
+                    format!("expected an https URL, got {}://", u.scheme()),
+                ));
+                None
+            }
+            Err(e) => {
+                problems.push(problem(
+                    TOOLKIT_APP_URL,
+                    format!("not a URL ({e}); expected the https URL of a ToolkitApp"),
+                ));
+                None
+            }
+        });
+
+        let schedule = get(SCHEDULE).unwrap_or_else(|| DEFAULT_SCHEDULE.to_string());
+        if let Err(msg) = validate_schedule(&schedule) {
+            problems.push(problem(SCHEDULE, msg));
+        }
+
+        if let Some(uuid) = get(TOOLKIT_UUID) {
+            if uuid::Uuid::parse_str(&uuid).is_err() {
+                problems.push(problem(
+                    TOOLKIT_UUID,
+                    "not a UUID; expected the form xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx",
+                ));
+            }
+        }
+
+        let cloud = match Cloud::from_settings(&raw) {
+            Ok(c) => c,
+            Err(e) => {
+                let msg = e.message().to_string();
+                let (setting, rest) = msg
+                    .split_once(": ")
+                    .unwrap_or((crate::azure::cloud::CLOUD_SETTING, &msg));
+                problems.push(problem(setting, rest));
+                Cloud::public()
+            }
+        };
+
+        let trusted_ca_file = get(TRUSTED_CA_SETTING).map(std::path::PathBuf::from);
+        if let Some(path) = &trusted_ca_file {
+            if !path.is_file() {
+                problems.push(problem(
+                    TRUSTED_CA_SETTING,
+                    format!("no such file: {}", path.display()),
+                ));
+            }
+        }
+
+        Self {
+            mapping_parts,
+            company_details: get(COMPANY_DETAILS).map(Secret::new),
+            toolkit_uuid: get(TOOLKIT_UUID).map(Secret::new),
+            toolkit_app_url,
+            toolkit_app_key: get(TOOLKIT_APP_KEY).map(Secret::new),
+            schedule,
+            azure_client_id: get("AZURE_CLIENT_ID"),
+            cloud,
+            trusted_ca_file,
+            site_name: get("WEBSITE_SITE_NAME"),
+            problems,
+            raw,
+        }
+    }
+
+    /// Format problems of the settings that are present (not of missing ones; see the
+    /// `require_*` checks of each function).
+    pub fn problems(&self) -> &[SettingError] {
+        &self.problems
+    }
+
+    /// A setting's value by name (trimmed; `None` when unset or empty).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.raw
+            .get(name)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// Problems that stop a rotation run: format problems plus a missing mapping, and the
+    /// toolkit settings when the toolkit runs in-process.
+    pub fn check_for_rotation(&self) -> Vec<SettingError> {
+        let mut out = self.problems.clone();
+        if self.mapping_parts.is_empty() {
+            out.push(problem(
+                MAPPING_SETTINGS[0],
+                "missing; expected the apps mapping as JSON (see examples/sampleAppsMapReq.json)",
+            ));
+        }
+        if self.toolkit_app_url.is_none() && self.get(TOOLKIT_APP_URL).is_none() {
+            out.extend(self.check_for_toolkit());
+        }
+        out
+    }
+
+    /// Problems that stop the in-process toolkit: missing sealed details or UUID.
+    pub fn check_for_toolkit(&self) -> Vec<SettingError> {
+        let mut out: Vec<SettingError> = self
+            .problems
+            .iter()
+            .filter(|p| p.setting == TOOLKIT_UUID || p.setting == TRUSTED_CA_SETTING)
+            .cloned()
+            .collect();
+        if self.company_details.is_none() {
+            out.push(problem(
+                COMPANY_DETAILS,
+                "missing; expected the sealed company details printed by `apikey-rotator seal`",
+            ));
+        }
+        if self.toolkit_uuid.is_none() {
+            out.push(problem(
+                TOOLKIT_UUID,
+                "missing; expected the toolkit UUID that sealed COMPANYDETAILS",
+            ));
+        }
+        out
+    }
+}
+
+fn problem(setting: &str, message: impl Into<String>) -> SettingError {
+    SettingError {
+        setting: setting.to_string(),
+        message: message.into(),
+    }
+}
+
+/// Whether a URL points at a loopback address (allowed over plain http).
+pub fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+/// Checks an NCRONTAB expression: six fields (`second minute hour day month day-of-week`, the
+/// form Azure Functions documents) or five (minutes first), `%NAME%` not allowed here.
+pub fn validate_schedule(expr: &str) -> Result<(), String> {
+    let fields = expr.split_whitespace().count();
+    if fields != 6 && fields != 5 {
+        return Err(format!(
+            "\"{expr}\" has {fields} fields; expected an NCRONTAB expression with 6 fields \
+             (second minute hour day month day-of-week), e.g. \"{DEFAULT_SCHEDULE}\""
+        ));
+    }
+    let mut parser = croner::Cron::new(expr);
+    if fields == 6 {
+        parser.with_seconds_required();
+    }
+    parser
+        .parse()
+        .map(|_| ())
+        .map_err(|e| format!("\"{expr}\" is not a valid NCRONTAB expression ({e}); expected e.g. \"{DEFAULT_SCHEDULE}\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Settings {
+        Settings::from_map(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn mapping_parts_keep_merge_order_and_skip_empty() {
+        let s = settings(&[
+            ("APIKEYROTATIONAPPS3", "{\"c\":1}"),
+            ("APIKEYROTATIONAPPS", "{}"),
+            ("APIKEYROTATIONAPPS2", " "),
+        ]);
+        let names: Vec<_> = s.mapping_parts.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["APIKEYROTATIONAPPS", "APIKEYROTATIONAPPS3"]);
+    }
+
+    #[test]
+    fn missing_settings_are_named() {
+        let s = settings(&[]);
+        let problems: Vec<String> = s
+            .check_for_rotation()
+            .iter()
+            .map(|p| p.setting.clone())
+            .collect();
+        assert_eq!(
+            problems,
+            ["APIKEYROTATIONAPPS", "COMPANYDETAILS", "TOOLKITUUID"]
+        );
+        assert_eq!(s.schedule, DEFAULT_SCHEDULE);
+    }
+
+    #[test]
+    fn remote_toolkit_needs_no_sealed_details() {
+        let s = settings(&[
+            ("APIKEYROTATIONAPPS", "{}"),
+            ("TOOLKIT_APP_URL", "https://toolkit.example/api/ToolkitApp"),
+        ]);
+        assert!(
+            s.check_for_rotation().is_empty(),
+            "{:?}",
+            s.check_for_rotation()
+        );
+    }
+
+    #[test]
+    fn malformed_values_are_reported_with_expectation() {
+        let s = settings(&[
+            ("API_KEY_ROTATION_SCHEDULE", "every tuesday"),
+            ("TOOLKIT_APP_URL", "http://toolkit.example/api"),
+            ("TOOLKITUUID", "nope"),
+            ("AZURE_CLOUD", "mars"),
+        ]);
+        let text: Vec<String> = s.problems().iter().map(|p| p.to_string()).collect();
+        assert!(
+            text.iter()
+                .any(|t| t.starts_with("API_KEY_ROTATION_SCHEDULE: ") && t.contains("6 fields")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|t| t.starts_with("TOOLKIT_APP_URL: expected an https URL")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|t| t.starts_with("TOOLKITUUID: not a UUID")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|t| t.starts_with("AZURE_CLOUD: unknown cloud")),
+            "{text:?}"
+        );
+    }
+
+    #[test]
+    fn schedules() {
+        assert!(validate_schedule("0 0 6 * * 2").is_ok());
+        assert!(validate_schedule("0 */5 * * * *").is_ok());
+        assert!(validate_schedule("0 6 * * 2").is_ok());
+        assert!(validate_schedule("0 0 25 * * 2").is_err());
+        assert!(validate_schedule("%API_KEY_ROTATION_SCHEDULE%").is_err());
+    }
+
+    #[test]
+    fn loopback_http_toolkit_is_allowed() {
+        let s = settings(&[("TOOLKIT_APP_URL", "http://127.0.0.1:7071/api/ToolkitApp")]);
+        assert!(s.problems().is_empty(), "{:?}", s.problems());
+    }
+}
