@@ -1,1 +1,249 @@
-//! (placeholder)
+//! Azure credentials from the official `azure_identity` crate, chosen from the settings, with one
+//! token per audience cached for the life of the process.
+
+use crate::azure::cloud::Cloud;
+use crate::error::{Error, ErrorKind, Result};
+use crate::settings::Settings;
+use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
+use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
+use azure_core::http::{ClientOptions, Transport};
+use azure_identity::{
+    AzureCliCredential, ClientSecretCredential, ClientSecretCredentialOptions,
+    ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId,
+};
+use std::collections::HashMap;
+use std::sync::Arc;
+use time::OffsetDateTime;
+use tokio::sync::Mutex;
+
+/// Which `azure_identity` credential the settings select.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialKind {
+    /// App Service / Functions managed identity (`IDENTITY_ENDPOINT` is set).
+    ManagedIdentity,
+    /// Service principal (`AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET`).
+    ServicePrincipal,
+    /// The Azure CLI login (`az login`), for running outside Azure.
+    AzureCli,
+}
+
+impl CredentialKind {
+    /// Managed identity in Azure, then a service principal, then the Azure CLI.
+    pub fn select(settings: &Settings) -> Self {
+        if settings.get("IDENTITY_ENDPOINT").is_some() || settings.get("MSI_ENDPOINT").is_some() {
+            CredentialKind::ManagedIdentity
+        } else if ["AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET"]
+            .iter()
+            .all(|k| settings.get(k).is_some())
+        {
+            CredentialKind::ServicePrincipal
+        } else {
+            CredentialKind::AzureCli
+        }
+    }
+}
+
+/// `azure_core` client options that send through the shared client and know the cloud.
+pub fn client_options(http: &reqwest::Client, cloud: &Cloud) -> ClientOptions {
+    let cloud_config = match cloud.name.as_str() {
+        "china" => CloudConfiguration::AzureChina,
+        "usgovernment" => CloudConfiguration::AzureGovernment,
+        "custom" => {
+            let mut custom = CustomConfiguration::default();
+            custom.authority_host = cloud.authority_host.clone();
+            custom.into()
+        }
+        _ => CloudConfiguration::AzurePublic,
+    };
+    ClientOptions {
+        transport: Some(Transport::new(Arc::new(http.clone()))),
+        cloud: Some(Arc::new(cloud_config)),
+        ..Default::default()
+    }
+}
+
+/// Builds the credential the settings select, wrapped in a per-audience token cache.
+pub fn build(settings: &Settings, http: &reqwest::Client) -> Result<Arc<dyn TokenCredential>> {
+    let options = client_options(http, &settings.cloud);
+    let kind = CredentialKind::select(settings);
+    let inner: Arc<dyn TokenCredential> = match kind {
+        CredentialKind::ManagedIdentity => {
+            ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
+                user_assigned_id: settings
+                    .azure_client_id
+                    .clone()
+                    .map(UserAssignedId::ClientId),
+                client_options: options,
+            }))
+            .map_err(|e| credential_error("managed identity", &e))?
+        }
+        CredentialKind::ServicePrincipal => ClientSecretCredential::new(
+            settings.get("AZURE_TENANT_ID").unwrap_or_default(),
+            settings
+                .get("AZURE_CLIENT_ID")
+                .unwrap_or_default()
+                .to_string(),
+            settings
+                .get("AZURE_CLIENT_SECRET")
+                .unwrap_or_default()
+                .to_string()
+                .into(),
+            Some(ClientSecretCredentialOptions {
+                client_options: options,
+            }),
+        )
+        .map_err(|e| credential_error("service principal", &e))?,
+        CredentialKind::AzureCli => {
+            AzureCliCredential::new(None).map_err(|e| credential_error("Azure CLI", &e))?
+        }
+    };
+    tracing::info!(credential = ?kind, cloud = %settings.cloud.name, "credential selected");
+    Ok(Arc::new(CachedCredential::new(inner)))
+}
+
+fn credential_error(which: &str, e: &azure_core::Error) -> Error {
+    Error::new(
+        ErrorKind::Unauthenticated,
+        format!("cannot set up the {which} credential: {e}"),
+    )
+}
+
+/// Keeps one token per scope until five minutes before it expires, and lets only one caller
+/// fetch a missing token while the others wait for it (one token per audience per run).
+pub struct CachedCredential {
+    inner: Arc<dyn TokenCredential>,
+    tokens: Mutex<HashMap<String, Arc<Mutex<Option<AccessToken>>>>>,
+}
+
+impl std::fmt::Debug for CachedCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedCredential").finish_non_exhaustive()
+    }
+}
+
+impl CachedCredential {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn TokenCredential>) -> Self {
+        Self {
+            inner,
+            tokens: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl TokenCredential for CachedCredential {
+    async fn get_token(
+        &self,
+        scopes: &[&str],
+        options: Option<TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<AccessToken> {
+        let slot = {
+            let mut map = self.tokens.lock().await;
+            map.entry(scopes.join(" ")).or_default().clone()
+        };
+        let mut slot = slot.lock().await;
+        if let Some(token) = slot.as_ref() {
+            if token.expires_on > OffsetDateTime::now_utc() + time::Duration::minutes(5) {
+                return Ok(token.clone());
+            }
+        }
+        let token = self.inner.get_token(scopes, options).await?;
+        *slot = Some(token.clone());
+        Ok(token)
+    }
+}
+
+/// Gets a bearer token for `scope` and maps failures to an [`ErrorKind::Unauthenticated`] error.
+pub async fn bearer(credential: &dyn TokenCredential, scope: &str) -> Result<String> {
+    credential
+        .get_token(&[scope], None)
+        .await
+        .map(|t| t.token.secret().to_string())
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::Unauthenticated,
+                format!("cannot get a token for {scope}: {e}"),
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[derive(Debug, Default)]
+    struct Counting(AtomicUsize);
+
+    #[async_trait::async_trait]
+    impl TokenCredential for Counting {
+        async fn get_token(
+            &self,
+            scopes: &[&str],
+            _: Option<TokenRequestOptions<'_>>,
+        ) -> azure_core::Result<AccessToken> {
+            let n = self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(AccessToken::new(
+                format!("{}-{n}", scopes[0]),
+                OffsetDateTime::now_utc() + time::Duration::hours(1),
+            ))
+        }
+    }
+
+    #[tokio::test]
+    async fn one_token_per_scope_even_when_asked_concurrently() {
+        let counting = Arc::new(Counting::default());
+        let cached = Arc::new(CachedCredential::new(counting.clone()));
+        let calls = (0..8).map(|i| {
+            let c = cached.clone();
+            async move {
+                bearer(
+                    c.as_ref(),
+                    if i % 2 == 0 {
+                        "a/.default"
+                    } else {
+                        "b/.default"
+                    },
+                )
+                .await
+                .unwrap()
+            }
+        });
+        let tokens = futures::future::join_all(calls).await;
+        assert_eq!(counting.0.load(Ordering::SeqCst), 2);
+        assert!(tokens.iter().all(|t| t == "a/.default-0"
+            || t == "b/.default-1"
+            || t == "a/.default-1"
+            || t == "b/.default-0"));
+    }
+
+    fn settings(pairs: &[(&str, &str)]) -> Settings {
+        Settings::from_map(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn selection_order() {
+        assert_eq!(
+            CredentialKind::select(&settings(&[("IDENTITY_ENDPOINT", "http://x")])),
+            CredentialKind::ManagedIdentity
+        );
+        assert_eq!(
+            CredentialKind::select(&settings(&[
+                ("AZURE_TENANT_ID", "t"),
+                ("AZURE_CLIENT_ID", "c"),
+                ("AZURE_CLIENT_SECRET", "s")
+            ])),
+            CredentialKind::ServicePrincipal
+        );
+        assert_eq!(
+            CredentialKind::select(&settings(&[("AZURE_CLIENT_ID", "c")])),
+            CredentialKind::AzureCli
+        );
+    }
+}

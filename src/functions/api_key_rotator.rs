@@ -1,0 +1,94 @@
+//! `GET /api/ApiKeyRotator?dryRun=&app=&force=`: one rotation run, the report as the body;
+//! 200 when nothing failed, 207 when some targets did.
+
+use super::{ApiError, AppState};
+use crate::rotation::RunOptions;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use std::collections::HashMap;
+
+pub(super) async fn handle(
+    State(rotator): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let options = run_options(&query)?;
+    let report = rotator.run(&options).await?;
+    let status = if report.has_errors() {
+        StatusCode::MULTI_STATUS
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(report)).into_response())
+}
+
+/// Reads the query; unknown parameters and non-boolean flags are rejected, not ignored.
+fn run_options(query: &HashMap<String, String>) -> Result<RunOptions, ApiError> {
+    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "BadRequest", m);
+    let flag = |name: &str| -> Result<bool, ApiError> {
+        match query.get(name).map(|v| v.to_ascii_lowercase()).as_deref() {
+            None | Some("false") | Some("0") => Ok(false),
+            Some("true") | Some("1") | Some("") => Ok(true),
+            Some(other) => Err(bad(format!(
+                "query parameter {name}: expected true or false, got \"{other}\""
+            ))),
+        }
+    };
+    // `code` is the function key when passed in the query; the host has checked it already.
+    if let Some(unknown) = query
+        .keys()
+        .find(|k| !["dryRun", "app", "force", "code"].contains(&k.as_str()))
+    {
+        return Err(bad(format!(
+            "unknown query parameter \"{unknown}\"; expected dryRun, app or force"
+        )));
+    }
+    let app = query.get("app").map(|a| a.trim().to_string());
+    if app.as_deref() == Some("") {
+        return Err(bad(
+            "query parameter app: expected an apimAppName, got an empty value".into(),
+        ));
+    }
+    Ok(RunOptions {
+        dry_run: flag("dryRun")?,
+        app,
+        force: flag("force")?,
+        ..RunOptions::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn query_flags() {
+        let o = run_options(&q(&[("dryRun", "true"), ("app", "A"), ("force", "1")])).unwrap();
+        assert!(o.dry_run && o.force);
+        assert_eq!(o.app.as_deref(), Some("A"));
+        assert!(!run_options(&q(&[])).unwrap().dry_run);
+        assert!(run_options(&q(&[("code", "fnkey")])).is_ok());
+    }
+
+    #[test]
+    fn bad_queries_are_rejected() {
+        for bad in [
+            q(&[("dryRun", "yes")]),
+            q(&[("dryrun", "true")]),
+            q(&[("app", " ")]),
+        ] {
+            assert_eq!(
+                run_options(&bad).unwrap_err().status(),
+                StatusCode::BAD_REQUEST
+            );
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! `POST /api/ToolkitApp` with `{"appName": "..."}`: the app's current key, renewed first when
+//! it is inside the expiry window. The one answer that carries a full key.
+
+use super::AppState;
+use crate::toolkit::request::{parse_request, response_body, ToolkitError, MAX_BODY_BYTES};
+use crate::toolkit::KeyRequest;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+pub(super) async fn handle(State(rotator): State<AppState>, body: Bytes) -> Response {
+    match answer(&rotator, &body).await {
+        Ok(body) => (StatusCode::OK, Json(body)).into_response(),
+        Err(e) => {
+            tracing::warn!(status = e.status, code = %e.code, "ToolkitApp: {}", e.message);
+            let status =
+                StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            (status, Json(e.body())).into_response()
+        }
+    }
+}
+
+async fn answer(
+    rotator: &crate::rotation::Rotator,
+    body: &[u8],
+) -> Result<serde_json::Value, ToolkitError> {
+    if body.len() > MAX_BODY_BYTES {
+        return parse_request(body).map(|_| serde_json::Value::Null);
+    }
+    let request = parse_request(body)?;
+    let problems = rotator.settings().check_for_toolkit();
+    if !problems.is_empty() {
+        let message = problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(ToolkitError {
+            status: 500,
+            code: "InvalidSettings".into(),
+            message,
+        });
+    }
+    let keys = rotator
+        .key_source()
+        .map_err(|e| ToolkitError::from_error(&e))?;
+    let grant = keys
+        .current_key(
+            &request.app_name,
+            KeyRequest {
+                force: request.force,
+                dry_run: request.dry_run,
+            },
+        )
+        .await
+        .map_err(|e| ToolkitError::from_error(&e))?;
+    tracing::info!(app = %grant.app_name, key = %grant.api_key, renewed = grant.renewed, "ToolkitApp answered");
+    Ok(response_body(&grant))
+}

@@ -1,0 +1,153 @@
+//! The rotator as the three entry points (HTTP, timer, command line) use it: settings and
+//! mapping checked on every run, then the engine.
+
+use super::engine::{run, RunOptions};
+use super::report::Report;
+use crate::azure::{credential, http};
+use crate::error::Error;
+use crate::mapping::{self, MappingErrors};
+use crate::settings::{SettingError, Settings};
+use crate::targets::{self, TargetDeps};
+use crate::toolkit::{self, KeySource};
+use azure_core::credentials::TokenCredential;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why a run could not start.
+#[derive(Debug)]
+pub enum RunError {
+    /// Missing or malformed settings (HTTP 500).
+    Settings(Vec<SettingError>),
+    /// The mapping is invalid (HTTP 400).
+    Mapping(MappingErrors),
+    /// The request itself is invalid (HTTP 400).
+    BadRequest(String),
+    /// Something the run needs could not be set up (HTTP 500).
+    Setup(Error),
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::Settings(problems) => {
+                f.write_str("invalid settings:")?;
+                problems.iter().try_for_each(|p| write!(f, "\n  {p}"))
+            }
+            RunError::Mapping(errors) => write!(f, "invalid mapping:\n{errors}"),
+            RunError::BadRequest(m) => f.write_str(m),
+            RunError::Setup(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Everything a run needs that lives as long as the process: settings, the shared HTTP client,
+/// the credential (and its token cache), and where keys come from.
+pub struct Rotator {
+    settings: Arc<Settings>,
+    http: Result<reqwest::Client, Error>,
+    credential: Result<Arc<dyn TokenCredential>, Error>,
+    keys: Result<Arc<dyn KeySource>, Error>,
+}
+
+impl Rotator {
+    /// Sets everything up once; a failure is kept and reported by each run, never fatal here.
+    pub fn new(settings: Settings) -> Self {
+        let settings = Arc::new(settings);
+        let http = load_ca(&settings)
+            .and_then(|ca| http::build_client(ca.as_deref(), Duration::from_secs(30)));
+        let credential = http
+            .as_ref()
+            .map_err(Clone::clone)
+            .and_then(|h| credential::build(&settings, h));
+        let keys = http
+            .as_ref()
+            .map_err(Clone::clone)
+            .and_then(|h| toolkit::key_source(&settings, h.clone()));
+        for problem in settings.problems() {
+            tracing::error!(setting = %problem.setting, "{problem}");
+        }
+        if let Err(e) = &keys {
+            tracing::error!(code = e.code(), "toolkit unavailable: {e}");
+        }
+        Self {
+            settings,
+            http,
+            credential,
+            keys,
+        }
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The shared HTTP client, or why there is none.
+    pub fn http(&self) -> Result<&reqwest::Client, Error> {
+        self.http.as_ref().map_err(Clone::clone)
+    }
+
+    /// Where keys come from, or why the toolkit is unavailable.
+    pub fn key_source(&self) -> Result<Arc<dyn KeySource>, Error> {
+        self.keys.clone()
+    }
+
+    /// Validates settings and mapping, then runs the rotation.
+    pub async fn run(&self, options: &RunOptions) -> Result<Report, RunError> {
+        let problems = self.settings.check_for_rotation();
+        if !problems.is_empty() {
+            return Err(RunError::Settings(problems));
+        }
+        if options.force && options.app.is_none() {
+            return Err(RunError::BadRequest(
+                "force=true needs app=<apimAppName>: emergency rotation is for one app at a time"
+                    .into(),
+            ));
+        }
+        let mut mapping = self.mapping()?;
+        if let Some(app) = &options.app {
+            if !mapping.apim_app_names().contains(app) {
+                return Err(RunError::BadRequest(format!(
+                    "app \"{app}\" is not in the mapping"
+                )));
+            }
+            mapping = mapping.only_app(app);
+        }
+        let keys = self.keys.clone().map_err(RunError::Setup)?;
+        let deps = TargetDeps {
+            http: self.http.clone().map_err(RunError::Setup)?,
+            credential: self.credential.clone().map_err(RunError::Setup)?,
+            cloud: self.settings.cloud.clone(),
+            settings: self.settings.clone(),
+        };
+        let plan = targets::plan(&mapping, &deps).map_err(RunError::Setup)?;
+        Ok(run(keys.as_ref(), &plan, &mapping.apim_app_names(), options).await)
+    }
+
+    /// Parses and validates the mapping settings.
+    pub fn mapping(&self) -> Result<mapping::AppsMapping, RunError> {
+        let settings = self.settings.clone();
+        mapping::parse(
+            &self.settings.mapping_parts,
+            &self.settings.cloud,
+            &move |name| settings.get(name).is_some(),
+        )
+        .map_err(RunError::Mapping)
+    }
+}
+
+fn load_ca(settings: &Settings) -> Result<Option<Vec<u8>>, Error> {
+    settings
+        .trusted_ca_file
+        .as_ref()
+        .map(|path| {
+            std::fs::read(path).map_err(|e| {
+                Error::config(format!(
+                    "{}: cannot read {}: {e}",
+                    http::TRUSTED_CA_SETTING,
+                    path.display()
+                ))
+            })
+        })
+        .transpose()
+}

@@ -1,0 +1,178 @@
+//! A consumer application's own HTTP API that receives its key.
+//!
+//! The contract (documented in the README): `GET {httpURL}?appName=X` answers 200
+//! `{"appName","apimAppName","apiKeySha256","expiresAt"}` or 404 when nothing is stored (405 when
+//! the app cannot tell, in which case the key is always pushed); `POST {httpURL}` with
+//! `{"appName","apimAppName","apiKey","expiresAt"}` stores a key and answers 2xx.
+
+use super::{Container, Stored, TargetDeps, Write};
+use crate::azure::credential::bearer;
+use crate::azure::http::{kind_for_status, transport_error};
+use crate::error::{Error, Result};
+use crate::mapping::ApiAuth;
+use crate::targets::TargetKind;
+use reqwest::header::{HeaderName, HeaderValue, AUTHORIZATION};
+
+/// One application API endpoint (URL and auth); its entries are app names.
+pub struct ApplicationApi {
+    url: url::Url,
+    label: String,
+    auth: ApiAuth,
+    deps: TargetDeps,
+}
+
+impl ApplicationApi {
+    /// The API at `url` with `auth`.
+    pub fn new(url: &url::Url, auth: ApiAuth, deps: &TargetDeps) -> Self {
+        let label = url[url::Position::BeforeHost..url::Position::AfterPath].to_string();
+        Self {
+            url: url.clone(),
+            label,
+            auth,
+            deps: deps.clone(),
+        }
+    }
+
+    /// Whether this container is the endpoint at `url` with `auth`.
+    pub fn serves(&self, url: &url::Url, auth: &ApiAuth) -> bool {
+        &self.url == url && &self.auth == auth
+    }
+
+    async fn authorize(&self, request: reqwest::RequestBuilder) -> Result<reqwest::RequestBuilder> {
+        Ok(match &self.auth {
+            ApiAuth::None => request,
+            ApiAuth::ManagedIdentity { scope } => {
+                let token = bearer(self.deps.credential.as_ref(), scope).await?;
+                let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
+                    .map_err(|_| Error::unexpected("the token is not a valid header value"))?;
+                value.set_sensitive(true);
+                request.header(AUTHORIZATION, value)
+            }
+            ApiAuth::Header {
+                name,
+                value_setting,
+            } => {
+                let value = self.deps.settings.get(value_setting).ok_or_else(|| {
+                    Error::config(format!(
+                        "app setting {value_setting} (header {name}) is not set"
+                    ))
+                })?;
+                let name = HeaderName::try_from(name.as_str())
+                    .map_err(|_| Error::config(format!("\"{name}\" is not a valid header name")))?;
+                let mut value = HeaderValue::from_str(value).map_err(|_| {
+                    Error::config(format!(
+                        "app setting {value_setting} is not a valid header value"
+                    ))
+                })?;
+                value.set_sensitive(true);
+                request.header(name, value)
+            }
+        })
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        let request = self.authorize(request).await?;
+        request
+            .send()
+            .await
+            .map_err(|e| transport_error(&format!("application API {}", self.label), &e))
+    }
+
+    async fn read_one(&self, app_name: &str) -> Result<Stored> {
+        let response = self
+            .send(
+                self.deps
+                    .http
+                    .get(self.url.clone())
+                    .query(&[("appName", app_name)]),
+            )
+            .await?;
+        let status = response.status().as_u16();
+        match status {
+            200 => {
+                let body: serde_json::Value = response.json().await.map_err(|e| {
+                    Error::unexpected(format!(
+                        "application API {}: unreadable answer: {e}",
+                        self.label
+                    ))
+                })?;
+                match body["apiKeySha256"].as_str() {
+                    Some(f) => Ok(Stored::Fingerprint(f.to_string())),
+                    None => Err(Error::unexpected(format!(
+                        "application API {}: the answer to GET has no apiKeySha256",
+                        self.label
+                    ))),
+                }
+            }
+            404 | 405 => Ok(Stored::Missing),
+            _ => Err(self.parse_error(status, &response.bytes().await.unwrap_or_default())),
+        }
+    }
+
+    async fn write_one(&self, write: &Write) -> Result<()> {
+        let body = serde_json::json!({
+            "appName": write.name,
+            "apimAppName": write.apim_app_name,
+            "apiKey": write.key.expose(),
+            "expiresAt": write.expires_at.map(crate::rotation::report::rfc3339),
+        });
+        let response = self
+            .send(self.deps.http.post(self.url.clone()).json(&body))
+            .await?;
+        let status = response.status();
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(self.parse_error(status.as_u16(), &response.bytes().await.unwrap_or_default()))
+        }
+    }
+
+    /// Maps an error answer (`{"error":{"code","message"}}`, or any text) to an [`Error`].
+    fn parse_error(&self, status: u16, body: &[u8]) -> Error {
+        let json: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+        let message = json["error"]["message"]
+            .as_str()
+            .or(json["message"].as_str())
+            .unwrap_or("");
+        let mut e = Error::new(
+            kind_for_status(status),
+            format!(
+                "application API {} answered HTTP {status}{}{message}",
+                self.label,
+                if message.is_empty() { "" } else { ": " }
+            ),
+        )
+        .with_status(status);
+        if let Some(code) = json["error"]["code"].as_str() {
+            e = e.with_code(code);
+        }
+        e
+    }
+}
+
+#[async_trait::async_trait]
+impl Container for ApplicationApi {
+    fn kind(&self) -> TargetKind {
+        TargetKind::ApplicationApi
+    }
+
+    fn name(&self) -> &str {
+        &self.label
+    }
+
+    async fn read(&self, names: &[String]) -> Vec<Result<Stored>> {
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            out.push(self.read_one(name).await);
+        }
+        out
+    }
+
+    async fn write(&self, writes: &[Write]) -> Vec<Result<()>> {
+        let mut out = Vec::with_capacity(writes.len());
+        for write in writes {
+            out.push(self.write_one(write).await);
+        }
+        out
+    }
+}

@@ -1,0 +1,137 @@
+//! Key Vault secrets, through the official `azure_security_keyvault_secrets` client.
+
+mod error;
+
+pub use error::{from_sdk, parse_error};
+
+use super::{Container, Stored, TargetDeps, TargetKind, Write};
+use crate::azure::credential::client_options;
+use crate::error::{Error, ErrorKind, Result};
+use crate::secret::ApiKey;
+use azure_security_keyvault_secrets::models::SetSecretParameters;
+use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
+use futures::future::{BoxFuture, FutureExt};
+use futures::stream::{self, StreamExt};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// How many secrets of one vault are read or written at once.
+const PER_VAULT_CONCURRENCY: usize = 8;
+
+/// Content type and tags of a secret.
+type SecretMeta = (Option<String>, HashMap<String, String>);
+
+/// One vault.
+pub struct KeyVault {
+    client: SecretClient,
+    label: String,
+    /// Content type and tags of each secret as read, so a new version keeps them.
+    seen: Mutex<HashMap<String, SecretMeta>>,
+}
+
+impl KeyVault {
+    /// A client for the vault at `vault_url`, shown as `label` in reports.
+    pub fn new(vault_url: &url::Url, label: &str, deps: &TargetDeps) -> Result<Self> {
+        let options = SecretClientOptions {
+            client_options: client_options(&deps.http, &deps.cloud),
+            verify_challenge_resource: Some(deps.cloud.verify_key_vault_challenge),
+            ..Default::default()
+        };
+        let client = SecretClient::new(vault_url.as_str(), deps.credential.clone(), Some(options))
+            .map_err(|e| Error::config(format!("Key Vault {label}: {e}")))?;
+        Ok(Self {
+            client,
+            label: label.to_string(),
+            seen: Mutex::new(HashMap::new()),
+        })
+    }
+
+    async fn read_one(&self, name: &str) -> Result<Stored> {
+        match self.client.get_secret(name, None).await {
+            Ok(response) => {
+                let secret = response
+                    .into_model()
+                    .map_err(|e| from_sdk(&e, &self.label))?;
+                self.seen.lock().expect("poisoned").insert(
+                    name.to_ascii_lowercase(),
+                    (
+                        secret.content_type.clone(),
+                        secret.tags.clone().unwrap_or_default(),
+                    ),
+                );
+                Ok(secret
+                    .value
+                    .map(ApiKey::new)
+                    .map(Stored::Value)
+                    .unwrap_or(Stored::Missing))
+            }
+            Err(e) => {
+                let err = from_sdk(&e, &self.label);
+                if err.kind() == ErrorKind::NotFound {
+                    Ok(Stored::Missing)
+                } else {
+                    Err(err.with_context("secret", name))
+                }
+            }
+        }
+    }
+
+    async fn write_one(&self, write: &Write) -> Result<()> {
+        let (content_type, mut tags) = self
+            .seen
+            .lock()
+            .expect("poisoned")
+            .get(&write.name.to_ascii_lowercase())
+            .cloned()
+            .unwrap_or_default();
+        tags.insert("apimAppName".into(), write.apim_app_name.clone());
+        tags.insert("rotatedBy".into(), "apikey-rotator".into());
+        match write.expires_at {
+            Some(t) => tags.insert("keyExpiresAt".into(), crate::rotation::report::rfc3339(t)),
+            None => tags.remove("keyExpiresAt"),
+        };
+        let params = SetSecretParameters {
+            value: Some(write.key.expose().to_string()),
+            content_type,
+            tags: Some(tags),
+            ..Default::default()
+        };
+        let body = params
+            .try_into()
+            .map_err(|e: azure_core::Error| Error::unexpected(e.to_string()))?;
+        self.client
+            .set_secret(&write.name, body, None)
+            .await
+            .map(|_| ())
+            .map_err(|e| from_sdk(&e, &self.label).with_context("secret", write.name.as_str()))
+    }
+}
+
+#[async_trait::async_trait]
+impl Container for KeyVault {
+    fn kind(&self) -> TargetKind {
+        TargetKind::KeyVault
+    }
+
+    fn name(&self) -> &str {
+        &self.label
+    }
+
+    async fn read(&self, names: &[String]) -> Vec<Result<Stored>> {
+        let calls: Vec<BoxFuture<'_, Result<Stored>>> =
+            names.iter().map(|n| self.read_one(n).boxed()).collect();
+        stream::iter(calls)
+            .buffered(PER_VAULT_CONCURRENCY)
+            .collect()
+            .await
+    }
+
+    async fn write(&self, writes: &[Write]) -> Vec<Result<()>> {
+        let calls: Vec<BoxFuture<'_, Result<()>>> =
+            writes.iter().map(|w| self.write_one(w).boxed()).collect();
+        stream::iter(calls)
+            .buffered(PER_VAULT_CONCURRENCY)
+            .collect()
+            .await
+    }
+}
