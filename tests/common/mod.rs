@@ -1,0 +1,218 @@
+//! Shared test harness: a sandbox in a temporary folder, the real `apikey-rotator` binary
+//! started against it as the Functions host would, and helpers to read the sandbox's request
+//! log and the handler's captured output.
+#![allow(dead_code)]
+
+use apikey_rotator::sandbox::{Sandbox, SandboxInfo, SandboxOptions};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use tokio::process::{Child, Command};
+
+/// A running sandbox and the folder it lives in.
+pub struct Env {
+    pub sandbox: Option<Sandbox>,
+    pub info: SandboxInfo,
+    pub dir: tempfile::TempDir,
+    pub admin: reqwest::Client,
+}
+
+impl Env {
+    /// Starts a sandbox with the demo data.
+    pub async fn start() -> Env {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let dir = tempfile::tempdir().unwrap();
+        let sandbox = Sandbox::start(SandboxOptions { dir: dir.path().to_path_buf() }).await.expect("sandbox starts");
+        let info = sandbox.info().clone();
+        Env { sandbox: Some(sandbox), info, dir, admin: reqwest::Client::new() }
+    }
+
+    /// The handler's settings for this sandbox, with `overrides` applied (an empty value removes).
+    pub fn settings(&self, overrides: &[(&str, &str)]) -> BTreeMap<String, String> {
+        let mut env = self.info.env.clone();
+        for (k, v) in overrides {
+            if v.is_empty() {
+                env.remove(*k);
+            } else {
+                env.insert(k.to_string(), v.to_string());
+            }
+        }
+        env
+    }
+
+    /// A client that trusts the sandbox CA.
+    pub fn tls_client(&self) -> reqwest::Client {
+        let pem = std::fs::read(&self.info.ca_cert_file).unwrap();
+        reqwest::Client::builder()
+            .tls_certs_merge(reqwest::Certificate::from_pem_bundle(&pem).unwrap())
+            .build()
+            .unwrap()
+    }
+
+    /// The sandbox's request log: (service, method, path, status).
+    pub async fn requests(&self) -> Vec<Value> {
+        let url = format!("{}/requests", self.info.endpoints.admin);
+        self.admin.get(url).send().await.unwrap().json().await.unwrap()
+    }
+
+    /// Clears the request log.
+    pub async fn clear_requests(&self) {
+        let url = format!("{}/requests", self.info.endpoints.admin);
+        assert!(self.admin.delete(url).send().await.unwrap().status().is_success());
+    }
+
+    /// The doubles' stored state.
+    pub async fn state(&self) -> Value {
+        let url = format!("{}/state", self.info.endpoints.admin);
+        self.admin.get(url).send().await.unwrap().json().await.unwrap()
+    }
+
+    /// Requests that changed something (anything but GET, the token endpoints and Apigee reads).
+    pub async fn writes(&self) -> Vec<Value> {
+        self.requests()
+            .await
+            .into_iter()
+            .filter(|r| r["method"] != "GET" && r["service"] != "identity" && r["service"] != "authority" && !is_token_call(r))
+            .collect()
+    }
+
+    /// Every full key the API manager holds (all apps, all credentials).
+    pub async fn all_keys(&self) -> Vec<String> {
+        let mut keys = Vec::new();
+        collect_keys(&self.state().await["apigee"], &mut keys);
+        keys.sort();
+        keys.dedup();
+        assert!(keys.len() >= 6, "expected the demo's keys in the sandbox state, got {}", keys.len());
+        keys
+    }
+}
+
+fn is_token_call(r: &Value) -> bool {
+    r["service"] == "apigee" && r["path"].as_str().is_some_and(|p| p.ends_with("/token"))
+}
+
+fn collect_keys(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                match (k.as_str(), v) {
+                    ("consumerKey", Value::String(s)) => out.push(s.clone()),
+                    _ => collect_keys(v, out),
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|v| collect_keys(v, out)),
+        _ => {}
+    }
+}
+
+/// The real binary, serving as the Functions host starts it, with its output captured.
+pub struct Handler {
+    pub child: Child,
+    pub base: String,
+    pub output: Arc<Mutex<String>>,
+    pub client: reqwest::Client,
+}
+
+impl Handler {
+    /// Starts `apikey-rotator` with exactly `settings` (plus PATH and HOME) and
+    /// FUNCTIONS_CUSTOMHANDLER_PORT, and waits until `GET /` answers.
+    pub async fn start(settings: &BTreeMap<String, String>) -> Handler {
+        let port = free_port();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_apikey-rotator"));
+        command
+            .env_clear()
+            .envs(settings)
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+            .env("RUST_LOG", "debug,hyper=info,h2=info,rustls=info,reqwest=info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command.spawn().expect("the binary starts");
+        let output = Arc::new(Mutex::new(String::new()));
+        for mut pipe in [Box::new(child.stdout.take().unwrap()) as Box<dyn tokio::io::AsyncRead + Unpin + Send>, Box::new(child.stderr.take().unwrap())] {
+            let output = output.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = pipe.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    output.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            });
+        }
+        let base = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
+        for _ in 0..200 {
+            if client.get(&base).send().await.is_ok_and(|r| r.status().is_success()) {
+                return Handler { child, base, output, client };
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the handler did not answer GET / ; output:\n{}", output.lock().unwrap());
+    }
+
+    /// `GET /api/ApiKeyRotator?{query}`: status and JSON body.
+    pub async fn rotate(&self, query: &str) -> (u16, Value) {
+        let r = self.client.get(format!("{}/api/ApiKeyRotator?{query}", self.base)).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap())
+    }
+
+    /// `POST /api/ToolkitApp` with a raw body: status and JSON body.
+    pub async fn toolkit(&self, body: impl Into<reqwest::Body>) -> (u16, Value) {
+        let r = self.client.post(format!("{}/api/ToolkitApp", self.base)).body(body).send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}")))
+    }
+
+    /// `POST /RotatorTimer` with an invocation body: status and JSON body.
+    pub async fn timer(&self, body: Vec<u8>) -> (u16, Value) {
+        let r = self
+            .client
+            .post(format!("{}/RotatorTimer", self.base))
+            .header("content-type", "application/json; charset=utf-8")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap())
+    }
+
+    /// Everything the handler printed so far.
+    pub fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+
+    /// Asserts that no full key appears in the output or in `texts`, and that the output is
+    /// one JSON object per line.
+    pub fn assert_no_key_leaked(&self, keys: &[String], texts: &[&str]) {
+        let output = self.output();
+        for key in keys {
+            assert!(!output.contains(key.as_str()), "a full key ({}) appears in the handler's logs", &key[key.len() - 4..]);
+            for t in texts {
+                assert!(!t.contains(key.as_str()), "a full key ({}) appears in a report", &key[key.len() - 4..]);
+            }
+        }
+        for line in output.lines().filter(|l| !l.trim().is_empty()) {
+            assert!(serde_json::from_str::<Value>(line).is_ok_and(|v| v.is_object()), "log line is not a JSON object: {line}");
+        }
+    }
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A file of the shared reference pack.
+pub fn reference(path: &str) -> Vec<u8> {
+    std::fs::read(format!("{}/../shared/reference/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
