@@ -42,6 +42,7 @@ pub(super) struct Walker<'a> {
 }
 
 impl<'a> Walker<'a> {
+    /// A walker for the setting called `setting`.
     pub fn new(
         setting: &'a str,
         cloud: &'a Cloud,
