@@ -1,77 +1,186 @@
-//! The apps mapping (interim types; replaced by the mapping work).
+//! The apps mapping (PRODUCT.md §5): which stores hold a key, and which API-manager app issues it.
+//!
+//! [`parse`] reads the mapping settings (`APIKEYROTATIONAPPS`, then the `2` and `3`
+//! continuations), walks each one by hand ([`validate`]) so that every problem is reported at
+//! once with its JSON path, then concatenates the parts and rejects duplicate targets
+//! ([`merge`]). `schema/apikeyrotationapps.schema.json` describes the same format for editors,
+//! and `examples/sampleAppsMapReq.json` is a commented sample.
 
-/// The parsed, validated mapping.
-#[derive(Debug, Clone, Default)]
+mod merge;
+mod validate;
+
+use crate::azure::cloud::Cloud;
+use std::fmt;
+
+/// The validated, merged apps mapping: every target, grouped as the settings gave them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AppsMapping {
-    /// Key Vault groups.
+    /// Key Vault secrets, one group per `keyVault` entry, in setting order.
     pub key_vault: Vec<KeyVaultGroup>,
-    /// Application APIs.
+    /// Consumer application APIs that receive keys over HTTP, in setting order.
     pub application_apis: Vec<ApplicationApi>,
 }
-/// One vault.
-#[derive(Debug, Clone)]
+
+/// One `keyVault` entry: a vault and the secrets in it that hold keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyVaultGroup {
-    /// Resolved vault URL.
+    /// The vault's base URL: `vaultName` resolved with the cloud's Key Vault suffix, or
+    /// `vaultUrl` as given; always ends with `/`.
     pub vault_url: url::Url,
-    /// Name shown in reports.
+    /// How reports name the vault: `vaultName`, or the URL's `host[:port]` when given by URL.
     pub vault_label: String,
-    /// Its secrets.
+    /// The secrets of this vault, never empty.
     pub secrets: Vec<SecretMapping>,
 }
-/// One secret.
-#[derive(Debug, Clone)]
+
+/// One secret that holds the key of an API-manager app.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecretMapping {
-    /// Secret name.
+    /// The secret's name in the vault.
     pub secret_name: String,
-    /// API-manager app.
+    /// The API-manager app whose key the secret holds.
     pub apim_app_name: String,
 }
-/// One application API.
-#[derive(Debug, Clone)]
+
+/// One `applicationApis` entry: a consumer's own HTTP API that stores a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApplicationApi {
-    /// URL.
+    /// The API's URL (https, or http on a loopback address).
     pub http_url: url::Url,
-    /// App name.
+    /// The name under which the consumer stores the key.
     pub app_name: String,
-    /// API-manager app.
+    /// The API-manager app whose key it is.
     pub apim_app_name: String,
-    /// Auth.
+    /// How the rotator authenticates to the API.
     pub auth: ApiAuth,
 }
-/// Auth of an application API.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+
+/// Authentication of the rotator to an application API.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApiAuth {
-    /// None.
+    /// No authentication.
     None,
-    /// Bearer token.
+    /// A bearer token of the rotator's managed identity for `scope` (e.g. `api://x/.default`).
     ManagedIdentity {
-        /// Scope.
+        /// The token scope.
         scope: String,
     },
-    /// Header from a setting.
+    /// A header whose value is read from an app setting.
     Header {
-        /// Header name.
+        /// The header name.
         name: String,
-        /// Setting name.
+        /// The app setting holding the header value (checked to exist when parsing).
         value_setting: String,
     },
 }
+
+/// One problem in the mapping: the setting it is in, its JSON path there, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MappingError {
+    /// The app setting (`APIKEYROTATIONAPPS`, `APIKEYROTATIONAPPS2`, ...).
+    pub setting: String,
+    /// The JSON path inside that setting (`keyVault[0].secrets[2].apimAppName`); `$` is the whole.
+    pub path: String,
+    /// What is wrong, and what is expected.
+    pub message: String,
+}
+
+impl fmt::Display for MappingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}: {}", self.setting, self.path, self.message)
+    }
+}
+
+/// Every problem found in the mapping, in setting and document order; never empty when returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MappingErrors(pub Vec<MappingError>);
+
+impl fmt::Display for MappingErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for MappingErrors {}
+
+impl From<MappingErrors> for crate::error::Error {
+    fn from(e: MappingErrors) -> Self {
+        crate::error::Error::config(e.to_string())
+    }
+}
+
+/// Parses and merges the parts (setting name, JSON text) in order, validating everything and
+/// reporting EVERY problem with its JSON path.
+///
+/// `setting_exists` tells whether an app setting is set; header auth names one.
+pub fn parse(
+    parts: &[(String, String)],
+    cloud: &Cloud,
+    setting_exists: &dyn Fn(&str) -> bool,
+) -> Result<AppsMapping, MappingErrors> {
+    let Some((first, _)) = parts.first() else {
+        return Err(MappingErrors(vec![MappingError {
+            setting: crate::settings::MAPPING_SETTINGS[0].to_string(),
+            path: "$".into(),
+            message:
+                "missing; expected the apps mapping as JSON (see examples/sampleAppsMapReq.json)"
+                    .into(),
+        }]));
+    };
+    let mut errors = Vec::new();
+    let walked: Vec<_> = parts
+        .iter()
+        .map(|(setting, text)| {
+            let mut walker = validate::Walker::new(setting, cloud, setting_exists);
+            let part = walker.part(text);
+            errors.append(&mut walker.errors);
+            (setting.as_str(), part)
+        })
+        .collect();
+    let mapping = merge::merge(walked, &mut errors);
+    // Only when all else is right: a mapping whose entries are all wrong is not also "empty".
+    if errors.is_empty() && mapping.target_count() == 0 {
+        errors.push(MappingError {
+            setting: first.clone(),
+            path: "$".into(),
+            message: format!(
+                "the mapping names no targets; expected at least one entry in {}",
+                validate::SUPPORTED.join(" or ")
+            ),
+        });
+    }
+    if errors.is_empty() {
+        Ok(mapping)
+    } else {
+        Err(MappingErrors(errors))
+    }
+}
+
 impl AppsMapping {
-    /// Distinct app names.
+    /// The API-manager apps named by any target, each once, in first-seen order (Key Vault
+    /// targets first, then application APIs).
     pub fn apim_app_names(&self) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
+        let mut names: Vec<String> = Vec::new();
         let all = self
             .key_vault
             .iter()
-            .flat_map(|g| g.secrets.iter().map(|s| &s.apim_app_name));
-        for n in all.chain(self.application_apis.iter().map(|a| &a.apim_app_name)) {
-            if !out.contains(n) {
-                out.push(n.clone());
+            .flat_map(|g| g.secrets.iter().map(|s| &s.apim_app_name))
+            .chain(self.application_apis.iter().map(|a| &a.apim_app_name));
+        for name in all {
+            if !names.contains(name) {
+                names.push(name.clone());
             }
         }
-        out
+        names
     }
-    /// Count.
+
+    /// The number of targets (secrets plus application APIs).
     pub fn target_count(&self) -> usize {
         self.key_vault
             .iter()
@@ -79,40 +188,324 @@ impl AppsMapping {
             .sum::<usize>()
             + self.application_apis.len()
     }
-    /// Filter.
+
+    /// A mapping with only the targets of `apim_app_name`; vault groups left empty are dropped.
     pub fn only_app(&self, apim_app_name: &str) -> AppsMapping {
-        let _ = apim_app_name;
-        self.clone()
-    }
-}
-/// Error.
-#[derive(Debug, Clone)]
-pub struct MappingError {
-    /// Setting.
-    pub setting: String,
-    /// Path.
-    pub path: String,
-    /// Message.
-    pub message: String,
-}
-/// Errors.
-#[derive(Debug, Clone)]
-pub struct MappingErrors(pub Vec<MappingError>);
-impl std::fmt::Display for MappingErrors {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for e in &self.0 {
-            writeln!(f, "{}: {}: {}", e.setting, e.path, e.message)?;
+        let key_vault = self
+            .key_vault
+            .iter()
+            .filter_map(|g| {
+                let secrets: Vec<_> = g
+                    .secrets
+                    .iter()
+                    .filter(|s| s.apim_app_name == apim_app_name)
+                    .cloned()
+                    .collect();
+                (!secrets.is_empty()).then(|| KeyVaultGroup {
+                    secrets,
+                    ..g.clone()
+                })
+            })
+            .collect();
+        let application_apis = self
+            .application_apis
+            .iter()
+            .filter(|a| a.apim_app_name == apim_app_name)
+            .cloned()
+            .collect();
+        AppsMapping {
+            key_vault,
+            application_apis,
         }
-        Ok(())
     }
 }
-impl std::error::Error for MappingErrors {}
-/// Parse.
-pub fn parse(
-    parts: &[(String, String)],
-    cloud: &crate::azure::cloud::Cloud,
-    setting_exists: &dyn Fn(&str) -> bool,
-) -> Result<AppsMapping, MappingErrors> {
-    let _ = (parts, cloud, setting_exists);
-    Err(MappingErrors(vec![]))
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const SAMPLE: &str = include_str!("../../examples/sampleAppsMapReq.json");
+    const SCHEMA: &str = include_str!("../../schema/apikeyrotationapps.schema.json");
+    const SAMPLE_HEADER_SETTING: &str = "REFERENCEAPI_ADMIN_TOKEN";
+
+    fn parts(texts: &[&str]) -> Vec<(String, String)> {
+        texts
+            .iter()
+            .zip(crate::settings::MAPPING_SETTINGS)
+            .map(|(t, s)| (s.to_string(), t.to_string()))
+            .collect()
+    }
+
+    fn parse_all(texts: &[&str]) -> Result<AppsMapping, MappingErrors> {
+        parse(&parts(texts), &Cloud::public(), &|_| true)
+    }
+
+    fn errors_of(texts: &[&str]) -> Vec<String> {
+        parse_all(texts)
+            .unwrap_err()
+            .0
+            .iter()
+            .map(|e| e.to_string())
+            .collect()
+    }
+
+    fn kv(vault: &str, secrets: &[(&str, &str)]) -> String {
+        let secrets: Vec<_> = secrets
+            .iter()
+            .map(|(s, a)| json!({"secretName": s, "apimAppName": a}))
+            .collect();
+        json!({"keyVault": [{"vaultName": vault, "secrets": secrets}]}).to_string()
+    }
+
+    fn api(url: &str, app: &str, apim: &str) -> String {
+        json!({"applicationApis": [{"httpURL": url, "appName": app, "apimAppName": apim}]})
+            .to_string()
+    }
+
+    #[test]
+    fn sample_parses() {
+        let m = parse(&parts(&[SAMPLE]), &Cloud::public(), &|s| {
+            s == SAMPLE_HEADER_SETTING
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(m.key_vault.len() >= 2 && m.application_apis.len() >= 2);
+        assert!(m
+            .application_apis
+            .iter()
+            .any(|a| matches!(a.auth, ApiAuth::ManagedIdentity { .. })));
+        assert!(m
+            .application_apis
+            .iter()
+            .any(|a| matches!(&a.auth, ApiAuth::Header { value_setting, .. } if value_setting == SAMPLE_HEADER_SETTING)));
+        // The header's setting is checked: without it the sample fails, naming it.
+        let e = parse(&parts(&[SAMPLE]), &Cloud::public(), &|_| false).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains(&format!("app setting {SAMPLE_HEADER_SETTING} is not set")),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn sample_has_a_readme_for_each_supported_section() {
+        let v: serde_json::Value = serde_json::from_str(SAMPLE).unwrap();
+        let readme = v["_readme"].to_string();
+        for section in validate::SUPPORTED {
+            assert!(
+                readme.contains(section),
+                "_readme does not explain {section}"
+            );
+        }
+    }
+
+    #[test]
+    fn missing_mapping_is_reported_on_the_first_setting() {
+        let e = parse(&[], &Cloud::public(), &|_| true).unwrap_err();
+        assert_eq!(e.0.len(), 1);
+        assert_eq!(e.0[0].setting, "APIKEYROTATIONAPPS");
+        assert!(e.0[0].message.starts_with("missing"), "{e}");
+    }
+
+    #[test]
+    fn empty_mapping_names_no_targets() {
+        for text in [
+            r#"{}"#,
+            r#"{"_readme": "x", "keyVault": [], "applicationApis": []}"#,
+        ] {
+            assert_eq!(
+                errors_of(&[text]),
+                ["APIKEYROTATIONAPPS: $: the mapping names no targets; expected at least one entry in keyVault or applicationApis"]
+            );
+        }
+        // Another part with targets makes the whole non-empty.
+        assert!(parse_all(&["{}", &kv("kv-one", &[("s1", "App1")])]).is_ok());
+    }
+
+    #[test]
+    fn parts_are_concatenated_in_order() {
+        let m = parse_all(&[
+            &kv("kv-one", &[("s1", "App1")]),
+            &api("https://api.contoso.com/keys", "ref", "App2"),
+            &kv("kv-two", &[("s2", "App2"), ("s3", "App1")]),
+        ])
+        .unwrap();
+        let labels: Vec<_> = m.key_vault.iter().map(|g| g.vault_label.as_str()).collect();
+        assert_eq!(labels, ["kv-one", "kv-two"]);
+        assert_eq!(
+            m.key_vault[1].vault_url.as_str(),
+            "https://kv-two.vault.azure.net/"
+        );
+        assert_eq!(m.application_apis.len(), 1);
+        assert_eq!(m.target_count(), 4);
+        assert_eq!(m.apim_app_names(), ["App1", "App2"]);
+    }
+
+    #[test]
+    fn errors_name_the_part_and_the_path_within_it() {
+        let errs = errors_of(&[
+            &kv("kv-one", &[("s1", "App1")]),
+            &kv("kv-two", &[("s2", "App1"), ("s3", "")]),
+            r#"{"keyVault": [{"vaultName": "kv-three", "secrets": [{"secretName": "s4"}]}]}"#,
+        ]);
+        assert_eq!(
+            errs,
+            [
+                "APIKEYROTATIONAPPS2: keyVault[0].secrets[1].apimAppName: must not be empty",
+                "APIKEYROTATIONAPPS3: keyVault[0].secrets[0].apimAppName: required",
+            ]
+        );
+    }
+
+    #[test]
+    fn every_part_is_checked_even_when_one_is_not_json() {
+        let errs = errors_of(&["{ nope", r#"[1]"#, r#"{"keyVault": 3}"#]);
+        assert_eq!(errs.len(), 3, "{errs:?}");
+        assert!(
+            errs[0].starts_with(
+                "APIKEYROTATIONAPPS: $: not valid JSON: key must be a string at line 1 column 3"
+            ),
+            "{}",
+            errs[0]
+        );
+        assert_eq!(
+            errs[1],
+            "APIKEYROTATIONAPPS2: $: expected an object, got array"
+        );
+        assert_eq!(
+            errs[2],
+            "APIKEYROTATIONAPPS3: keyVault: expected an array, got number"
+        );
+    }
+
+    #[test]
+    fn duplicates_across_parts_name_both_places() {
+        let errs = errors_of(&[
+            &kv("kv-one", &[("s1", "App1"), ("s2", "App1")]),
+            &kv("KV-One", &[("S2", "App2")]),
+        ]);
+        assert_eq!(
+            errs,
+            ["APIKEYROTATIONAPPS2: keyVault[0].secrets[0]: duplicate of APIKEYROTATIONAPPS: keyVault[0].secrets[1]"]
+        );
+        // By URL and by name, the same vault is the same target.
+        let by_url = json!({"keyVault": [{"vaultUrl": "https://kv-one.vault.azure.net", "secrets": [{"secretName": "s1", "apimAppName": "A"}]}]});
+        let errs = errors_of(&[&kv("kv-one", &[("s1", "App1")]), &by_url.to_string()]);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].contains("duplicate of APIKEYROTATIONAPPS: keyVault[0].secrets[0]"));
+
+        let a = api("https://api.contoso.com/keys", "ref", "App1");
+        let errs = errors_of(&[&a, &a]);
+        assert_eq!(
+            errs,
+            ["APIKEYROTATIONAPPS2: applicationApis[0]: duplicate of APIKEYROTATIONAPPS: applicationApis[0]"]
+        );
+        // Another appName on the same API, or another vault, is another target.
+        assert!(parse_all(&[&a, &api("https://api.contoso.com/keys", "ref2", "App1")]).is_ok());
+        assert!(parse_all(&[&kv("kv-one", &[("s1", "A")]), &kv("kv-two", &[("s1", "A")])]).is_ok());
+    }
+
+    #[test]
+    fn only_app_keeps_that_apps_targets() {
+        let m = parse_all(&[
+            &kv("kv-one", &[("s1", "App1"), ("s2", "App2")]),
+            &kv("kv-two", &[("s3", "App2")]),
+            &api("https://api.contoso.com/keys", "ref", "App1"),
+        ])
+        .unwrap();
+        let one = m.only_app("App1");
+        assert_eq!(one.key_vault.len(), 1);
+        assert_eq!(one.key_vault[0].vault_label, "kv-one");
+        assert_eq!(one.key_vault[0].secrets[0].secret_name, "s1");
+        assert_eq!(one.application_apis.len(), 1);
+        assert_eq!(one.target_count(), 2);
+        let two = m.only_app("App2");
+        assert_eq!(two.target_count(), 2);
+        assert!(two.application_apis.is_empty());
+        assert_eq!(two.apim_app_names(), ["App2"]);
+        assert_eq!(m.only_app("nobody"), AppsMapping::default());
+    }
+
+    #[test]
+    fn errors_display_one_per_line() {
+        let e = MappingErrors(vec![
+            MappingError {
+                setting: "A".into(),
+                path: "x".into(),
+                message: "m1".into(),
+            },
+            MappingError {
+                setting: "B".into(),
+                path: "$".into(),
+                message: "m2".into(),
+            },
+        ]);
+        assert_eq!(e.to_string(), "A: x: m1\nB: $: m2");
+        let domain: crate::error::Error = e.into();
+        assert_eq!(domain.kind(), crate::error::ErrorKind::ConfigInvalid);
+    }
+
+    fn schema_accepts(value: &serde_json::Value) -> bool {
+        let schema: serde_json::Value = serde_json::from_str(SCHEMA).unwrap();
+        jsonschema::draft202012::new(&schema)
+            .expect("the schema compiles")
+            .is_valid(value)
+    }
+
+    #[test]
+    fn schema_accepts_the_sample() {
+        let schema: serde_json::Value = serde_json::from_str(SCHEMA).unwrap();
+        let sample: serde_json::Value = serde_json::from_str(SAMPLE).unwrap();
+        let validator = jsonschema::draft202012::new(&schema).expect("the schema compiles");
+        let problems: Vec<_> = validator
+            .iter_errors(&sample)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(problems.is_empty(), "{problems:?}");
+    }
+
+    #[test]
+    fn schema_rejects_what_the_parser_rejects() {
+        let sample: serde_json::Value = serde_json::from_str(SAMPLE).unwrap();
+        let cases: [(&str, Option<serde_json::Value>); 12] = [
+            ("/keyVault/0/secrets/0/secretNam", Some(json!("x"))),
+            (
+                "/keyVault/0/vaultUrl",
+                Some(json!("https://x.vault.azure.net/")),
+            ),
+            ("/keyVault/0/vaultName", Some(json!("1kv"))),
+            ("/keyVault/0/vaultName", Some(json!("kv--one"))),
+            ("/keyVault/0/secrets", Some(json!([]))),
+            ("/keyVault/0/secrets/0/secretName", Some(json!("bad_name"))),
+            ("/keyVault/0/secrets/0/apimAppName", None),
+            (
+                "/applicationApis/0/httpURL",
+                Some(json!("http://api.contoso.com/")),
+            ),
+            ("/applicationApis/0/auth/type", Some(json!("basic"))),
+            ("/applicationApis/0/auth/extra", Some(json!(1))),
+            ("/appConfiguration", Some(json!([]))),
+            ("/webapps", Some(json!([]))),
+        ];
+        for (pointer, value) in cases {
+            let mut v = sample.clone();
+            validate::tests::tweak(&mut v, pointer, value);
+            assert!(!schema_accepts(&v), "schema accepted {pointer}");
+            let text = v.to_string();
+            assert!(
+                parse(&parts(&[&text]), &Cloud::public(), &|_| true).is_err(),
+                "parser accepted {pointer}"
+            );
+        }
+        // Comments, and loopback http, are accepted by both.
+        let mut v = sample.clone();
+        validate::tests::tweak(&mut v, "/keyVault/0/_note", Some(json!({"any": 1})));
+        validate::tests::tweak(
+            &mut v,
+            "/applicationApis/0/httpURL",
+            Some(json!("http://127.0.0.1:8080/keys")),
+        );
+        assert!(schema_accepts(&v));
+        assert!(parse(&parts(&[&v.to_string()]), &Cloud::public(), &|_| true).is_ok());
+    }
 }

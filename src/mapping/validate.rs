@@ -1,0 +1,757 @@
+//! The walker: reads one part of the mapping from a [`serde_json::Value`] by hand, checking every
+//! field and recording every problem with its JSON path instead of stopping at the first.
+//!
+//! Entries that pass their own checks are kept with their paths, so [`super::merge`] can look
+//! for duplicates across parts and name both places.
+
+use super::{ApiAuth, ApplicationApi, KeyVaultGroup, MappingError, SecretMapping};
+use crate::azure::cloud::Cloud;
+use serde_json::{Map, Value};
+use url::Url;
+
+/// The sections this version implements.
+pub(super) const SUPPORTED: [&str; 2] = ["keyVault", "applicationApis"];
+/// Sections of the format that this version recognises but does not implement.
+const UNSUPPORTED: [&str; 4] = [
+    "appConfiguration",
+    "functionApps",
+    "webApps",
+    "staticWebApps",
+];
+
+/// A valid `keyVault` entry with the path of each secret it kept.
+pub(super) struct VaultEntry {
+    pub group: KeyVaultGroup,
+    pub secret_paths: Vec<String>,
+}
+
+/// What one part yields: its valid entries with their paths.
+#[derive(Default)]
+pub(super) struct Part {
+    pub key_vault: Vec<VaultEntry>,
+    pub application_apis: Vec<(String, ApplicationApi)>,
+}
+
+/// Walks the parts of one setting, collecting problems in `errors`.
+pub(super) struct Walker<'a> {
+    setting: &'a str,
+    cloud: &'a Cloud,
+    setting_exists: &'a dyn Fn(&str) -> bool,
+    /// Problems found so far, in document order.
+    pub errors: Vec<MappingError>,
+}
+
+impl<'a> Walker<'a> {
+    /// A walker for the setting called `setting`.
+    pub fn new(
+        setting: &'a str,
+        cloud: &'a Cloud,
+        setting_exists: &'a dyn Fn(&str) -> bool,
+    ) -> Self {
+        Self {
+            setting,
+            cloud,
+            setting_exists,
+            errors: Vec::new(),
+        }
+    }
+
+    /// Parses and walks the JSON text of the part.
+    pub fn part(&mut self, text: &str) -> Part {
+        let mut part = Part::default();
+        let value: Value = match serde_json::from_str(text) {
+            Ok(v) => v,
+            Err(e) => {
+                let hint = if text.trim_start().starts_with("@Microsoft.KeyVault(") {
+                    " (an unresolved Key Vault reference: check the function app's access to the vault)"
+                } else {
+                    ""
+                };
+                self.error("", format!("not valid JSON: {e}{hint}"));
+                return part;
+            }
+        };
+        let Some(top) = self.object(&value, "") else {
+            return part;
+        };
+        for (key, v) in top {
+            match key.as_str() {
+                k if k.starts_with('_') => {}
+                "keyVault" => {
+                    for (i, e) in self.array(v, key).into_iter().flatten().enumerate() {
+                        part.key_vault.extend(self.key_vault(e, &index(key, i)));
+                    }
+                }
+                "applicationApis" => {
+                    for (i, e) in self.array(v, key).into_iter().flatten().enumerate() {
+                        let path = index(key, i);
+                        if let Some(a) = self.application_api(e, &path) {
+                            part.application_apis.push((path, a));
+                        }
+                    }
+                }
+                k if UNSUPPORTED.contains(&k) => self.error(
+                    k,
+                    format!(
+                        "not supported by this version of apikey-rotator (supported: {})",
+                        SUPPORTED.join(", ")
+                    ),
+                ),
+                k => self.error(k, unknown(k, &SUPPORTED)),
+            }
+        }
+        part
+    }
+
+    fn key_vault(&mut self, v: &Value, path: &str) -> Option<VaultEntry> {
+        let obj = self.fields(v, path, &["vaultName", "vaultUrl", "secrets"])?;
+        let cloud = self.cloud;
+        let vault = match (obj.get("vaultName"), obj.get("vaultUrl")) {
+            (Some(_), Some(_)) => {
+                self.error(path, "give either vaultName or vaultUrl, not both");
+                None
+            }
+            (None, None) => {
+                self.error(path, "vaultName or vaultUrl is required");
+                None
+            }
+            (Some(name), None) => self.string(name, &join(path, "vaultName"), |s| {
+                let name = vault_name(s)?;
+                let url = Url::parse(&cloud.vault_url(&name)).map_err(|e| {
+                    format!("no vault URL can be made with the cloud's Key Vault suffix ({e})")
+                })?;
+                Ok((url, name))
+            }),
+            (None, Some(url)) => self.string(url, &join(path, "vaultUrl"), vault_url),
+        };
+
+        let secrets_path = join(path, "secrets");
+        let secrets = self
+            .required(obj, path, "secrets")
+            .and_then(|v| self.array(v, &secrets_path));
+        if secrets.is_some_and(|s| s.is_empty()) {
+            self.error(
+                &secrets_path,
+                "must not be empty; expected at least one secret",
+            );
+        }
+        let mut group_secrets = Vec::new();
+        let mut secret_paths = Vec::new();
+        for (j, s) in secrets.into_iter().flatten().enumerate() {
+            let p = index(&secrets_path, j);
+            if let Some(secret) = self.secret(s, &p) {
+                group_secrets.push(secret);
+                secret_paths.push(p);
+            }
+        }
+        let (vault_url, vault_label) = vault?;
+        Some(VaultEntry {
+            group: KeyVaultGroup {
+                vault_url,
+                vault_label,
+                secrets: group_secrets,
+            },
+            secret_paths,
+        })
+    }
+
+    fn secret(&mut self, v: &Value, path: &str) -> Option<SecretMapping> {
+        let obj = self.fields(v, path, &["secretName", "apimAppName"])?;
+        let secret_name = self.required_string(obj, path, "secretName", secret_name);
+        let apim_app_name = self.required_string(obj, path, "apimAppName", name);
+        Some(SecretMapping {
+            secret_name: secret_name?,
+            apim_app_name: apim_app_name?,
+        })
+    }
+
+    fn application_api(&mut self, v: &Value, path: &str) -> Option<ApplicationApi> {
+        let obj = self.fields(v, path, &["httpURL", "appName", "apimAppName", "auth"])?;
+        let http_url = self.required_string(obj, path, "httpURL", http_url);
+        let app_name = self.required_string(obj, path, "appName", name);
+        let apim_app_name = self.required_string(obj, path, "apimAppName", name);
+        let auth = match obj.get("auth") {
+            None => Some(ApiAuth::None),
+            Some(v) => self.auth(v, &join(path, "auth")),
+        };
+        Some(ApplicationApi {
+            http_url: http_url?,
+            app_name: app_name?,
+            apim_app_name: apim_app_name?,
+            auth: auth?,
+        })
+    }
+
+    fn auth(&mut self, v: &Value, path: &str) -> Option<ApiAuth> {
+        let obj = self.object(v, path)?;
+        let kind = self.required_string(obj, path, "type", |s| match s {
+            "none" | "managedIdentity" | "header" => Ok(s.to_string()),
+            _ => Err(format!(
+                "expected none, managedIdentity or header, got \"{s}\""
+            )),
+        });
+        // With an unknown type, fields are still checked against those of every type.
+        let allowed: &[&str] = match kind.as_deref() {
+            Some("none") => &["type"],
+            Some("managedIdentity") => &["type", "scope"],
+            Some("header") => &["type", "name", "valueSetting"],
+            _ => &["type", "scope", "name", "valueSetting"],
+        };
+        self.known_fields(obj, path, allowed);
+        match kind?.as_str() {
+            "none" => Some(ApiAuth::None),
+            "managedIdentity" => {
+                let scope = self.required_string(obj, path, "scope", scope)?;
+                Some(ApiAuth::ManagedIdentity { scope })
+            }
+            _ => {
+                let header = self.required_string(obj, path, "name", header_name);
+                let value_setting = self.required_string(obj, path, "valueSetting", name)?;
+                if !(self.setting_exists)(&value_setting) {
+                    self.error(
+                        &join(path, "valueSetting"),
+                        format!("app setting {value_setting} is not set"),
+                    );
+                    return None;
+                }
+                Some(ApiAuth::Header {
+                    name: header?,
+                    value_setting,
+                })
+            }
+        }
+    }
+
+    // The field-reading helpers every section uses.
+
+    fn error(&mut self, path: &str, message: impl Into<String>) {
+        self.errors.push(MappingError {
+            setting: self.setting.to_string(),
+            path: if path.is_empty() { "$" } else { path }.to_string(),
+            message: message.into(),
+        });
+    }
+
+    /// `v` as an object.
+    fn object<'v>(&mut self, v: &'v Value, path: &str) -> Option<&'v Map<String, Value>> {
+        let obj = v.as_object();
+        if obj.is_none() {
+            self.error(path, expected("an object", v));
+        }
+        obj
+    }
+
+    /// Reports every field of `obj` that is neither in `allowed` nor a `_` comment.
+    fn known_fields(&mut self, obj: &Map<String, Value>, path: &str, allowed: &[&str]) {
+        for key in obj.keys() {
+            if !key.starts_with('_') && !allowed.contains(&key.as_str()) {
+                self.error(&join(path, key), unknown(key, allowed));
+            }
+        }
+    }
+
+    /// `v` as an object whose fields are all in `allowed` (or comments).
+    fn fields<'v>(
+        &mut self,
+        v: &'v Value,
+        path: &str,
+        allowed: &[&str],
+    ) -> Option<&'v Map<String, Value>> {
+        let obj = self.object(v, path)?;
+        self.known_fields(obj, path, allowed);
+        Some(obj)
+    }
+
+    fn array<'v>(&mut self, v: &'v Value, path: &str) -> Option<&'v Vec<Value>> {
+        let arr = v.as_array();
+        if arr.is_none() {
+            self.error(path, expected("an array", v));
+        }
+        arr
+    }
+
+    fn required<'v>(
+        &mut self,
+        obj: &'v Map<String, Value>,
+        path: &str,
+        key: &str,
+    ) -> Option<&'v Value> {
+        let v = obj.get(key);
+        if v.is_none() {
+            self.error(&join(path, key), "required");
+        }
+        v
+    }
+
+    /// `v` as a string, converted by `check`, whose error message is reported at `path`.
+    fn string<T>(
+        &mut self,
+        v: &Value,
+        path: &str,
+        check: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        let Some(s) = v.as_str() else {
+            self.error(path, expected("a string", v));
+            return None;
+        };
+        check(s).map_err(|m| self.error(path, m)).ok()
+    }
+
+    fn required_string<T>(
+        &mut self,
+        obj: &Map<String, Value>,
+        path: &str,
+        key: &str,
+        check: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        let v = self.required(obj, path, key)?;
+        self.string(v, &join(path, key), check)
+    }
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn index(path: &str, i: usize) -> String {
+    format!("{path}[{i}]")
+}
+
+fn expected(what: &str, got: &Value) -> String {
+    let got = match got {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    format!("expected {what}, got {got}")
+}
+
+fn unknown(key: &str, allowed: &[&str]) -> String {
+    match allowed.iter().find(|a| a.eq_ignore_ascii_case(key)) {
+        Some(a) => format!("unknown field; did you mean {a}?"),
+        None => format!(
+            "unknown field; expected {} (fields starting with _ are comments)",
+            allowed.join(", ")
+        ),
+    }
+}
+
+// Value checks: each returns what is kept, or the message to report.
+
+/// An app or setting name: non-empty, at most 256 characters, no surrounding spaces.
+fn name(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        Err("must not be empty".into())
+    } else if s.chars().count() > 256 {
+        Err("too long; expected at most 256 characters".into())
+    } else if s.trim() != s || s.chars().any(char::is_control) {
+        Err(format!(
+            "{s:?} has surrounding spaces or control characters"
+        ))
+    } else {
+        Ok(s.to_string())
+    }
+}
+
+fn vault_name(s: &str) -> Result<String, String> {
+    let ok = (3..=24).contains(&s.len())
+        && s.starts_with(|c: char| c.is_ascii_alphabetic())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && !s.ends_with('-')
+        && !s.contains("--");
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "\"{s}\" is not a vault name; expected 3-24 letters, digits and hyphens, starting with a letter, \
+             without consecutive hyphens or a trailing hyphen"
+        ))
+    }
+}
+
+fn secret_name(s: &str) -> Result<String, String> {
+    if (1..=127).contains(&s.len()) && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "\"{s}\" is not a secret name; expected 1-127 letters, digits and hyphens"
+        ))
+    }
+}
+
+/// A URL without credentials or fragment (they would leak into reports, or mean nothing).
+fn plain_url(s: &str) -> Result<Url, String> {
+    let url = Url::parse(s).map_err(|e| format!("not a URL ({e})"))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not contain a user name or password".into());
+    }
+    if url.fragment().is_some() {
+        return Err("must not contain a #fragment".into());
+    }
+    Ok(url)
+}
+
+/// A vault's base URL and its label (`host[:port]`); the path is given a trailing `/`.
+fn vault_url(s: &str) -> Result<(Url, String), String> {
+    let mut url = plain_url(s)?;
+    if url.scheme() != "https" {
+        return Err(format!(
+            "only https URLs are accepted for Key Vault, got {}://",
+            url.scheme()
+        ));
+    }
+    if url.query().is_some() {
+        return Err("must not contain a query; expected the vault's base URL".into());
+    }
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    let host = url.host_str().unwrap_or_default();
+    let label = match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    };
+    Ok((url, label))
+}
+
+fn http_url(s: &str) -> Result<Url, String> {
+    let url = plain_url(s)?;
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if crate::settings::is_loopback(&url) => Ok(url),
+        _ => {
+            Err("only https URLs are accepted (http is allowed for loopback addresses only)".into())
+        }
+    }
+}
+
+fn scope(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.chars().any(char::is_whitespace) {
+        Err("expected one scope without spaces, such as api://<application-id>/.default".into())
+    } else {
+        Ok(s.to_string())
+    }
+}
+
+fn header_name(s: &str) -> Result<String, String> {
+    match reqwest::header::HeaderName::from_bytes(s.as_bytes()) {
+        Ok(_) => Ok(s.to_string()),
+        Err(_) => Err(format!("\"{s}\" is not a valid HTTP header name")),
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Sets (or with `None` removes) the value at a JSON pointer whose parent exists.
+    pub(in crate::mapping) fn tweak(v: &mut Value, pointer: &str, value: Option<Value>) {
+        let (parent, last) = pointer.rsplit_once('/').expect("a pointer");
+        let parent = v
+            .pointer_mut(parent)
+            .unwrap_or_else(|| panic!("no parent for {pointer}"));
+        match (parent, value) {
+            (Value::Object(m), Some(x)) => {
+                m.insert(last.to_string(), x);
+            }
+            (Value::Object(m), None) => {
+                m.remove(last);
+            }
+            (Value::Array(a), Some(x)) => a[last.parse::<usize>().unwrap()] = x,
+            (Value::Array(a), None) => {
+                a.remove(last.parse::<usize>().unwrap());
+            }
+            _ => panic!("parent of {pointer} is not a container"),
+        }
+    }
+
+    fn valid() -> Value {
+        json!({
+            "_readme": ["comments are allowed anywhere objects are"],
+            "keyVault": [
+                { "vaultName": "kv-consumers-prd", "_note": 1,
+                  "secrets": [ { "secretName": "healthcheck-prd-apikey", "apimAppName": "App1" } ] },
+                { "vaultUrl": "https://127.0.0.1:8443",
+                  "secrets": [ { "secretName": "other-apikey", "apimAppName": "App2", "_why": {} } ] }
+            ],
+            "applicationApis": [
+                { "httpURL": "https://api.contoso.com/internal/api-keys", "appName": "ref-prd",
+                  "apimAppName": "App3", "auth": { "type": "managedIdentity", "scope": "api://x/.default" } },
+                { "httpURL": "https://api.contoso.com/keys", "appName": "other", "apimAppName": "App3",
+                  "auth": { "type": "header", "name": "x-admin-token", "valueSetting": "ADMIN_TOKEN", "_c": "" } },
+                { "httpURL": "http://localhost:7071/keys", "appName": "local", "apimAppName": "App1" }
+            ]
+        })
+    }
+
+    fn walk(v: &Value) -> (Part, Vec<String>) {
+        let cloud = Cloud::public();
+        let exists = |s: &str| s == "ADMIN_TOKEN";
+        let mut w = Walker::new("APIKEYROTATIONAPPS", &cloud, &exists);
+        let part = w.part(&v.to_string());
+        let errors = w
+            .errors
+            .iter()
+            .map(|e| format!("{}: {}", e.path, e.message))
+            .collect();
+        (part, errors)
+    }
+
+    #[test]
+    fn the_valid_case_is_valid() {
+        let (part, errors) = walk(&valid());
+        assert!(errors.is_empty(), "{errors:?}");
+        let g = &part.key_vault[0].group;
+        assert_eq!(
+            g.vault_url.as_str(),
+            "https://kv-consumers-prd.vault.azure.net/"
+        );
+        assert_eq!(g.vault_label, "kv-consumers-prd");
+        assert_eq!(part.key_vault[0].secret_paths, ["keyVault[0].secrets[0]"]);
+        let g = &part.key_vault[1].group;
+        assert_eq!(g.vault_url.as_str(), "https://127.0.0.1:8443/");
+        assert_eq!(g.vault_label, "127.0.0.1:8443");
+        let apis: Vec<_> = part
+            .application_apis
+            .iter()
+            .map(|(_, a)| a.auth.clone())
+            .collect();
+        assert_eq!(
+            apis,
+            [
+                ApiAuth::ManagedIdentity {
+                    scope: "api://x/.default".into()
+                },
+                ApiAuth::Header {
+                    name: "x-admin-token".into(),
+                    value_setting: "ADMIN_TOKEN".into()
+                },
+                ApiAuth::None,
+            ]
+        );
+    }
+
+    /// Each case changes one thing in the valid case and expects exactly one problem.
+    #[test]
+    fn one_tweak_one_problem() {
+        let long = "a".repeat(257);
+        let cases: Vec<(&str, Option<Value>, &str)> = vec![
+            // keyVault
+            ("/keyVault/0/vaultName", None, "keyVault[0]: vaultName or vaultUrl is required"),
+            ("/keyVault/0/vaultUrl", Some(json!("https://x.vault.azure.net/")), "keyVault[0]: give either vaultName or vaultUrl, not both"),
+            ("/keyVault/0/vaultName", Some(json!(7)), "keyVault[0].vaultName: expected a string, got number"),
+            ("/keyVault/0/vaultName", Some(json!("kv")), "keyVault[0].vaultName: \"kv\" is not a vault name"),
+            ("/keyVault/0/vaultName", Some(json!("a".repeat(25))), "keyVault[0].vaultName: \"aaaaaaaaaaaaaaaaaaaaaaaaa\" is not a vault name"),
+            ("/keyVault/0/vaultName", Some(json!("1kv")), "keyVault[0].vaultName: \"1kv\" is not a vault name"),
+            ("/keyVault/0/vaultName", Some(json!("kv--x")), "keyVault[0].vaultName: \"kv--x\" is not a vault name"),
+            ("/keyVault/0/vaultName", Some(json!("kv-x-")), "keyVault[0].vaultName: \"kv-x-\" is not a vault name"),
+            ("/keyVault/0/vaultName", Some(json!("kv_x")), "keyVault[0].vaultName: \"kv_x\" is not a vault name"),
+            ("/keyVault/1/vaultUrl", Some(json!("http://127.0.0.1:8443/")), "keyVault[1].vaultUrl: only https URLs are accepted for Key Vault, got http://"),
+            ("/keyVault/1/vaultUrl", Some(json!("kv.vault.azure.net")), "keyVault[1].vaultUrl: not a URL (relative URL without a base)"),
+            ("/keyVault/1/vaultUrl", Some(json!("https://kv.vault.azure.net/?x=1")), "keyVault[1].vaultUrl: must not contain a query; expected the vault's base URL"),
+            ("/keyVault/1/vaultUrl", Some(json!("https://u:p@kv.vault.azure.net/")), "keyVault[1].vaultUrl: must not contain a user name or password"),
+            ("/keyVault/0/secrets", None, "keyVault[0].secrets: required"),
+            ("/keyVault/0/secrets", Some(json!([])), "keyVault[0].secrets: must not be empty; expected at least one secret"),
+            ("/keyVault/0/secrets", Some(json!({})), "keyVault[0].secrets: expected an array, got object"),
+            ("/keyVault/0/secrets/0", Some(json!("s")), "keyVault[0].secrets[0]: expected an object, got string"),
+            ("/keyVault/0/secrets/0/secretName", None, "keyVault[0].secrets[0].secretName: required"),
+            ("/keyVault/0/secrets/0/secretName", Some(json!("a_b")), "keyVault[0].secrets[0].secretName: \"a_b\" is not a secret name; expected 1-127 letters, digits and hyphens"),
+            ("/keyVault/0/secrets/0/secretName", Some(json!("")), "keyVault[0].secrets[0].secretName: \"\" is not a secret name"),
+            ("/keyVault/0/secrets/0/secretName", Some(json!("a".repeat(128))), "keyVault[0].secrets[0].secretName: \"aaaa"),
+            ("/keyVault/0/secrets/0/apimAppName", None, "keyVault[0].secrets[0].apimAppName: required"),
+            ("/keyVault/0/secrets/0/apimAppName", Some(json!(null)), "keyVault[0].secrets[0].apimAppName: expected a string, got null"),
+            ("/keyVault/0/secrets/0/apimAppName", Some(json!("")), "keyVault[0].secrets[0].apimAppName: must not be empty"),
+            ("/keyVault/0/secrets/0/apimAppName", Some(json!(long)), "keyVault[0].secrets[0].apimAppName: too long; expected at most 256 characters"),
+            ("/keyVault/0/secrets/0/apimAppName", Some(json!(" App1")), "keyVault[0].secrets[0].apimAppName: \" App1\" has surrounding spaces"),
+            ("/keyVault/0/secrets/0/apimappname", Some(json!("x")), "keyVault[0].secrets[0].apimappname: unknown field; did you mean apimAppName?"),
+            ("/keyVault/0/region", Some(json!("x")), "keyVault[0].region: unknown field; expected vaultName, vaultUrl, secrets (fields starting with _ are comments)"),
+            ("/keyVault", Some(json!({})), "keyVault: expected an array, got object"),
+            ("/keyVault/0", Some(json!([])), "keyVault[0]: expected an object, got array"),
+            // applicationApis
+            ("/applicationApis/0/httpURL", None, "applicationApis[0].httpURL: required"),
+            ("/applicationApis/0/httpURL", Some(json!(true)), "applicationApis[0].httpURL: expected a string, got boolean"),
+            ("/applicationApis/0/httpURL", Some(json!("http://api.contoso.com/keys")), "applicationApis[0].httpURL: only https URLs are accepted (http is allowed for loopback addresses only)"),
+            ("/applicationApis/0/httpURL", Some(json!("http://10.0.0.1/keys")), "applicationApis[0].httpURL: only https URLs are accepted"),
+            ("/applicationApis/0/httpURL", Some(json!("ftp://127.0.0.1/keys")), "applicationApis[0].httpURL: only https URLs are accepted"),
+            ("/applicationApis/0/httpURL", Some(json!("https://api.contoso.com/#x")), "applicationApis[0].httpURL: must not contain a #fragment"),
+            ("/applicationApis/0/httpUrl", Some(json!("x")), "applicationApis[0].httpUrl: unknown field; did you mean httpURL?"),
+            ("/applicationApis/0/appName", None, "applicationApis[0].appName: required"),
+            ("/applicationApis/0/appName", Some(json!("")), "applicationApis[0].appName: must not be empty"),
+            ("/applicationApis/0/apimAppName", Some(json!(["x"])), "applicationApis[0].apimAppName: expected a string, got array"),
+            ("/applicationApis/0/auth", Some(json!("managedIdentity")), "applicationApis[0].auth: expected an object, got string"),
+            ("/applicationApis/0/auth/type", None, "applicationApis[0].auth.type: required"),
+            ("/applicationApis/0/auth/type", Some(json!("basic")), "applicationApis[0].auth.type: expected none, managedIdentity or header, got \"basic\""),
+            ("/applicationApis/0/auth/scope", None, "applicationApis[0].auth.scope: required"),
+            ("/applicationApis/0/auth/scope", Some(json!("")), "applicationApis[0].auth.scope: expected one scope without spaces"),
+            ("/applicationApis/0/auth/scope", Some(json!("a b")), "applicationApis[0].auth.scope: expected one scope without spaces"),
+            ("/applicationApis/0/auth/name", Some(json!("x")), "applicationApis[0].auth.name: unknown field; expected type, scope"),
+            ("/applicationApis/1/auth/name", None, "applicationApis[1].auth.name: required"),
+            ("/applicationApis/1/auth/name", Some(json!("x admin")), "applicationApis[1].auth.name: \"x admin\" is not a valid HTTP header name"),
+            ("/applicationApis/1/auth/name", Some(json!("")), "applicationApis[1].auth.name: \"\" is not a valid HTTP header name"),
+            ("/applicationApis/1/auth/valueSetting", None, "applicationApis[1].auth.valueSetting: required"),
+            ("/applicationApis/1/auth/valueSetting", Some(json!("MISSING_TOKEN")), "applicationApis[1].auth.valueSetting: app setting MISSING_TOKEN is not set"),
+            ("/applicationApis/1/auth/scope", Some(json!("s")), "applicationApis[1].auth.scope: unknown field; expected type, name, valueSetting"),
+            ("/applicationApis/2/auth", Some(json!({"type": "none", "scope": "s"})), "applicationApis[2].auth.scope: unknown field; expected type"),
+            // top level
+            ("/appConfiguration", Some(json!([])), "appConfiguration: not supported by this version of apikey-rotator (supported: keyVault, applicationApis)"),
+            ("/functionApps", Some(json!([{}])), "functionApps: not supported by this version of apikey-rotator"),
+            ("/webApps", Some(json!(null)), "webApps: not supported by this version of apikey-rotator"),
+            ("/staticWebApps", Some(json!([])), "staticWebApps: not supported by this version of apikey-rotator"),
+            ("/keyvault", Some(json!([])), "keyvault: unknown field; did you mean keyVault?"),
+            ("/secrets", Some(json!([])), "secrets: unknown field; expected keyVault, applicationApis (fields starting with _ are comments)"),
+        ];
+        for (pointer, value, want) in cases {
+            let mut v = valid();
+            tweak(&mut v, pointer, value);
+            let (_, errors) = walk(&v);
+            assert_eq!(errors.len(), 1, "{pointer}: {errors:?}");
+            assert!(
+                errors[0].starts_with(want),
+                "{pointer}: got {:?}, want {want:?}",
+                errors[0]
+            );
+        }
+    }
+
+    #[test]
+    fn accepted_variants() {
+        let cases: Vec<(&str, Option<Value>)> = vec![
+            (
+                "/applicationApis/0/httpURL",
+                Some(json!("http://127.0.0.1:7071/keys")),
+            ),
+            (
+                "/applicationApis/0/httpURL",
+                Some(json!("http://127.8.9.10/keys")),
+            ),
+            (
+                "/applicationApis/0/httpURL",
+                Some(json!("http://[::1]:8080/keys")),
+            ),
+            (
+                "/applicationApis/0/httpURL",
+                Some(json!("http://LOCALHOST/keys")),
+            ),
+            (
+                "/applicationApis/0/auth",
+                Some(json!({"type": "none", "_c": 1})),
+            ),
+            ("/applicationApis/0/auth", None),
+            ("/keyVault/0/vaultName", Some(json!("ABC"))),
+            (
+                "/keyVault/0/vaultName",
+                Some(json!("a-b-c-d-e-f-g-h-i-j-k-l")),
+            ),
+            ("/keyVault/0/secrets/0/secretName", Some(json!("A-1"))),
+            ("/_comment", Some(json!(null))),
+            ("/applicationApis/0/_", Some(json!([1, 2]))),
+        ];
+        for (pointer, value) in cases {
+            let mut v = valid();
+            tweak(&mut v, pointer, value);
+            let (_, errors) = walk(&v);
+            assert!(errors.is_empty(), "{pointer}: {errors:?}");
+        }
+    }
+
+    #[test]
+    fn vault_urls_get_a_trailing_slash_and_a_host_label() {
+        for (given, url, label) in [
+            (
+                "https://kv1.vault.azure.net",
+                "https://kv1.vault.azure.net/",
+                "kv1.vault.azure.net",
+            ),
+            (
+                "https://127.0.0.1:9443/kv1",
+                "https://127.0.0.1:9443/kv1/",
+                "127.0.0.1:9443",
+            ),
+            ("https://[::1]:9443/", "https://[::1]:9443/", "[::1]:9443"),
+        ] {
+            let (u, l) = vault_url(given).unwrap();
+            assert_eq!((u.as_str(), l.as_str()), (url, label));
+        }
+    }
+
+    #[test]
+    fn vault_names_use_the_clouds_suffix() {
+        let cloud = Cloud::china();
+        let mut w = Walker::new("S", &cloud, &|_| true);
+        let part = w.part(r#"{"keyVault": [{"vaultName": "kv1", "secrets": [{"secretName": "s", "apimAppName": "a"}]}]}"#);
+        assert_eq!(
+            part.key_vault[0].group.vault_url.as_str(),
+            "https://kv1.vault.azure.cn/"
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let mut v = valid();
+        tweak(&mut v, "/keyVault/0/vaultName", Some(json!("x")));
+        tweak(&mut v, "/keyVault/0/secrets/0/apimAppName", None);
+        tweak(&mut v, "/keyVault/1/secrets/0/secretName", Some(json!(1)));
+        tweak(
+            &mut v,
+            "/applicationApis/0/httpURL",
+            Some(json!("http://api.contoso.com")),
+        );
+        tweak(
+            &mut v,
+            "/applicationApis/1/auth/valueSetting",
+            Some(json!("NOPE")),
+        );
+        tweak(&mut v, "/applicationApis/2/extra", Some(json!(1)));
+        tweak(&mut v, "/webApps", Some(json!([])));
+        let (_, errors) = walk(&v);
+        let paths: Vec<_> = errors
+            .iter()
+            .map(|e| e.split(": ").next().unwrap())
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "keyVault[0].vaultName",
+                "keyVault[0].secrets[0].apimAppName",
+                "keyVault[1].secrets[0].secretName",
+                "applicationApis[0].httpURL",
+                "applicationApis[1].auth.valueSetting",
+                "applicationApis[2].extra",
+                "webApps",
+            ]
+        );
+    }
+
+    #[test]
+    fn not_json_says_where() {
+        let (_, errors) = walk(&json!(null));
+        assert_eq!(errors, ["$: expected an object, got null"]);
+        let cloud = Cloud::public();
+        let mut w = Walker::new("S", &cloud, &|_| true);
+        w.part("{\n  \"keyVault\": [,]\n}");
+        assert_eq!(w.errors[0].path, "$");
+        assert!(
+            w.errors[0].message.contains("line 2 column 16"),
+            "{}",
+            w.errors[0].message
+        );
+        let mut w = Walker::new("S", &cloud, &|_| true);
+        w.part("@Microsoft.KeyVault(SecretUri=https://kv1.vault.azure.net/secrets/map/)");
+        assert!(
+            w.errors[0]
+                .message
+                .contains("unresolved Key Vault reference"),
+            "{}",
+            w.errors[0].message
+        );
+    }
+}
