@@ -277,7 +277,8 @@ pub fn check_location(details: &CompanyDetails, site_name: Option<&str>) -> Resu
     let Some(bound) = &details.bound_to else {
         return Ok(());
     };
-    if site_name == Some(bound.site_name.as_str()) {
+    // App Service site names are case-insensitive.
+    if site_name.is_some_and(|s| s.eq_ignore_ascii_case(bound.site_name.trim())) {
         return Ok(());
     }
     let here = match site_name {
@@ -415,6 +416,32 @@ pub(crate) mod tests {
         );
 
         v = details_json(serde_json::json!({}));
+        v["issuer"]["organisation"] = "typo".into();
+        let e = open(UUID, &sealed(&v)).unwrap_err();
+        assert!(
+            e.to_string().contains("unknown field `organisation`"),
+            "{e}"
+        );
+
+        v = details_json(serde_json::json!({}));
+        v["issuer"]["serviceAccountKey"]["private_key_idd"] = "typo".into();
+        let e = open(UUID, &sealed(&v)).unwrap_err();
+        assert!(
+            e.to_string().contains("unknown field `private_key_idd`"),
+            "{e}"
+        );
+
+        v = details_json(serde_json::json!({}));
+        v["issuer"]
+            .as_object_mut()
+            .unwrap()
+            .remove("developerEmail");
+        let e = open(UUID, &sealed(&v)).unwrap_err();
+        assert!(
+            e.to_string().contains("missing field `developerEmail`"),
+            "{e}"
+        );
+        v = details_json(serde_json::json!({}));
         v["issuer"]["serviceAccountKey"]["private_key"] = "nope".into();
         let e = open(UUID, &sealed(&v)).unwrap_err();
         assert!(
@@ -451,6 +478,7 @@ pub(crate) mod tests {
         let v = details_json(serde_json::json!({ "boundTo": { "siteName": "func-prd" } }));
         let d = open(UUID, &sealed(&v)).unwrap();
         assert!(check_location(&d, Some("func-prd")).is_ok());
+        assert!(check_location(&d, Some("FUNC-PRD")).is_ok());
         let e = check_location(&d, Some("func-dev")).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::ConfigInvalid);
         assert_eq!(

@@ -153,7 +153,9 @@ impl ApigeeX {
         Ok(url)
     }
 
-    /// Sends one authenticated request; returns the body of a 2xx answer.
+    /// Sends one authenticated request; returns the body of a 2xx answer. A 401 drops the
+    /// cached token and is tried once more with a fresh one: a refused token means the request
+    /// was not applied, so repeating it cannot double-apply anything.
     async fn call(
         &self,
         method: Method,
@@ -161,36 +163,42 @@ impl ApigeeX {
         body: Option<&Value>,
         octet_stream: bool,
     ) -> Result<Vec<u8>> {
-        let token = self.auth.token().await?;
-        let mut req = self
-            .http
-            .request(method, url)
-            .bearer_auth(token.expose())
-            .header(reqwest::header::ACCEPT, "application/json");
-        if let Some(b) = body {
-            req = req.json(b);
-        } else if octet_stream {
-            req = req
-                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-                .body(Vec::new());
-        }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| transport_error(SERVICE, &e.without_url()))?;
-        let status = resp.status().as_u16();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| transport_error(SERVICE, &e.without_url()))?;
-        if !(200..300).contains(&status) {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let token = self.auth.token().await?;
+            let mut req = self
+                .http
+                .request(method.clone(), url.clone())
+                .bearer_auth(token.expose())
+                .header(reqwest::header::ACCEPT, "application/json");
+            if let Some(b) = body {
+                req = req.json(b);
+            } else if octet_stream {
+                req = req
+                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                    .body(Vec::new());
+            }
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| transport_error(SERVICE, &e.without_url()))?;
+            let status = resp.status().as_u16();
+            let bytes = resp
+                .bytes()
+                .await
+                .map_err(|e| transport_error(SERVICE, &e.without_url()))?;
+            if (200..300).contains(&status) {
+                return Ok(bytes.to_vec());
+            }
             if status == 401 {
-                // A revoked or rotated token; the next call fetches a new one.
                 self.auth.invalidate().await;
+                if attempt == 1 {
+                    continue;
+                }
             }
             return Err(parse_error(status, &bytes));
         }
-        Ok(bytes.to_vec())
     }
 
     async fn add_products(

@@ -26,6 +26,8 @@ struct Fake {
     apps: HashMap<String, Vec<Value>>,
     requests: Vec<String>,
     reject_products: bool,
+    /// Answer the next API call 401, as Google does for a revoked token.
+    revoke_token_once: bool,
 }
 
 type Shared = Arc<Mutex<Fake>>;
@@ -87,8 +89,10 @@ async fn apigee(
 ) -> Response {
     let mut fake = fake.lock().unwrap();
     fake.requests.push(format!("{method} {uri}"));
-    if headers.get("authorization").and_then(|v| v.to_str().ok())
-        != Some(&format!("Bearer {ACCESS_TOKEN}"))
+    let revoked = std::mem::take(&mut fake.revoke_token_once);
+    if revoked
+        || headers.get("authorization").and_then(|v| v.to_str().ok())
+            != Some(&format!("Bearer {ACCESS_TOKEN}"))
     {
         return google_error(
             StatusCode::UNAUTHORIZED,
@@ -281,6 +285,18 @@ async fn renews_through_apigee_and_converges() {
     assert_eq!(second.api_key, first.api_key);
     assert_eq!(fake.lock().unwrap().token_calls, 1, "the token is cached");
     assert_eq!(fake.lock().unwrap().apps["app1"].len(), 3);
+
+    fake.lock().unwrap().revoke_token_once = true;
+    let third = source
+        .current_key("app1", KeyRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(third.api_key, first.api_key);
+    assert_eq!(
+        fake.lock().unwrap().token_calls,
+        2,
+        "a refused token is replaced once"
+    );
 }
 
 #[tokio::test]
