@@ -7,21 +7,32 @@ use std::process::{Command, Output};
 
 fn binary() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_apikey-rotator"));
-    c.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
     c
 }
 
 fn text(o: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 #[test]
 fn demo_runs_twice_and_passes() {
     let dir = tempfile::tempdir().unwrap();
-    let out = binary().args(["demo", "--dir"]).arg(dir.path()).output().unwrap();
+    let out = binary()
+        .args(["demo", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "demo failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("== Run 1") && stdout.contains("== Run 2"), "{stdout}");
+    assert!(
+        stdout.contains("== Run 1") && stdout.contains("== Run 2"),
+        "{stdout}"
+    );
     assert!(stdout.contains("Demo passed"), "{stdout}");
     assert!(dir.path().join("sandbox.json").is_file());
 }
@@ -31,60 +42,103 @@ async fn rotate_prints_the_report_and_validate_checks_the_mapping() {
     let env = Env::start().await;
     let settings = env.settings(&[]);
 
-    let out = binary().envs(&settings).args(["rotate", "--dry-run"]).output().unwrap();
+    let out = binary()
+        .envs(&settings)
+        .args(["rotate", "--dry-run"])
+        .output()
+        .unwrap();
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["dryRun"], true);
     assert!(env.writes().await.is_empty());
 
-    let out = binary().envs(&settings).args(["rotate", "--app", "APIKeyRotator_TestApp1_Sandbox"]).output().unwrap();
+    let out = binary()
+        .envs(&settings)
+        .args(["rotate", "--app", "APIKeyRotator_TestApp1_Sandbox"])
+        .output()
+        .unwrap();
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["summary"]["renewed"], 1);
     let keys = env.all_keys().await;
     for key in &keys {
-        assert!(!stdout.contains(key.as_str()) && !stderr.contains(key.as_str()), "a key leaked on the command line");
+        assert!(
+            !stdout.contains(key.as_str()) && !stderr.contains(key.as_str()),
+            "a key leaked on the command line"
+        );
     }
 
     let out = binary().envs(&settings).arg("validate").output().unwrap();
     assert!(out.status.success(), "{:?}", text(&out));
-    assert!(text(&out).0.contains("mapping valid: 3 apps, 6 targets"), "{:?}", text(&out));
+    assert!(
+        text(&out).0.contains("mapping valid: 3 apps, 6 targets"),
+        "{:?}",
+        text(&out)
+    );
 
     let bad = env.dir.path().join("bad.json");
-    std::fs::write(&bad, r#"{"keyVault":[{"vaultName":"kv1","secrets":[{"secretName":"a b"}]}]}"#).unwrap();
-    let out = binary().envs(&settings).args(["validate", "--mapping"]).arg(&bad).output().unwrap();
+    std::fs::write(
+        &bad,
+        r#"{"keyVault":[{"vaultName":"kv1","secrets":[{"secretName":"a b"}]}]}"#,
+    )
+    .unwrap();
+    let out = binary()
+        .envs(&settings)
+        .args(["validate", "--mapping"])
+        .arg(&bad)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let (_, stderr) = text(&out);
-    assert!(stderr.contains("keyVault[0].secrets[0].secretName"), "{stderr}");
-    assert!(stderr.contains("keyVault[0].secrets[0].apimAppName"), "every problem is listed: {stderr}");
+    assert!(
+        stderr.contains("keyVault[0].secrets[0].secretName"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("keyVault[0].secrets[0].apimAppName"),
+        "every problem is listed: {stderr}"
+    );
 }
 
 #[test]
 fn seal_output_opens_with_the_same_uuid_only() {
     let dir = tempfile::tempdir().unwrap();
     let company = dir.path().join("company.json");
-    std::fs::write(
-        &company,
-        r#"{"company":"Contoso","issuer":{"type":"apigeeX","organization":"contoso","developerEmail":"a@contoso.com",
-            "serviceAccountKey":{"type":"service_account","client_email":"sa@contoso.iam.gserviceaccount.com",
-            "private_key":"-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n","token_uri":"https://oauth2.googleapis.com/token"}},
-            "policy":{"renewBeforeExpiryDays":45,"newKeyLifetimeDays":90}}"#,
-    )
-    .unwrap();
+    let private_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256)
+        .unwrap()
+        .serialize_pem();
+    let details = serde_json::json!({
+        "company": "Contoso",
+        "issuer": {"type": "apigeeX", "organization": "contoso", "developerEmail": "a@contoso.com",
+            "serviceAccountKey": {"type": "service_account", "client_email": "sa@contoso.iam.gserviceaccount.com",
+                "private_key": private_key, "token_uri": "https://oauth2.googleapis.com/token"}},
+        "policy": {"renewBeforeExpiryDays": 45, "newKeyLifetimeDays": 90}
+    });
+    std::fs::write(&company, details.to_string()).unwrap();
     let uuid = "3f2b7c1e-8d4a-4e2f-9b1c-0a5d6e7f8a9b";
-    let out = binary().args(["seal", "--uuid", uuid, "--in"]).arg(&company).output().unwrap();
+    let out = binary()
+        .args(["seal", "--uuid", uuid, "--in"])
+        .arg(&company)
+        .output()
+        .unwrap();
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     let sealed = stdout.trim();
     assert!(!sealed.contains("Contoso"), "the details must be encrypted");
     assert!(apikey_rotator::toolkit::sealed::open(uuid, sealed).is_ok());
-    let wrong = apikey_rotator::toolkit::sealed::open("00000000-0000-4000-8000-000000000000", sealed).unwrap_err();
+    let wrong =
+        apikey_rotator::toolkit::sealed::open("00000000-0000-4000-8000-000000000000", sealed)
+            .unwrap_err();
     assert_eq!(wrong.to_string(), "Incorrect Toolkit UUID");
 
     // Invalid details are refused at sealing time, not at the first run.
     std::fs::write(&company, r#"{"company":"Contoso","unknownField":1}"#).unwrap();
-    let out = binary().args(["seal", "--uuid", uuid, "--in"]).arg(&company).output().unwrap();
+    let out = binary()
+        .args(["seal", "--uuid", uuid, "--in"])
+        .arg(&company)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }

@@ -24,7 +24,10 @@ fn has(report: &Value, list: &str, kind: &str, target_suffix: &str) -> bool {
 async fn current_key(handler: &Handler, app: &str) -> String {
     let (status, body) = handler.toolkit(format!(r#"{{"appName":"{app}"}}"#)).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["renewed"], false, "a second ToolkitApp call must not renew again: {body}");
+    assert_eq!(
+        body["renewed"], false,
+        "a second ToolkitApp call must not renew again: {body}"
+    );
     body["apiKey"].as_str().unwrap().to_string()
 }
 
@@ -37,28 +40,77 @@ async fn first_run_rotates_second_run_writes_nothing() {
     let (status, first) = handler.rotate("").await;
     assert_eq!(status, 200, "{first:#}");
     let s = &first["summary"];
-    assert_eq!((s["apps"].as_u64(), s["targets"].as_u64()), (Some(3), Some(6)), "{s}");
-    assert_eq!(s["renewed"], 1, "only App1 is inside the renewal window: {first:#}");
-    assert!(entries(&first, "successes").iter().any(|e| e["type"] == "TOOLKIT" && e["appName"] == APP1));
+    assert_eq!(
+        (s["apps"].as_u64(), s["targets"].as_u64()),
+        (Some(3), Some(6)),
+        "{s}"
+    );
+    assert_eq!(
+        s["renewed"], 1,
+        "only App1 is inside the renewal window: {first:#}"
+    );
+    assert!(entries(&first, "successes")
+        .iter()
+        .any(|e| e["type"] == "TOOLKIT" && e["appName"] == APP1));
     // App1's key was renewed, so its vault secret and its application API entry are stale.
-    assert!(has(&first, "successes", "KEY_VAULT", "/healthcheck-prd-apikey"), "{first:#}");
-    assert!(has(&first, "successes", "APPLICATION_API", "/healthcheck-api"), "{first:#}");
+    assert!(
+        has(&first, "successes", "KEY_VAULT", "/healthcheck-prd-apikey"),
+        "{first:#}"
+    );
+    assert!(
+        has(&first, "successes", "APPLICATION_API", "/healthcheck-api"),
+        "{first:#}"
+    );
     // App2's secret held an old value; the partner vault had no secret at all.
-    assert!(has(&first, "successes", "KEY_VAULT", "/orders-prd-apikey"), "{first:#}");
-    assert!(has(&first, "successes", "KEY_VAULT", "/partner-apikey"), "{first:#}");
+    assert!(
+        has(&first, "successes", "KEY_VAULT", "/orders-prd-apikey"),
+        "{first:#}"
+    );
+    assert!(
+        has(&first, "successes", "KEY_VAULT", "/partner-apikey"),
+        "{first:#}"
+    );
     // App3 is current everywhere.
-    assert!(has(&first, "warnings", "KEY_VAULT", "/reference-prd-apikey"), "{first:#}");
-    assert!(has(&first, "warnings", "APPLICATION_API", "/referenceapi-prd"), "{first:#}");
-    assert_eq!((s["updated"].as_u64(), s["unchanged"].as_u64(), s["failed"].as_u64()), (Some(4), Some(2), Some(0)));
-    let warning = entries(&first, "warnings").into_iter().find(|e| e["type"] == "KEY_VAULT").unwrap();
-    assert!(warning["message"].as_str().unwrap().starts_with("No update needed for \"reference-prd-apikey\""), "{warning}");
+    assert!(
+        has(&first, "warnings", "KEY_VAULT", "/reference-prd-apikey"),
+        "{first:#}"
+    );
+    assert!(
+        has(&first, "warnings", "APPLICATION_API", "/referenceapi-prd"),
+        "{first:#}"
+    );
+    assert_eq!(
+        (
+            s["updated"].as_u64(),
+            s["unchanged"].as_u64(),
+            s["failed"].as_u64()
+        ),
+        (Some(4), Some(2), Some(0))
+    );
+    let warning = entries(&first, "warnings")
+        .into_iter()
+        .find(|e| e["type"] == "KEY_VAULT")
+        .unwrap();
+    assert!(
+        warning["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("No update needed for \"reference-prd-apikey\""),
+        "{warning}"
+    );
 
     // The new key is what the stores hold now: read back with the official Key Vault client.
     let app1_key = current_key(&handler, APP1).await;
     assert!(!keys_before.contains(&app1_key), "App1 must have a new key");
     let vault = &env.info.endpoints.key_vaults["kv-consumers-prd"];
-    assert_eq!(read_secret(&env, vault, "healthcheck-prd-apikey").await, app1_key);
-    assert_eq!(read_secret(&env, vault, "orders-prd-apikey").await, current_key(&handler, APP2).await);
+    assert_eq!(
+        read_secret(&env, vault, "healthcheck-prd-apikey").await,
+        app1_key
+    );
+    assert_eq!(
+        read_secret(&env, vault, "orders-prd-apikey").await,
+        current_key(&handler, APP2).await
+    );
     let api = env.tls_client();
     let token = sandbox_token(&env, "api://apikey-consumer-sandbox").await;
     let stored: Value = api
@@ -71,7 +123,10 @@ async fn first_run_rotates_second_run_writes_nothing() {
         .json()
         .await
         .unwrap();
-    assert_eq!(stored["apiKeySha256"], ApiKey::new(app1_key.clone()).sha256_hex());
+    assert_eq!(
+        stored["apiKeySha256"],
+        ApiKey::new(app1_key.clone()).sha256_hex()
+    );
 
     env.clear_requests().await;
     let (status, second) = handler.rotate("").await;
@@ -83,7 +138,12 @@ async fn first_run_rotates_second_run_writes_nothing() {
     assert!(writes.is_empty(), "the second run wrote: {writes:#?}");
     // One issuer read per app, one read per target.
     let requests = env.requests().await;
-    let count = |service: &str| requests.iter().filter(|r| r["service"] == service && r["method"] == "GET").count();
+    let count = |service: &str| {
+        requests
+            .iter()
+            .filter(|r| r["service"] == service && r["method"] == "GET")
+            .count()
+    };
     assert_eq!(count("apigee"), 3, "{requests:#?}");
     assert_eq!(count("keyVault"), 4);
     assert_eq!(count("applicationApi"), 2);
@@ -101,8 +161,17 @@ async fn dry_run_plans_without_writing_and_force_renews_one_app() {
     assert_eq!(status, 200, "{plan:#}");
     assert_eq!(plan["dryRun"], true);
     assert_eq!(plan["summary"]["renewed"], 0);
-    assert!(entries(&plan, "successes").iter().all(|e| e["message"].as_str().unwrap().starts_with("Would ")), "{plan:#}");
-    assert!(env.writes().await.is_empty(), "a dry run wrote: {:#?}", env.writes().await);
+    assert!(
+        entries(&plan, "successes")
+            .iter()
+            .all(|e| e["message"].as_str().unwrap().starts_with("Would ")),
+        "{plan:#}"
+    );
+    assert!(
+        env.writes().await.is_empty(),
+        "a dry run wrote: {:#?}",
+        env.writes().await
+    );
 
     let (status, body) = handler.rotate("force=true").await;
     assert_eq!(status, 400, "force without app: {body}");
@@ -114,12 +183,21 @@ async fn dry_run_plans_without_writing_and_force_renews_one_app() {
     assert_eq!(status, 200, "{forced:#}");
     assert_eq!(forced["summary"]["apps"], 1);
     assert_eq!(forced["summary"]["renewed"], 1);
-    assert_eq!(forced["summary"]["targets"], 2, "only App3's targets: {forced:#}");
+    assert_eq!(
+        forced["summary"]["targets"], 2,
+        "only App3's targets: {forced:#}"
+    );
     let after = current_key(&handler, APP3).await;
     assert_ne!(before, after);
     let vault = &env.info.endpoints.key_vaults["kv-consumers-prd"];
-    assert_eq!(read_secret(&env, vault, "reference-prd-apikey").await, after);
-    handler.assert_no_key_leaked(&env.all_keys().await, &[&plan.to_string(), &forced.to_string()]);
+    assert_eq!(
+        read_secret(&env, vault, "reference-prd-apikey").await,
+        after
+    );
+    handler.assert_no_key_leaked(
+        &env.all_keys().await,
+        &[&plan.to_string(), &forced.to_string()],
+    );
 }
 
 /// The official Rust Key Vault client, unchanged, against the sandbox vault.
@@ -136,7 +214,14 @@ async fn read_secret(env: &Env, vault: &str, name: &str) -> String {
         ..Default::default()
     };
     let client = SecretClient::new(vault, credential, Some(options)).unwrap();
-    client.get_secret(name, None).await.unwrap().into_model().unwrap().value.unwrap()
+    client
+        .get_secret(name, None)
+        .await
+        .unwrap()
+        .into_model()
+        .unwrap()
+        .value
+        .unwrap()
 }
 
 /// The sandbox's service principal, through the official `azure_identity` client-secret credential.
@@ -163,5 +248,11 @@ fn sandbox_credential(env: &Env) -> std::sync::Arc<dyn azure_core::credentials::
 
 async fn sandbox_token(env: &Env, resource: &str) -> String {
     let credential = sandbox_credential(env);
-    credential.get_token(&[&format!("{resource}/.default")], None).await.unwrap().token.secret().to_string()
+    credential
+        .get_token(&[&format!("{resource}/.default")], None)
+        .await
+        .unwrap()
+        .token
+        .secret()
+        .to_string()
 }

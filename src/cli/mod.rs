@@ -257,18 +257,16 @@ fn seal(uuid: Option<String>, input: &std::path::Path) -> ExitCode {
         eprintln!("TOOLKITUUID={generated}");
         generated
     });
-    let sealed = match crate::toolkit::sealed::seal(&uuid, &text) {
+    // Invalid details are refused now, not at the first run.
+    let sealed = crate::toolkit::sealed::parse_details(&text)
+        .and_then(|_| crate::toolkit::sealed::seal(&uuid, &text));
+    let sealed = match sealed {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
-    // Open it again so that invalid company details are refused now, not at the first run.
-    if let Err(e) = crate::toolkit::sealed::open(&uuid, &sealed) {
-        eprintln!("error: {e}");
-        return ExitCode::from(2);
-    }
     println!("{sealed}");
     ExitCode::SUCCESS
 }

@@ -1,52 +1,315 @@
-//! Interim ToolkitApp request types (replaced by the toolkit work).
+//! The ToolkitApp HTTP contract (PRODUCT.md §6) as pure functions: request parsing, the error
+//! mapping and the success body. The HTTP layer only moves bytes.
+
 use super::KeyGrant;
-use crate::error::Error;
-/// Request.
-#[derive(Debug)]
+use crate::error::{Error, ErrorKind};
+use serde_json::{json, Value};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+/// A validated ToolkitApp request.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ToolkitRequest {
-    /// App.
+    /// The API-manager app (trimmed).
     pub app_name: String,
-    /// Force.
+    /// Renew regardless of the renewal window.
     pub force: bool,
-    /// Dry run.
+    /// Decide without changing anything.
     pub dry_run: bool,
 }
-/// Max body.
+
+/// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
-/// Parse.
-pub fn parse_request(body: &[u8]) -> Result<ToolkitRequest, ToolkitError> {
-    let _ = body;
-    Err(ToolkitError {
-        status: 400,
-        code: "BadRequest".into(),
-        message: "interim".into(),
-    })
-}
-/// Error.
-#[derive(Debug)]
+/// Longest accepted `appName`, in characters.
+pub const MAX_APP_NAME_CHARS: usize = 256;
+
+/// A ToolkitApp error answer: HTTP status and the stable JSON error.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ToolkitError {
-    /// Status.
+    /// HTTP status to answer with.
     pub status: u16,
-    /// Code.
+    /// Stable code (`BadRequest`, `AppNotFound`, `ConfigurationError`, `ApiManagerError`).
     pub code: String,
-    /// Message.
+    /// Human-readable explanation; never contains a key.
     pub message: String,
 }
+
 impl ToolkitError {
-    /// From.
-    pub fn from_error(e: &Error) -> Self {
+    /// A 400 `BadRequest`.
+    pub fn bad_request(message: impl Into<String>) -> Self {
         Self {
-            status: 500,
-            code: e.code().into(),
+            status: 400,
+            code: "BadRequest".into(),
+            message: message.into(),
+        }
+    }
+
+    /// Maps a domain error: NotFound -> 404 `AppNotFound`, InvalidInput -> 400 `BadRequest`,
+    /// ConfigInvalid -> 500 `ConfigurationError`, anything else -> 502 `ApiManagerError`.
+    pub fn from_error(e: &Error) -> Self {
+        let (status, code) = match e.kind() {
+            ErrorKind::NotFound => (404, "AppNotFound"),
+            ErrorKind::InvalidInput => (400, "BadRequest"),
+            ErrorKind::ConfigInvalid => (500, "ConfigurationError"),
+            _ => (502, "ApiManagerError"),
+        };
+        Self {
+            status,
+            code: code.into(),
             message: e.to_string(),
         }
     }
-    /// Body.
-    pub fn body(&self) -> serde_json::Value {
-        serde_json::json!({"error": {"code": self.code, "message": self.message}})
+
+    /// The JSON body `{"error": {"code", "message"}}`.
+    pub fn body(&self) -> Value {
+        json!({ "error": { "code": self.code, "message": self.message } })
     }
 }
-/// Response.
-pub fn response_body(grant: &KeyGrant) -> serde_json::Value {
-    serde_json::json!({"appName": grant.app_name})
+
+const EXPECTED: &str =
+    r#"expected JSON like {"appName": "<API-manager app name>", "force": false, "dryRun": false}"#;
+
+/// Parses and validates a ToolkitApp body. 400 when the body is over [`MAX_BODY_BYTES`], not
+/// JSON, not an object, lacks `appName`, has an `appName` that is not a non-blank string of at
+/// most [`MAX_APP_NAME_CHARS`] characters without control characters, has a non-boolean
+/// `force`/`dryRun`, or has any other field.
+pub fn parse_request(body: &[u8]) -> std::result::Result<ToolkitRequest, ToolkitError> {
+    let bad = |m: String| Err(ToolkitError::bad_request(m));
+    if body.len() > MAX_BODY_BYTES {
+        return bad(format!(
+            "body too large: at most {MAX_BODY_BYTES} bytes are accepted"
+        ));
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return bad(format!("body is empty; {EXPECTED}"));
+    }
+    let value: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => return bad(format!("body is not JSON ({e}); {EXPECTED}")),
+    };
+    let Value::Object(fields) = value else {
+        return bad(format!("body is not a JSON object; {EXPECTED}"));
+    };
+    let mut app_name = None;
+    let mut force = false;
+    let mut dry_run = false;
+    for (name, v) in &fields {
+        match (name.as_str(), v) {
+            ("appName", Value::String(s)) => app_name = Some(s.trim().to_string()),
+            ("appName", _) => return bad("appName must be a string".into()),
+            ("force", Value::Bool(b)) => force = *b,
+            ("dryRun", Value::Bool(b)) => dry_run = *b,
+            ("force" | "dryRun", _) => return bad(format!("{name} must be true or false")),
+            _ => {
+                return bad(format!(
+                    "unknown field \"{name}\"; expected appName, force, dryRun"
+                ))
+            }
+        }
+    }
+    let Some(app_name) = app_name else {
+        return bad(format!("appName is required; {EXPECTED}"));
+    };
+    if app_name.is_empty() {
+        return bad("appName must not be empty".into());
+    }
+    if app_name.chars().count() > MAX_APP_NAME_CHARS {
+        return bad(format!(
+            "appName is longer than {MAX_APP_NAME_CHARS} characters"
+        ));
+    }
+    if app_name.chars().any(char::is_control) {
+        return bad("appName must not contain control characters".into());
+    }
+    Ok(ToolkitRequest {
+        app_name,
+        force,
+        dry_run,
+    })
+}
+
+fn rfc3339(t: Option<OffsetDateTime>) -> Value {
+    t.and_then(|t| t.format(&Rfc3339).ok())
+        .map_or(Value::Null, Value::String)
+}
+
+/// The success body `{"appName", "apiKey", "issuedAt", "expiresAt", "renewed", "message"}`,
+/// times as RFC 3339 strings or null. The one place a key leaves the toolkit in full.
+pub fn response_body(grant: &KeyGrant) -> Value {
+    json!({
+        "appName": grant.app_name,
+        "apiKey": grant.api_key.expose(),
+        "issuedAt": rfc3339(grant.issued_at),
+        "expiresAt": rfc3339(grant.expires_at),
+        "renewed": grant.renewed,
+        "message": grant.message,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::ApiKey;
+    use time::macros::datetime;
+
+    fn valid() -> Value {
+        json!({ "appName": "APIKeyRotator_TestApp1_Sandbox", "force": true, "dryRun": false })
+    }
+
+    fn tweak(f: impl FnOnce(&mut serde_json::Map<String, Value>)) -> Vec<u8> {
+        let mut v = valid();
+        f(v.as_object_mut().unwrap());
+        serde_json::to_vec(&v).unwrap()
+    }
+
+    #[test]
+    fn valid_request() {
+        let r = parse_request(&serde_json::to_vec(&valid()).unwrap()).unwrap();
+        assert_eq!(
+            r,
+            ToolkitRequest {
+                app_name: "APIKeyRotator_TestApp1_Sandbox".into(),
+                force: true,
+                dry_run: false
+            }
+        );
+        let r = parse_request(br#"{"appName":"  a  "}"#).unwrap();
+        assert_eq!(
+            (r.app_name.as_str(), r.force, r.dry_run),
+            ("a", false, false)
+        );
+    }
+
+    #[test]
+    fn every_bad_request_is_400_with_a_reason() {
+        let long = "x".repeat(MAX_APP_NAME_CHARS + 1);
+        let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+            (
+                "too large",
+                vec![b' '; MAX_BODY_BYTES + 1],
+                "body too large",
+            ),
+            ("empty", Vec::new(), "body is empty"),
+            ("not JSON", b"appName=x".to_vec(), "body is not JSON"),
+            ("array", b"[\"x\"]".to_vec(), "not a JSON object"),
+            ("string", b"\"x\"".to_vec(), "not a JSON object"),
+            ("{}", b"{}".to_vec(), "appName is required"),
+            (
+                "missing",
+                tweak(|o| {
+                    o.remove("appName");
+                }),
+                "appName is required",
+            ),
+            (
+                "number",
+                tweak(|o| {
+                    o.insert("appName".into(), json!(5));
+                }),
+                "appName must be a string",
+            ),
+            (
+                "null",
+                tweak(|o| {
+                    o.insert("appName".into(), Value::Null);
+                }),
+                "appName must be a string",
+            ),
+            (
+                "blank",
+                tweak(|o| {
+                    o.insert("appName".into(), json!(" \t "));
+                }),
+                "must not be empty",
+            ),
+            (
+                "long",
+                tweak(|o| {
+                    o.insert("appName".into(), json!(long));
+                }),
+                "longer than 256",
+            ),
+            (
+                "control",
+                tweak(|o| {
+                    o.insert("appName".into(), json!("a\u{0}b"));
+                }),
+                "control characters",
+            ),
+            (
+                "unknown",
+                tweak(|o| {
+                    o.insert("appname".into(), json!("x"));
+                }),
+                "unknown field \"appname\"",
+            ),
+            (
+                "force",
+                tweak(|o| {
+                    o.insert("force".into(), json!("yes"));
+                }),
+                "force must be true or false",
+            ),
+            (
+                "dryRun",
+                tweak(|o| {
+                    o.insert("dryRun".into(), json!(1));
+                }),
+                "dryRun must be true or false",
+            ),
+        ];
+        for (name, body, expected) in cases {
+            let e = parse_request(&body).unwrap_err();
+            assert_eq!(e.status, 400, "{name}");
+            assert_eq!(e.code, "BadRequest", "{name}");
+            assert!(e.message.contains(expected), "{name}: {}", e.message);
+        }
+        // Exactly 256 characters is still accepted.
+        assert!(parse_request(&tweak(|o| {
+            o.insert("appName".into(), json!("é".repeat(MAX_APP_NAME_CHARS)));
+        }))
+        .is_ok());
+    }
+
+    #[test]
+    fn errors_map_to_status_and_code() {
+        let cases = [
+            (ErrorKind::NotFound, 404, "AppNotFound"),
+            (ErrorKind::InvalidInput, 400, "BadRequest"),
+            (ErrorKind::ConfigInvalid, 500, "ConfigurationError"),
+            (ErrorKind::Unavailable, 502, "ApiManagerError"),
+            (ErrorKind::PermissionDenied, 502, "ApiManagerError"),
+        ];
+        for (kind, status, code) in cases {
+            let t = ToolkitError::from_error(&Error::new(kind, "boom").with_context("app", "a1"));
+            assert_eq!((t.status, t.code.as_str()), (status, code));
+            assert_eq!(
+                t.body(),
+                json!({ "error": { "code": code, "message": "boom (app: a1)" } })
+            );
+        }
+    }
+
+    #[test]
+    fn success_body_has_the_full_key_and_rfc3339_times() {
+        let g = KeyGrant {
+            app_name: "a1".into(),
+            api_key: ApiKey::new("abcdefghijklmnopqrstuvwxyz012345"),
+            issued_at: Some(datetime!(2026-11-22 06:00:01.5 UTC)),
+            expires_at: None,
+            renewed: true,
+            message: "Created key ****2345".into(),
+        };
+        assert_eq!(
+            response_body(&g),
+            json!({
+                "appName": "a1",
+                "apiKey": "abcdefghijklmnopqrstuvwxyz012345",
+                "issuedAt": "2026-11-22T06:00:01.5Z",
+                "expiresAt": null,
+                "renewed": true,
+                "message": "Created key ****2345"
+            })
+        );
+    }
 }

@@ -1,15 +1,497 @@
-//! Sealed company details (placeholder signature; implemented in the toolkit work).
+//! Sealed company details (`COMPANYDETAILS`, PRODUCT.md §6).
+//!
+//! Envelope: `v1.` + base64url-no-pad(12-byte nonce || AES-256-GCM ciphertext and tag). The key
+//! is HKDF-SHA256 over the 16 bytes of `TOOLKITUUID`, so whoever holds the UUID can unseal, and a
+//! different UUID fails authentication instead of producing garbage.
 
+use super::policy::RenewalPolicy;
 use crate::error::{Error, Result};
+use crate::secret::Secret;
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use rand::RngCore;
+use serde::{Deserialize, Deserializer};
 
-/// Seals `plaintext` (the company-details JSON) under `uuid`, returning the `COMPANYDETAILS` value.
-pub fn seal(uuid: &str, plaintext: &[u8]) -> Result<String> {
-    let _ = (uuid, plaintext);
-    Err(Error::unexpected("sealing is not implemented yet"))
+const PREFIX: &str = "v1.";
+const HKDF_SALT: &[u8] = b"apikey-rotator/companydetails/v1";
+const HKDF_INFO: &[u8] = b"aes-256-gcm key";
+const AAD: &[u8] = b"v1";
+const NONCE_LEN: usize = 12;
+const TAG_LEN: usize = 16;
+
+const NOT_SEALED: &str =
+    "COMPANYDETAILS: not a sealed value (expected the output of `apikey-rotator seal`)";
+/// The message when the UUID does not open the envelope (or the envelope was altered).
+pub const INCORRECT_UUID: &str = "Incorrect Toolkit UUID";
+
+/// Google's OAuth token endpoint, used when a service-account key names none.
+pub const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
+/// The Apigee X management API.
+pub const DEFAULT_APIGEE_ENDPOINT: &str = "https://apigee.googleapis.com";
+
+/// The company details once unsealed. `Debug` never shows the private key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CompanyDetails {
+    /// The company's display name.
+    pub company: String,
+    /// The API manager that issues the keys, and how to reach it.
+    pub issuer: IssuerConfig,
+    /// When to renew and how long new keys live.
+    #[serde(default)]
+    pub policy: RenewalPolicy,
+    /// The function app these details are restricted to, if any.
+    pub bound_to: Option<BoundTo>,
 }
 
-/// Opens (interim).
-pub fn open(uuid: &str, sealed: &str) -> Result<()> {
-    let _ = (uuid, sealed);
-    Err(Error::unexpected("interim"))
+/// Which API manager issues the keys.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type")]
+pub enum IssuerConfig {
+    /// Apigee X or hybrid, through the management API with a Google service account.
+    #[serde(rename = "apigeeX")]
+    ApigeeX(ApigeeXConfig),
+}
+
+/// How to reach an Apigee X / hybrid organization.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ApigeeXConfig {
+    /// Management API base URL; `None` means [`DEFAULT_APIGEE_ENDPOINT`].
+    #[serde(default, deserialize_with = "optional_url")]
+    pub endpoint: Option<url::Url>,
+    /// The Apigee organization.
+    pub organization: String,
+    /// The developer that owns the apps whose keys are rotated.
+    pub developer_email: String,
+    /// The Google service-account key JSON, as downloaded.
+    pub service_account_key: ServiceAccountKey,
+}
+
+impl ApigeeXConfig {
+    /// The management API base URL, defaulted.
+    pub fn endpoint(&self) -> url::Url {
+        self.endpoint.clone().unwrap_or_else(|| {
+            url::Url::parse(DEFAULT_APIGEE_ENDPOINT).expect("constant URL is valid")
+        })
+    }
+}
+
+/// A Google service-account key file. Field names are Google's (snake_case).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceAccountKey {
+    /// The service account's e-mail, the JWT issuer.
+    pub client_email: String,
+    /// The RSA private key in PEM form; never printed.
+    #[serde(deserialize_with = "secret_string")]
+    pub private_key: Secret,
+    /// Identifies the key to Google; sent as the JWT `kid`.
+    pub private_key_id: Option<String>,
+    /// Where the signed assertion is exchanged for a token (honoured, for private endpoints).
+    #[serde(default = "default_token_uri", deserialize_with = "url")]
+    pub token_uri: url::Url,
+    /// Always `service_account` in Google's files.
+    #[serde(rename = "type")]
+    pub key_type: Option<String>,
+    /// Google project of the service account.
+    pub project_id: Option<String>,
+    /// Numeric ID of the service account.
+    pub client_id: Option<String>,
+    /// Google's interactive authorization URI (unused).
+    pub auth_uri: Option<String>,
+    /// Google's certificate URL (unused).
+    pub auth_provider_x509_cert_url: Option<String>,
+    /// The service account's certificate URL (unused).
+    pub client_x509_cert_url: Option<String>,
+    /// Google universe, `googleapis.com` by default (unused).
+    pub universe_domain: Option<String>,
+}
+
+/// Restricts the details to one function app.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BoundTo {
+    /// The `WEBSITE_SITE_NAME` the details may be used under.
+    pub site_name: String,
+}
+
+fn default_token_uri() -> url::Url {
+    url::Url::parse(DEFAULT_TOKEN_URI).expect("constant URL is valid")
+}
+
+fn url<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<url::Url, D::Error> {
+    let s = String::deserialize(d)?;
+    url::Url::parse(&s).map_err(|e| serde::de::Error::custom(format!("not a URL ({e}): {s}")))
+}
+
+fn optional_url<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<url::Url>, D::Error> {
+    url(d).map(Some)
+}
+
+fn secret_string<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Secret, D::Error> {
+    String::deserialize(d).map(Secret::new)
+}
+
+fn cipher(uuid: &str) -> Result<Aes256Gcm> {
+    let uuid = uuid::Uuid::parse_str(uuid.trim()).map_err(|_| {
+        Error::config(
+            "TOOLKITUUID: not a UUID; expected the form xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx",
+        )
+    })?;
+    let hk = hkdf::Hkdf::<sha2::Sha256>::new(Some(HKDF_SALT), uuid.as_bytes());
+    let mut key = [0u8; 32];
+    hk.expand(HKDF_INFO, &mut key)
+        .expect("32 bytes is a valid HKDF-SHA256 output length");
+    let cipher = Aes256Gcm::new_from_slice(&key).expect("key is 32 bytes");
+    zeroize::Zeroize::zeroize(&mut key);
+    Ok(cipher)
+}
+
+/// Seals `plaintext` (the company-details JSON) under `uuid`, returning the `COMPANYDETAILS`
+/// value. Fails when `uuid` is not a UUID. Does not validate the plaintext: see [`parse_details`].
+pub fn seal(uuid: &str, plaintext: &[u8]) -> Result<String> {
+    let cipher = cipher(uuid)?;
+    let mut nonce = [0u8; NONCE_LEN];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    let ciphertext = cipher
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: plaintext,
+                aad: AAD,
+            },
+        )
+        .map_err(|_| Error::unexpected("COMPANYDETAILS: encryption failed"))?;
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&ciphertext);
+    Ok(format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(out)))
+}
+
+/// Unseals `sealed` with `uuid` and parses and validates the details.
+///
+/// Errors (all [`crate::error::ErrorKind::ConfigInvalid`]): "Incorrect Toolkit UUID" when the
+/// UUID does not open it or it was altered; "not a sealed value" when it is not an envelope;
+/// `COMPANYDETAILS: <problem>` when the JSON inside is invalid.
+pub fn open(uuid: &str, sealed: &str) -> Result<CompanyDetails> {
+    let bytes = sealed
+        .trim()
+        .strip_prefix(PREFIX)
+        .and_then(|b64| URL_SAFE_NO_PAD.decode(b64).ok())
+        .filter(|b| b.len() >= NONCE_LEN + TAG_LEN)
+        .ok_or_else(|| Error::config(NOT_SEALED))?;
+    let cipher = cipher(uuid)?;
+    let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
+    let mut plaintext = cipher
+        .decrypt(
+            Nonce::from_slice(nonce),
+            Payload {
+                msg: ciphertext,
+                aad: AAD,
+            },
+        )
+        .map_err(|_| Error::config(INCORRECT_UUID))?;
+    let details = parse_details(&plaintext);
+    zeroize::Zeroize::zeroize(&mut plaintext);
+    details
+}
+
+/// Parses and validates company-details JSON (what `seal` should check before sealing).
+pub fn parse_details(json: &[u8]) -> Result<CompanyDetails> {
+    let details: CompanyDetails =
+        serde_json::from_slice(json).map_err(|e| Error::config(format!("COMPANYDETAILS: {e}")))?;
+    details.validate()?;
+    Ok(details)
+}
+
+impl CompanyDetails {
+    /// Checks what serde cannot: non-empty names, URL schemes, the policy, the private key.
+    pub fn validate(&self) -> Result<()> {
+        let bad =
+            |path: &str, what: &str| Err(Error::config(format!("COMPANYDETAILS: {path}: {what}")));
+        if self.company.trim().is_empty() {
+            return bad("company", "must not be empty");
+        }
+        if let Err(e) = self.policy.validate() {
+            return bad("policy", e.message());
+        }
+        if let Some(b) = &self.bound_to {
+            if b.site_name.trim().is_empty() {
+                return bad("boundTo.siteName", "must not be empty");
+            }
+        }
+        match &self.issuer {
+            IssuerConfig::ApigeeX(c) => {
+                if c.organization.trim().is_empty() {
+                    return bad("issuer.organization", "must not be empty");
+                }
+                if c.developer_email.trim().is_empty() {
+                    return bad("issuer.developerEmail", "must not be empty");
+                }
+                if !secure_url(&c.endpoint()) {
+                    return bad("issuer.endpoint", "expected an https URL");
+                }
+                let k = &c.service_account_key;
+                if k.client_email.trim().is_empty() {
+                    return bad("issuer.serviceAccountKey.client_email", "must not be empty");
+                }
+                if !secure_url(&k.token_uri) {
+                    return bad(
+                        "issuer.serviceAccountKey.token_uri",
+                        "expected an https URL",
+                    );
+                }
+                if let Some(t) = k.key_type.as_deref().filter(|t| *t != "service_account") {
+                    return bad(
+                        "issuer.serviceAccountKey.type",
+                        &format!("is \"{t}\"; expected \"service_account\""),
+                    );
+                }
+                if jsonwebtoken::EncodingKey::from_rsa_pem(k.private_key.expose().as_bytes())
+                    .is_err()
+                {
+                    return bad(
+                        "issuer.serviceAccountKey.private_key",
+                        "not an RSA private key in PEM form",
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The private key leaves the process only as a JWT signature, and the token comes back over
+/// this URL, so plain http is allowed only to loopback (tests, local doubles).
+fn secure_url(url: &url::Url) -> bool {
+    url.scheme() == "https" || (url.scheme() == "http" && crate::settings::is_loopback(url))
+}
+
+/// Refuses location-bound details outside their function app (`site_name` is
+/// `WEBSITE_SITE_NAME`).
+pub fn check_location(details: &CompanyDetails, site_name: Option<&str>) -> Result<()> {
+    let Some(bound) = &details.bound_to else {
+        return Ok(());
+    };
+    // App Service site names are case-insensitive.
+    if site_name.is_some_and(|s| s.eq_ignore_ascii_case(bound.site_name.trim())) {
+        return Ok(());
+    }
+    let here = match site_name {
+        Some(s) => format!("'{s}'"),
+        None => "unset".to_string(),
+    };
+    Err(Error::config(format!(
+        "These company details are location-bound to function app '{}' and cannot be used here (WEBSITE_SITE_NAME is {here})",
+        bound.site_name
+    )))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    pub(crate) const UUID: &str = "6f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f";
+
+    /// A test-only RSA key pair (private PEM, public PEM), generated once per test process.
+    pub(crate) fn test_keys() -> &'static (String, String) {
+        use std::sync::OnceLock;
+        // RSA generation is slow in debug builds; one key serves every test.
+        static KEYS: OnceLock<(String, String)> = OnceLock::new();
+        KEYS.get_or_init(|| {
+            let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).expect("RSA keygen");
+            (kp.serialize_pem(), kp.public_key_pem())
+        })
+    }
+
+    pub(crate) fn test_pem() -> String {
+        test_keys().0.clone()
+    }
+
+    pub(crate) fn details_json(extra: serde_json::Value) -> serde_json::Value {
+        let mut v = serde_json::json!({
+            "company": "Contoso",
+            "issuer": {
+                "type": "apigeeX",
+                "organization": "contoso-prd",
+                "developerEmail": "integrations@contoso.com",
+                "serviceAccountKey": {
+                    "type": "service_account",
+                    "project_id": "contoso",
+                    "private_key_id": "kid-1",
+                    "private_key": test_pem(),
+                    "client_email": "rotator@contoso.iam.gserviceaccount.com",
+                    "client_id": "123",
+                    "auth_uri": "https://accounts.google.com/o/oauth2/auth",
+                    "token_uri": "https://oauth2.googleapis.com/token",
+                    "auth_provider_x509_cert_url": "https://www.googleapis.com/oauth2/v1/certs",
+                    "client_x509_cert_url": "https://www.googleapis.com/robot/v1/metadata/x509/x",
+                    "universe_domain": "googleapis.com"
+                }
+            },
+            "policy": { "renewBeforeExpiryDays": 45, "newKeyLifetimeDays": 90 }
+        });
+        if let (Some(obj), Some(extra)) = (v.as_object_mut(), extra.as_object()) {
+            for (k, val) in extra {
+                obj.insert(k.clone(), val.clone());
+            }
+        }
+        v
+    }
+
+    fn sealed(v: &serde_json::Value) -> String {
+        seal(UUID, v.to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn round_trip_in_any_uuid_spelling() {
+        let s = sealed(&details_json(serde_json::json!({})));
+        assert!(s.starts_with("v1."));
+        let d = open(&UUID.to_uppercase(), &s).unwrap();
+        assert_eq!(d.company, "Contoso");
+        let IssuerConfig::ApigeeX(c) = &d.issuer;
+        assert_eq!(c.organization, "contoso-prd");
+        assert_eq!(c.endpoint().as_str(), "https://apigee.googleapis.com/");
+        assert_eq!(d.policy.renew_before_expiry_days, 45);
+        let simple = UUID.replace('-', "");
+        assert!(open(&simple, &s).is_ok());
+    }
+
+    #[test]
+    fn debug_never_shows_the_private_key() {
+        let d = parse_details(details_json(serde_json::json!({})).to_string().as_bytes()).unwrap();
+        let dbg = format!("{d:?}");
+        assert!(!dbg.contains("PRIVATE KEY"), "{dbg}");
+        assert!(dbg.contains("Secret(****)"));
+    }
+
+    #[test]
+    fn wrong_uuid_says_incorrect_toolkit_uuid() {
+        let s = sealed(&details_json(serde_json::json!({})));
+        let e = open("00000000-0000-4000-8000-000000000000", &s).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ConfigInvalid);
+        assert_eq!(e.to_string(), "Incorrect Toolkit UUID");
+    }
+
+    #[test]
+    fn tampered_ciphertext_is_refused() {
+        let s = sealed(&details_json(serde_json::json!({})));
+        let mut bytes = URL_SAFE_NO_PAD.decode(&s[3..]).unwrap();
+        let last = bytes.len() - 20;
+        bytes[last] ^= 1;
+        let tampered = format!("v1.{}", URL_SAFE_NO_PAD.encode(bytes));
+        assert_eq!(
+            open(UUID, &tampered).unwrap_err().to_string(),
+            INCORRECT_UUID
+        );
+    }
+
+    #[test]
+    fn not_an_envelope() {
+        for bad in ["", "v2.AAAA", "{\"company\":1}", "v1.!!!", "v1.AAAA"] {
+            let e = open(UUID, bad).unwrap_err();
+            assert_eq!(e.to_string(), NOT_SEALED, "{bad}");
+        }
+    }
+
+    #[test]
+    fn seal_and_open_refuse_a_non_uuid() {
+        let e = seal("not-a-uuid", b"{}").unwrap_err();
+        assert!(e.to_string().starts_with("TOOLKITUUID: not a UUID"), "{e}");
+    }
+
+    #[test]
+    fn bad_json_inside_names_the_problem() {
+        let mut v = details_json(serde_json::json!({ "colour": "blue" }));
+        let e = open(UUID, &sealed(&v)).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("COMPANYDETAILS: unknown field `colour`"),
+            "{e}"
+        );
+
+        v = details_json(serde_json::json!({}));
+        v["issuer"]["organisation"] = "typo".into();
+        let e = open(UUID, &sealed(&v)).unwrap_err();
+        assert!(
+            e.to_string().contains("unknown field `organisation`"),
+            "{e}"
+        );
+
+        v = details_json(serde_json::json!({}));
+        v["issuer"]["serviceAccountKey"]["private_key_idd"] = "typo".into();
+        let e = open(UUID, &sealed(&v)).unwrap_err();
+        assert!(
+            e.to_string().contains("unknown field `private_key_idd`"),
+            "{e}"
+        );
+
+        v = details_json(serde_json::json!({}));
+        v["issuer"]
+            .as_object_mut()
+            .unwrap()
+            .remove("developerEmail");
+        let e = open(UUID, &sealed(&v)).unwrap_err();
+        assert!(
+            e.to_string().contains("missing field `developerEmail`"),
+            "{e}"
+        );
+        v = details_json(serde_json::json!({}));
+        v["issuer"]["serviceAccountKey"]["private_key"] = "nope".into();
+        let e = open(UUID, &sealed(&v)).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("private_key: not an RSA private key"),
+            "{e}"
+        );
+
+        v = details_json(
+            serde_json::json!({ "policy": { "renewBeforeExpiryDays": 90, "newKeyLifetimeDays": 30 } }),
+        );
+        let e = open(UUID, &sealed(&v)).unwrap_err();
+        assert!(e.to_string().starts_with("COMPANYDETAILS: policy: "), "{e}");
+
+        v = details_json(serde_json::json!({}));
+        v["issuer"]["type"] = "apigeeEdge".into();
+        let e = open(UUID, &sealed(&v)).unwrap_err();
+        assert!(
+            e.to_string().contains("unknown variant `apigeeEdge`"),
+            "{e}"
+        );
+
+        v = details_json(serde_json::json!({}));
+        v["issuer"]["serviceAccountKey"]["token_uri"] = "http://evil.example/token".into();
+        let e = open(UUID, &sealed(&v)).unwrap_err();
+        assert!(
+            e.to_string().contains("token_uri: expected an https URL"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn location_binding() {
+        let v = details_json(serde_json::json!({ "boundTo": { "siteName": "func-prd" } }));
+        let d = open(UUID, &sealed(&v)).unwrap();
+        assert!(check_location(&d, Some("func-prd")).is_ok());
+        assert!(check_location(&d, Some("FUNC-PRD")).is_ok());
+        let e = check_location(&d, Some("func-dev")).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ConfigInvalid);
+        assert_eq!(
+            e.to_string(),
+            "These company details are location-bound to function app 'func-prd' and cannot be used here (WEBSITE_SITE_NAME is 'func-dev')"
+        );
+        let e = check_location(&d, None).unwrap_err();
+        assert!(
+            e.to_string().ends_with("(WEBSITE_SITE_NAME is unset)"),
+            "{e}"
+        );
+
+        let unbound = open(UUID, &sealed(&details_json(serde_json::json!({})))).unwrap();
+        assert!(check_location(&unbound, None).is_ok());
+    }
 }

@@ -25,9 +25,18 @@ impl Env {
     pub async fn start() -> Env {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let dir = tempfile::tempdir().unwrap();
-        let sandbox = Sandbox::start(SandboxOptions { dir: dir.path().to_path_buf() }).await.expect("sandbox starts");
+        let sandbox = Sandbox::start(SandboxOptions {
+            dir: dir.path().to_path_buf(),
+        })
+        .await
+        .expect("sandbox starts");
         let info = sandbox.info().clone();
-        Env { sandbox: Some(sandbox), info, dir, admin: reqwest::Client::new() }
+        Env {
+            sandbox: Some(sandbox),
+            info,
+            dir,
+            admin: reqwest::Client::new(),
+        }
     }
 
     /// The handler's settings for this sandbox, with `overrides` applied (an empty value removes).
@@ -55,19 +64,40 @@ impl Env {
     /// The sandbox's request log: (service, method, path, status).
     pub async fn requests(&self) -> Vec<Value> {
         let url = format!("{}/requests", self.info.endpoints.admin);
-        self.admin.get(url).send().await.unwrap().json().await.unwrap()
+        self.admin
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     /// Clears the request log.
     pub async fn clear_requests(&self) {
         let url = format!("{}/requests", self.info.endpoints.admin);
-        assert!(self.admin.delete(url).send().await.unwrap().status().is_success());
+        assert!(self
+            .admin
+            .delete(url)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .is_success());
     }
 
     /// The doubles' stored state.
     pub async fn state(&self) -> Value {
         let url = format!("{}/state", self.info.endpoints.admin);
-        self.admin.get(url).send().await.unwrap().json().await.unwrap()
+        self.admin
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     /// Requests that changed something (anything but GET, the token endpoints and Apigee reads).
@@ -75,7 +105,12 @@ impl Env {
         self.requests()
             .await
             .into_iter()
-            .filter(|r| r["method"] != "GET" && r["service"] != "identity" && r["service"] != "authority" && !is_token_call(r))
+            .filter(|r| {
+                r["method"] != "GET"
+                    && r["service"] != "identity"
+                    && r["service"] != "authority"
+                    && !is_token_call(r)
+            })
             .collect()
     }
 
@@ -85,7 +120,11 @@ impl Env {
         collect_keys(&self.state().await["apigee"], &mut keys);
         keys.sort();
         keys.dedup();
-        assert!(keys.len() >= 6, "expected the demo's keys in the sandbox state, got {}", keys.len());
+        assert!(
+            keys.len() >= 6,
+            "expected the demo's keys in the sandbox state, got {}",
+            keys.len()
+        );
         keys
     }
 }
@@ -128,13 +167,19 @@ impl Handler {
             .envs(settings)
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
-            .env("RUST_LOG", "debug,hyper=info,h2=info,rustls=info,reqwest=info")
+            .env(
+                "RUST_LOG",
+                "debug,hyper=info,h2=info,rustls=info,reqwest=info",
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
         let mut child = command.spawn().expect("the binary starts");
         let output = Arc::new(Mutex::new(String::new()));
-        for mut pipe in [Box::new(child.stdout.take().unwrap()) as Box<dyn tokio::io::AsyncRead + Unpin + Send>, Box::new(child.stderr.take().unwrap())] {
+        for mut pipe in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
             let output = output.clone();
             tokio::spawn(async move {
                 let mut buf = [0u8; 8192];
@@ -142,34 +187,67 @@ impl Handler {
                     if n == 0 {
                         break;
                     }
-                    output.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+                    output
+                        .lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&buf[..n]));
                 }
             });
         }
         let base = format!("http://127.0.0.1:{port}");
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
         for _ in 0..200 {
-            if client.get(&base).send().await.is_ok_and(|r| r.status().is_success()) {
-                return Handler { child, base, output, client };
+            if client
+                .get(&base)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return Handler {
+                    child,
+                    base,
+                    output,
+                    client,
+                };
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        panic!("the handler did not answer GET / ; output:\n{}", output.lock().unwrap());
+        panic!(
+            "the handler did not answer GET / ; output:\n{}",
+            output.lock().unwrap()
+        );
     }
 
     /// `GET /api/ApiKeyRotator?{query}`: status and JSON body.
     pub async fn rotate(&self, query: &str) -> (u16, Value) {
-        let r = self.client.get(format!("{}/api/ApiKeyRotator?{query}", self.base)).send().await.unwrap();
+        let r = self
+            .client
+            .get(format!("{}/api/ApiKeyRotator?{query}", self.base))
+            .send()
+            .await
+            .unwrap();
         let status = r.status().as_u16();
         (status, r.json().await.unwrap())
     }
 
     /// `POST /api/ToolkitApp` with a raw body: status and JSON body.
     pub async fn toolkit(&self, body: impl Into<reqwest::Body>) -> (u16, Value) {
-        let r = self.client.post(format!("{}/api/ToolkitApp", self.base)).body(body).send().await.unwrap();
+        let r = self
+            .client
+            .post(format!("{}/api/ToolkitApp", self.base))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
         let status = r.status().as_u16();
         let text = r.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}")))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}")),
+        )
     }
 
     /// `POST /RotatorTimer` with an invocation body: status and JSON body.
@@ -196,23 +274,42 @@ impl Handler {
     pub fn assert_no_key_leaked(&self, keys: &[String], texts: &[&str]) {
         let output = self.output();
         for key in keys {
-            assert!(!output.contains(key.as_str()), "a full key ({}) appears in the handler's logs", &key[key.len() - 4..]);
+            assert!(
+                !output.contains(key.as_str()),
+                "a full key ({}) appears in the handler's logs",
+                &key[key.len() - 4..]
+            );
             for t in texts {
-                assert!(!t.contains(key.as_str()), "a full key ({}) appears in a report", &key[key.len() - 4..]);
+                assert!(
+                    !t.contains(key.as_str()),
+                    "a full key ({}) appears in a report",
+                    &key[key.len() - 4..]
+                );
             }
         }
         for line in output.lines().filter(|l| !l.trim().is_empty()) {
-            assert!(serde_json::from_str::<Value>(line).is_ok_and(|v| v.is_object()), "log line is not a JSON object: {line}");
+            assert!(
+                serde_json::from_str::<Value>(line).is_ok_and(|v| v.is_object()),
+                "log line is not a JSON object: {line}"
+            );
         }
     }
 }
 
 /// A free loopback port.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A file of the shared reference pack.
 pub fn reference(path: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/../shared/reference/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    std::fs::read(format!(
+        "{}/../shared/reference/{path}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
 }

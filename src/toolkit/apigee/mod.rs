@@ -1,0 +1,334 @@
+//! Apigee X / hybrid through its management API (`../reference/apigee/`): one method per REST
+//! call, times as int64 strings in milliseconds, `"-1"` meaning never.
+//!
+//! Key URLs carry the consumer key in their path, so every error on them is built without the
+//! URL and scrubbed of the key before it leaves this module.
+
+pub mod auth;
+pub mod error;
+
+pub use error::parse_error;
+
+use super::sealed::ApigeeXConfig;
+use super::{Credential, Issuer};
+use crate::azure::http::transport_error;
+use crate::error::{Error, ErrorKind, Result};
+use crate::secret::ApiKey;
+use async_trait::async_trait;
+use auth::ServiceAccountAuth;
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+
+const SERVICE: &str = "Apigee";
+
+/// The Apigee X issuer for one organization and developer.
+#[derive(Debug)]
+pub struct ApigeeX {
+    http: reqwest::Client,
+    endpoint: url::Url,
+    organization: String,
+    developer_email: String,
+    auth: ServiceAccountAuth,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AppBody {
+    #[serde(default)]
+    credentials: Vec<KeyBody>,
+}
+
+/// `GoogleCloudApigeeV1Credential` / `GoogleCloudApigeeV1DeveloperAppKey`, the parts we use.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct KeyBody {
+    consumer_key: String,
+    #[serde(default)]
+    issued_at: Option<Value>,
+    #[serde(default)]
+    expires_at: Option<Value>,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    api_products: Vec<Value>,
+}
+
+/// Milliseconds since the epoch, as Apigee X (string) or Edge (number) sends them; negative
+/// means never.
+fn millis(v: &Option<Value>) -> Result<Option<OffsetDateTime>> {
+    let ms = match v {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(s)) if s.is_empty() => return Ok(None),
+        Some(Value::String(s)) => s.parse::<i64>().ok(),
+        Some(Value::Number(n)) => n.as_i64(),
+        _ => None,
+    }
+    .ok_or_else(|| Error::unexpected(format!("{SERVICE}: malformed time {v:?}")))?;
+    if ms < 0 {
+        return Ok(None);
+    }
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .map(Some)
+        .map_err(|_| Error::unexpected(format!("{SERVICE}: time out of range: {ms}")))
+}
+
+impl KeyBody {
+    fn into_credential(self) -> Result<Credential> {
+        // Products come as `{apiproduct, status}` on app reads and as plain names on some key
+        // responses; a revoked association must not be copied to a new key.
+        let api_products = self
+            .api_products
+            .iter()
+            .filter_map(|p| match p {
+                Value::String(name) => Some(name.clone()),
+                Value::Object(o) if o.get("status").and_then(Value::as_str) != Some("revoked") => o
+                    .get("apiproduct")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+                _ => None,
+            })
+            .collect();
+        Ok(Credential {
+            issued_at: millis(&self.issued_at)?,
+            expires_at: millis(&self.expires_at)?,
+            approved: self.status.as_deref() == Some("approved"),
+            api_products,
+            key: ApiKey::new(self.consumer_key),
+        })
+    }
+}
+
+/// Replaces any occurrence of the key in an error's text with its redacted form.
+fn scrub(err: Error, key: &ApiKey) -> Error {
+    if key.expose().is_empty() || !err.to_string().contains(key.expose()) {
+        return err;
+    }
+    let mut out = Error::new(
+        err.kind(),
+        err.message().replace(key.expose(), &key.redacted()),
+    )
+    .set_temporary(err.is_temporary());
+    if let Some(s) = err.status() {
+        out = out.with_status(s);
+    }
+    if err.code() != err.kind().code() {
+        out = out.with_code(err.code().to_string());
+    }
+    out
+}
+
+impl ApigeeX {
+    /// An issuer for `config`, on the shared client.
+    pub fn new(config: &ApigeeXConfig, http: reqwest::Client) -> Result<Self> {
+        Ok(Self {
+            auth: ServiceAccountAuth::new(&config.service_account_key, http.clone())?,
+            http,
+            endpoint: config.endpoint(),
+            organization: config.organization.clone(),
+            developer_email: config.developer_email.clone(),
+        })
+    }
+
+    /// `{endpoint}/v1/organizations/{org}/developers/{email}/apps/{app}/{extra...}`, every
+    /// segment percent-encoded.
+    fn app_url(&self, app_name: &str, extra: &[&str]) -> Result<url::Url> {
+        let mut url = self.endpoint.clone();
+        {
+            let mut segs = url
+                .path_segments_mut()
+                .map_err(|_| Error::config("COMPANYDETAILS: issuer.endpoint: not a base URL"))?;
+            segs.pop_if_empty().extend([
+                "v1",
+                "organizations",
+                &self.organization,
+                "developers",
+                &self.developer_email,
+                "apps",
+                app_name,
+            ]);
+            segs.extend(extra);
+        }
+        Ok(url)
+    }
+
+    /// Sends one authenticated request; returns the body of a 2xx answer. A 401 drops the
+    /// cached token and is tried once more with a fresh one: a refused token means the request
+    /// was not applied, so repeating it cannot double-apply anything.
+    async fn call(
+        &self,
+        method: Method,
+        url: url::Url,
+        body: Option<&Value>,
+        octet_stream: bool,
+    ) -> Result<Vec<u8>> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let token = self.auth.token().await?;
+            let mut req = self
+                .http
+                .request(method.clone(), url.clone())
+                .bearer_auth(token.expose())
+                .header(reqwest::header::ACCEPT, "application/json");
+            if let Some(b) = body {
+                req = req.json(b);
+            } else if octet_stream {
+                req = req
+                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                    .body(Vec::new());
+            }
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| transport_error(SERVICE, &e.without_url()))?;
+            let status = resp.status().as_u16();
+            let bytes = resp
+                .bytes()
+                .await
+                .map_err(|e| transport_error(SERVICE, &e.without_url()))?;
+            if (200..300).contains(&status) {
+                return Ok(bytes.to_vec());
+            }
+            if status == 401 {
+                self.auth.invalidate().await;
+                if attempt == 1 {
+                    continue;
+                }
+            }
+            return Err(parse_error(status, &bytes));
+        }
+    }
+
+    async fn add_products(
+        &self,
+        app_name: &str,
+        key: &ApiKey,
+        products: &[String],
+    ) -> Result<KeyBody> {
+        let url = self.app_url(app_name, &["keys", key.expose()])?;
+        let body = self
+            .call(
+                Method::POST,
+                url,
+                Some(&json!({ "apiProducts": products })),
+                false,
+            )
+            .await?;
+        parse_json(&body)
+    }
+
+    async fn approve(&self, app_name: &str, key: &ApiKey) -> Result<()> {
+        let mut url = self.app_url(app_name, &["keys", key.expose()])?;
+        url.query_pairs_mut().append_pair("action", "approve");
+        self.call(Method::POST, url, None, true).await.map(|_| ())
+    }
+
+    async fn delete_key(&self, app_name: &str, key: &ApiKey) -> Result<()> {
+        let url = self.app_url(app_name, &["keys", key.expose()])?;
+        self.call(Method::DELETE, url, None, false)
+            .await
+            .map(|_| ())
+    }
+
+    async fn finish_key(
+        &self,
+        app_name: &str,
+        key: &ApiKey,
+        created: KeyBody,
+        api_products: &[String],
+    ) -> Result<Credential> {
+        let stored = if api_products.is_empty() {
+            created
+        } else {
+            self.add_products(app_name, key, api_products).await?
+        };
+        self.approve(app_name, key).await?;
+        let mut cred = stored.into_credential()?;
+        cred.approved = true;
+        Ok(cred)
+    }
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
+    serde_json::from_slice(body)
+        .map_err(|e| Error::unexpected(format!("{SERVICE}: malformed response ({e})")))
+}
+
+#[async_trait]
+impl Issuer for ApigeeX {
+    async fn list_credentials(&self, app_name: &str) -> Result<Vec<Credential>> {
+        let url = self.app_url(app_name, &[])?;
+        let body = self
+            .call(Method::GET, url, None, false)
+            .await
+            .map_err(|e| {
+                if e.kind() == ErrorKind::NotFound {
+                    let mut nf = Error::new(
+                        ErrorKind::NotFound,
+                        format!("API manager does not know app '{app_name}'"),
+                    )
+                    .with_context("organization", self.organization.clone())
+                    .with_context("developer", self.developer_email.clone());
+                    if let Some(s) = e.status() {
+                        nf = nf.with_status(s);
+                    }
+                    nf
+                } else {
+                    e.with_context("app", app_name.to_string())
+                }
+            })?;
+        let app: AppBody = parse_json(&body)?;
+        app.credentials
+            .into_iter()
+            .map(KeyBody::into_credential)
+            .collect()
+    }
+
+    async fn create_key(
+        &self,
+        app_name: &str,
+        key: &ApiKey,
+        lifetime: time::Duration,
+        api_products: &[String],
+    ) -> Result<Credential> {
+        let url = self.app_url(app_name, &["keys"])?;
+        let request = json!({
+            "consumerKey": key.expose(),
+            "consumerSecret": super::random_alphanumeric(32),
+            "expiresInSeconds": lifetime.whole_seconds().to_string(),
+        });
+        let body = self
+            .call(Method::POST, url, Some(&request), false)
+            .await
+            .map_err(|e| scrub(e, key).with_context("app", app_name.to_string()))?;
+        let finished = match parse_json::<KeyBody>(&body) {
+            Ok(created) => self.finish_key(app_name, key, created, api_products).await,
+            Err(e) => Err(e),
+        };
+        match finished {
+            Ok(c) => Ok(c),
+            Err(e) => {
+                // A key without its products must not become the app's current key (it has the
+                // latest expiry), so the half-made key is removed and the next run starts over.
+                let cleanup = self.delete_key(app_name, key).await;
+                let mut e = scrub(e, key).with_context("app", app_name.to_string());
+                if let Err(d) = cleanup {
+                    e = e.with_context(
+                        "cleanup",
+                        format!(
+                            "the new key {} could not be deleted: {}",
+                            key,
+                            scrub(d, key)
+                        ),
+                    );
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
