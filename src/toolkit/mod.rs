@@ -43,14 +43,14 @@ pub trait Issuer: Send + Sync {
     /// API manager does not know the app. Never creates or changes anything.
     async fn list_credentials(&self, app_name: &str) -> Result<Vec<Credential>>;
 
-    /// Creates `key` for the app with the given lifetime, associates `api_products` with it and
-    /// approves it; returns it as stored. Other keys of the app are left alone. On failure no
+    /// Creates `key` for the app with the given lifetime (`None`: it never expires), associates
+    /// `api_products` with it and approves it; returns it as stored. Other keys of the app are left alone. On failure no
     /// half-made key is left behind when the issuer can avoid it.
     async fn create_key(
         &self,
         app_name: &str,
         key: &ApiKey,
-        lifetime: time::Duration,
+        lifetime: Option<time::Duration>,
         api_products: &[String],
     ) -> Result<Credential>;
 }
@@ -264,9 +264,10 @@ impl KeySource for Toolkit {
                     return Ok(grant(app_name, shown, false, message));
                 }
                 let key = generate_key();
+                let lifetime = new_key_lifetime(&self.policy, &reason, current.as_ref(), now);
                 let created = self
                     .issuer
-                    .create_key(app_name, &key, self.policy.new_key_lifetime(), &products)
+                    .create_key(app_name, &key, lifetime, &products)
                     .await?;
                 tracing::info!(app = app_name, key = %created.key, "created a new API key");
                 let message = format!(
@@ -277,6 +278,25 @@ impl KeySource for Toolkit {
                 Ok(grant(app_name, created, true, message))
             }
         }
+    }
+}
+
+/// The lifetime of a new key: the policy's, except that a forced (emergency) renewal must
+/// outlive the key it replaces, or that key, having the later expiry, would stay the current
+/// one and the rotation would push the compromised key again. Replacing a never-expiring key
+/// therefore gives a never-expiring key.
+fn new_key_lifetime(
+    policy: &RenewalPolicy,
+    reason: &RenewReason,
+    current: Option<&Credential>,
+    now: OffsetDateTime,
+) -> Option<time::Duration> {
+    let lifetime = policy.new_key_lifetime();
+    match (reason, current) {
+        (RenewReason::Forced, Some(c)) => c
+            .expires_at
+            .map(|exp| lifetime.max(exp - now + time::Duration::minutes(1))),
+        _ => Some(lifetime),
     }
 }
 
@@ -310,7 +330,7 @@ mod tests {
     #[derive(Default)]
     struct FakeIssuer {
         creds: Mutex<Vec<Credential>>,
-        created: Mutex<Vec<(String, time::Duration, Vec<String>)>>,
+        created: Mutex<Vec<(String, Option<time::Duration>, Vec<String>)>>,
     }
 
     #[async_trait]
@@ -328,14 +348,14 @@ mod tests {
             &self,
             _app: &str,
             key: &ApiKey,
-            lifetime: time::Duration,
+            lifetime: Option<time::Duration>,
             products: &[String],
         ) -> Result<Credential> {
             let now = OffsetDateTime::now_utc();
             let c = Credential {
                 key: key.clone(),
                 issued_at: Some(now),
-                expires_at: Some(now + lifetime),
+                expires_at: lifetime.map(|l| now + l),
                 approved: true,
                 api_products: products.to_vec(),
             };
@@ -392,7 +412,7 @@ mod tests {
         );
         let created = issuer.created.lock().unwrap().clone();
         assert_eq!(created.len(), 1);
-        assert_eq!(created[0].1, Duration::days(90));
+        assert_eq!(created[0].1, Some(Duration::days(90)));
         assert_eq!(created[0].2, ["p1", "p2"]);
 
         let second = tk.current_key("app1", KeyRequest::default()).await.unwrap();
@@ -432,6 +452,27 @@ mod tests {
         assert!(g.renewed);
         assert!(g.message.contains("forced"), "{}", g.message);
         assert_eq!(issuer.created.lock().unwrap().len(), 1);
+        // The replacement must become the current key, so it cannot expire before the old one.
+        assert_eq!(issuer.created.lock().unwrap()[0].1, None);
+        let again = tk.current_key("app1", KeyRequest::default()).await.unwrap();
+        assert_eq!(
+            again.api_key, g.api_key,
+            "the forced key is the current key afterwards"
+        );
+    }
+
+    #[tokio::test]
+    async fn force_outlives_a_long_lived_current_key() {
+        let (issuer, tk) = toolkit_with(Some(200));
+        let forced = KeyRequest {
+            force: true,
+            dry_run: false,
+        };
+        let g = tk.current_key("app1", forced).await.unwrap();
+        let lifetime = issuer.created.lock().unwrap()[0].1.unwrap();
+        assert!(lifetime > Duration::days(200), "{lifetime}");
+        let again = tk.current_key("app1", KeyRequest::default()).await.unwrap();
+        assert_eq!(again.api_key, g.api_key);
     }
 
     #[tokio::test]

@@ -290,15 +290,18 @@ impl Issuer for ApigeeX {
         &self,
         app_name: &str,
         key: &ApiKey,
-        lifetime: time::Duration,
+        lifetime: Option<time::Duration>,
         api_products: &[String],
     ) -> Result<Credential> {
         let url = self.app_url(app_name, &["keys"])?;
-        let request = json!({
+        let mut request = json!({
             "consumerKey": key.expose(),
             "consumerSecret": super::random_alphanumeric(32),
-            "expiresInSeconds": lifetime.whole_seconds().to_string(),
         });
+        // Without expiresInSeconds Apigee's default applies: -1, never expires.
+        if let Some(lifetime) = lifetime {
+            request["expiresInSeconds"] = json!(lifetime.whole_seconds().to_string());
+        }
         let body = self
             .call(Method::POST, url, Some(&request), false)
             .await
