@@ -328,9 +328,12 @@ mod tests {
 
     /// An in-memory issuer that records what it was asked to create.
     #[derive(Default)]
+    /// (key, lifetime, products) of each key the fake issuer created.
+    type Created = (String, Option<time::Duration>, Vec<String>);
+
     struct FakeIssuer {
         creds: Mutex<Vec<Credential>>,
-        created: Mutex<Vec<(String, Option<time::Duration>, Vec<String>)>>,
+        created: Mutex<Vec<Created>>,
     }
 
     #[async_trait]
