@@ -327,10 +327,10 @@ mod tests {
     use time::Duration;
 
     /// An in-memory issuer that records what it was asked to create.
-    #[derive(Default)]
     /// (key, lifetime, products) of each key the fake issuer created.
     type Created = (String, Option<time::Duration>, Vec<String>);
 
+    #[derive(Default)]
     struct FakeIssuer {
         creds: Mutex<Vec<Credential>>,
         created: Mutex<Vec<Created>>,
