@@ -2,7 +2,7 @@
 //! it is inside the expiry window. The one answer that carries a full key.
 
 use super::AppState;
-use crate::toolkit::request::{parse_request, response_body, ToolkitError, MAX_BODY_BYTES};
+use crate::toolkit::request::{parse_request, response_body, ToolkitError};
 use crate::toolkit::KeyRequest;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -26,23 +26,8 @@ async fn answer(
     rotator: &crate::rotation::Rotator,
     body: &[u8],
 ) -> Result<serde_json::Value, ToolkitError> {
-    if body.len() > MAX_BODY_BYTES {
-        return parse_request(body).map(|_| serde_json::Value::Null);
-    }
     let request = parse_request(body)?;
-    let problems = rotator.settings().check_for_toolkit();
-    if !problems.is_empty() {
-        let message = problems
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ");
-        return Err(ToolkitError {
-            status: 500,
-            code: "InvalidSettings".into(),
-            message,
-        });
-    }
+    // Missing or invalid sealed details surface here as a configuration error (500).
     let keys = rotator
         .key_source()
         .map_err(|e| ToolkitError::from_error(&e))?;
