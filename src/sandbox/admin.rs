@@ -181,9 +181,9 @@ mod tests {
         h.sandbox.shutdown().await;
     }
 
-    /// Reset and malformed faults break the answer; clearing faults restores it.
+    /// Reset, timeout and malformed faults break the answer; clearing faults restores it.
     #[tokio::test]
-    async fn reset_and_malformed_faults() {
+    async fn reset_timeout_and_malformed_faults() {
         let h = Harness::start().await;
         let admin = h.sandbox.info().endpoints.admin.clone();
         let url = format!(
@@ -202,6 +202,22 @@ mod tests {
             Err(e) => Err(e),
         };
         assert!(outcome.is_err(), "a reset must not yield a complete answer");
+
+        let timeout = json!({"service": "authority", "kind": "timeout", "times": 1});
+        h.client
+            .post(format!("{admin}/faults"))
+            .json(&timeout)
+            .send()
+            .await
+            .unwrap();
+        let err = h
+            .client
+            .get(&url)
+            .timeout(std::time::Duration::from_millis(300))
+            .send()
+            .await
+            .unwrap_err();
+        assert!(err.is_timeout());
 
         let malformed = json!({"service": "authority", "kind": "malformed"});
         h.client

@@ -187,4 +187,53 @@ mod tests {
         assert!(body["access_token"].as_str().unwrap().len() > 20);
         h.sandbox.shutdown().await;
     }
+
+    /// The official `ManagedIdentityCredential` (App Service source) gets a token from the
+    /// endpoint. It reads IDENTITY_ENDPOINT/IDENTITY_HEADER from the process environment, so it
+    /// runs in a child process rather than changing this one's environment.
+    #[tokio::test]
+    async fn official_managed_identity_credential_works() {
+        let h = Harness::start().await;
+        // Async, so that this runtime keeps serving the child's requests while it waits.
+        let status = tokio::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "sandbox::identity::tests::managed_identity_child",
+                "--exact",
+                "--ignored",
+                "--quiet",
+            ])
+            .env("IDENTITY_ENDPOINT", h.env("IDENTITY_ENDPOINT"))
+            .env("IDENTITY_HEADER", h.env("IDENTITY_HEADER"))
+            .env("SANDBOX_MI_CHILD", "1")
+            .stdout(std::process::Stdio::null())
+            .status()
+            .await
+            .unwrap();
+        assert!(status.success());
+        let log = h.requests().await;
+        assert_eq!(log.len(), 1);
+        assert_eq!(log[0]["service"], "identity");
+        assert_eq!(log[0]["status"], 200);
+        assert!(log[0]["query"]
+            .as_str()
+            .unwrap()
+            .contains("resource=https%3A%2F%2Fvault.azure.net"));
+        h.sandbox.shutdown().await;
+    }
+
+    /// Child half of the test above (only meaningful with its environment).
+    #[tokio::test]
+    #[ignore = "run by official_managed_identity_credential_works in a child process"]
+    async fn managed_identity_child() {
+        use azure_core::credentials::TokenCredential;
+        if std::env::var("SANDBOX_MI_CHILD").is_err() {
+            return;
+        }
+        let credential = azure_identity::ManagedIdentityCredential::new(None).unwrap();
+        let token = credential
+            .get_token(&["https://vault.azure.net/.default"], None)
+            .await
+            .unwrap();
+        assert!(token.expires_on > time::OffsetDateTime::now_utc());
+    }
 }
