@@ -168,6 +168,10 @@ mod tests {
         let rsp = h.client.get(&url).bearer_auth(&token).send().await.unwrap();
         assert_eq!(rsp.status(), 503);
         assert_eq!(rsp.headers()["retry-after"], "2");
+        assert_eq!(
+            rsp.json::<Value>().await.unwrap()["error"]["code"],
+            "ServiceUnavailable"
+        );
         let rsp = h.client.get(&url).bearer_auth(&token).send().await.unwrap();
         assert_eq!(rsp.status(), 200);
         let statuses: Vec<u64> = h

@@ -740,6 +740,25 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(rsp.status(), 409);
+        let legacy = json!({"consumerKey": random_alphanumeric(32), "consumerSecret": "s", "expiresInSeconds": 60});
+        let rsp = h
+            .client
+            .post(format!("{keys}/create"))
+            .bearer_auth(&token)
+            .json(&legacy)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(rsp.status(), 200);
+        let rsp = h
+            .client
+            .post(&keys)
+            .bearer_auth(&token)
+            .json(&json!({"consumerKey": "k", "typo": 1}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(rsp.status(), 400);
 
         let key_url = format!("{keys}/{new_key}");
         let rsp = h

@@ -349,6 +349,12 @@ fn read(
             None => return not_found(&format!("{name}/{v}")),
         },
     };
+    if !stored.versions[index].enabled {
+        return json_response(
+            StatusCode::FORBIDDEN,
+            json!({"error": {"code": "Forbidden", "message": "Operation get is not allowed on a disabled secret.", "innererror": {"code": "SecretDisabled"}}}),
+        );
+    }
     json_response(
         StatusCode::OK,
         state.vault.bundle(stored, index, true, api_version),
@@ -657,6 +663,25 @@ mod tests {
         let updated: serde_json::Value = rsp.json().await.unwrap();
         assert!(updated.get("value").is_none());
         assert_eq!(updated["tags"]["rotatedBy"], "sandbox");
+        let disable = serde_json::json!({"attributes": {"enabled": false}});
+        let url = format!("{base}secrets/healthcheck-prd-apikey/{set_version}?api-version=7.6");
+        h.client
+            .patch(&url)
+            .bearer_auth(&token)
+            .json(&disable)
+            .send()
+            .await
+            .unwrap();
+        let rsp = get(format!(
+            "secrets/healthcheck-prd-apikey/{set_version}?api-version=7.6"
+        ))
+        .await
+        .unwrap();
+        assert_eq!(rsp.status(), 403);
+        assert_eq!(
+            rsp.json::<serde_json::Value>().await.unwrap()["error"]["innererror"]["code"],
+            "SecretDisabled"
+        );
 
         let rsp = get("secrets/partner-apikey?api-version=7.6".into())
             .await

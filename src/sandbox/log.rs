@@ -186,7 +186,8 @@ async fn handle(shared: &Shared, service: &'static str, request: Request, next: 
     });
     let response = match log.take_fault(service, &path) {
         Some(fault) => {
-            tracing::debug!(service, path = %path, kind = ?fault.effective_kind(), "sandbox fault injected");
+            // Paths can carry consumer keys (Apigee), so only the service is traced.
+            tracing::debug!(service, kind = ?fault.effective_kind(), "sandbox fault injected");
             if let Some(ms) = fault.delay_ms {
                 tokio::time::sleep(Duration::from_millis(ms)).await;
             }
@@ -207,18 +208,59 @@ async fn handle(shared: &Shared, service: &'static str, request: Request, next: 
 #[derive(Clone, Copy)]
 struct NoAnswer;
 
+/// The error body `service` answers `status` with, in that service's own shape.
+fn fault_body(service: &str, status: StatusCode) -> serde_json::Value {
+    use serde_json::json;
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let message = format!("{reason} (fault injected by the sandbox).");
+    let throttled = status == StatusCode::TOO_MANY_REQUESTS;
+    match service {
+        "identity" => json!({"statusCode": status.as_u16(), "message": message}),
+        "authority" => {
+            let error = if throttled {
+                "temporarily_unavailable"
+            } else {
+                "server_error"
+            };
+            json!({"error": error, "error_description": message, "error_codes": []})
+        }
+        "appConfiguration" => json!({
+            "type": if throttled { "https://azconfig.io/errors/too-many-requests" } else { "https://azconfig.io/errors/internal-error" },
+            "title": reason, "detail": message, "status": status.as_u16()
+        }),
+        "apigee" => {
+            let name = match status.as_u16() {
+                429 => "RESOURCE_EXHAUSTED",
+                503 => "UNAVAILABLE",
+                504 => "DEADLINE_EXCEEDED",
+                s if s < 500 => "FAILED_PRECONDITION",
+                _ => "INTERNAL",
+            };
+            json!({"error": {"code": status.as_u16(), "message": message, "status": name}})
+        }
+        _ => {
+            let code = if throttled {
+                "Throttled".to_string()
+            } else {
+                reason.replace(' ', "")
+            };
+            json!({"error": {"code": code, "message": message}})
+        }
+    }
+}
+
 async fn injected(service: &str, kind: FaultKind, fault: &Fault) -> Response {
     match kind {
         FaultKind::Status => {
             let status = StatusCode::from_u16(fault.status.unwrap_or(503))
                 .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-            let mut response = json_response(
-                status,
-                serde_json::json!({"error": {
-                    "code": status.canonical_reason().unwrap_or("Error").replace(' ', ""),
-                    "message": "Fault injected by the sandbox."
-                }}),
-            );
+            let mut response = json_response(status, fault_body(service, status));
+            if service == "appConfiguration" {
+                response.headers_mut().insert(
+                    "content-type",
+                    HeaderValue::from_static("application/problem+json; charset=utf-8"),
+                );
+            }
             if let Some(seconds) = fault.retry_after_seconds {
                 let headers = response.headers_mut();
                 headers.insert("retry-after", HeaderValue::from(seconds));
