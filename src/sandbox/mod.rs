@@ -197,36 +197,40 @@ impl Sandbox {
             shared: shared.clone(),
         };
         let s = &shared;
-        sandbox.serve(
-            identity_l,
-            None,
-            log::observe(identity::router(s.clone()), "identity", s),
-        );
         let tls_cfg = Some(&tls.config);
-        sandbox.serve(
-            authority_l,
-            tls_cfg,
-            log::observe(authority::router(s.clone()), "authority", s),
-        );
-        sandbox.serve(
-            arm_l,
-            tls_cfg,
-            log::observe(resource_manager::router(s.clone()), "resourceManager", s),
-        );
-        sandbox.serve(
-            apigee_l,
-            tls_cfg,
-            log::observe(apigee::router(s.clone()), "apigee", s),
-        );
-        sandbox.serve(
-            app_api_l,
-            tls_cfg,
-            log::observe(application_api::router(s.clone()), "applicationApi", s),
-        );
+        let mut services = vec![
+            (identity_l, None, "identity", identity::router(s.clone())),
+            (
+                authority_l,
+                tls_cfg,
+                "authority",
+                authority::router(s.clone()),
+            ),
+            (
+                arm_l,
+                tls_cfg,
+                "resourceManager",
+                resource_manager::router(s.clone()),
+            ),
+            (apigee_l, tls_cfg, "apigee", apigee::router(s.clone())),
+            (
+                app_api_l,
+                tls_cfg,
+                "applicationApi",
+                application_api::router(s.clone()),
+            ),
+        ];
         for (name, bound) in vault_ls {
             let vault = s.vaults[&name.to_ascii_lowercase()].clone();
-            let router = key_vault::router(s.clone(), vault);
-            sandbox.serve(bound, tls_cfg, log::observe(router, "keyVault", s));
+            services.push((
+                bound,
+                tls_cfg,
+                "keyVault",
+                key_vault::router(s.clone(), vault),
+            ));
+        }
+        for (bound, tls, service, router) in services {
+            sandbox.serve(bound, tls, log::observe(router, service, s));
         }
         sandbox.serve(admin_l, None, admin::router(s.clone()));
         tracing::info!(dir = %options.dir.display(), "sandbox started");
@@ -270,12 +274,21 @@ impl Sandbox {
     }
 
     /// Stops all servers.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         for handle in &self.handles {
             handle.shutdown();
         }
-        for task in self.tasks {
+        for task in std::mem::take(&mut self.tasks) {
             let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    /// A sandbox dropped without [`Sandbox::shutdown`] still stops listening.
+    fn drop(&mut self) {
+        for handle in &self.handles {
+            handle.shutdown();
         }
     }
 }
@@ -364,7 +377,7 @@ pub(crate) mod test_support {
             body["access_token"].as_str().unwrap().to_string()
         }
 
-        /// `GET admin/requests` as (service, status) pairs.
+        /// `GET admin/requests`: the logged requests, in order.
         pub async fn requests(&self) -> Vec<serde_json::Value> {
             let url = format!("{}/requests", self.sandbox.info().endpoints.admin);
             self.client
