@@ -182,6 +182,19 @@ mod tests {
             .map(|r| r["status"].as_u64().unwrap())
             .collect();
         assert_eq!(statuses, [503, 200]);
+
+        // A delay-only fault slows every matching request but lets it through.
+        let delay = json!({"service": "keyVault", "delayMs": 150});
+        h.client
+            .post(format!("{admin}/faults"))
+            .json(&delay)
+            .send()
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        let rsp = h.client.get(&url).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(rsp.status(), 200);
+        assert!(started.elapsed() >= std::time::Duration::from_millis(150));
         h.sandbox.shutdown().await;
     }
 
