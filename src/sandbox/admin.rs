@@ -1,0 +1,269 @@
+//! The admin endpoint (plain http): the request log, fault injection, and the state of every
+//! double, so tests can count calls, break things on purpose and check what was written.
+
+use super::log::Fault;
+use super::{json_response, Shared};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// The admin routes.
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/requests", get(requests).delete(clear_requests))
+        .route(
+            "/faults",
+            axum::routing::post(add_fault).delete(clear_faults),
+        )
+        .route("/state", get(state))
+        .with_state(shared)
+}
+
+async fn requests(State(shared): State<Arc<Shared>>) -> Response {
+    json_response(StatusCode::OK, json!(shared.log.entries()))
+}
+
+async fn clear_requests(State(shared): State<Arc<Shared>>) -> Response {
+    shared.log.clear();
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn add_fault(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let bad = |message: String| {
+        json_response(
+            StatusCode::BAD_REQUEST,
+            json!({"error": {"code": "BadRequest", "message": message}}),
+        )
+    };
+    let fault: Fault = match serde_json::from_slice(&body) {
+        Ok(f) => f,
+        Err(e) => return bad(format!("invalid fault: {e}")),
+    };
+    if let Err(message) = fault.validate() {
+        return bad(message);
+    }
+    shared.log.add_fault(fault.clone());
+    json_response(StatusCode::CREATED, json!(fault))
+}
+
+async fn clear_faults(State(shared): State<Arc<Shared>>) -> Response {
+    shared.log.clear_faults();
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn state(State(shared): State<Arc<Shared>>) -> Response {
+    let vaults: serde_json::Map<String, Value> = shared
+        .vaults
+        .values()
+        .map(|v| (v.name.clone(), json!(v.latest_values())))
+        .collect();
+    json_response(
+        StatusCode::OK,
+        json!({
+            "keyVaults": vaults,
+            "applicationApis": shared.application_api.state(),
+            "apigee": shared.apigee.state(),
+        }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::Harness;
+    use serde_json::{json, Value};
+
+    /// The log records every request, in order, with its service and status.
+    #[tokio::test]
+    async fn request_log_records_services_in_order() {
+        let h = Harness::start().await;
+        let admin = h.sandbox.info().endpoints.admin.clone();
+        let token = h.token("https://vault.azure.net").await;
+        let vault = h.sandbox.info().endpoints.key_vaults["kv-partners-prd"].clone();
+        h.client
+            .get(format!("{vault}secrets/partner-apikey?api-version=7.6"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        h.client
+            .get(format!(
+                "{}/common/discovery/instance",
+                h.env("AZURE_AUTHORITY_HOST")
+            ))
+            .send()
+            .await
+            .unwrap();
+        let log = h.requests().await;
+        let seen: Vec<(String, u64)> = log
+            .iter()
+            .map(|r| {
+                (
+                    r["service"].as_str().unwrap().to_string(),
+                    r["status"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("identity".into(), 200),
+                ("keyVault".into(), 404),
+                ("authority".into(), 200)
+            ]
+        );
+        assert_eq!(log[1]["method"], "GET");
+        assert_eq!(log[1]["path"], "/secrets/partner-apikey");
+        assert_eq!(log[1]["query"], "api-version=7.6");
+        assert_eq!(
+            h.client
+                .delete(format!("{admin}/requests"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            204
+        );
+        assert!(h.requests().await.is_empty());
+        h.sandbox.shutdown().await;
+    }
+
+    /// A 503 fault with Retry-After and times 1 is served once, then the service answers normally.
+    #[tokio::test]
+    async fn status_fault_is_served_once() {
+        let h = Harness::start().await;
+        let admin = h.sandbox.info().endpoints.admin.clone();
+        let fault = json!({"service": "keyVault", "match": "/secrets/reference-prd-apikey", "status": 503, "retryAfterSeconds": 2, "times": 1});
+        assert_eq!(
+            h.client
+                .post(format!("{admin}/faults"))
+                .json(&fault)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            201
+        );
+        let bad = json!({"service": "nope", "status": 503});
+        assert_eq!(
+            h.client
+                .post(format!("{admin}/faults"))
+                .json(&bad)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            400
+        );
+
+        let token = h.token("https://vault.azure.net").await;
+        let url = format!(
+            "{}secrets/reference-prd-apikey?api-version=7.6",
+            h.sandbox.info().endpoints.key_vaults["kv-consumers-prd"]
+        );
+        let rsp = h.client.get(&url).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(rsp.status(), 503);
+        assert_eq!(rsp.headers()["retry-after"], "2");
+        assert_eq!(
+            rsp.json::<Value>().await.unwrap()["error"]["code"],
+            "ServiceUnavailable"
+        );
+        let rsp = h.client.get(&url).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(rsp.status(), 200);
+        let statuses: Vec<u64> = h
+            .requests()
+            .await
+            .iter()
+            .filter(|r| r["service"] == "keyVault")
+            .map(|r| r["status"].as_u64().unwrap())
+            .collect();
+        assert_eq!(statuses, [503, 200]);
+
+        // A delay-only fault slows every matching request but lets it through.
+        let delay = json!({"service": "keyVault", "delayMs": 150});
+        h.client
+            .post(format!("{admin}/faults"))
+            .json(&delay)
+            .send()
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        let rsp = h.client.get(&url).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(rsp.status(), 200);
+        assert!(started.elapsed() >= std::time::Duration::from_millis(150));
+        h.sandbox.shutdown().await;
+    }
+
+    /// Reset, timeout and malformed faults break the answer; clearing faults restores it.
+    #[tokio::test]
+    async fn reset_timeout_and_malformed_faults() {
+        let h = Harness::start().await;
+        let admin = h.sandbox.info().endpoints.admin.clone();
+        let url = format!(
+            "{}/common/discovery/instance",
+            h.env("AZURE_AUTHORITY_HOST")
+        );
+        let reset = json!({"service": "authority", "kind": "reset", "times": 1});
+        h.client
+            .post(format!("{admin}/faults"))
+            .json(&reset)
+            .send()
+            .await
+            .unwrap();
+        let outcome = match h.client.get(&url).send().await {
+            Ok(rsp) => rsp.bytes().await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        assert!(outcome.is_err(), "a reset must not yield a complete answer");
+
+        let timeout = json!({"service": "authority", "kind": "timeout", "times": 1});
+        h.client
+            .post(format!("{admin}/faults"))
+            .json(&timeout)
+            .send()
+            .await
+            .unwrap();
+        let err = h
+            .client
+            .get(&url)
+            .timeout(std::time::Duration::from_millis(300))
+            .send()
+            .await
+            .unwrap_err();
+        assert!(err.is_timeout());
+
+        let malformed = json!({"service": "authority", "kind": "malformed"});
+        h.client
+            .post(format!("{admin}/faults"))
+            .json(&malformed)
+            .send()
+            .await
+            .unwrap();
+        let rsp = h.client.get(&url).send().await.unwrap();
+        assert_eq!(rsp.status(), 200);
+        assert!(rsp.json::<Value>().await.is_err());
+        assert_eq!(
+            h.client
+                .delete(format!("{admin}/faults"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            204
+        );
+        assert!(h
+            .client
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .is_ok());
+        h.sandbox.shutdown().await;
+    }
+}

@@ -1,0 +1,340 @@
+//! The request log and fault injection: a middleware around every service router, so every
+//! request is recorded (service, method, path, query, status; never bodies) and can be broken on
+//! purpose from the admin endpoint.
+
+use super::{json_response, Shared};
+use axum::body::{Body, Bytes};
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{from_fn, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use serde::{Deserialize, Serialize};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Service names as they appear in the log and in fault specs.
+pub(crate) const SERVICES: [&str; 7] = [
+    "identity",
+    "authority",
+    "keyVault",
+    "appConfiguration",
+    "resourceManager",
+    "apigee",
+    "applicationApi",
+];
+
+/// One logged request.
+#[derive(Serialize, Clone, Debug)]
+pub(crate) struct LoggedRequest {
+    pub service: String,
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    /// `None` while in flight, and for faults that never answer (reset, timeout).
+    pub status: Option<u16>,
+}
+
+/// What an injected fault does.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum FaultKind {
+    /// Answer with `status` (and `Retry-After` when `retryAfterSeconds` is set).
+    Status,
+    /// Drop the connection without a complete answer.
+    Reset,
+    /// Never answer.
+    Timeout,
+    /// Answer 200 with a truncated JSON body.
+    Malformed,
+}
+
+/// A fault, as posted to `admin/faults`.
+#[derive(Deserialize, Serialize, Clone, Debug)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct Fault {
+    pub service: String,
+    /// Substring of the request path; absent matches every path.
+    #[serde(rename = "match", default)]
+    pub path_match: Option<String>,
+    #[serde(default)]
+    pub status: Option<u16>,
+    #[serde(default)]
+    pub retry_after_seconds: Option<u64>,
+    #[serde(default)]
+    pub delay_ms: Option<u64>,
+    /// How many requests it affects; absent means until cleared.
+    #[serde(default)]
+    pub times: Option<u32>,
+    /// Defaults to `status` when a status is given; otherwise the fault only delays.
+    #[serde(default)]
+    pub kind: Option<FaultKind>,
+}
+
+impl Fault {
+    /// Checks the spec, returning what is wrong with it.
+    pub fn validate(&self) -> Result<(), String> {
+        if !SERVICES.contains(&self.service.as_str()) {
+            return Err(format!(
+                "service: unknown \"{}\"; expected one of {}",
+                self.service,
+                SERVICES.join(", ")
+            ));
+        }
+        if self.kind == Some(FaultKind::Status) && self.status.is_none() {
+            return Err("status: required when kind is \"status\"".into());
+        }
+        if let Some(s) = self.status {
+            if StatusCode::from_u16(s).is_err() {
+                return Err(format!("status: {s} is not an HTTP status"));
+            }
+        }
+        if self.times == Some(0) {
+            return Err("times: must be at least 1 (absent means until cleared)".into());
+        }
+        Ok(())
+    }
+
+    fn effective_kind(&self) -> Option<FaultKind> {
+        self.kind.or(self.status.map(|_| FaultKind::Status))
+    }
+}
+
+/// The request log and the active faults.
+#[derive(Default)]
+pub(crate) struct RequestLog {
+    entries: Mutex<Vec<(u64, LoggedRequest)>>,
+    next_id: Mutex<u64>,
+    faults: Mutex<Vec<Fault>>,
+}
+
+impl RequestLog {
+    /// Every logged request, in arrival order.
+    pub fn entries(&self) -> Vec<LoggedRequest> {
+        let entries = self.entries.lock().unwrap();
+        entries.iter().map(|(_, e)| e.clone()).collect()
+    }
+
+    /// Forgets every logged request.
+    pub fn clear(&self) {
+        self.entries.lock().unwrap().clear();
+    }
+
+    /// Adds a fault.
+    pub fn add_fault(&self, fault: Fault) {
+        self.faults.lock().unwrap().push(fault);
+    }
+
+    /// Removes every fault.
+    pub fn clear_faults(&self) {
+        self.faults.lock().unwrap().clear();
+    }
+
+    fn start(&self, entry: LoggedRequest) -> u64 {
+        let id = {
+            let mut next = self.next_id.lock().unwrap();
+            *next += 1;
+            *next
+        };
+        self.entries.lock().unwrap().push((id, entry));
+        id
+    }
+
+    fn finish(&self, id: u64, status: Option<u16>) {
+        let mut entries = self.entries.lock().unwrap();
+        if let Some((_, e)) = entries.iter_mut().rev().find(|(i, _)| *i == id) {
+            e.status = status;
+        }
+    }
+
+    /// The first fault matching the request, consuming one of its `times`.
+    fn take_fault(&self, service: &str, path: &str) -> Option<Fault> {
+        let mut faults = self.faults.lock().unwrap();
+        let index = faults.iter().position(|f| {
+            f.service == service && f.path_match.as_deref().is_none_or(|m| path.contains(m))
+        })?;
+        let fault = faults[index].clone();
+        match &mut faults[index].times {
+            Some(1) => {
+                faults.remove(index);
+            }
+            Some(n) => *n -= 1,
+            None => {}
+        }
+        Some(fault)
+    }
+}
+
+/// Wraps `router` so every request to it is logged under `service` and may meet a fault.
+pub(crate) fn observe(router: Router, service: &'static str, shared: &Arc<Shared>) -> Router {
+    let shared = shared.clone();
+    router.layer(from_fn(move |request: Request, next: Next| {
+        let shared = shared.clone();
+        async move { handle(&shared, service, request, next).await }
+    }))
+}
+
+async fn handle(shared: &Shared, service: &'static str, request: Request, next: Next) -> Response {
+    let log = &shared.log;
+    let path = request.uri().path().to_string();
+    let id = log.start(LoggedRequest {
+        service: service.to_string(),
+        method: request.method().to_string(),
+        path: path.clone(),
+        query: request.uri().query().map(str::to_string),
+        status: None,
+    });
+    let response = match log.take_fault(service, &path) {
+        Some(fault) => {
+            // Paths can carry consumer keys (Apigee), so only the service is traced.
+            tracing::debug!(service, kind = ?fault.effective_kind(), "sandbox fault injected");
+            if let Some(ms) = fault.delay_ms {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
+            match fault.effective_kind() {
+                None => next.run(request).await,
+                Some(kind) => injected(service, kind, &fault).await,
+            }
+        }
+        None => next.run(request).await,
+    };
+    let status = response.status().as_u16();
+    let never_answers = response.extensions().get::<NoAnswer>().is_some();
+    log.finish(id, (!never_answers).then_some(status));
+    response
+}
+
+/// Marks a response that will never reach the client (reset).
+#[derive(Clone, Copy)]
+struct NoAnswer;
+
+/// The error body `service` answers `status` with, in that service's own shape.
+fn fault_body(service: &str, status: StatusCode) -> serde_json::Value {
+    use serde_json::json;
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let message = format!("{reason} (fault injected by the sandbox).");
+    let throttled = status == StatusCode::TOO_MANY_REQUESTS;
+    match service {
+        "identity" => json!({"statusCode": status.as_u16(), "message": message}),
+        "authority" => {
+            let error = if throttled {
+                "temporarily_unavailable"
+            } else {
+                "server_error"
+            };
+            json!({"error": error, "error_description": message, "error_codes": []})
+        }
+        "appConfiguration" => json!({
+            "type": if throttled { "https://azconfig.io/errors/too-many-requests" } else { "https://azconfig.io/errors/internal-error" },
+            "title": reason, "detail": message, "status": status.as_u16()
+        }),
+        "apigee" => {
+            let name = match status.as_u16() {
+                429 => "RESOURCE_EXHAUSTED",
+                503 => "UNAVAILABLE",
+                504 => "DEADLINE_EXCEEDED",
+                s if s < 500 => "FAILED_PRECONDITION",
+                _ => "INTERNAL",
+            };
+            json!({"error": {"code": status.as_u16(), "message": message, "status": name}})
+        }
+        _ => {
+            let code = if throttled {
+                "Throttled".to_string()
+            } else {
+                reason.replace(' ', "")
+            };
+            json!({"error": {"code": code, "message": message}})
+        }
+    }
+}
+
+async fn injected(service: &str, kind: FaultKind, fault: &Fault) -> Response {
+    match kind {
+        FaultKind::Status => {
+            let status = StatusCode::from_u16(fault.status.unwrap_or(503))
+                .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            let mut response = json_response(status, fault_body(service, status));
+            if service == "appConfiguration" {
+                response.headers_mut().insert(
+                    "content-type",
+                    HeaderValue::from_static("application/problem+json; charset=utf-8"),
+                );
+            }
+            if let Some(seconds) = fault.retry_after_seconds {
+                let headers = response.headers_mut();
+                headers.insert("retry-after", HeaderValue::from(seconds));
+                if service == "appConfiguration" {
+                    headers.insert("retry-after-ms", HeaderValue::from(seconds * 1000));
+                }
+            }
+            response
+        }
+        FaultKind::Reset => {
+            // An erroring body makes hyper abort the connection before the answer completes.
+            let stream = futures::stream::once(async {
+                Err::<Bytes, _>(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "sandbox fault: reset",
+                ))
+            });
+            let mut response = Body::from_stream(stream).into_response();
+            response.extensions_mut().insert(NoAnswer);
+            response
+        }
+        FaultKind::Timeout => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            StatusCode::GATEWAY_TIMEOUT.into_response()
+        }
+        FaultKind::Malformed => {
+            let mut response = (StatusCode::OK, "{\"value\": \"trunc").into_response();
+            response
+                .headers_mut()
+                .insert("content-type", HeaderValue::from_static("application/json"));
+            response
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fault(json: serde_json::Value) -> Fault {
+        serde_json::from_value(json).unwrap()
+    }
+
+    /// A fault with `times` is consumed; one without stays until cleared; `match` filters paths.
+    #[test]
+    fn faults_are_consumed_and_matched_by_path() {
+        let log = RequestLog::default();
+        log.add_fault(fault(serde_json::json!({"service": "keyVault", "match": "/secrets/a", "status": 503, "times": 2})));
+        log.add_fault(fault(
+            serde_json::json!({"service": "apigee", "status": 500}),
+        ));
+        assert!(log.take_fault("keyVault", "/secrets/b").is_none());
+        assert!(log.take_fault("keyVault", "/secrets/a").is_some());
+        assert!(log.take_fault("keyVault", "/secrets/a").is_some());
+        assert!(log.take_fault("keyVault", "/secrets/a").is_none());
+        for _ in 0..3 {
+            assert!(log.take_fault("apigee", "/v1/x").is_some());
+        }
+        log.clear_faults();
+        assert!(log.take_fault("apigee", "/v1/x").is_none());
+    }
+
+    /// Bad specs are refused with the field that is wrong.
+    #[test]
+    fn fault_validation_names_the_field() {
+        let bad = fault(serde_json::json!({"service": "vault", "status": 503}));
+        assert!(bad.validate().unwrap_err().starts_with("service:"));
+        let bad = fault(serde_json::json!({"service": "keyVault", "kind": "status"}));
+        assert!(bad.validate().unwrap_err().starts_with("status:"));
+        let ok = fault(serde_json::json!({"service": "keyVault", "kind": "reset", "times": 1}));
+        assert!(ok.validate().is_ok());
+        assert!(serde_json::from_value::<Fault>(
+            serde_json::json!({"service": "keyVault", "typo": 1})
+        )
+        .is_err());
+    }
+}
