@@ -47,6 +47,8 @@ pub struct Rotator {
     http: Result<reqwest::Client, Error>,
     credential: Result<Arc<dyn TokenCredential>, Error>,
     keys: Result<Arc<dyn KeySource>, Error>,
+    vaults:
+        Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<targets::key_vault::KeyVault>>>>,
 }
 
 impl Rotator {
@@ -74,6 +76,7 @@ impl Rotator {
             http,
             credential,
             keys,
+            vaults: Default::default(),
         }
     }
 
@@ -119,6 +122,7 @@ impl Rotator {
             credential: self.credential.clone().map_err(RunError::Setup)?,
             cloud: self.settings.cloud.clone(),
             settings: self.settings.clone(),
+            vaults: self.vaults.clone(),
         };
         let plan = targets::plan(&mapping, &deps).map_err(RunError::Setup)?;
         Ok(run(keys.as_ref(), &plan, &mapping.apim_app_names(), options).await)

@@ -125,6 +125,9 @@ pub struct TargetDeps {
     pub cloud: Cloud,
     /// The app settings (header values of application APIs).
     pub settings: Arc<Settings>,
+    /// Vault clients kept across runs, so each vault's authentication challenge is answered
+    /// once per process rather than once per run.
+    pub vaults: Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<key_vault::KeyVault>>>>,
 }
 
 /// Builds one container per vault and per application API endpoint (URL and auth) named in
@@ -132,7 +135,21 @@ pub struct TargetDeps {
 pub fn plan(mapping: &AppsMapping, deps: &TargetDeps) -> Result<Vec<Planned>> {
     let mut out = Vec::new();
     for group in &mapping.key_vault {
-        let container = key_vault::KeyVault::new(&group.vault_url, &group.vault_label, deps)?;
+        let container = {
+            let mut vaults = deps.vaults.lock().unwrap_or_else(|p| p.into_inner());
+            match vaults.get(group.vault_url.as_str()) {
+                Some(vault) => vault.clone(),
+                None => {
+                    let vault = Arc::new(key_vault::KeyVault::new(
+                        &group.vault_url,
+                        &group.vault_label,
+                        deps,
+                    )?);
+                    vaults.insert(group.vault_url.to_string(), vault.clone());
+                    vault
+                }
+            }
+        };
         let entries = group
             .secrets
             .iter()
@@ -141,10 +158,7 @@ pub fn plan(mapping: &AppsMapping, deps: &TargetDeps) -> Result<Vec<Planned>> {
                 apim_app_name: s.apim_app_name.clone(),
             })
             .collect();
-        out.push(Planned {
-            container: Arc::new(container),
-            entries,
-        });
+        out.push(Planned { container, entries });
     }
     let mut apis: Vec<(application_api::ApplicationApi, Vec<Entry>)> = Vec::new();
     for api in &mapping.application_apis {

@@ -77,7 +77,7 @@ pub fn parse_request(body: &[u8]) -> std::result::Result<ToolkitRequest, Toolkit
     let bad = |m: String| Err(ToolkitError::bad_request(m));
     if body.len() > MAX_BODY_BYTES {
         return bad(format!(
-            "body too large: at most {MAX_BODY_BYTES} bytes are accepted"
+            "body too large: at most 64 KiB ({MAX_BODY_BYTES} bytes) are accepted"
         ));
     }
     if body.iter().all(u8::is_ascii_whitespace) {

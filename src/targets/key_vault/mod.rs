@@ -13,6 +13,7 @@ use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
 use futures::future::{BoxFuture, FutureExt};
 use futures::stream::{self, StreamExt};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 /// How many secrets of one vault are read or written at once.
@@ -27,6 +28,8 @@ pub struct KeyVault {
     label: String,
     /// Content type and tags of each secret as read, so a new version keeps them.
     seen: Mutex<HashMap<String, SecretMeta>>,
+    /// Whether a request has gone through the authentication challenge.
+    primed: AtomicBool,
 }
 
 impl KeyVault {
@@ -43,6 +46,7 @@ impl KeyVault {
             client,
             label: label.to_string(),
             seen: Mutex::new(HashMap::new()),
+            primed: AtomicBool::new(false),
         })
     }
 
@@ -118,12 +122,26 @@ impl Container for KeyVault {
     }
 
     async fn read(&self, names: &[String]) -> Vec<Result<Stored>> {
+        // Until the client has met the vault's authentication challenge, every concurrent first
+        // request would be challenged; one request alone first keeps it to one challenge.
+        let mut results = Vec::with_capacity(names.len());
+        let mut rest = names;
+        if !self.primed.load(Ordering::Acquire) {
+            if let Some((first, others)) = names.split_first() {
+                results.push(self.read_one(first).await);
+                self.primed.store(true, Ordering::Release);
+                rest = others;
+            }
+        }
         let calls: Vec<BoxFuture<'_, Result<Stored>>> =
-            names.iter().map(|n| self.read_one(n).boxed()).collect();
-        stream::iter(calls)
-            .buffered(PER_VAULT_CONCURRENCY)
-            .collect()
-            .await
+            rest.iter().map(|n| self.read_one(n).boxed()).collect();
+        results.extend(
+            stream::iter(calls)
+                .buffered(PER_VAULT_CONCURRENCY)
+                .collect::<Vec<_>>()
+                .await,
+        );
+        results
     }
 
     async fn write(&self, writes: &[Write]) -> Vec<Result<()>> {
