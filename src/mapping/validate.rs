@@ -398,7 +398,8 @@ fn plain_url(s: &str) -> Result<Url, String> {
     Ok(url)
 }
 
-/// A vault's base URL and its label (`host[:port]`); the path is given a trailing `/`.
+/// A vault's base URL and its label (the vault's name, the first label of its host, or
+/// `host[:port]` for an IP address); the path is given a trailing `/`.
 fn vault_url(s: &str) -> Result<(Url, String), String> {
     let mut url = plain_url(s)?;
     if url.scheme() != "https" {
@@ -415,9 +416,12 @@ fn vault_url(s: &str) -> Result<(Url, String), String> {
         url.set_path(&path);
     }
     let host = url.host_str().unwrap_or_default();
-    let label = match url.port() {
-        Some(port) => format!("{host}:{port}"),
-        None => host.to_string(),
+    let label = match (url.host(), url.port()) {
+        (Some(url::Host::Domain(d)), _) if d.contains('.') => {
+            d.split('.').next().unwrap_or(d).to_string()
+        }
+        (_, Some(port)) => format!("{host}:{port}"),
+        (_, None) => host.to_string(),
     };
     Ok((url, label))
 }
@@ -669,7 +673,7 @@ pub(super) mod tests {
             (
                 "https://kv1.vault.azure.net",
                 "https://kv1.vault.azure.net/",
-                "kv1.vault.azure.net",
+                "kv1",
             ),
             (
                 "https://127.0.0.1:9443/kv1",

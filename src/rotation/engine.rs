@@ -118,7 +118,7 @@ pub async fn run(
     report
 }
 
-/// Runs `calls` with at most `limit` at once. (Boxing first keeps the futures `Send` for any
+/// Runs `calls` with at most `limit` at once, results in the order of `calls`. (Boxing first keeps the futures `Send` for any
 /// lifetime, which the handlers' futures need.)
 async fn bounded<'a, T>(calls: Vec<BoxFuture<'a, T>>, limit: usize) -> Vec<T> {
     stream::iter(calls)
