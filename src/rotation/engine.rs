@@ -251,3 +251,210 @@ fn failed(kind: TargetKind, app: &str, target: &str, e: &Error) -> Outcome {
         ReportEntry::new(kind.report_type(), app, target, e.to_string()).with_code(e.code()),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{ErrorKind, Result};
+    use crate::secret::ApiKey;
+    use crate::targets::{Container, Entry};
+    use std::sync::{Arc, Mutex};
+
+    /// Keys by app; an app missing here fails. Counts calls per app.
+    struct FakeKeys {
+        keys: HashMap<String, &'static str>,
+        calls: Mutex<Vec<String>>,
+    }
+
+    #[async_trait::async_trait]
+    impl KeySource for FakeKeys {
+        async fn current_key(&self, app_name: &str, request: KeyRequest) -> Result<KeyGrant> {
+            self.calls.lock().unwrap().push(app_name.to_string());
+            let key = self
+                .keys
+                .get(app_name)
+                .ok_or_else(|| Error::new(ErrorKind::NotFound, "unknown app"))?;
+            Ok(KeyGrant {
+                app_name: app_name.into(),
+                api_key: ApiKey::new(*key),
+                issued_at: None,
+                expires_at: None,
+                renewed: app_name == "renewed" && !request.dry_run,
+                message: "m".into(),
+            })
+        }
+    }
+
+    /// A store that records the writes it receives; `deny` fails reads of that entry.
+    struct FakeStore {
+        values: Mutex<HashMap<String, String>>,
+        writes: Mutex<Vec<Vec<String>>>,
+        deny: Option<&'static str>,
+    }
+
+    #[async_trait::async_trait]
+    impl Container for FakeStore {
+        fn kind(&self) -> TargetKind {
+            TargetKind::KeyVault
+        }
+        fn name(&self) -> &str {
+            "store"
+        }
+        async fn read(&self, names: &[String]) -> Vec<Result<Stored>> {
+            let values = self.values.lock().unwrap();
+            names
+                .iter()
+                .map(|n| match (self.deny == Some(n.as_str()), values.get(n)) {
+                    (true, _) => {
+                        Err(Error::new(ErrorKind::PermissionDenied, "denied")
+                            .with_code("Forbidden"))
+                    }
+                    (false, Some(v)) => Ok(Stored::Value(ApiKey::new(v.clone()))),
+                    (false, None) => Ok(Stored::Missing),
+                })
+                .collect()
+        }
+        async fn write(&self, writes: &[Write]) -> Vec<Result<()>> {
+            self.writes
+                .lock()
+                .unwrap()
+                .push(writes.iter().map(|w| w.name.clone()).collect());
+            let mut values = self.values.lock().unwrap();
+            writes
+                .iter()
+                .map(|w| Ok(drop(values.insert(w.name.clone(), w.key.expose().into()))))
+                .collect()
+        }
+    }
+
+    fn setup(deny: Option<&'static str>) -> (FakeKeys, Arc<FakeStore>, Vec<Planned>, Vec<String>) {
+        let keys = FakeKeys {
+            keys: [
+                ("renewed", "key-renewed-0001"),
+                ("same", "key-same-00000002"),
+            ]
+            .into_iter()
+            .map(|(a, k)| (a.into(), k))
+            .collect(),
+            calls: Mutex::default(),
+        };
+        let values = [("a", "old-value-000001"), ("b", "key-same-00000002")]
+            .into_iter()
+            .map(|(n, v)| (n.into(), v.into()))
+            .collect();
+        let store = Arc::new(FakeStore {
+            values: Mutex::new(values),
+            writes: Mutex::default(),
+            deny,
+        });
+        let entry = |name: &str, app: &str| Entry {
+            name: name.into(),
+            apim_app_name: app.into(),
+        };
+        let plan = vec![Planned {
+            container: store.clone(),
+            entries: vec![
+                entry("a", "renewed"),
+                entry("b", "same"),
+                entry("c", "renewed"),
+                entry("d", "broken"),
+                entry("e", "same"),
+            ],
+        }];
+        let apps = ["renewed", "same", "broken"].map(String::from).to_vec();
+        (keys, store, plan, apps)
+    }
+
+    #[tokio::test]
+    async fn one_key_call_per_app_and_one_batched_write_of_what_differs() {
+        let (keys, store, plan, apps) = setup(None);
+        let report = run(&keys, &plan, &apps, &RunOptions::default()).await;
+        assert_eq!(
+            keys.calls.lock().unwrap().len(),
+            3,
+            "one toolkit call per app, not per target"
+        );
+        assert_eq!(
+            *store.writes.lock().unwrap(),
+            vec![vec!["a", "c", "e"]],
+            "one batch with only the differing entries"
+        );
+        let s = &report.summary;
+        assert_eq!(
+            (
+                s.apps,
+                s.targets,
+                s.updated,
+                s.unchanged,
+                s.failed,
+                s.renewed
+            ),
+            (3, 5, 3, 1, 1, 1)
+        );
+        assert_eq!(
+            report.warnings[0].message,
+            "No update needed for \"b\" in Key Vault store."
+        );
+        let skipped = report
+            .errors
+            .iter()
+            .find(|e| e.target == "store/d")
+            .unwrap();
+        assert_eq!(skipped.code.as_deref(), Some("KeyUnavailable"));
+        assert!(report
+            .errors
+            .iter()
+            .any(|e| e.kind == "TOOLKIT" && e.app_name == "broken"));
+        assert!(!serde_json::to_string(&report)
+            .unwrap()
+            .contains("key-renewed-0001"));
+
+        let again = run(&keys, &plan, &apps, &RunOptions::default()).await;
+        assert_eq!(again.summary.updated, 0, "a second run converges");
+        assert_eq!(store.writes.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failing_entry_does_not_stop_the_others() {
+        let (keys, store, plan, apps) = setup(Some("a"));
+        let report = run(&keys, &plan, &apps, &RunOptions::default()).await;
+        assert_eq!(*store.writes.lock().unwrap(), vec![vec!["c", "e"]]);
+        let denied = report
+            .errors
+            .iter()
+            .find(|e| e.target == "store/a")
+            .unwrap();
+        assert_eq!(denied.code.as_deref(), Some("Forbidden"));
+        assert_eq!(report.summary.failed, 2);
+    }
+
+    #[tokio::test]
+    async fn dry_run_writes_nothing_and_says_what_it_would_do() {
+        let (keys, store, plan, apps) = setup(None);
+        let report = run(
+            &keys,
+            &plan,
+            &apps,
+            &RunOptions {
+                dry_run: true,
+                ..RunOptions::default()
+            },
+        )
+        .await;
+        assert!(store.writes.lock().unwrap().is_empty());
+        assert!(report.dry_run);
+        let messages: Vec<&str> = report
+            .successes
+            .iter()
+            .map(|e| e.message.as_str())
+            .collect();
+        assert_eq!(
+            messages,
+            [
+                "Would update secret a in Key Vault store.",
+                "Would create secret c in Key Vault store.",
+                "Would create secret e in Key Vault store."
+            ]
+        );
+    }
+}
