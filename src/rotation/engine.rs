@@ -322,7 +322,10 @@ mod tests {
             let mut values = self.values.lock().unwrap();
             writes
                 .iter()
-                .map(|w| Ok(drop(values.insert(w.name.clone(), w.key.expose().into()))))
+                .map(|w| {
+                    values.insert(w.name.clone(), w.key.expose().into());
+                    Ok(())
+                })
                 .collect()
         }
     }
