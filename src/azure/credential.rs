@@ -6,7 +6,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::settings::Settings;
 use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
 use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
-use azure_core::http::{ClientOptions, Transport};
+use azure_core::http::{ClientOptions, ExponentialRetryOptions, RetryOptions, Transport};
 use azure_identity::{
     AzureCliCredential, ClientSecretCredential, ClientSecretCredentialOptions,
     ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId,
@@ -55,8 +55,17 @@ pub fn client_options(http: &reqwest::Client, cloud: &Cloud) -> ClientOptions {
         }
         _ => CloudConfiguration::AzurePublic,
     };
+    // The SDK's default (8 retries within 60 s per call) would let one throttled vault eat
+    // most of an HTTP-triggered run's 230 s; a few quick retries, then the error is reported.
+    let retry = RetryOptions::exponential(ExponentialRetryOptions {
+        initial_delay: time::Duration::milliseconds(500),
+        max_retries: 3,
+        max_total_elapsed: time::Duration::seconds(20),
+        max_delay: time::Duration::seconds(8),
+    });
     ClientOptions {
         transport: Some(Transport::new(Arc::new(http.clone()))),
+        retry,
         cloud: Some(Arc::new(cloud_config)),
         ..Default::default()
     }

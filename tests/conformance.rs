@@ -1,0 +1,365 @@
+//! The conformance suite every target kind passes against the sandbox (STYLE.md): read
+//! missing, write then read back, an unchanged value causes no write, concurrent writers lose
+//! nothing, errors carry the right kind, and no key reaches a log or an error.
+//!
+//! A new target kind is done when it has a [`Fixture`] in [`fixtures`] and every test here
+//! passes for it.
+
+mod common;
+
+use apikey_rotator::azure::{credential, http};
+use apikey_rotator::error::ErrorKind;
+use apikey_rotator::mapping::{ApiAuth, ApplicationApi, AppsMapping, KeyVaultGroup, SecretMapping};
+use apikey_rotator::rotation::{run, RunOptions};
+use apikey_rotator::secret::ApiKey;
+use apikey_rotator::settings::Settings;
+use apikey_rotator::targets::{plan, Container, Stored, TargetDeps, Write};
+use apikey_rotator::toolkit::{key_source, KeyRequest};
+use common::Env;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// One target kind under test: the sandbox service it talks to, and a mapping that names
+/// entries of one container of that kind.
+struct Fixture {
+    /// The kind, as the report names it.
+    kind: &'static str,
+    /// The sandbox's service name (request log, faults).
+    service: &'static str,
+    /// A mapping naming `entries` in one container of this kind, all for `app`.
+    mapping: fn(&Env, &[&str], &str) -> AppsMapping,
+}
+
+/// Every target kind. Add a kind here to put it through the suite.
+fn fixtures() -> Vec<Fixture> {
+    vec![
+        Fixture {
+            kind: "KEY_VAULT",
+            service: "keyVault",
+            mapping: key_vault_mapping,
+        },
+        Fixture {
+            kind: "APPLICATION_API",
+            service: "applicationApi",
+            mapping: application_api_mapping,
+        },
+    ]
+}
+
+fn key_vault_mapping(env: &Env, entries: &[&str], app: &str) -> AppsMapping {
+    let vault_url = env.info.endpoints.key_vaults["kv-partners-prd"]
+        .parse()
+        .unwrap();
+    let secrets = entries
+        .iter()
+        .map(|e| SecretMapping {
+            secret_name: e.to_string(),
+            apim_app_name: app.into(),
+        })
+        .collect();
+    AppsMapping {
+        key_vault: vec![KeyVaultGroup {
+            vault_url,
+            vault_label: "kv-partners-prd".into(),
+            secrets,
+        }],
+        ..AppsMapping::default()
+    }
+}
+
+fn application_api_mapping(env: &Env, entries: &[&str], app: &str) -> AppsMapping {
+    let http_url: url::Url = env.info.endpoints.application_apis["referenceapi-prd"]
+        .parse()
+        .unwrap();
+    let auth = ApiAuth::ManagedIdentity {
+        scope: "api://apikey-consumer-sandbox/.default".into(),
+    };
+    let application_apis = entries
+        .iter()
+        .map(|e| ApplicationApi {
+            http_url: http_url.clone(),
+            app_name: e.to_string(),
+            apim_app_name: app.into(),
+            auth: auth.clone(),
+        })
+        .collect();
+    AppsMapping {
+        application_apis,
+        ..AppsMapping::default()
+    }
+}
+
+const APP3: &str = "ApiKeyRotator_TestApp3_Sandbox";
+
+/// Settings that reach the sandbox with its service principal (no process environment needed).
+fn settings(env: &Env) -> Arc<Settings> {
+    let client_id = env.info.env["SANDBOX_CLIENT_ID"].clone();
+    let secret = env.info.env["SANDBOX_CLIENT_SECRET"].clone();
+    Arc::new(Settings::from_map(env.settings(&[
+        ("IDENTITY_ENDPOINT", ""),
+        ("IDENTITY_HEADER", ""),
+        ("AZURE_CLIENT_ID", &client_id),
+        ("AZURE_CLIENT_SECRET", &secret),
+    ])))
+}
+
+fn deps(env: &Env) -> TargetDeps {
+    let settings = settings(env);
+    let ca = std::fs::read(&env.info.ca_cert_file).unwrap();
+    let http = http::build_client(Some(&ca), Duration::from_secs(10)).unwrap();
+    TargetDeps {
+        credential: credential::build(&settings, &http).unwrap(),
+        http,
+        cloud: settings.cloud.clone(),
+        settings,
+        vaults: Default::default(),
+    }
+}
+
+/// The one container of `mapping`.
+fn container(
+    env: &Env,
+    deps: &TargetDeps,
+    fixture: &Fixture,
+    entries: &[&str],
+) -> Arc<dyn Container> {
+    let mapping = (fixture.mapping)(env, entries, APP3);
+    let mut planned = plan(&mapping, deps).unwrap();
+    assert_eq!(planned.len(), 1, "{}: one container expected", fixture.kind);
+    planned.remove(0).container
+}
+
+fn write(name: &str, key: &ApiKey) -> Write {
+    Write {
+        name: name.into(),
+        apim_app_name: APP3.into(),
+        key: key.clone(),
+        expires_at: None,
+    }
+}
+
+fn fresh_key(tag: &str) -> ApiKey {
+    ApiKey::new(format!("conformance{tag}{}", uuid::Uuid::new_v4().simple()))
+}
+
+/// Reading an entry that was never written is `Stored::Missing`, not an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_missing_is_missing() {
+    let env = Env::start().await;
+    let deps = deps(&env);
+    for f in fixtures() {
+        let c = container(&env, &deps, &f, &["never-written-1"]);
+        let got = c.read(&["never-written-1".into()]).await;
+        assert!(
+            matches!(got.as_slice(), [Ok(Stored::Missing)]),
+            "{}: {got:?}",
+            f.kind
+        );
+        assert_eq!(c.kind().report_type(), f.kind);
+    }
+}
+
+/// What is written reads back as the same key, and only the named entries change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_then_read_back() {
+    let env = Env::start().await;
+    let deps = deps(&env);
+    for f in fixtures() {
+        let names = ["conf-a", "conf-b"];
+        let c = container(&env, &deps, &f, &names);
+        let (a, b) = (fresh_key("a"), fresh_key("b"));
+        let results = c.write(&[write("conf-a", &a)]).await;
+        assert!(results.iter().all(Result::is_ok), "{}: {results:?}", f.kind);
+        let got = c.read(&names.map(String::from)).await;
+        assert!(got[0].as_ref().unwrap().holds(&a), "{}: {got:?}", f.kind);
+        assert_eq!(
+            got[1].as_ref().unwrap(),
+            &Stored::Missing,
+            "{}: an unnamed entry changed",
+            f.kind
+        );
+        assert!(c.write(&[write("conf-a", &b)]).await[0].is_ok());
+        assert!(
+            c.read(&["conf-a".into()]).await[0]
+                .as_ref()
+                .unwrap()
+                .holds(&b),
+            "{}: overwrite",
+            f.kind
+        );
+    }
+}
+
+/// A run over a target that already holds the current key writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unchanged_value_causes_no_write() {
+    let env = Env::start().await;
+    let deps = deps(&env);
+    let keys = key_source(&deps.settings, deps.http.clone()).unwrap();
+    let current = keys
+        .current_key(APP3, KeyRequest::default())
+        .await
+        .unwrap()
+        .api_key;
+    for f in fixtures() {
+        let mapping = (f.mapping)(&env, &["conf-unchanged"], APP3);
+        let planned = plan(&mapping, &deps).unwrap();
+        assert!(planned[0]
+            .container
+            .write(&[write("conf-unchanged", &current)])
+            .await[0]
+            .is_ok());
+        env.clear_requests().await;
+        let report = run(
+            keys.as_ref(),
+            &planned,
+            &[APP3.to_string()],
+            &RunOptions::default(),
+        )
+        .await;
+        assert_eq!(
+            (report.summary.unchanged, report.summary.updated),
+            (1, 0),
+            "{}: {report:?}",
+            f.kind
+        );
+        let writes: Vec<_> = env
+            .writes()
+            .await
+            .into_iter()
+            .filter(|r| r["service"] == f.service)
+            .collect();
+        assert!(
+            writes.is_empty(),
+            "{}: an unchanged value was written: {writes:?}",
+            f.kind
+        );
+    }
+}
+
+/// Writers working on different entries of the same container at once lose nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_lose_nothing() {
+    let env = Env::start().await;
+    let deps = deps(&env);
+    for f in fixtures() {
+        let names: Vec<String> = (0..6).map(|i| format!("conf-concurrent-{i}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let keys: Vec<ApiKey> = names.iter().map(|n| fresh_key(n)).collect();
+        // Separate containers (as two runs would have), each writing its own entries at once.
+        let writers = names.iter().zip(&keys).map(|(name, key)| {
+            let c = container(&env, &deps, &f, &refs);
+            let w = write(name, key);
+            async move { c.write(&[w]).await }
+        });
+        for result in futures::future::join_all(writers).await {
+            assert!(result.iter().all(Result::is_ok), "{}: {result:?}", f.kind);
+        }
+        let got = container(&env, &deps, &f, &refs).read(&names).await;
+        for ((name, key), stored) in names.iter().zip(&keys).zip(got) {
+            assert!(
+                stored.unwrap().holds(key),
+                "{}: the write to {name} was lost",
+                f.kind
+            );
+        }
+    }
+}
+
+/// Service errors become the right kind: refused is PermissionDenied (permanent), throttled
+/// is RateLimited and unavailable is Unavailable (both temporary).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_carry_the_right_kind() {
+    let env = Env::start().await;
+    let deps = deps(&env);
+    for f in fixtures() {
+        for (status, kind, temporary) in [
+            (403, ErrorKind::PermissionDenied, false),
+            (429, ErrorKind::RateLimited, true),
+            (503, ErrorKind::Unavailable, true),
+        ] {
+            let c = container(&env, &deps, &f, &["conf-faulty"]);
+            let fault = serde_json::json!({"service": f.service, "match": "", "status": status, "times": 50});
+            let url = format!("{}/faults", env.info.endpoints.admin);
+            assert!(env
+                .admin
+                .post(&url)
+                .json(&fault)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .is_success());
+            let got = c.read(&["conf-faulty".into()]).await;
+            env.admin.delete(&url).send().await.unwrap();
+            let err = got[0].as_ref().expect_err("a fault must be an error");
+            assert_eq!(
+                (err.kind(), err.is_temporary()),
+                (kind, temporary),
+                "{} {status}: {err}",
+                f.kind
+            );
+            assert_eq!(err.status(), Some(status), "{} {status}", f.kind);
+        }
+    }
+}
+
+/// No full key appears in what the targets log or in their errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_key_in_logs_or_errors() {
+    let logs = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let sink = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || Capture(sink.clone()))
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let env = Env::start().await;
+    let deps = deps(&env);
+    for f in fixtures() {
+        let key = fresh_key("leak");
+        let c = container(&env, &deps, &f, &["conf-leak"]);
+        assert!(c.write(&[write("conf-leak", &key)]).await[0].is_ok());
+        let fault =
+            serde_json::json!({"service": f.service, "match": "", "status": 400, "times": 1});
+        env.admin
+            .post(format!("{}/faults", env.info.endpoints.admin))
+            .json(&fault)
+            .send()
+            .await
+            .unwrap();
+        let failed = c.write(&[write("conf-leak", &key)]).await;
+        let err = failed[0]
+            .as_ref()
+            .expect_err("the fault must fail the write");
+        assert!(
+            !err.to_string().contains(key.expose()) && !format!("{err:?}").contains(key.expose()),
+            "{}",
+            f.kind
+        );
+        assert!(c.read(&["conf-leak".into()]).await[0]
+            .as_ref()
+            .unwrap()
+            .holds(&key));
+        let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+        assert!(!text.is_empty(), "the capture must see the targets' logs");
+        assert!(
+            !text.contains(key.expose()),
+            "{}: a key reached the log",
+            f.kind
+        );
+    }
+}
+
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
