@@ -215,6 +215,7 @@ async fn unchanged_value_causes_no_write() {
             &planned,
             &[APP3.to_string()],
             &RunOptions::default(),
+            &deps,
         )
         .await;
         assert_eq!(

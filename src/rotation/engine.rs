@@ -3,7 +3,10 @@
 
 use super::report::{Report, ReportEntry};
 use crate::error::Error;
-use crate::targets::{Planned, Stored, TargetKind, Write};
+use crate::error::ErrorKind;
+use crate::targets::{
+    Container, Entry, Planned, SecretRef, Stored, TargetKind, VaultResolver, Write,
+};
 use crate::toolkit::{KeyGrant, KeyRequest, KeySource};
 use futures::future::{BoxFuture, FutureExt};
 use futures::stream::{self, StreamExt};
@@ -36,11 +39,15 @@ impl Default for RunOptions {
 
 /// Runs one rotation over `plan` for `apps` and reports every outcome. Never fails as a whole:
 /// a failing app or target becomes an error entry and the others go on.
+///
+/// Entries that hold a Key Vault reference are followed: the referenced secret is compared and
+/// written through `vaults`, and the entry keeps its reference.
 pub async fn run(
     keys: &dyn KeySource,
     plan: &[Planned],
     apps: &[String],
     options: &RunOptions,
+    vaults: &dyn VaultResolver,
 ) -> Report {
     let started = Instant::now();
     let mut report = Report::new(options.dry_run);
@@ -87,7 +94,7 @@ pub async fn run(
 
     let calls = plan
         .iter()
-        .map(|planned| rotate_container(planned, &grants, options.dry_run).boxed());
+        .map(|planned| rotate_container(planned, &grants, options.dry_run, vaults).boxed());
     let outcomes = bounded(calls.collect(), options.concurrency).await;
     for outcome in outcomes.into_iter().flatten() {
         match outcome {
@@ -121,10 +128,7 @@ pub async fn run(
 /// Runs `calls` with at most `limit` at once, results in the order of `calls`. (Boxing first keeps the futures `Send` for any
 /// lifetime, which the handlers' futures need.)
 async fn bounded<'a, T>(calls: Vec<BoxFuture<'a, T>>, limit: usize) -> Vec<T> {
-    stream::iter(calls)
-        .buffer_unordered(limit.max(1))
-        .collect()
-        .await
+    stream::iter(calls).buffered(limit.max(1)).collect().await
 }
 
 enum Outcome {
@@ -138,6 +142,7 @@ async fn rotate_container(
     planned: &Planned,
     grants: &HashMap<String, Result<KeyGrant, Error>>,
     dry_run: bool,
+    vaults: &dyn VaultResolver,
 ) -> Vec<Outcome> {
     let container = planned.container.as_ref();
     let (kind, name) = (container.kind(), container.name());
@@ -169,10 +174,12 @@ async fn rotate_container(
     let names: Vec<String> = ready.iter().map(|(e, _)| e.name.clone()).collect();
     let stored = container.read(&names).await;
     let mut writes = Vec::new();
+    let mut references = Vec::new();
     for ((entry, grant), stored) in ready.into_iter().zip(stored) {
         let label = target(&entry.name);
         match stored {
             Err(e) => outcomes.push(failed(kind, &entry.apim_app_name, &label, &e)),
+            Ok(Stored::KeyVaultReference(secret)) => references.push((entry, grant, secret)),
             Ok(s) if s.holds(&grant.api_key) => outcomes.push(Outcome::Unchanged(
                 ReportEntry::new(
                     kind.report_type(),
@@ -196,6 +203,9 @@ async fn rotate_container(
                 s == Stored::Missing,
             )),
         }
+    }
+    if !references.is_empty() {
+        outcomes.extend(follow_references(container, references, dry_run, vaults).await);
     }
     if writes.is_empty() {
         return outcomes;
@@ -233,6 +243,115 @@ async fn rotate_container(
                 ))
             }
             Err(e) => outcomes.push(failed(kind, &write.apim_app_name, &label, &e)),
+        }
+    }
+    outcomes
+}
+
+/// Updates the Key Vault secrets that entries of `container` refer to, leaving the entries'
+/// references as they are, then lets the container refresh what its consumers see.
+async fn follow_references(
+    container: &dyn Container,
+    references: Vec<(&Entry, &KeyGrant, SecretRef)>,
+    dry_run: bool,
+    vaults: &dyn VaultResolver,
+) -> Vec<Outcome> {
+    let (kind, name) = (container.kind(), container.name());
+    let mut outcomes = Vec::new();
+    let mut refreshed = Vec::new();
+    for (entry, grant, secret) in references {
+        let label = format!("{name}/{}", entry.name);
+        let app = entry.apim_app_name.as_str();
+        let entry_desc = format!("\"{}\" in {} {name}", entry.name, kind.noun());
+        if let Some(version) = &secret.version {
+            let e = Error::new(
+                ErrorKind::ConfigInvalid,
+                format!(
+                    "{entry_desc} refers to version {version} of Key Vault secret {}: a new version would not be seen; \
+                     make the reference versionless",
+                    secret.secret_name
+                ),
+            )
+            .with_code("PinnedKeyVaultReference");
+            outcomes.push(failed(kind, app, &label, &e));
+            continue;
+        }
+        let vault = match vaults.vault(&secret.vault_url) {
+            Ok(v) => v,
+            Err(e) => {
+                outcomes.push(failed(kind, app, &label, &e));
+                continue;
+            }
+        };
+        let in_vault = format!(
+            "Key Vault secret {} in {}",
+            secret.secret_name,
+            vault.name()
+        );
+        let stored = vault
+            .read(std::slice::from_ref(&secret.secret_name))
+            .await
+            .remove(0);
+        match stored {
+            Err(e) => outcomes.push(failed(kind, app, &label, &e)),
+            Ok(s) if s.holds(&grant.api_key) => outcomes.push(Outcome::Unchanged(
+                ReportEntry::new(
+                    kind.report_type(),
+                    app,
+                    &label,
+                    format!("No update needed for {entry_desc}: it refers to {in_vault}, which holds the key."),
+                )
+                .with_key(&grant.api_key),
+            )),
+            Ok(_) => {
+                let write = Write {
+                    name: secret.secret_name.clone(),
+                    apim_app_name: app.to_string(),
+                    key: grant.api_key.clone(),
+                    expires_at: grant.expires_at,
+                };
+                let result = if dry_run { Ok(()) } else { vault.write(&[write]).await.remove(0) };
+                match result {
+                    Ok(()) => {
+                        let verb = if dry_run { "Would update" } else { "Updated" };
+                        refreshed.push((
+                            entry.name.clone(),
+                            ReportEntry::new(
+                                kind.report_type(),
+                                app,
+                                &label,
+                                format!("{verb} {in_vault}, which {entry_desc} refers to; the reference itself is unchanged."),
+                            )
+                            .with_key(&grant.api_key),
+                        ));
+                    }
+                    Err(e) => outcomes.push(failed(kind, app, &label, &e)),
+                }
+            }
+        }
+    }
+    if refreshed.is_empty() {
+        return outcomes;
+    }
+    let names: Vec<String> = refreshed.iter().map(|(n, _)| n.clone()).collect();
+    let refresh = if dry_run {
+        Ok(())
+    } else {
+        container.references_updated(&names).await
+    };
+    match refresh {
+        Ok(()) => outcomes.extend(refreshed.into_iter().map(|(_, e)| Outcome::Updated(e))),
+        Err(e) => {
+            // The secrets hold the new key; consumers see it only once their cache expires.
+            tracing::warn!(target_kind = kind.report_type(), container = name, code = e.code(), error = %e, "refresh of Key Vault references failed");
+            outcomes.extend(refreshed.into_iter().map(|(_, mut entry)| {
+                entry.message = format!(
+                    "{} But {} {name} could not refresh its Key Vault references: {e}",
+                    entry.message,
+                    kind.noun()
+                );
+                Outcome::Failed(entry.with_code(e.code()))
+            }));
         }
     }
     outcomes
@@ -285,11 +404,33 @@ mod tests {
         }
     }
 
-    /// A store that records the writes it receives; `deny` fails reads of that entry.
+    /// A store that records the writes it receives; `deny` fails reads of that entry, and
+    /// entries in `refs` read as Key Vault references.
+    #[derive(Default)]
     struct FakeStore {
         values: Mutex<HashMap<String, String>>,
         writes: Mutex<Vec<Vec<String>>>,
         deny: Option<&'static str>,
+        refs: HashMap<String, SecretRef>,
+        refreshed: Mutex<Vec<Vec<String>>>,
+    }
+
+    /// No vault: references cannot be followed.
+    struct NoVaults;
+
+    impl VaultResolver for NoVaults {
+        fn vault(&self, url: &url::Url) -> Result<Arc<dyn Container>> {
+            Err(Error::new(ErrorKind::NotFound, format!("no vault {url}")))
+        }
+    }
+
+    /// One vault, whatever the URL.
+    struct OneVault(Arc<FakeStore>);
+
+    impl VaultResolver for OneVault {
+        fn vault(&self, _: &url::Url) -> Result<Arc<dyn Container>> {
+            Ok(self.0.clone())
+        }
     }
 
     #[async_trait::async_trait]
@@ -305,6 +446,9 @@ mod tests {
             names
                 .iter()
                 .map(|n| match (self.deny == Some(n.as_str()), values.get(n)) {
+                    _ if self.refs.contains_key(n) => {
+                        Ok(Stored::KeyVaultReference(self.refs[n].clone()))
+                    }
                     (true, _) => {
                         Err(Error::new(ErrorKind::PermissionDenied, "denied")
                             .with_code("Forbidden"))
@@ -313,6 +457,10 @@ mod tests {
                     (false, None) => Ok(Stored::Missing),
                 })
                 .collect()
+        }
+        async fn references_updated(&self, names: &[String]) -> Result<()> {
+            self.refreshed.lock().unwrap().push(names.to_vec());
+            Ok(())
         }
         async fn write(&self, writes: &[Write]) -> Vec<Result<()>> {
             self.writes
@@ -347,8 +495,8 @@ mod tests {
             .collect();
         let store = Arc::new(FakeStore {
             values: Mutex::new(values),
-            writes: Mutex::default(),
             deny,
+            ..FakeStore::default()
         });
         let entry = |name: &str, app: &str| Entry {
             name: name.into(),
@@ -371,7 +519,7 @@ mod tests {
     #[tokio::test]
     async fn one_key_call_per_app_and_one_batched_write_of_what_differs() {
         let (keys, store, plan, apps) = setup(None);
-        let report = run(&keys, &plan, &apps, &RunOptions::default()).await;
+        let report = run(&keys, &plan, &apps, &RunOptions::default(), &NoVaults).await;
         assert_eq!(
             keys.calls.lock().unwrap().len(),
             3,
@@ -412,7 +560,7 @@ mod tests {
             .unwrap()
             .contains("key-renewed-0001"));
 
-        let again = run(&keys, &plan, &apps, &RunOptions::default()).await;
+        let again = run(&keys, &plan, &apps, &RunOptions::default(), &NoVaults).await;
         assert_eq!(again.summary.updated, 0, "a second run converges");
         assert_eq!(store.writes.lock().unwrap().len(), 1);
     }
@@ -420,7 +568,7 @@ mod tests {
     #[tokio::test]
     async fn a_failing_entry_does_not_stop_the_others() {
         let (keys, store, plan, apps) = setup(Some("a"));
-        let report = run(&keys, &plan, &apps, &RunOptions::default()).await;
+        let report = run(&keys, &plan, &apps, &RunOptions::default(), &NoVaults).await;
         assert_eq!(*store.writes.lock().unwrap(), vec![vec!["c", "e"]]);
         let denied = report
             .errors
@@ -442,6 +590,7 @@ mod tests {
                 dry_run: true,
                 ..RunOptions::default()
             },
+            &NoVaults,
         )
         .await;
         assert!(store.writes.lock().unwrap().is_empty());
@@ -458,6 +607,83 @@ mod tests {
                 "Would create secret c in Key Vault store.",
                 "Would create secret e in Key Vault store."
             ]
+        );
+    }
+
+    #[tokio::test]
+    async fn references_are_followed_into_the_vault_and_left_as_they_are() {
+        let (keys, _, _, _) = setup(None);
+        let secret = |name: &str, version: Option<&str>| SecretRef {
+            vault_url: "https://kv1.vault.azure.net/".parse().unwrap(),
+            secret_name: name.into(),
+            version: version.map(String::from),
+        };
+        let refs = [
+            ("ref-stale", secret("s1", None)),
+            ("ref-current", secret("s2", None)),
+            ("ref-pinned", secret("s3", Some("v1"))),
+        ];
+        let site = Arc::new(FakeStore {
+            refs: refs.into_iter().map(|(n, r)| (n.to_string(), r)).collect(),
+            ..FakeStore::default()
+        });
+        let vault_values = [("s1", "old-value-000001"), ("s2", "key-same-00000002")]
+            .into_iter()
+            .map(|(n, v)| (n.into(), v.into()))
+            .collect();
+        let vault = Arc::new(FakeStore {
+            values: Mutex::new(vault_values),
+            ..FakeStore::default()
+        });
+        let entry = |name: &str| Entry {
+            name: name.into(),
+            apim_app_name: "same".into(),
+        };
+        let plan = vec![Planned {
+            container: site.clone(),
+            entries: vec![
+                entry("ref-stale"),
+                entry("ref-current"),
+                entry("ref-pinned"),
+            ],
+        }];
+        let report = run(
+            &keys,
+            &plan,
+            &["same".to_string()],
+            &RunOptions::default(),
+            &OneVault(vault.clone()),
+        )
+        .await;
+
+        assert!(
+            site.writes.lock().unwrap().is_empty(),
+            "a reference is never overwritten with a plain value"
+        );
+        assert_eq!(
+            *vault.writes.lock().unwrap(),
+            vec![vec!["s1"]],
+            "only the stale referenced secret is written"
+        );
+        assert_eq!(*site.refreshed.lock().unwrap(), vec![vec!["ref-stale"]]);
+        assert_eq!(
+            (
+                report.summary.updated,
+                report.summary.unchanged,
+                report.summary.failed
+            ),
+            (1, 1, 1)
+        );
+        assert!(
+            report.successes[0]
+                .message
+                .contains("the reference itself is unchanged"),
+            "{:?}",
+            report.successes
+        );
+        assert_eq!(
+            report.errors[0].code.as_deref(),
+            Some("PinnedKeyVaultReference")
         );
     }
 }

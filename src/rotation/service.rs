@@ -125,7 +125,14 @@ impl Rotator {
             vaults: self.vaults.clone(),
         };
         let plan = targets::plan(&mapping, &deps).map_err(RunError::Setup)?;
-        Ok(run(keys.as_ref(), &plan, &mapping.apim_app_names(), options).await)
+        Ok(run(
+            keys.as_ref(),
+            &plan,
+            &mapping.apim_app_names(),
+            options,
+            &deps,
+        )
+        .await)
     }
 
     /// Parses and validates the mapping settings.

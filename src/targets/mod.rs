@@ -52,16 +52,56 @@ pub enum Stored {
     Value(ApiKey),
     /// Only a SHA-256 fingerprint of the stored key is readable (application APIs).
     Fingerprint(String),
+    /// The entry refers to a Key Vault secret (an App Service `@Microsoft.KeyVault(...)`
+    /// setting, an App Configuration Key Vault reference): the secret is what gets rotated,
+    /// and the entry itself must never be overwritten with a plain value.
+    KeyVaultReference(SecretRef),
 }
 
 impl Stored {
-    /// Whether what is stored is `key`.
+    /// Whether what is stored is `key` (never true for a reference: the referenced secret is
+    /// compared instead).
     pub fn holds(&self, key: &ApiKey) -> bool {
         match self {
-            Stored::Missing => false,
+            Stored::Missing | Stored::KeyVaultReference(_) => false,
             Stored::Value(v) => v == key,
             Stored::Fingerprint(f) => f.eq_ignore_ascii_case(&key.sha256_hex()),
         }
+    }
+}
+
+/// A Key Vault secret referred to by another target's entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretRef {
+    /// The vault's base URL (ending in `/`).
+    pub vault_url: url::Url,
+    /// The secret's name.
+    pub secret_name: String,
+    /// A pinned version, if the reference names one (a new version would not be seen).
+    pub version: Option<String>,
+}
+
+impl SecretRef {
+    /// Parses a secret identifier `https://{vault}/secrets/{name}[/{version}]`.
+    pub fn from_secret_uri(uri: &str) -> Option<Self> {
+        let url = url::Url::parse(uri.trim()).ok()?;
+        let mut segments = url.path_segments()?.filter(|s| !s.is_empty());
+        if segments.next()? != "secrets" {
+            return None;
+        }
+        let secret_name = segments.next()?.to_string();
+        let version = segments.next().map(str::to_string);
+        if segments.next().is_some() {
+            return None;
+        }
+        let mut vault_url = url.clone();
+        vault_url.set_path("/");
+        vault_url.set_query(None);
+        Some(Self {
+            vault_url,
+            secret_name,
+            version,
+        })
     }
 }
 
@@ -95,6 +135,20 @@ pub trait Container: Send + Sync {
     /// Writes `writes` (the caller passes only entries that differ): one result per write,
     /// in order. Must not change entries that are not named.
     async fn write(&self, writes: &[Write]) -> Vec<Result<()>>;
+
+    /// Called once after the Key Vault secrets that entries `names` refer to were updated,
+    /// so the container can make its consumers see them (a site refreshes its Key Vault
+    /// references). Nothing by default.
+    async fn references_updated(&self, names: &[String]) -> Result<()> {
+        let _ = names;
+        Ok(())
+    }
+}
+
+/// Finds the Key Vault container for a vault URL, for following references.
+pub trait VaultResolver: Send + Sync {
+    /// The container of the vault at `vault_url`.
+    fn vault(&self, vault_url: &url::Url) -> Result<Arc<dyn Container>>;
 }
 
 /// One mapped entry of a container: its name and the API-manager app whose key it holds.
@@ -130,26 +184,38 @@ pub struct TargetDeps {
     pub vaults: Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<key_vault::KeyVault>>>>,
 }
 
+impl TargetDeps {
+    /// The client of the vault at `vault_url`, made once per process and then shared.
+    pub fn key_vault(&self, vault_url: &url::Url, label: &str) -> Result<Arc<key_vault::KeyVault>> {
+        let mut vaults = self.vaults.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(vault) = vaults.get(vault_url.as_str()) {
+            return Ok(vault.clone());
+        }
+        let vault = Arc::new(key_vault::KeyVault::new(vault_url, label, self)?);
+        vaults.insert(vault_url.to_string(), vault.clone());
+        Ok(vault)
+    }
+}
+
+impl VaultResolver for TargetDeps {
+    fn vault(&self, vault_url: &url::Url) -> Result<Arc<dyn Container>> {
+        let label = match (vault_url.host(), vault_url.port()) {
+            (Some(url::Host::Domain(d)), _) if d.contains('.') => {
+                d.split('.').next().unwrap_or(d).to_string()
+            }
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (h, _) => h.map(|h| h.to_string()).unwrap_or_default(),
+        };
+        Ok(self.key_vault(vault_url, &label)?)
+    }
+}
+
 /// Builds one container per vault and per application API endpoint (URL and auth) named in
 /// the mapping, each with its entries.
 pub fn plan(mapping: &AppsMapping, deps: &TargetDeps) -> Result<Vec<Planned>> {
     let mut out = Vec::new();
     for group in &mapping.key_vault {
-        let container = {
-            let mut vaults = deps.vaults.lock().unwrap_or_else(|p| p.into_inner());
-            match vaults.get(group.vault_url.as_str()) {
-                Some(vault) => vault.clone(),
-                None => {
-                    let vault = Arc::new(key_vault::KeyVault::new(
-                        &group.vault_url,
-                        &group.vault_label,
-                        deps,
-                    )?);
-                    vaults.insert(group.vault_url.to_string(), vault.clone());
-                    vault
-                }
-            }
-        };
+        let container: Arc<dyn Container> = deps.key_vault(&group.vault_url, &group.vault_label)?;
         let entries = group
             .secrets
             .iter()
@@ -182,4 +248,33 @@ pub fn plan(mapping: &AppsMapping, deps: &TargetDeps) -> Result<Vec<Planned>> {
         entries,
     }));
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_uris() {
+        let r =
+            SecretRef::from_secret_uri("https://kv1.vault.azure.net/secrets/orders-key/").unwrap();
+        assert_eq!(
+            (r.vault_url.as_str(), r.secret_name.as_str(), r.version),
+            ("https://kv1.vault.azure.net/", "orders-key", None)
+        );
+        let r = SecretRef::from_secret_uri("https://127.0.0.1:9443/secrets/a/0123abcd").unwrap();
+        assert_eq!(
+            (r.vault_url.as_str(), r.version.as_deref()),
+            ("https://127.0.0.1:9443/", Some("0123abcd"))
+        );
+        assert!(SecretRef::from_secret_uri("https://kv1.vault.azure.net/keys/a").is_none());
+        assert!(SecretRef::from_secret_uri("https://kv1.vault.azure.net/secrets/a/b/c").is_none());
+        assert!(SecretRef::from_secret_uri("not a url").is_none());
+    }
+
+    #[test]
+    fn references_never_hold_a_key() {
+        let r = SecretRef::from_secret_uri("https://kv1.vault.azure.net/secrets/a").unwrap();
+        assert!(!Stored::KeyVaultReference(r).holds(&ApiKey::new("x")));
+    }
 }
