@@ -19,6 +19,7 @@
 #   PACKAGE_VENV          venv for ziglang/cargo-zigbuild (default: $HOME/.cache/apikey-rotator/venv-package)
 #   PACKAGE_GLIBC         glibc version to link against (default: 2.28)
 #   PACKAGE_OUT           output zip (default: dist/apikey-rotator.zip)
+#   PACKAGE_REQUIREMENTS  pip requirements for the tools (default: pinned ziglang and cargo-zigbuild)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -34,10 +35,15 @@ log() { printf '== package: %s\n' "$*" >&2; }
 
 # 1. Tools: python3 (for the venv and the zip), zig + cargo-zigbuild in the venv, the rust target.
 command -v python3 >/dev/null 2>&1 || { echo "package: python3 is required" >&2; exit 2; }
-if ! "$venv/bin/python" -c 'import ziglang' >/dev/null 2>&1 || [ ! -x "$venv/bin/cargo-zigbuild" ]; then
-  log "installing ziglang and cargo-zigbuild into $venv"
+# Pinned: zig's glibc stubs and cargo-zigbuild's flags are part of what makes the binary.
+requirements=${PACKAGE_REQUIREMENTS:-"ziglang==0.17.1 cargo-zigbuild==0.24.0"}
+if [ "$(cat "$venv/.requirements" 2>/dev/null)" != "$requirements" ] \
+  || ! "$venv/bin/python" -c 'import ziglang' >/dev/null 2>&1 || [ ! -x "$venv/bin/cargo-zigbuild" ]; then
+  log "installing $requirements into $venv"
   python3 -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check ziglang cargo-zigbuild
+  # shellcheck disable=SC2086 # one requirement per word
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check $requirements
+  echo "$requirements" >"$venv/.requirements"
 fi
 # cargo-zigbuild finds zig through `python -m ziglang` when `zig` is not on PATH; the venv's
 # python must come first for that.
