@@ -50,7 +50,7 @@ fi
 export PATH="$venv/bin:$PATH"
 
 if command -v rustup >/dev/null 2>&1; then
-  if ! rustup target list --installed | grep -qx "$target"; then
+  if ! rustup target list --installed | grep -x "$target" >/dev/null; then
     log "rustup target add $target"
     rustup target add "$target"
   fi
