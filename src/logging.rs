@@ -15,6 +15,9 @@ pub enum LogTarget {
     StderrText,
 }
 
+/// JSON lines leave out the module path: its key, `target`, would clash with the events' own
+/// `target` field (the target a rotation wrote), and Application Insights queries read that one.
+///
 /// Installs the global subscriber; the level comes from `RUST_LOG` (default `info`, with the
 /// HTTP stack's own chatter at `warn`). Calling it twice is harmless.
 pub fn init(target: LogTarget) {
@@ -29,12 +32,14 @@ pub fn init(target: LogTarget) {
             .json()
             .flatten_event(true)
             .with_current_span(false)
+            .with_target(false)
             .with_writer(std::io::stdout)
             .try_init(),
         LogTarget::StderrJson => builder
             .json()
             .flatten_event(true)
             .with_current_span(false)
+            .with_target(false)
             .with_writer(std::io::stderr)
             .try_init(),
         LogTarget::StderrText => builder
