@@ -5,19 +5,21 @@
 //! for duplicates across parts and name both places.
 
 use super::{ApiAuth, ApplicationApi, KeyVaultGroup, MappingError, SecretMapping};
+use super::{SettingMapping, SiteGroup, SiteKind};
 use crate::azure::cloud::Cloud;
 use serde_json::{Map, Value};
 use url::Url;
 
 /// The sections this version implements.
-pub(super) const SUPPORTED: [&str; 2] = ["keyVault", "applicationApis"];
-/// Sections of the format that this version recognises but does not implement.
-const UNSUPPORTED: [&str; 4] = [
-    "appConfiguration",
+pub(super) const SUPPORTED: [&str; 5] = [
+    "keyVault",
+    "applicationApis",
     "functionApps",
     "webApps",
     "staticWebApps",
 ];
+/// Sections of the format that this version recognises but does not implement.
+const UNSUPPORTED: [&str; 1] = ["appConfiguration"];
 
 /// A valid `keyVault` entry with the path of each secret it kept.
 pub(super) struct VaultEntry {
@@ -30,6 +32,8 @@ pub(super) struct VaultEntry {
 pub(super) struct Part {
     pub key_vault: Vec<VaultEntry>,
     pub application_apis: Vec<(String, ApplicationApi)>,
+    /// Site groups with the path of each setting they kept.
+    pub app_settings: Vec<(SiteGroup, Vec<String>)>,
 }
 
 /// Walks the parts of one setting, collecting problems in `errors`.
@@ -88,6 +92,17 @@ impl<'a> Walker<'a> {
                         if let Some(a) = self.application_api(e, &path) {
                             part.application_apis.push((path, a));
                         }
+                    }
+                }
+                "functionApps" | "webApps" | "staticWebApps" => {
+                    let kind = match key.as_str() {
+                        "functionApps" => SiteKind::FunctionApp,
+                        "webApps" => SiteKind::WebApp,
+                        _ => SiteKind::StaticWebApp,
+                    };
+                    for (i, e) in self.array(v, key).into_iter().flatten().enumerate() {
+                        part.app_settings
+                            .extend(self.site(e, &index(key, i), kind));
                     }
                 }
                 k if UNSUPPORTED.contains(&k) => self.error(
@@ -152,6 +167,71 @@ impl<'a> Walker<'a> {
                 secrets: group_secrets,
             },
             secret_paths,
+        })
+    }
+
+    fn site(
+        &mut self,
+        v: &Value,
+        path: &str,
+        kind: SiteKind,
+    ) -> Option<(SiteGroup, Vec<String>)> {
+        let allowed: &[&str] = if kind == SiteKind::StaticWebApp {
+            &["subscriptionId", "resourceGroup", "name", "settings"]
+        } else {
+            &["subscriptionId", "resourceGroup", "name", "slot", "settings"]
+        };
+        let obj = self.fields(v, path, allowed)?;
+        let subscription_id = self.required_string(obj, path, "subscriptionId", subscription_id);
+        let resource_group = self.required_string(obj, path, "resourceGroup", resource_group);
+        let name = if kind == SiteKind::StaticWebApp {
+            self.required_string(obj, path, "name", static_site_name)
+        } else {
+            self.required_string(obj, path, "name", site_name)
+        };
+        let slot = match obj.get("slot").filter(|_| kind != SiteKind::StaticWebApp) {
+            None => Some(None),
+            Some(v) => self.string(v, &join(path, "slot"), slot_name).map(Some),
+        };
+        let settings_path = join(path, "settings");
+        let settings = self
+            .required(obj, path, "settings")
+            .and_then(|v| self.array(v, &settings_path));
+        if settings.is_some_and(|s| s.is_empty()) {
+            self.error(
+                &settings_path,
+                "must not be empty; expected at least one setting",
+            );
+        }
+        let mut kept = Vec::new();
+        let mut paths = Vec::new();
+        for (j, s) in settings.into_iter().flatten().enumerate() {
+            let p = index(&settings_path, j);
+            if let Some(setting) = self.setting(s, &p) {
+                kept.push(setting);
+                paths.push(p);
+            }
+        }
+        Some((
+            SiteGroup {
+                kind,
+                subscription_id: subscription_id?,
+                resource_group: resource_group?,
+                name: name?,
+                slot: slot?,
+                settings: kept,
+            },
+            paths,
+        ))
+    }
+
+    fn setting(&mut self, v: &Value, path: &str) -> Option<SettingMapping> {
+        let obj = self.fields(v, path, &["settingName", "apimAppName"])?;
+        let setting_name = self.required_string(obj, path, "settingName", setting_name);
+        let apim_app_name = self.required_string(obj, path, "apimAppName", name);
+        Some(SettingMapping {
+            setting_name: setting_name?,
+            apim_app_name: apim_app_name?,
         })
     }
 
@@ -383,6 +463,72 @@ fn secret_name(s: &str) -> Result<String, String> {
         Err(format!(
             "\"{s}\" is not a secret name; expected 1-127 letters, digits and hyphens"
         ))
+    }
+}
+
+/// A subscription ID: a GUID in its hyphenated form, kept lower-case.
+fn subscription_id(s: &str) -> Result<String, String> {
+    match uuid::Uuid::try_parse(s) {
+        Ok(u) if s.len() == 36 => Ok(u.hyphenated().to_string()),
+        _ => Err(format!(
+            "\"{s}\" is not a subscription ID; expected a GUID such as 00000000-0000-0000-0000-000000000000"
+        )),
+    }
+}
+
+/// A resource group name: 1-90 letters, digits, `_ - . ( )`, not ending with a period.
+fn resource_group(s: &str) -> Result<String, String> {
+    let ok = (1..=90).contains(&s.chars().count())
+        && s.chars().all(|c| c.is_alphanumeric() || "_-.()".contains(c))
+        && !s.ends_with('.');
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "\"{s}\" is not a resource group name; expected 1-90 letters, digits, _ - . ( ), not ending with a period"
+        ))
+    }
+}
+
+/// Letters, digits and hyphens, `min..=max` long, not starting or ending with a hyphen.
+fn dns_label(s: &str, min: usize, max: usize, what: &str) -> Result<String, String> {
+    let ok = (min..=max).contains(&s.len())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && !s.starts_with('-')
+        && !s.ends_with('-');
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "\"{s}\" is not a {what}; expected {min}-{max} letters, digits and hyphens, not starting or ending with a hyphen"
+        ))
+    }
+}
+
+fn site_name(s: &str) -> Result<String, String> {
+    dns_label(s, 2, 60, "site name")
+}
+
+fn static_site_name(s: &str) -> Result<String, String> {
+    dns_label(s, 1, 40, "static site name")
+}
+
+fn slot_name(s: &str) -> Result<String, String> {
+    dns_label(s, 1, 59, "slot name")
+}
+
+/// An app setting name: 1-256 characters, no `=`, no control characters, no surrounding spaces.
+fn setting_name(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        Err("must not be empty".into())
+    } else if s.chars().count() > 256 {
+        Err("too long; expected at most 256 characters".into())
+    } else if s.contains('=') || s.trim() != s || s.chars().any(char::is_control) {
+        Err(format!(
+            "{s:?} is not an app setting name; expected no '=', control characters or surrounding spaces"
+        ))
+    } else {
+        Ok(s.to_string())
     }
 }
 
