@@ -416,7 +416,7 @@ mod tests {
         ] {
             assert_eq!(
                 errors_of(&[text]),
-                ["APIKEYROTATIONAPPS: $: the mapping names no targets; expected at least one entry in keyVault or applicationApis"]
+                ["APIKEYROTATIONAPPS: $: the mapping names no targets; expected at least one entry in keyVault or applicationApis or functionApps or webApps or staticWebApps"]
             );
         }
         // Another part with targets makes the whole non-empty.
@@ -504,6 +504,44 @@ mod tests {
         // Another appName on the same API, or another vault, is another target.
         assert!(parse_all(&[&a, &api("https://api.contoso.com/keys", "ref2", "App1")]).is_ok());
         assert!(parse_all(&[&kv("kv-one", &[("s1", "A")]), &kv("kv-two", &[("s1", "A")])]).is_ok());
+    }
+
+    fn site(section: &str, rg: &str, name: &str, slot: Option<&str>, settings: &[(&str, &str)]) -> String {
+        let settings: Vec<_> = settings
+            .iter()
+            .map(|(s, a)| json!({"settingName": s, "apimAppName": a}))
+            .collect();
+        let mut entry = json!({"subscriptionId": "34adfa4f-cedf-4dc0-ba29-b6d1a69ab345",
+                               "resourceGroup": rg, "name": name, "settings": settings});
+        if let Some(slot) = slot {
+            entry["slot"] = json!(slot);
+        }
+        json!({ section: [entry] }).to_string()
+    }
+
+    /// The same site and setting (case-insensitive), in either sites section, is a duplicate;
+    /// another slot, or a static site of the same name, is another target.
+    #[test]
+    fn duplicate_app_settings() {
+        let errs = errors_of(&[
+            &site("functionApps", "rg-a", "func-a", None, &[("KEY", "App1"), ("OTHER", "App1")]),
+            &site("webApps", "RG-A", "Func-A", None, &[("key", "App2")]),
+        ]);
+        assert_eq!(
+            errs,
+            ["APIKEYROTATIONAPPS2: webApps[0].settings[0]: duplicate of APIKEYROTATIONAPPS: functionApps[0].settings[0]"]
+        );
+        let m = parse_all(&[
+            &site("functionApps", "rg-a", "func-a", None, &[("KEY", "App1")]),
+            &site("functionApps", "rg-a", "func-a", Some("staging"), &[("KEY", "App1")]),
+            &site("staticWebApps", "rg-a", "func-a", None, &[("KEY", "App2")]),
+        ])
+        .unwrap();
+        assert_eq!(m.target_count(), 3);
+        assert_eq!(m.apim_app_names(), ["App1", "App2"]);
+        let two = m.only_app("App2");
+        assert_eq!(two.app_settings.len(), 1);
+        assert_eq!(two.app_settings[0].kind, SiteKind::StaticWebApp);
     }
 
     #[test]

@@ -639,6 +639,21 @@ pub(super) mod tests {
                 { "httpURL": "https://api.contoso.com/keys", "appName": "other", "apimAppName": "App3",
                   "auth": { "type": "header", "name": "x-admin-token", "valueSetting": "ADMIN_TOKEN", "_c": "" } },
                 { "httpURL": "http://localhost:7071/keys", "appName": "local", "apimAppName": "App1" }
+            ],
+            "functionApps": [
+                { "subscriptionId": "34adfa4f-cedf-4dc0-ba29-b6d1a69ab345", "resourceGroup": "rg-orders",
+                  "name": "func-orders", "slot": "staging",
+                  "settings": [ { "settingName": "ORDERS_API_KEY", "apimAppName": "App2" } ] }
+            ],
+            "webApps": [
+                { "subscriptionId": "34adfa4f-cedf-4dc0-ba29-b6d1a69ab345", "resourceGroup": "rg-web.(eu)_1",
+                  "name": "app-storefront", "_n": 1,
+                  "settings": [ { "settingName": "Catalog.Api-Key_1", "apimAppName": "App2" } ] }
+            ],
+            "staticWebApps": [
+                { "subscriptionId": "34ADFA4F-CEDF-4DC0-BA29-B6D1A69AB345", "resourceGroup": "rg-web",
+                  "name": "swa-portal",
+                  "settings": [ { "settingName": "PORTAL_API_KEY", "apimAppName": "App3" } ] }
             ]
         })
     }
@@ -660,6 +675,27 @@ pub(super) mod tests {
     fn the_valid_case_is_valid() {
         let (part, errors) = walk(&valid());
         assert!(errors.is_empty(), "{errors:?}");
+        let sites: Vec<_> = part
+            .app_settings
+            .iter()
+            .map(|(g, paths)| (g.kind, g.label(), g.subscription_id.as_str(), paths.clone()))
+            .collect();
+        assert_eq!(
+            sites,
+            [
+                (SiteKind::FunctionApp, "func-orders/staging".to_string(), "34adfa4f-cedf-4dc0-ba29-b6d1a69ab345", vec!["functionApps[0].settings[0]".to_string()]),
+                (SiteKind::WebApp, "app-storefront".to_string(), "34adfa4f-cedf-4dc0-ba29-b6d1a69ab345", vec!["webApps[0].settings[0]".to_string()]),
+                (SiteKind::StaticWebApp, "swa-portal".to_string(), "34adfa4f-cedf-4dc0-ba29-b6d1a69ab345", vec!["staticWebApps[0].settings[0]".to_string()]),
+            ]
+        );
+        assert_eq!(
+            part.app_settings[0].0.resource_path().join("/"),
+            "subscriptions/34adfa4f-cedf-4dc0-ba29-b6d1a69ab345/resourceGroups/rg-orders/providers/Microsoft.Web/sites/func-orders/slots/staging"
+        );
+        assert_eq!(
+            part.app_settings[2].0.resource_path().join("/"),
+            "subscriptions/34adfa4f-cedf-4dc0-ba29-b6d1a69ab345/resourceGroups/rg-web/providers/Microsoft.Web/staticSites/swa-portal"
+        );
         let g = &part.key_vault[0].group;
         assert_eq!(
             g.vault_url.as_str(),
@@ -752,12 +788,38 @@ pub(super) mod tests {
             ("/applicationApis/1/auth/scope", Some(json!("s")), "applicationApis[1].auth.scope: unknown field; expected type, name, valueSetting"),
             ("/applicationApis/2/auth", Some(json!({"type": "none", "scope": "s"})), "applicationApis[2].auth.scope: unknown field; expected type"),
             // top level
-            ("/appConfiguration", Some(json!([])), "appConfiguration: not supported by this version of apikey-rotator (supported: keyVault, applicationApis)"),
-            ("/functionApps", Some(json!([{}])), "functionApps: not supported by this version of apikey-rotator"),
-            ("/webApps", Some(json!(null)), "webApps: not supported by this version of apikey-rotator"),
-            ("/staticWebApps", Some(json!([])), "staticWebApps: not supported by this version of apikey-rotator"),
+            ("/appConfiguration", Some(json!([])), "appConfiguration: not supported by this version of apikey-rotator (supported: keyVault, applicationApis, functionApps, webApps, staticWebApps)"),
+            // functionApps / webApps / staticWebApps
+            ("/functionApps", Some(json!(null)), "functionApps: expected an array, got null"),
+            ("/functionApps/0/subscriptionId", None, "functionApps[0].subscriptionId: required"),
+            ("/functionApps/0/subscriptionId", Some(json!("sub-1")), "functionApps[0].subscriptionId: \"sub-1\" is not a subscription ID"),
+            ("/functionApps/0/subscriptionId", Some(json!("34adfa4fcedf4dc0ba29b6d1a69ab345")), "functionApps[0].subscriptionId: \"34adfa4fcedf4dc0ba29b6d1a69ab345\" is not a subscription ID"),
+            ("/functionApps/0/resourceGroup", Some(json!("rg.")), "functionApps[0].resourceGroup: \"rg.\" is not a resource group name"),
+            ("/functionApps/0/resourceGroup", Some(json!("rg/x")), "functionApps[0].resourceGroup: \"rg/x\" is not a resource group name"),
+            ("/functionApps/0/resourceGroup", Some(json!("r".repeat(91))), "functionApps[0].resourceGroup: \"rrr"),
+            ("/functionApps/0/resourceGroup", Some(json!("")), "functionApps[0].resourceGroup: \"\" is not a resource group name"),
+            ("/functionApps/0/name", None, "functionApps[0].name: required"),
+            ("/functionApps/0/name", Some(json!("-func")), "functionApps[0].name: \"-func\" is not a site name"),
+            ("/functionApps/0/name", Some(json!("func_orders")), "functionApps[0].name: \"func_orders\" is not a site name"),
+            ("/functionApps/0/name", Some(json!("f")), "functionApps[0].name: \"f\" is not a site name"),
+            ("/functionApps/0/slot", Some(json!("")), "functionApps[0].slot: \"\" is not a slot name"),
+            ("/functionApps/0/slot", Some(json!(1)), "functionApps[0].slot: expected a string, got number"),
+            ("/functionApps/0/settings", None, "functionApps[0].settings: required"),
+            ("/functionApps/0/settings", Some(json!([])), "functionApps[0].settings: must not be empty"),
+            ("/functionApps/0/settings/0/settingName", None, "functionApps[0].settings[0].settingName: required"),
+            ("/functionApps/0/settings/0/settingName", Some(json!("")), "functionApps[0].settings[0].settingName: must not be empty"),
+            ("/functionApps/0/settings/0/settingName", Some(json!("A=B")), "functionApps[0].settings[0].settingName: \"A=B\" is not an app setting name"),
+            ("/functionApps/0/settings/0/settingName", Some(json!("A\nB")), "functionApps[0].settings[0].settingName: \"A\\nB\" is not an app setting name"),
+            ("/functionApps/0/settings/0/apimAppName", Some(json!("")), "functionApps[0].settings[0].apimAppName: must not be empty"),
+            ("/functionApps/0/settings/0/secretName", Some(json!("x")), "functionApps[0].settings[0].secretName: unknown field; expected settingName, apimAppName"),
+            ("/functionApps/0/resourcegroup", Some(json!("x")), "functionApps[0].resourcegroup: unknown field; did you mean resourceGroup?"),
+            ("/webApps/0/name", Some(json!("a".repeat(61))), "webApps[0].name: \"aaaa"),
+            ("/webApps", Some(json!({})), "webApps: expected an array, got object"),
+            ("/staticWebApps/0/slot", Some(json!("staging")), "staticWebApps[0].slot: unknown field; expected subscriptionId, resourceGroup, name, settings"),
+            ("/staticWebApps/0/name", Some(json!("a".repeat(41))), "staticWebApps[0].name: \"aaaa"),
+            ("/staticWebApps/0/settings/0", Some(json!([])), "staticWebApps[0].settings[0]: expected an object, got array"),
             ("/keyvault", Some(json!([])), "keyvault: unknown field; did you mean keyVault?"),
-            ("/secrets", Some(json!([])), "secrets: unknown field; expected keyVault, applicationApis (fields starting with _ are comments)"),
+            ("/secrets", Some(json!([])), "secrets: unknown field; expected keyVault, applicationApis, functionApps, webApps, staticWebApps (fields starting with _ are comments)"),
         ];
         for (pointer, value, want) in cases {
             let mut v = valid();
@@ -861,7 +923,7 @@ pub(super) mod tests {
             Some(json!("NOPE")),
         );
         tweak(&mut v, "/applicationApis/2/extra", Some(json!(1)));
-        tweak(&mut v, "/webApps", Some(json!([])));
+        tweak(&mut v, "/webApps", Some(json!({})));
         let (_, errors) = walk(&v);
         let paths: Vec<_> = errors
             .iter()
