@@ -68,14 +68,42 @@ async fn one_put_per_site_references_followed_second_run_writes_nothing() {
     let slot = "/sites/func-orders/slots/staging/config/appsettings";
     // One list to read, one re-list under the site lock right before the PUT (so the PUT merges
     // into the current set), one PUT for both changes.
-    assert_eq!(arm_requests(&requests, slot, "POST"), 2, "read list + re-list under the lock");
-    assert_eq!(arm_requests(&requests, slot, "PUT"), 1, "one PUT for two changes");
-    assert_eq!(arm_requests(&requests, "/config/appsettings", "PUT"), 1, "no other site written");
-    assert_eq!(arm_requests(&requests, "/config/configreferences/appsettings/refresh", "POST"), 1);
-    for target in ["func-orders/staging/ORDERS_API_KEY", "func-orders/staging/HEALTHCHECK_API_KEY"] {
+    assert_eq!(
+        arm_requests(&requests, slot, "POST"),
+        2,
+        "read list + re-list under the lock"
+    );
+    assert_eq!(
+        arm_requests(&requests, slot, "PUT"),
+        1,
+        "one PUT for two changes"
+    );
+    assert_eq!(
+        arm_requests(&requests, "/config/appsettings", "PUT"),
+        1,
+        "no other site written"
+    );
+    assert_eq!(
+        arm_requests(
+            &requests,
+            "/config/configreferences/appsettings/refresh",
+            "POST"
+        ),
+        1
+    );
+    for target in [
+        "func-orders/staging/ORDERS_API_KEY",
+        "func-orders/staging/HEALTHCHECK_API_KEY",
+    ] {
         let e = entry(&first, "successes", target).unwrap_or_else(|| panic!("{target}: {first:#}"));
         assert_eq!(e["type"], "FUNCTION_APP");
-        assert!(e["message"].as_str().unwrap().starts_with("Updated app setting "), "{e}");
+        assert!(
+            e["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("Updated app setting "),
+            "{e}"
+        );
     }
 
     let after = env.state().await["resourceManager"]["sites"].clone();
@@ -84,19 +112,30 @@ async fn one_put_per_site_references_followed_second_run_writes_nothing() {
     for site in ["func-orders", "app-storefront", "swa-portal"] {
         assert_eq!(after[site]["restarts"], 0, "{site} was restarted");
     }
-    let (app1, app2) = (current_key(&handler, APP1).await, current_key(&handler, APP2).await);
+    let (app1, app2) = (
+        current_key(&handler, APP1).await,
+        current_key(&handler, APP2).await,
+    );
     let settings = staging["appSettings"].as_object().unwrap();
     assert_eq!(settings["ORDERS_API_KEY"], app2.as_str());
     assert_eq!(settings["HEALTHCHECK_API_KEY"], app1.as_str());
     // Everything else is as it was, byte for byte, in the same order.
-    let old = before["func-orders/slots/staging"]["appSettings"].as_object().unwrap();
-    assert_eq!(settings.keys().collect::<Vec<_>>(), old.keys().collect::<Vec<_>>());
+    let old = before["func-orders/slots/staging"]["appSettings"]
+        .as_object()
+        .unwrap();
+    assert_eq!(
+        settings.keys().collect::<Vec<_>>(),
+        old.keys().collect::<Vec<_>>()
+    );
     for (k, v) in old {
         if !k.ends_with("_API_KEY") {
             assert_eq!(&settings[k], v, "{k} changed");
         }
     }
-    assert_eq!(settings["STAGING_BANNER"], "Staging \u{2014} \"orders\" = <b>test</b>");
+    assert_eq!(
+        settings["STAGING_BANNER"],
+        "Staging \u{2014} \"orders\" = <b>test</b>"
+    );
 
     // The Web App's reference is kept, the secret it names holds the new key, and the site
     // was asked to refresh its references.
@@ -111,10 +150,18 @@ async fn one_put_per_site_references_followed_second_run_writes_nothing() {
         env.state().await["keyVaults"]["kv-consumers-prd"]["webapp-ref-apikey"],
         app1.as_str()
     );
-    let e = entry(&first, "successes", "app-storefront/HEALTHCHECK_API_KEY").expect("reference followed");
+    let e = entry(&first, "successes", "app-storefront/HEALTHCHECK_API_KEY")
+        .expect("reference followed");
     assert_eq!(e["type"], "WEB_APP");
-    assert!(e["message"].as_str().unwrap().contains("the reference itself is unchanged"), "{e}");
-    assert!(entry(&first, "warnings", "swa-portal/PORTAL_API_KEY").is_some_and(|e| e["type"] == "STATIC_WEB_APP"));
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("the reference itself is unchanged"),
+        "{e}"
+    );
+    assert!(entry(&first, "warnings", "swa-portal/PORTAL_API_KEY")
+        .is_some_and(|e| e["type"] == "STATIC_WEB_APP"));
 
     env.clear_requests().await;
     let (status, second) = handler.rotate("").await;
@@ -125,7 +172,10 @@ async fn one_put_per_site_references_followed_second_run_writes_nothing() {
     let again = env.state().await["resourceManager"]["sites"].clone();
     assert_eq!(again["func-orders/slots/staging"]["restarts"], 1);
     assert_eq!(again["app-storefront"]["referenceRefreshes"], 1);
-    handler.assert_no_key_leaked(&env.all_keys().await, &[&first.to_string(), &second.to_string()]);
+    handler.assert_no_key_leaked(
+        &env.all_keys().await,
+        &[&first.to_string(), &second.to_string()],
+    );
 }
 
 /// A 429 with Retry-After is retried after the given seconds and the run succeeds; the
@@ -140,24 +190,43 @@ async fn throttling_honours_retry_after_within_bounds() {
     let (status, report) = handler.rotate("").await;
     let elapsed = started.elapsed();
     assert_eq!(status, 207, "{report:#}");
-    assert!(elapsed >= Duration::from_secs(2), "Retry-After not honoured: {elapsed:?}");
-    assert!(elapsed < Duration::from_secs(30), "waited beyond the budget: {elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_secs(2),
+        "Retry-After not honoured: {elapsed:?}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(30),
+        "waited beyond the budget: {elapsed:?}"
+    );
     let requests = env.requests().await;
     let slot: Vec<u64> = requests
         .iter()
         .filter(|r| r["path"].as_str().unwrap().contains("/slots/staging/"))
         .map(|r| r["status"].as_u64().unwrap())
         .collect();
-    assert_eq!(slot, [429, 200, 200, 200], "list throttled, retried, re-list, then one PUT");
-    assert!(entry(&report, "successes", "func-orders/staging/ORDERS_API_KEY").is_some(), "{report:#}");
-    let throttled = entry(&report, "errors", "swa-portal/PORTAL_API_KEY").expect("not retried beyond the budget");
+    assert_eq!(
+        slot,
+        [429, 200, 200, 200],
+        "list throttled, retried, re-list, then one PUT"
+    );
+    assert!(
+        entry(&report, "successes", "func-orders/staging/ORDERS_API_KEY").is_some(),
+        "{report:#}"
+    );
+    let throttled = entry(&report, "errors", "swa-portal/PORTAL_API_KEY")
+        .expect("not retried beyond the budget");
     assert_eq!(throttled["code"], "429");
     assert_eq!(
-        requests.iter().filter(|r| r["path"].as_str().unwrap().contains("/swa-portal/")).count(),
+        requests
+            .iter()
+            .filter(|r| r["path"].as_str().unwrap().contains("/swa-portal/"))
+            .count(),
         1,
         "a 60 s Retry-After is beyond the 30 s budget"
     );
-    assert!(handler.output().contains("x-ms-ratelimit-remaining-subscription-writes"));
+    assert!(handler
+        .output()
+        .contains("x-ms-ratelimit-remaining-subscription-writes"));
 }
 
 /// A site the rotator has no role on is one error entry (AuthorizationFailed); the other
@@ -177,10 +246,17 @@ async fn forbidden_site_is_an_error_others_succeed() {
     assert_eq!(errors.len(), 1, "{report:#}");
     assert_eq!(
         (&errors[0]["type"], &errors[0]["target"], &errors[0]["code"]),
-        (&json!("FUNCTION_APP"), &json!("func-locked/ORDERS_API_KEY"), &json!("AuthorizationFailed"))
+        (
+            &json!("FUNCTION_APP"),
+            &json!("func-locked/ORDERS_API_KEY"),
+            &json!("AuthorizationFailed")
+        )
     );
     assert_eq!(report["summary"]["updated"], 7, "{report:#}");
-    assert_eq!(env.state().await["resourceManager"]["sites"]["func-locked"]["restarts"], 0);
+    assert_eq!(
+        env.state().await["resourceManager"]["sites"]["func-locked"]["restarts"],
+        0
+    );
 }
 
 fn deps(env: &Env) -> TargetDeps {

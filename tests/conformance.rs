@@ -89,11 +89,25 @@ fn site_mapping(
 }
 
 fn function_app_slot_mapping(_: &Env, entries: &[&str], app: &str) -> AppsMapping {
-    site_mapping(SiteKind::FunctionApp, "rg-orders", "func-orders", Some("staging"), entries, app)
+    site_mapping(
+        SiteKind::FunctionApp,
+        "rg-orders",
+        "func-orders",
+        Some("staging"),
+        entries,
+        app,
+    )
 }
 
 fn static_web_app_mapping(_: &Env, entries: &[&str], app: &str) -> AppsMapping {
-    site_mapping(SiteKind::StaticWebApp, "rg-web", "swa-portal", None, entries, app)
+    site_mapping(
+        SiteKind::StaticWebApp,
+        "rg-web",
+        "swa-portal",
+        None,
+        entries,
+        app,
+    )
 }
 
 fn key_vault_mapping(env: &Env, entries: &[&str], app: &str) -> AppsMapping {

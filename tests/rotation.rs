@@ -89,11 +89,51 @@ async fn first_run_rotates_second_run_writes_nothing() {
     );
     // App settings: the slot's stale and renewed keys are written, the Web App's Key Vault
     // reference is followed, the current ones are left alone.
-    assert!(has(&first, "successes", "FUNCTION_APP", "func-orders/staging/ORDERS_API_KEY"), "{first:#}");
-    assert!(has(&first, "successes", "FUNCTION_APP", "func-orders/staging/HEALTHCHECK_API_KEY"), "{first:#}");
-    assert!(has(&first, "successes", "WEB_APP", "app-storefront/HEALTHCHECK_API_KEY"), "{first:#}");
-    assert!(has(&first, "warnings", "WEB_APP", "app-storefront/CATALOG_API_KEY"), "{first:#}");
-    assert!(has(&first, "warnings", "STATIC_WEB_APP", "swa-portal/PORTAL_API_KEY"), "{first:#}");
+    assert!(
+        has(
+            &first,
+            "successes",
+            "FUNCTION_APP",
+            "func-orders/staging/ORDERS_API_KEY"
+        ),
+        "{first:#}"
+    );
+    assert!(
+        has(
+            &first,
+            "successes",
+            "FUNCTION_APP",
+            "func-orders/staging/HEALTHCHECK_API_KEY"
+        ),
+        "{first:#}"
+    );
+    assert!(
+        has(
+            &first,
+            "successes",
+            "WEB_APP",
+            "app-storefront/HEALTHCHECK_API_KEY"
+        ),
+        "{first:#}"
+    );
+    assert!(
+        has(
+            &first,
+            "warnings",
+            "WEB_APP",
+            "app-storefront/CATALOG_API_KEY"
+        ),
+        "{first:#}"
+    );
+    assert!(
+        has(
+            &first,
+            "warnings",
+            "STATIC_WEB_APP",
+            "swa-portal/PORTAL_API_KEY"
+        ),
+        "{first:#}"
+    );
     let warning = entries(&first, "warnings")
         .into_iter()
         .find(|e| e["type"] == "KEY_VAULT")

@@ -49,7 +49,11 @@ pub(super) fn merge(parts: Vec<(&str, Part)>, errors: &mut Vec<MappingError>) ->
             // case-insensitive in ARM.
             let scope = format!(
                 "{}/{}/{}/{}/{}",
-                if group.kind == super::SiteKind::StaticWebApp { "staticSites" } else { "sites" },
+                if group.kind == super::SiteKind::StaticWebApp {
+                    "staticSites"
+                } else {
+                    "sites"
+                },
                 group.subscription_id,
                 group.resource_group,
                 group.name,

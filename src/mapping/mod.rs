@@ -506,7 +506,13 @@ mod tests {
         assert!(parse_all(&[&kv("kv-one", &[("s1", "A")]), &kv("kv-two", &[("s1", "A")])]).is_ok());
     }
 
-    fn site(section: &str, rg: &str, name: &str, slot: Option<&str>, settings: &[(&str, &str)]) -> String {
+    fn site(
+        section: &str,
+        rg: &str,
+        name: &str,
+        slot: Option<&str>,
+        settings: &[(&str, &str)],
+    ) -> String {
         let settings: Vec<_> = settings
             .iter()
             .map(|(s, a)| json!({"settingName": s, "apimAppName": a}))
@@ -524,7 +530,13 @@ mod tests {
     #[test]
     fn duplicate_app_settings() {
         let errs = errors_of(&[
-            &site("functionApps", "rg-a", "func-a", None, &[("KEY", "App1"), ("OTHER", "App1")]),
+            &site(
+                "functionApps",
+                "rg-a",
+                "func-a",
+                None,
+                &[("KEY", "App1"), ("OTHER", "App1")],
+            ),
             &site("webApps", "RG-A", "Func-A", None, &[("key", "App2")]),
         ]);
         assert_eq!(
@@ -533,7 +545,13 @@ mod tests {
         );
         let m = parse_all(&[
             &site("functionApps", "rg-a", "func-a", None, &[("KEY", "App1")]),
-            &site("functionApps", "rg-a", "func-a", Some("staging"), &[("KEY", "App1")]),
+            &site(
+                "functionApps",
+                "rg-a",
+                "func-a",
+                Some("staging"),
+                &[("KEY", "App1")],
+            ),
             &site("staticWebApps", "rg-a", "func-a", None, &[("KEY", "App2")]),
         ])
         .unwrap();

@@ -101,8 +101,7 @@ impl<'a> Walker<'a> {
                         _ => SiteKind::StaticWebApp,
                     };
                     for (i, e) in self.array(v, key).into_iter().flatten().enumerate() {
-                        part.app_settings
-                            .extend(self.site(e, &index(key, i), kind));
+                        part.app_settings.extend(self.site(e, &index(key, i), kind));
                     }
                 }
                 k if UNSUPPORTED.contains(&k) => self.error(
@@ -170,16 +169,17 @@ impl<'a> Walker<'a> {
         })
     }
 
-    fn site(
-        &mut self,
-        v: &Value,
-        path: &str,
-        kind: SiteKind,
-    ) -> Option<(SiteGroup, Vec<String>)> {
+    fn site(&mut self, v: &Value, path: &str, kind: SiteKind) -> Option<(SiteGroup, Vec<String>)> {
         let allowed: &[&str] = if kind == SiteKind::StaticWebApp {
             &["subscriptionId", "resourceGroup", "name", "settings"]
         } else {
-            &["subscriptionId", "resourceGroup", "name", "slot", "settings"]
+            &[
+                "subscriptionId",
+                "resourceGroup",
+                "name",
+                "slot",
+                "settings",
+            ]
         };
         let obj = self.fields(v, path, allowed)?;
         let subscription_id = self.required_string(obj, path, "subscriptionId", subscription_id);
@@ -479,7 +479,8 @@ fn subscription_id(s: &str) -> Result<String, String> {
 /// A resource group name: 1-90 letters, digits, `_ - . ( )`, not ending with a period.
 fn resource_group(s: &str) -> Result<String, String> {
     let ok = (1..=90).contains(&s.chars().count())
-        && s.chars().all(|c| c.is_alphanumeric() || "_-.()".contains(c))
+        && s.chars()
+            .all(|c| c.is_alphanumeric() || "_-.()".contains(c))
         && !s.ends_with('.');
     if ok {
         Ok(s.to_string())
@@ -683,9 +684,24 @@ pub(super) mod tests {
         assert_eq!(
             sites,
             [
-                (SiteKind::FunctionApp, "func-orders/staging".to_string(), "34adfa4f-cedf-4dc0-ba29-b6d1a69ab345", vec!["functionApps[0].settings[0]".to_string()]),
-                (SiteKind::WebApp, "app-storefront".to_string(), "34adfa4f-cedf-4dc0-ba29-b6d1a69ab345", vec!["webApps[0].settings[0]".to_string()]),
-                (SiteKind::StaticWebApp, "swa-portal".to_string(), "34adfa4f-cedf-4dc0-ba29-b6d1a69ab345", vec!["staticWebApps[0].settings[0]".to_string()]),
+                (
+                    SiteKind::FunctionApp,
+                    "func-orders/staging".to_string(),
+                    "34adfa4f-cedf-4dc0-ba29-b6d1a69ab345",
+                    vec!["functionApps[0].settings[0]".to_string()]
+                ),
+                (
+                    SiteKind::WebApp,
+                    "app-storefront".to_string(),
+                    "34adfa4f-cedf-4dc0-ba29-b6d1a69ab345",
+                    vec!["webApps[0].settings[0]".to_string()]
+                ),
+                (
+                    SiteKind::StaticWebApp,
+                    "swa-portal".to_string(),
+                    "34adfa4f-cedf-4dc0-ba29-b6d1a69ab345",
+                    vec!["staticWebApps[0].settings[0]".to_string()]
+                ),
             ]
         );
         assert_eq!(

@@ -77,30 +77,71 @@ fn seed_sites(shared: &Shared, current: &BTreeMap<&str, String>, expired: &BTree
         "@Microsoft.KeyVault(SecretUri={}/secrets/webapp-ref-apikey/)",
         consumers.base_url.trim_end_matches('/')
     );
-    arm.add_site(SUBSCRIPTION, "rg-orders", SiteType::FunctionApp, "func-orders", None, &[
-        ("FUNCTIONS_WORKER_RUNTIME", "custom"),
-        ("FUNCTIONS_EXTENSION_VERSION", "~4"),
-        ("ORDERS_API_KEY", &current[APP2]),
-    ]);
-    arm.add_site(SUBSCRIPTION, "rg-orders", SiteType::FunctionApp, "func-orders", Some("staging"), &[
-        ("FUNCTIONS_WORKER_RUNTIME", "custom"),
-        ("ORDERS_API_KEY", &expired[APP2]),
-        ("HEALTHCHECK_API_KEY", &current[APP1]),
-        ("STAGING_BANNER", "Staging \u{2014} \"orders\" = <b>test</b>"),
-    ]);
-    arm.add_site(SUBSCRIPTION, "rg-web", SiteType::WebApp, "app-storefront", None, &[
-        ("WEBSITE_RUN_FROM_PACKAGE", "1"),
-        ("CATALOG_API_KEY", &current[APP2]),
-        ("HEALTHCHECK_API_KEY", &reference),
-    ]);
-    arm.add_site(SUBSCRIPTION, "rg-web", SiteType::StaticSite, "swa-portal", None, &[
-        ("API_BASE_URL", "https://api.contoso.example/v1"),
-        ("PORTAL_API_KEY", &current[APP3]),
-    ]);
-    arm.add_site(SUBSCRIPTION, "rg-orders", SiteType::FunctionApp, "func-locked", None, &[
-        ("ORDERS_API_KEY", &expired[APP2]),
-    ]);
-    arm.forbid(SUBSCRIPTION, "rg-orders", SiteType::FunctionApp, "func-locked");
+    arm.add_site(
+        SUBSCRIPTION,
+        "rg-orders",
+        SiteType::FunctionApp,
+        "func-orders",
+        None,
+        &[
+            ("FUNCTIONS_WORKER_RUNTIME", "custom"),
+            ("FUNCTIONS_EXTENSION_VERSION", "~4"),
+            ("ORDERS_API_KEY", &current[APP2]),
+        ],
+    );
+    arm.add_site(
+        SUBSCRIPTION,
+        "rg-orders",
+        SiteType::FunctionApp,
+        "func-orders",
+        Some("staging"),
+        &[
+            ("FUNCTIONS_WORKER_RUNTIME", "custom"),
+            ("ORDERS_API_KEY", &expired[APP2]),
+            ("HEALTHCHECK_API_KEY", &current[APP1]),
+            (
+                "STAGING_BANNER",
+                "Staging \u{2014} \"orders\" = <b>test</b>",
+            ),
+        ],
+    );
+    arm.add_site(
+        SUBSCRIPTION,
+        "rg-web",
+        SiteType::WebApp,
+        "app-storefront",
+        None,
+        &[
+            ("WEBSITE_RUN_FROM_PACKAGE", "1"),
+            ("CATALOG_API_KEY", &current[APP2]),
+            ("HEALTHCHECK_API_KEY", &reference),
+        ],
+    );
+    arm.add_site(
+        SUBSCRIPTION,
+        "rg-web",
+        SiteType::StaticSite,
+        "swa-portal",
+        None,
+        &[
+            ("API_BASE_URL", "https://api.contoso.example/v1"),
+            ("PORTAL_API_KEY", &current[APP3]),
+        ],
+    );
+    arm.add_site(
+        SUBSCRIPTION,
+        "rg-orders",
+        SiteType::FunctionApp,
+        "func-locked",
+        None,
+        &[("ORDERS_API_KEY", &expired[APP2])],
+    );
+    arm.forbid(
+        SUBSCRIPTION,
+        "rg-orders",
+        SiteType::FunctionApp,
+        "func-locked",
+    );
 }
 
 /// The apps mapping (`APIKEYROTATIONAPPS`) over the sandbox's URLs.

@@ -53,12 +53,20 @@ pub(crate) enum SiteType {
 }
 
 /// The resource ID of a site (`slot` given: of its slot) or static site.
-pub(crate) fn resource_id(sub: &str, rg: &str, ty: &SiteType, name: &str, slot: Option<&str>) -> String {
+pub(crate) fn resource_id(
+    sub: &str,
+    rg: &str,
+    ty: &SiteType,
+    name: &str,
+    slot: Option<&str>,
+) -> String {
     let provider = match ty {
         SiteType::StaticSite => "staticSites",
         _ => "sites",
     };
-    let mut id = format!("/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Web/{provider}/{name}");
+    let mut id = format!(
+        "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Web/{provider}/{name}"
+    );
     if let Some(slot) = slot {
         id.push_str(&format!("/slots/{slot}"));
     }
@@ -118,7 +126,9 @@ impl ResourceManager {
             .unwrap()
             .values()
             .map(|s| {
-                let (_, short) = s.id.split_once("/providers/Microsoft.Web/").unwrap_or(("", &s.id));
+                let (_, short) =
+                    s.id.split_once("/providers/Microsoft.Web/")
+                        .unwrap_or(("", &s.id));
                 let short = short.split_once('/').map_or(short, |(_, rest)| rest);
                 (
                     short.to_string(),
@@ -205,7 +215,11 @@ enum Op {
 fn route(path: &str, method: &Method) -> Option<(String, String, String, Op)> {
     let seg: Vec<&str> = path.trim_matches('/').split('/').collect();
     let eq = |i: usize, lit: &str| seg.get(i).is_some_and(|s| s.eq_ignore_ascii_case(lit));
-    if !(eq(0, "subscriptions") && eq(2, "resourceGroups") && eq(4, "providers") && eq(5, "Microsoft.Web")) {
+    if !(eq(0, "subscriptions")
+        && eq(2, "resourceGroups")
+        && eq(4, "providers")
+        && eq(5, "Microsoft.Web"))
+    {
         return None;
     }
     let (sub, rg) = (seg[1].to_string(), seg.get(3)?.to_string());
@@ -224,7 +238,9 @@ fn route(path: &str, method: &Method) -> Option<(String, String, String, Op)> {
         (["config", "appsettings", "list"], &Method::POST, false) => Op::List,
         (["listappsettings"], &Method::POST, true) => Op::List,
         (["config", "appsettings"], &Method::PUT, _) => Op::Replace,
-        (["config", "configreferences", "appsettings", "refresh"], &Method::POST, false) => Op::Refresh,
+        (["config", "configreferences", "appsettings", "refresh"], &Method::POST, false) => {
+            Op::Refresh
+        }
         _ => return None,
     };
     Some((id, sub, rg, op))
@@ -271,7 +287,9 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
             &format!("The Resource '{path}' was not found."),
         );
     };
-    let body = to_bytes(request.into_body(), 4 << 20).await.unwrap_or_default();
+    let body = to_bytes(request.into_body(), 4 << 20)
+        .await
+        .unwrap_or_default();
     let arm = &shared.resource_manager;
     let mut sites = arm.sites.lock().unwrap();
     let key = id.to_ascii_lowercase();
@@ -295,7 +313,12 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         }
         if let Some((parent, slot)) = key.split_once("/slots/") {
             if sites.contains_key(parent) {
-                return legacy_error(StatusCode::NOT_FOUND, "NotFound", "Cannot find {0} with name {1}.", &["Site", slot]);
+                return legacy_error(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    "Cannot find {0} with name {1}.",
+                    &["Site", slot],
+                );
             }
         }
         let tail = id.split("/providers/").nth(1).unwrap_or(&id);
@@ -328,7 +351,11 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         } else {
             "Microsoft.Web/sites/config"
         };
-        let name = if static_site { "appSettings" } else { "appsettings" };
+        let name = if static_site {
+            "appSettings"
+        } else {
+            "appsettings"
+        };
         json!({"id": format!("{}/config/{name}", site.id), "name": "appsettings", "type": config_type,
                "kind": site.kind, "properties": site.settings})
     };
@@ -358,7 +385,10 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     };
     let writes = *arm.writes.lock().unwrap();
     let headers = response.headers_mut();
-    headers.insert("x-ms-ratelimit-remaining-subscription-reads", HeaderValue::from(249u64));
+    headers.insert(
+        "x-ms-ratelimit-remaining-subscription-reads",
+        HeaderValue::from(249u64),
+    );
     headers.insert(
         "x-ms-ratelimit-remaining-subscription-writes",
         HeaderValue::from(199u64.saturating_sub(writes)),
@@ -385,14 +415,32 @@ mod tests {
         assert_eq!(rsp.status(), 401);
         assert!(rsp.headers().contains_key("www-authenticate"));
         let vault_token = h.token("https://vault.azure.net").await;
-        let rsp = h.client.post(&url).bearer_auth(&vault_token).send().await.unwrap();
+        let rsp = h
+            .client
+            .post(&url)
+            .bearer_auth(&vault_token)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(rsp.status(), 401);
         let token = h.token("https://management.azure.com/").await;
-        let rsp = h.client.post(&base).bearer_auth(&token).send().await.unwrap();
+        let rsp = h
+            .client
+            .post(&base)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(rsp.status(), 400);
         let body: Value = rsp.json().await.unwrap();
         assert_eq!(body["error"]["code"], "MissingApiVersionParameter");
-        let rsp = h.client.post(&url).bearer_auth(&token).send().await.unwrap();
+        let rsp = h
+            .client
+            .post(&url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(rsp.status(), 404);
         let body: Value = rsp.json().await.unwrap();
         assert_eq!(body["error"]["code"], "SubscriptionNotFound");
@@ -417,11 +465,19 @@ mod tests {
             }
             async move {
                 let rsp = r.send().await.unwrap();
-                (rsp.status().as_u16(), rsp.json::<Value>().await.unwrap_or_default())
+                (
+                    rsp.status().as_u16(),
+                    rsp.json::<Value>().await.unwrap_or_default(),
+                )
             }
         };
         let v = "?api-version=2026-03-15";
-        let (status, listed) = call(reqwest::Method::POST, format!("{site}/slots/staging/config/appsettings/list{v}"), None).await;
+        let (status, listed) = call(
+            reqwest::Method::POST,
+            format!("{site}/slots/staging/config/appsettings/list{v}"),
+            None,
+        )
+        .await;
         assert_eq!(status, 200, "{listed}");
         assert_eq!(listed["type"], "Microsoft.Web/sites/slots/config");
         assert!(listed["properties"]["ORDERS_API_KEY"].is_string());
@@ -433,26 +489,64 @@ mod tests {
         .await;
         assert_eq!(status, 200);
         assert_eq!(put["properties"], json!({"ONLY": "this"}));
-        let (_, listed) = call(reqwest::Method::POST, format!("{site}/slots/staging/config/appsettings/list{v}"), None).await;
-        assert_eq!(listed["properties"], json!({"ONLY": "this"}), "the PUT replaces the whole set");
+        let (_, listed) = call(
+            reqwest::Method::POST,
+            format!("{site}/slots/staging/config/appsettings/list{v}"),
+            None,
+        )
+        .await;
+        assert_eq!(
+            listed["properties"],
+            json!({"ONLY": "this"}),
+            "the PUT replaces the whole set"
+        );
         let (status, bad) = call(
             reqwest::Method::PUT,
             format!("{site}/config/appsettings{v}"),
             Some(json!({"properties": {"N": 1}})),
         )
         .await;
-        assert_eq!((status, bad["error"]["code"].as_str()), (400, Some("BadRequest")));
-        let (status, missing_slot) = call(reqwest::Method::POST, format!("{site}/slots/nope/config/appsettings/list{v}"), None).await;
-        assert_eq!((status, missing_slot["Code"].as_str()), (404, Some("NotFound")));
-        let (status, missing) = call(reqwest::Method::POST, format!("{site}-x/config/appsettings/list{v}"), None).await;
-        assert_eq!((status, missing["error"]["code"].as_str()), (404, Some("ResourceNotFound")));
-        let (status, _) = call(reqwest::Method::POST, format!("{site}/config/configreferences/appsettings/refresh{v}"), None).await;
+        assert_eq!(
+            (status, bad["error"]["code"].as_str()),
+            (400, Some("BadRequest"))
+        );
+        let (status, missing_slot) = call(
+            reqwest::Method::POST,
+            format!("{site}/slots/nope/config/appsettings/list{v}"),
+            None,
+        )
+        .await;
+        assert_eq!(
+            (status, missing_slot["Code"].as_str()),
+            (404, Some("NotFound"))
+        );
+        let (status, missing) = call(
+            reqwest::Method::POST,
+            format!("{site}-x/config/appsettings/list{v}"),
+            None,
+        )
+        .await;
+        assert_eq!(
+            (status, missing["error"]["code"].as_str()),
+            (404, Some("ResourceNotFound"))
+        );
+        let (status, _) = call(
+            reqwest::Method::POST,
+            format!("{site}/config/configreferences/appsettings/refresh{v}"),
+            None,
+        )
+        .await;
         assert_eq!(status, 200);
         let swa = format!(
             "{arm}/subscriptions/{}/resourceGroups/rg-web/providers/Microsoft.Web/staticSites/swa-portal",
             super::super::demo::SUBSCRIPTION
         );
-        let (status, listed) = call(reqwest::Method::POST, format!("{swa}/listAppSettings{v}"), None).await;
+        let (status, listed) = call(
+            reqwest::Method::POST,
+            format!("{swa}/listAppSettings{v}"),
+            None,
+        )
+        .await;
         assert_eq!(status, 200);
         assert!(listed["properties"]["PORTAL_API_KEY"].is_string());
         let locked = format!(
@@ -460,7 +554,10 @@ mod tests {
             super::super::demo::SUBSCRIPTION
         );
         let (status, forbidden) = call(reqwest::Method::POST, locked, None).await;
-        assert_eq!((status, forbidden["error"]["code"].as_str()), (403, Some("AuthorizationFailed")));
+        assert_eq!(
+            (status, forbidden["error"]["code"].as_str()),
+            (403, Some("AuthorizationFailed"))
+        );
 
         let state: Value = h
             .client
@@ -480,7 +577,12 @@ mod tests {
 
     #[test]
     fn api_versions() {
-        for v in ["2026-03-15", "2025-05-01", "2026-03-01-preview", "2016-08-01"] {
+        for v in [
+            "2026-03-15",
+            "2025-05-01",
+            "2026-03-01-preview",
+            "2016-08-01",
+        ] {
             assert!(api_version_ok(v), "{v}");
         }
         for v in ["", "latest", "2025-5-1", "7.6"] {

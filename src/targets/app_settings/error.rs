@@ -21,18 +21,15 @@ pub fn parse_error(status: u16, body: &[u8], what: &str) -> Error {
             .as_array()
             .and_then(|d| d.iter().find_map(|d| d.get("ErrorEntity")))
             .filter(|e| e.is_object());
-        let pick = |key: &str| {
-            entity
-                .and_then(|e| e[key].as_str())
-                .or(json[key].as_str())
-        };
+        let pick = |key: &str| entity.and_then(|e| e[key].as_str()).or(json[key].as_str());
         (pick("Code"), pick("Message"))
     };
     let message = message
         .map(|m| m.lines().next().unwrap_or(m).trim().to_string())
         .filter(|m| !m.is_empty())
         .unwrap_or_else(|| format!("HTTP {status}"));
-    let mut e = Error::new(kind_for_status(status), format!("{what}: {message}")).with_status(status);
+    let mut e =
+        Error::new(kind_for_status(status), format!("{what}: {message}")).with_status(status);
     if let Some(code) = code.filter(|c| !c.is_empty()) {
         e = e.with_code(code);
     }
@@ -65,8 +62,9 @@ mod tests {
         assert_eq!(e.code(), "ResourceNotFound");
         assert_eq!(e.status(), Some(404));
         assert!(
-            e.to_string()
-                .starts_with("Web App app-x: The Resource 'Microsoft.Web/sites/test-app-migrationapi'"),
+            e.to_string().starts_with(
+                "Web App app-x: The Resource 'Microsoft.Web/sites/test-app-migrationapi'"
+            ),
             "{e}"
         );
     }
@@ -98,7 +96,10 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::RateLimited);
         assert!(e.is_temporary());
         assert_eq!(e.code(), "429");
-        assert!(e.to_string().contains("is throttled for subscription"), "{e}");
+        assert!(
+            e.to_string().contains("is throttled for subscription"),
+            "{e}"
+        );
     }
 
     /// AuthorizationFailed is a permanent PermissionDenied; bodies that are not JSON keep the status.

@@ -69,7 +69,9 @@ impl AppSettings {
     pub fn new(group: &SiteGroup, kind: TargetKind, deps: &TargetDeps) -> Result<Self> {
         let base = deps.cloud.resource_manager.trim_end_matches('/');
         let mut resource = url::Url::parse(base).map_err(|e| {
-            Error::config(format!("the Resource Manager endpoint {base} is not a URL ({e})"))
+            Error::config(format!(
+                "the Resource Manager endpoint {base} is not a URL ({e})"
+            ))
         })?;
         {
             let mut segments = resource
@@ -90,8 +92,12 @@ impl AppSettings {
 
     /// Whether this container is the site of `group` (same subscription, group, name, slot).
     pub fn serves(&self, group: &SiteGroup) -> bool {
-        Self::new(group, self.kind, &self.deps)
-            .is_ok_and(|other| other.resource.as_str().eq_ignore_ascii_case(self.resource.as_str()))
+        Self::new(group, self.kind, &self.deps).is_ok_and(|other| {
+            other
+                .resource
+                .as_str()
+                .eq_ignore_ascii_case(self.resource.as_str())
+        })
     }
 
     fn what(&self) -> String {
@@ -103,7 +109,8 @@ impl AppSettings {
         if let Ok(mut segments) = url.path_segments_mut() {
             segments.extend(tail);
         }
-        url.query_pairs_mut().append_pair("api-version", API_VERSION);
+        url.query_pairs_mut()
+            .append_pair("api-version", API_VERSION);
         url
     }
 
@@ -182,9 +189,13 @@ impl AppSettings {
     /// Replaces the whole set: one PUT (the site restarts).
     async fn replace(&self, properties: Map<String, Value>) -> Result<()> {
         let body = serde_json::json!({ "properties": properties });
-        self.call(Method::PUT, self.url(&["config", "appsettings"]), Some(&body))
-            .await
-            .map(|_| ())
+        self.call(
+            Method::PUT,
+            self.url(&["config", "appsettings"]),
+            Some(&body),
+        )
+        .await
+        .map(|_| ())
     }
 
     fn stored(&self, name: &str, value: Option<&Value>) -> Result<Stored> {
@@ -219,7 +230,12 @@ fn find<'a>(properties: &'a Map<String, Value>, name: &str) -> Option<&'a String
 fn log_rate_limits(headers: &reqwest::header::HeaderMap, label: &str) {
     for (name, value) in headers {
         if name.as_str().starts_with("x-ms-ratelimit-remaining-") {
-            tracing::debug!(container = label, header = name.as_str(), remaining = value.to_str().unwrap_or(""), "Resource Manager rate limit");
+            tracing::debug!(
+                container = label,
+                header = name.as_str(),
+                remaining = value.to_str().unwrap_or(""),
+                "Resource Manager rate limit"
+            );
         }
     }
 }
@@ -278,10 +294,7 @@ impl Container for AppSettings {
         }
         if changed {
             if let Err(e) = self.replace(properties).await {
-                return results
-                    .into_iter()
-                    .map(|r| r.and(Err(e.clone())))
-                    .collect();
+                return results.into_iter().map(|r| r.and(Err(e.clone()))).collect();
             }
         }
         results

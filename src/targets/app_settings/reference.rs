@@ -81,7 +81,9 @@ mod tests {
             (r.vault_url.as_str(), r.secret_name.as_str(), r.version),
             ("https://v1.vault.azure.net/", "n1", None)
         );
-        let r = reference("@microsoft.keyvault( secreturi = https://v1.vault.azure.net/secrets/n1/abc )");
+        let r = reference(
+            "@microsoft.keyvault( secreturi = https://v1.vault.azure.net/secrets/n1/abc )",
+        );
         assert_eq!(r.version.as_deref(), Some("abc"));
         let r = reference("@Microsoft.KeyVault(VaultName=myvault; SecretName=mysecret)");
         assert_eq!(
@@ -90,15 +92,25 @@ mod tests {
         );
         let r = reference("@MICROSOFT.KEYVAULT(vaultname=v;secretname=s;SECRETVERSION=7)");
         assert_eq!(r.version.as_deref(), Some("7"));
-        let china = parse("@Microsoft.KeyVault(VaultName=v;SecretName=s)", &Cloud::china());
-        assert!(matches!(china, Parsed::Reference(r) if r.vault_url.as_str() == "https://v.vault.azure.cn/"));
+        let china = parse(
+            "@Microsoft.KeyVault(VaultName=v;SecretName=s)",
+            &Cloud::china(),
+        );
+        assert!(
+            matches!(china, Parsed::Reference(r) if r.vault_url.as_str() == "https://v.vault.azure.cn/")
+        );
     }
 
     /// Plain values are plain; broken references are reported, never treated as plain values.
     #[test]
     fn plain_and_malformed() {
         let cloud = Cloud::public();
-        for v in ["abc", "", "@Microsoft.Other(x)", "Microsoft.KeyVault(SecretUri=x)"] {
+        for v in [
+            "abc",
+            "",
+            "@Microsoft.Other(x)",
+            "Microsoft.KeyVault(SecretUri=x)",
+        ] {
             assert_eq!(parse(v, &cloud), Parsed::Plain, "{v}");
         }
         for v in [
