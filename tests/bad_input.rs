@@ -136,8 +136,13 @@ async fn bad_mappings_are_rejected_with_paths_and_change_nothing() {
         ),
         (
             "section of a later version",
-            tweak(&|m| m["webApps"] = serde_json::json!([])),
+            tweak(&|m| m["appConfiguration"] = serde_json::json!([])),
             "not supported by this version",
+        ),
+        (
+            "bad site entry",
+            tweak(&|m| m["webApps"][0]["subscriptionId"] = "not-a-guid".into()),
+            "webApps[0].subscriptionId",
         ),
     ];
     for (case, mapping, mention) in cases {

@@ -10,6 +10,7 @@ mod common;
 use apikey_rotator::azure::{credential, http};
 use apikey_rotator::error::ErrorKind;
 use apikey_rotator::mapping::{ApiAuth, ApplicationApi, AppsMapping, KeyVaultGroup, SecretMapping};
+use apikey_rotator::mapping::{SettingMapping, SiteGroup, SiteKind};
 use apikey_rotator::rotation::{run, RunOptions};
 use apikey_rotator::secret::ApiKey;
 use apikey_rotator::settings::Settings;
@@ -43,7 +44,70 @@ fn fixtures() -> Vec<Fixture> {
             service: "applicationApi",
             mapping: application_api_mapping,
         },
+        Fixture {
+            kind: "FUNCTION_APP",
+            service: "resourceManager",
+            mapping: function_app_slot_mapping,
+        },
+        Fixture {
+            kind: "STATIC_WEB_APP",
+            service: "resourceManager",
+            mapping: static_web_app_mapping,
+        },
     ]
+}
+
+/// The sandbox's subscription (see `sandbox/demo.rs`).
+const SANDBOX_SUBSCRIPTION: &str = "5a4db0c5-0000-4000-8000-00000000a5b1";
+
+fn site_mapping(
+    kind: SiteKind,
+    rg: &str,
+    name: &str,
+    slot: Option<&str>,
+    entries: &[&str],
+    app: &str,
+) -> AppsMapping {
+    let settings = entries
+        .iter()
+        .map(|e| SettingMapping {
+            setting_name: e.to_string(),
+            apim_app_name: app.into(),
+        })
+        .collect();
+    AppsMapping {
+        app_settings: vec![SiteGroup {
+            kind,
+            subscription_id: SANDBOX_SUBSCRIPTION.into(),
+            resource_group: rg.into(),
+            name: name.into(),
+            slot: slot.map(String::from),
+            settings,
+        }],
+        ..AppsMapping::default()
+    }
+}
+
+fn function_app_slot_mapping(_: &Env, entries: &[&str], app: &str) -> AppsMapping {
+    site_mapping(
+        SiteKind::FunctionApp,
+        "rg-orders",
+        "func-orders",
+        Some("staging"),
+        entries,
+        app,
+    )
+}
+
+fn static_web_app_mapping(_: &Env, entries: &[&str], app: &str) -> AppsMapping {
+    site_mapping(
+        SiteKind::StaticWebApp,
+        "rg-web",
+        "swa-portal",
+        None,
+        entries,
+        app,
+    )
 }
 
 fn key_vault_mapping(env: &Env, entries: &[&str], app: &str) -> AppsMapping {

@@ -42,7 +42,7 @@ async fn first_run_rotates_second_run_writes_nothing() {
     let s = &first["summary"];
     assert_eq!(
         (s["apps"].as_u64(), s["targets"].as_u64()),
-        (Some(3), Some(6)),
+        (Some(3), Some(11)),
         "{s}"
     );
     assert_eq!(
@@ -85,7 +85,54 @@ async fn first_run_rotates_second_run_writes_nothing() {
             s["unchanged"].as_u64(),
             s["failed"].as_u64()
         ),
-        (Some(4), Some(2), Some(0))
+        (Some(7), Some(4), Some(0))
+    );
+    // App settings: the slot's stale and renewed keys are written, the Web App's Key Vault
+    // reference is followed, the current ones are left alone.
+    assert!(
+        has(
+            &first,
+            "successes",
+            "FUNCTION_APP",
+            "func-orders/staging/ORDERS_API_KEY"
+        ),
+        "{first:#}"
+    );
+    assert!(
+        has(
+            &first,
+            "successes",
+            "FUNCTION_APP",
+            "func-orders/staging/HEALTHCHECK_API_KEY"
+        ),
+        "{first:#}"
+    );
+    assert!(
+        has(
+            &first,
+            "successes",
+            "WEB_APP",
+            "app-storefront/HEALTHCHECK_API_KEY"
+        ),
+        "{first:#}"
+    );
+    assert!(
+        has(
+            &first,
+            "warnings",
+            "WEB_APP",
+            "app-storefront/CATALOG_API_KEY"
+        ),
+        "{first:#}"
+    );
+    assert!(
+        has(
+            &first,
+            "warnings",
+            "STATIC_WEB_APP",
+            "swa-portal/PORTAL_API_KEY"
+        ),
+        "{first:#}"
     );
     let warning = entries(&first, "warnings")
         .into_iter()
@@ -133,7 +180,7 @@ async fn first_run_rotates_second_run_writes_nothing() {
     assert_eq!(status, 200, "{second:#}");
     assert_eq!(second["summary"]["updated"], 0, "{second:#}");
     assert_eq!(second["summary"]["renewed"], 0);
-    assert_eq!(second["summary"]["unchanged"], 6);
+    assert_eq!(second["summary"]["unchanged"], 11);
     let writes = env.writes().await;
     assert!(writes.is_empty(), "the second run wrote: {writes:#?}");
     // One issuer read per app, one read per target.
@@ -145,8 +192,16 @@ async fn first_run_rotates_second_run_writes_nothing() {
             .count()
     };
     assert_eq!(count("apigee"), 3, "{requests:#?}");
-    assert_eq!(count("keyVault"), 4);
+    // Four mapped secrets and the one the Web App's reference points at.
+    assert_eq!(count("keyVault"), 5);
     assert_eq!(count("applicationApi"), 2);
+    // One list per site, slot or static site; no PUT.
+    let arm: Vec<_> = requests
+        .iter()
+        .filter(|r| r["service"] == "resourceManager")
+        .collect();
+    assert_eq!(arm.len(), 3, "{arm:#?}");
+    assert!(arm.iter().all(|r| common::is_arm_list(r)), "{arm:#?}");
 
     let all_keys = env.all_keys().await;
     handler.assert_no_key_leaked(&all_keys, &[&first.to_string(), &second.to_string()]);
@@ -184,7 +239,7 @@ async fn dry_run_plans_without_writing_and_force_renews_one_app() {
     assert_eq!(forced["summary"]["apps"], 1);
     assert_eq!(forced["summary"]["renewed"], 1);
     assert_eq!(
-        forced["summary"]["targets"], 2,
+        forced["summary"]["targets"], 3,
         "only App3's targets: {forced:#}"
     );
     let after = current_key(&handler, APP3).await;

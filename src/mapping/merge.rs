@@ -43,6 +43,34 @@ pub(super) fn merge(parts: Vec<(&str, Part)>, errors: &mut Vec<MappingError>) ->
             });
             mapping.key_vault.push(group);
         }
+        for (mut group, paths) in part.app_settings {
+            // Function Apps and Web Apps are both Microsoft.Web/sites: the same site may be
+            // named in either section, so they share one identity space; names are
+            // case-insensitive in ARM.
+            let scope = format!(
+                "{}/{}/{}/{}/{}",
+                if group.kind == super::SiteKind::StaticWebApp {
+                    "staticSites"
+                } else {
+                    "sites"
+                },
+                group.subscription_id,
+                group.resource_group,
+                group.name,
+                group.slot.as_deref().unwrap_or("")
+            )
+            .to_ascii_lowercase();
+            let mut paths = paths.into_iter();
+            group.settings.retain(|s| {
+                let path = paths.next().unwrap_or_default();
+                check(
+                    setting,
+                    path,
+                    (scope.clone(), s.setting_name.to_ascii_lowercase()),
+                )
+            });
+            mapping.app_settings.push(group);
+        }
         for (path, api) in part.application_apis {
             if check(
                 setting,

@@ -19,6 +19,79 @@ pub struct AppsMapping {
     pub key_vault: Vec<KeyVaultGroup>,
     /// Consumer application APIs that receive keys over HTTP, in setting order.
     pub application_apis: Vec<ApplicationApi>,
+    /// App settings of sites, slots and static sites (`functionApps`, `webApps`,
+    /// `staticWebApps`), one group per entry, in setting order.
+    pub app_settings: Vec<SiteGroup>,
+}
+
+/// The mapping section a site group comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SiteKind {
+    /// `functionApps`: a Function App (`Microsoft.Web/sites`, kind `functionapp`).
+    FunctionApp,
+    /// `webApps`: a Web App (`Microsoft.Web/sites`, kind `app`).
+    WebApp,
+    /// `staticWebApps`: a Static Web App (`Microsoft.Web/staticSites`).
+    StaticWebApp,
+}
+
+/// One `functionApps` / `webApps` / `staticWebApps` entry: a site (or one of its deployment
+/// slots, or a static site) and the app settings in it that hold keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteGroup {
+    /// The section it comes from.
+    pub kind: SiteKind,
+    /// The subscription (a GUID).
+    pub subscription_id: String,
+    /// The resource group.
+    pub resource_group: String,
+    /// The site's name.
+    pub name: String,
+    /// A deployment slot (never for static sites); `None` is the production slot.
+    pub slot: Option<String>,
+    /// The settings of this site, never empty.
+    pub settings: Vec<SettingMapping>,
+}
+
+impl SiteGroup {
+    /// The ARM resource path segments: `subscriptions/{sub}/resourceGroups/{rg}/providers/
+    /// Microsoft.Web/sites/{name}[/slots/{slot}]`, or `.../staticSites/{name}`.
+    pub fn resource_path(&self) -> Vec<&str> {
+        let mut path = vec![
+            "subscriptions",
+            &self.subscription_id,
+            "resourceGroups",
+            &self.resource_group,
+            "providers",
+            "Microsoft.Web",
+        ];
+        if self.kind == SiteKind::StaticWebApp {
+            path.extend(["staticSites", &self.name]);
+        } else {
+            path.extend(["sites", &self.name]);
+            if let Some(slot) = &self.slot {
+                path.extend(["slots", slot]);
+            }
+        }
+        path
+    }
+
+    /// How reports name it: `name` or `name/slot`.
+    pub fn label(&self) -> String {
+        match &self.slot {
+            Some(slot) => format!("{}/{slot}", self.name),
+            None => self.name.clone(),
+        }
+    }
+}
+
+/// One app setting that holds the key of an API-manager app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingMapping {
+    /// The app setting's name.
+    pub setting_name: String,
+    /// The API-manager app whose key the setting holds.
+    pub apim_app_name: String,
 }
 
 /// One `keyVault` entry: a vault and the secrets in it that hold keys.
@@ -164,14 +237,19 @@ pub fn parse(
 
 impl AppsMapping {
     /// The API-manager apps named by any target, each once, in first-seen order (Key Vault
-    /// targets first, then application APIs).
+    /// targets first, then application APIs, then app settings).
     pub fn apim_app_names(&self) -> Vec<String> {
         let mut names: Vec<String> = Vec::new();
         let all = self
             .key_vault
             .iter()
             .flat_map(|g| g.secrets.iter().map(|s| &s.apim_app_name))
-            .chain(self.application_apis.iter().map(|a| &a.apim_app_name));
+            .chain(self.application_apis.iter().map(|a| &a.apim_app_name))
+            .chain(
+                self.app_settings
+                    .iter()
+                    .flat_map(|g| g.settings.iter().map(|s| &s.apim_app_name)),
+            );
         for name in all {
             if !names.contains(name) {
                 names.push(name.clone());
@@ -180,16 +258,22 @@ impl AppsMapping {
         names
     }
 
-    /// The number of targets (secrets plus application APIs).
+    /// The number of targets (secrets, application APIs and app settings).
     pub fn target_count(&self) -> usize {
         self.key_vault
             .iter()
             .map(|g| g.secrets.len())
             .sum::<usize>()
             + self.application_apis.len()
+            + self
+                .app_settings
+                .iter()
+                .map(|g| g.settings.len())
+                .sum::<usize>()
     }
 
-    /// A mapping with only the targets of `apim_app_name`; vault groups left empty are dropped.
+    /// A mapping with only the targets of `apim_app_name`; vault and site groups left empty
+    /// are dropped.
     pub fn only_app(&self, apim_app_name: &str) -> AppsMapping {
         let key_vault = self
             .key_vault
@@ -213,9 +297,26 @@ impl AppsMapping {
             .filter(|a| a.apim_app_name == apim_app_name)
             .cloned()
             .collect();
+        let app_settings = self
+            .app_settings
+            .iter()
+            .filter_map(|g| {
+                let settings: Vec<_> = g
+                    .settings
+                    .iter()
+                    .filter(|s| s.apim_app_name == apim_app_name)
+                    .cloned()
+                    .collect();
+                (!settings.is_empty()).then(|| SiteGroup {
+                    settings,
+                    ..g.clone()
+                })
+            })
+            .collect();
         AppsMapping {
             key_vault,
             application_apis,
+            app_settings,
         }
     }
 }
@@ -315,7 +416,7 @@ mod tests {
         ] {
             assert_eq!(
                 errors_of(&[text]),
-                ["APIKEYROTATIONAPPS: $: the mapping names no targets; expected at least one entry in keyVault or applicationApis"]
+                ["APIKEYROTATIONAPPS: $: the mapping names no targets; expected at least one entry in keyVault or applicationApis or functionApps or webApps or staticWebApps"]
             );
         }
         // Another part with targets makes the whole non-empty.
@@ -403,6 +504,62 @@ mod tests {
         // Another appName on the same API, or another vault, is another target.
         assert!(parse_all(&[&a, &api("https://api.contoso.com/keys", "ref2", "App1")]).is_ok());
         assert!(parse_all(&[&kv("kv-one", &[("s1", "A")]), &kv("kv-two", &[("s1", "A")])]).is_ok());
+    }
+
+    fn site(
+        section: &str,
+        rg: &str,
+        name: &str,
+        slot: Option<&str>,
+        settings: &[(&str, &str)],
+    ) -> String {
+        let settings: Vec<_> = settings
+            .iter()
+            .map(|(s, a)| json!({"settingName": s, "apimAppName": a}))
+            .collect();
+        let mut entry = json!({"subscriptionId": "34adfa4f-cedf-4dc0-ba29-b6d1a69ab345",
+                               "resourceGroup": rg, "name": name, "settings": settings});
+        if let Some(slot) = slot {
+            entry["slot"] = json!(slot);
+        }
+        json!({ section: [entry] }).to_string()
+    }
+
+    /// The same site and setting (case-insensitive), in either sites section, is a duplicate;
+    /// another slot, or a static site of the same name, is another target.
+    #[test]
+    fn duplicate_app_settings() {
+        let errs = errors_of(&[
+            &site(
+                "functionApps",
+                "rg-a",
+                "func-a",
+                None,
+                &[("KEY", "App1"), ("OTHER", "App1")],
+            ),
+            &site("webApps", "RG-A", "Func-A", None, &[("key", "App2")]),
+        ]);
+        assert_eq!(
+            errs,
+            ["APIKEYROTATIONAPPS2: webApps[0].settings[0]: duplicate of APIKEYROTATIONAPPS: functionApps[0].settings[0]"]
+        );
+        let m = parse_all(&[
+            &site("functionApps", "rg-a", "func-a", None, &[("KEY", "App1")]),
+            &site(
+                "functionApps",
+                "rg-a",
+                "func-a",
+                Some("staging"),
+                &[("KEY", "App1")],
+            ),
+            &site("staticWebApps", "rg-a", "func-a", None, &[("KEY", "App2")]),
+        ])
+        .unwrap();
+        assert_eq!(m.target_count(), 3);
+        assert_eq!(m.apim_app_names(), ["App1", "App2"]);
+        let two = m.only_app("App2");
+        assert_eq!(two.app_settings.len(), 1);
+        assert_eq!(two.app_settings[0].kind, SiteKind::StaticWebApp);
     }
 
     #[test]

@@ -5,19 +5,21 @@
 //! for duplicates across parts and name both places.
 
 use super::{ApiAuth, ApplicationApi, KeyVaultGroup, MappingError, SecretMapping};
+use super::{SettingMapping, SiteGroup, SiteKind};
 use crate::azure::cloud::Cloud;
 use serde_json::{Map, Value};
 use url::Url;
 
 /// The sections this version implements.
-pub(super) const SUPPORTED: [&str; 2] = ["keyVault", "applicationApis"];
-/// Sections of the format that this version recognises but does not implement.
-const UNSUPPORTED: [&str; 4] = [
-    "appConfiguration",
+pub(super) const SUPPORTED: [&str; 5] = [
+    "keyVault",
+    "applicationApis",
     "functionApps",
     "webApps",
     "staticWebApps",
 ];
+/// Sections of the format that this version recognises but does not implement.
+const UNSUPPORTED: [&str; 1] = ["appConfiguration"];
 
 /// A valid `keyVault` entry with the path of each secret it kept.
 pub(super) struct VaultEntry {
@@ -30,6 +32,8 @@ pub(super) struct VaultEntry {
 pub(super) struct Part {
     pub key_vault: Vec<VaultEntry>,
     pub application_apis: Vec<(String, ApplicationApi)>,
+    /// Site groups with the path of each setting they kept.
+    pub app_settings: Vec<(SiteGroup, Vec<String>)>,
 }
 
 /// Walks the parts of one setting, collecting problems in `errors`.
@@ -88,6 +92,16 @@ impl<'a> Walker<'a> {
                         if let Some(a) = self.application_api(e, &path) {
                             part.application_apis.push((path, a));
                         }
+                    }
+                }
+                "functionApps" | "webApps" | "staticWebApps" => {
+                    let kind = match key.as_str() {
+                        "functionApps" => SiteKind::FunctionApp,
+                        "webApps" => SiteKind::WebApp,
+                        _ => SiteKind::StaticWebApp,
+                    };
+                    for (i, e) in self.array(v, key).into_iter().flatten().enumerate() {
+                        part.app_settings.extend(self.site(e, &index(key, i), kind));
                     }
                 }
                 k if UNSUPPORTED.contains(&k) => self.error(
@@ -152,6 +166,72 @@ impl<'a> Walker<'a> {
                 secrets: group_secrets,
             },
             secret_paths,
+        })
+    }
+
+    fn site(&mut self, v: &Value, path: &str, kind: SiteKind) -> Option<(SiteGroup, Vec<String>)> {
+        let allowed: &[&str] = if kind == SiteKind::StaticWebApp {
+            &["subscriptionId", "resourceGroup", "name", "settings"]
+        } else {
+            &[
+                "subscriptionId",
+                "resourceGroup",
+                "name",
+                "slot",
+                "settings",
+            ]
+        };
+        let obj = self.fields(v, path, allowed)?;
+        let subscription_id = self.required_string(obj, path, "subscriptionId", subscription_id);
+        let resource_group = self.required_string(obj, path, "resourceGroup", resource_group);
+        let name = if kind == SiteKind::StaticWebApp {
+            self.required_string(obj, path, "name", static_site_name)
+        } else {
+            self.required_string(obj, path, "name", site_name)
+        };
+        let slot = match obj.get("slot").filter(|_| kind != SiteKind::StaticWebApp) {
+            None => Some(None),
+            Some(v) => self.string(v, &join(path, "slot"), slot_name).map(Some),
+        };
+        let settings_path = join(path, "settings");
+        let settings = self
+            .required(obj, path, "settings")
+            .and_then(|v| self.array(v, &settings_path));
+        if settings.is_some_and(|s| s.is_empty()) {
+            self.error(
+                &settings_path,
+                "must not be empty; expected at least one setting",
+            );
+        }
+        let mut kept = Vec::new();
+        let mut paths = Vec::new();
+        for (j, s) in settings.into_iter().flatten().enumerate() {
+            let p = index(&settings_path, j);
+            if let Some(setting) = self.setting(s, &p) {
+                kept.push(setting);
+                paths.push(p);
+            }
+        }
+        Some((
+            SiteGroup {
+                kind,
+                subscription_id: subscription_id?,
+                resource_group: resource_group?,
+                name: name?,
+                slot: slot?,
+                settings: kept,
+            },
+            paths,
+        ))
+    }
+
+    fn setting(&mut self, v: &Value, path: &str) -> Option<SettingMapping> {
+        let obj = self.fields(v, path, &["settingName", "apimAppName"])?;
+        let setting_name = self.required_string(obj, path, "settingName", setting_name);
+        let apim_app_name = self.required_string(obj, path, "apimAppName", name);
+        Some(SettingMapping {
+            setting_name: setting_name?,
+            apim_app_name: apim_app_name?,
         })
     }
 
@@ -386,6 +466,73 @@ fn secret_name(s: &str) -> Result<String, String> {
     }
 }
 
+/// A subscription ID: a GUID in its hyphenated form, kept lower-case.
+fn subscription_id(s: &str) -> Result<String, String> {
+    match uuid::Uuid::try_parse(s) {
+        Ok(u) if s.len() == 36 => Ok(u.hyphenated().to_string()),
+        _ => Err(format!(
+            "\"{s}\" is not a subscription ID; expected a GUID such as 00000000-0000-0000-0000-000000000000"
+        )),
+    }
+}
+
+/// A resource group name: 1-90 letters, digits, `_ - . ( )`, not ending with a period.
+fn resource_group(s: &str) -> Result<String, String> {
+    let ok = (1..=90).contains(&s.chars().count())
+        && s.chars()
+            .all(|c| c.is_alphanumeric() || "_-.()".contains(c))
+        && !s.ends_with('.');
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "\"{s}\" is not a resource group name; expected 1-90 letters, digits, _ - . ( ), not ending with a period"
+        ))
+    }
+}
+
+/// Letters, digits and hyphens, `min..=max` long, not starting or ending with a hyphen.
+fn dns_label(s: &str, min: usize, max: usize, what: &str) -> Result<String, String> {
+    let ok = (min..=max).contains(&s.len())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && !s.starts_with('-')
+        && !s.ends_with('-');
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "\"{s}\" is not a {what}; expected {min}-{max} letters, digits and hyphens, not starting or ending with a hyphen"
+        ))
+    }
+}
+
+fn site_name(s: &str) -> Result<String, String> {
+    dns_label(s, 2, 60, "site name")
+}
+
+fn static_site_name(s: &str) -> Result<String, String> {
+    dns_label(s, 1, 40, "static site name")
+}
+
+fn slot_name(s: &str) -> Result<String, String> {
+    dns_label(s, 1, 59, "slot name")
+}
+
+/// An app setting name: 1-256 characters, no `=`, no control characters, no surrounding spaces.
+fn setting_name(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        Err("must not be empty".into())
+    } else if s.chars().count() > 256 {
+        Err("too long; expected at most 256 characters".into())
+    } else if s.contains('=') || s.trim() != s || s.chars().any(char::is_control) {
+        Err(format!(
+            "{s:?} is not an app setting name; expected no '=', control characters or surrounding spaces"
+        ))
+    } else {
+        Ok(s.to_string())
+    }
+}
+
 /// A URL without credentials or fragment (they would leak into reports, or mean nothing).
 fn plain_url(s: &str) -> Result<Url, String> {
     let url = Url::parse(s).map_err(|e| format!("not a URL ({e})"))?;
@@ -493,6 +640,21 @@ pub(super) mod tests {
                 { "httpURL": "https://api.contoso.com/keys", "appName": "other", "apimAppName": "App3",
                   "auth": { "type": "header", "name": "x-admin-token", "valueSetting": "ADMIN_TOKEN", "_c": "" } },
                 { "httpURL": "http://localhost:7071/keys", "appName": "local", "apimAppName": "App1" }
+            ],
+            "functionApps": [
+                { "subscriptionId": "34adfa4f-cedf-4dc0-ba29-b6d1a69ab345", "resourceGroup": "rg-orders",
+                  "name": "func-orders", "slot": "staging",
+                  "settings": [ { "settingName": "ORDERS_API_KEY", "apimAppName": "App2" } ] }
+            ],
+            "webApps": [
+                { "subscriptionId": "34adfa4f-cedf-4dc0-ba29-b6d1a69ab345", "resourceGroup": "rg-web.(eu)_1",
+                  "name": "app-storefront", "_n": 1,
+                  "settings": [ { "settingName": "Catalog.Api-Key_1", "apimAppName": "App2" } ] }
+            ],
+            "staticWebApps": [
+                { "subscriptionId": "34ADFA4F-CEDF-4DC0-BA29-B6D1A69AB345", "resourceGroup": "rg-web",
+                  "name": "swa-portal",
+                  "settings": [ { "settingName": "PORTAL_API_KEY", "apimAppName": "App3" } ] }
             ]
         })
     }
@@ -514,6 +676,42 @@ pub(super) mod tests {
     fn the_valid_case_is_valid() {
         let (part, errors) = walk(&valid());
         assert!(errors.is_empty(), "{errors:?}");
+        let sites: Vec<_> = part
+            .app_settings
+            .iter()
+            .map(|(g, paths)| (g.kind, g.label(), g.subscription_id.as_str(), paths.clone()))
+            .collect();
+        assert_eq!(
+            sites,
+            [
+                (
+                    SiteKind::FunctionApp,
+                    "func-orders/staging".to_string(),
+                    "34adfa4f-cedf-4dc0-ba29-b6d1a69ab345",
+                    vec!["functionApps[0].settings[0]".to_string()]
+                ),
+                (
+                    SiteKind::WebApp,
+                    "app-storefront".to_string(),
+                    "34adfa4f-cedf-4dc0-ba29-b6d1a69ab345",
+                    vec!["webApps[0].settings[0]".to_string()]
+                ),
+                (
+                    SiteKind::StaticWebApp,
+                    "swa-portal".to_string(),
+                    "34adfa4f-cedf-4dc0-ba29-b6d1a69ab345",
+                    vec!["staticWebApps[0].settings[0]".to_string()]
+                ),
+            ]
+        );
+        assert_eq!(
+            part.app_settings[0].0.resource_path().join("/"),
+            "subscriptions/34adfa4f-cedf-4dc0-ba29-b6d1a69ab345/resourceGroups/rg-orders/providers/Microsoft.Web/sites/func-orders/slots/staging"
+        );
+        assert_eq!(
+            part.app_settings[2].0.resource_path().join("/"),
+            "subscriptions/34adfa4f-cedf-4dc0-ba29-b6d1a69ab345/resourceGroups/rg-web/providers/Microsoft.Web/staticSites/swa-portal"
+        );
         let g = &part.key_vault[0].group;
         assert_eq!(
             g.vault_url.as_str(),
@@ -606,12 +804,38 @@ pub(super) mod tests {
             ("/applicationApis/1/auth/scope", Some(json!("s")), "applicationApis[1].auth.scope: unknown field; expected type, name, valueSetting"),
             ("/applicationApis/2/auth", Some(json!({"type": "none", "scope": "s"})), "applicationApis[2].auth.scope: unknown field; expected type"),
             // top level
-            ("/appConfiguration", Some(json!([])), "appConfiguration: not supported by this version of apikey-rotator (supported: keyVault, applicationApis)"),
-            ("/functionApps", Some(json!([{}])), "functionApps: not supported by this version of apikey-rotator"),
-            ("/webApps", Some(json!(null)), "webApps: not supported by this version of apikey-rotator"),
-            ("/staticWebApps", Some(json!([])), "staticWebApps: not supported by this version of apikey-rotator"),
+            ("/appConfiguration", Some(json!([])), "appConfiguration: not supported by this version of apikey-rotator (supported: keyVault, applicationApis, functionApps, webApps, staticWebApps)"),
+            // functionApps / webApps / staticWebApps
+            ("/functionApps", Some(json!(null)), "functionApps: expected an array, got null"),
+            ("/functionApps/0/subscriptionId", None, "functionApps[0].subscriptionId: required"),
+            ("/functionApps/0/subscriptionId", Some(json!("sub-1")), "functionApps[0].subscriptionId: \"sub-1\" is not a subscription ID"),
+            ("/functionApps/0/subscriptionId", Some(json!("34adfa4fcedf4dc0ba29b6d1a69ab345")), "functionApps[0].subscriptionId: \"34adfa4fcedf4dc0ba29b6d1a69ab345\" is not a subscription ID"),
+            ("/functionApps/0/resourceGroup", Some(json!("rg.")), "functionApps[0].resourceGroup: \"rg.\" is not a resource group name"),
+            ("/functionApps/0/resourceGroup", Some(json!("rg/x")), "functionApps[0].resourceGroup: \"rg/x\" is not a resource group name"),
+            ("/functionApps/0/resourceGroup", Some(json!("r".repeat(91))), "functionApps[0].resourceGroup: \"rrr"),
+            ("/functionApps/0/resourceGroup", Some(json!("")), "functionApps[0].resourceGroup: \"\" is not a resource group name"),
+            ("/functionApps/0/name", None, "functionApps[0].name: required"),
+            ("/functionApps/0/name", Some(json!("-func")), "functionApps[0].name: \"-func\" is not a site name"),
+            ("/functionApps/0/name", Some(json!("func_orders")), "functionApps[0].name: \"func_orders\" is not a site name"),
+            ("/functionApps/0/name", Some(json!("f")), "functionApps[0].name: \"f\" is not a site name"),
+            ("/functionApps/0/slot", Some(json!("")), "functionApps[0].slot: \"\" is not a slot name"),
+            ("/functionApps/0/slot", Some(json!(1)), "functionApps[0].slot: expected a string, got number"),
+            ("/functionApps/0/settings", None, "functionApps[0].settings: required"),
+            ("/functionApps/0/settings", Some(json!([])), "functionApps[0].settings: must not be empty"),
+            ("/functionApps/0/settings/0/settingName", None, "functionApps[0].settings[0].settingName: required"),
+            ("/functionApps/0/settings/0/settingName", Some(json!("")), "functionApps[0].settings[0].settingName: must not be empty"),
+            ("/functionApps/0/settings/0/settingName", Some(json!("A=B")), "functionApps[0].settings[0].settingName: \"A=B\" is not an app setting name"),
+            ("/functionApps/0/settings/0/settingName", Some(json!("A\nB")), "functionApps[0].settings[0].settingName: \"A\\nB\" is not an app setting name"),
+            ("/functionApps/0/settings/0/apimAppName", Some(json!("")), "functionApps[0].settings[0].apimAppName: must not be empty"),
+            ("/functionApps/0/settings/0/secretName", Some(json!("x")), "functionApps[0].settings[0].secretName: unknown field; expected settingName, apimAppName"),
+            ("/functionApps/0/resourcegroup", Some(json!("x")), "functionApps[0].resourcegroup: unknown field; did you mean resourceGroup?"),
+            ("/webApps/0/name", Some(json!("a".repeat(61))), "webApps[0].name: \"aaaa"),
+            ("/webApps", Some(json!({})), "webApps: expected an array, got object"),
+            ("/staticWebApps/0/slot", Some(json!("staging")), "staticWebApps[0].slot: unknown field; expected subscriptionId, resourceGroup, name, settings"),
+            ("/staticWebApps/0/name", Some(json!("a".repeat(41))), "staticWebApps[0].name: \"aaaa"),
+            ("/staticWebApps/0/settings/0", Some(json!([])), "staticWebApps[0].settings[0]: expected an object, got array"),
             ("/keyvault", Some(json!([])), "keyvault: unknown field; did you mean keyVault?"),
-            ("/secrets", Some(json!([])), "secrets: unknown field; expected keyVault, applicationApis (fields starting with _ are comments)"),
+            ("/secrets", Some(json!([])), "secrets: unknown field; expected keyVault, applicationApis, functionApps, webApps, staticWebApps (fields starting with _ are comments)"),
         ];
         for (pointer, value, want) in cases {
             let mut v = valid();
@@ -715,7 +939,7 @@ pub(super) mod tests {
             Some(json!("NOPE")),
         );
         tweak(&mut v, "/applicationApis/2/extra", Some(json!(1)));
-        tweak(&mut v, "/webApps", Some(json!([])));
+        tweak(&mut v, "/webApps", Some(json!({})));
         let (_, errors) = walk(&v);
         let paths: Vec<_> = errors
             .iter()

@@ -361,6 +361,9 @@ fn describe(kind: TargetKind, entry: &str) -> String {
     match kind {
         TargetKind::KeyVault => format!("secret {entry}"),
         TargetKind::ApplicationApi => format!("the key of \"{entry}\""),
+        TargetKind::FunctionApp | TargetKind::WebApp | TargetKind::StaticWebApp => {
+            format!("app setting {entry}")
+        }
     }
 }
 

@@ -68,6 +68,7 @@ async fn state(State(shared): State<Arc<Shared>>) -> Response {
             "keyVaults": vaults,
             "applicationApis": shared.application_api.state(),
             "apigee": shared.apigee.state(),
+            "resourceManager": shared.resource_manager.state(),
         }),
     )
 }

@@ -23,6 +23,8 @@ const APP1: &str = "APIKeyRotator_TestApp1_Sandbox";
 const APP2: &str = "APIKeyRotator_TestApp2_Sandbox";
 const APP3: &str = "ApiKeyRotator_TestApp3_Sandbox";
 const DAY_MS: i64 = 86_400_000;
+/// The sandbox subscription holding the demo sites.
+pub(crate) const SUBSCRIPTION: &str = "5a4db0c5-0000-4000-8000-00000000a5b1";
 
 /// Seeds Apigee, the vaults and the application API.
 pub(crate) fn seed(shared: &Shared) {
@@ -51,6 +53,7 @@ pub(crate) fn seed(shared: &Shared) {
     consumers.set("orders-prd-apikey", &expired[APP2]);
     consumers.set("reference-prd-apikey", &current[APP3]);
     // kv-partners-prd/partner-apikey and healthcheck-api are left empty: the first run creates them.
+    seed_sites(shared, &current, &expired);
     shared.application_api.put(
         "referenceapi-prd",
         StoredKey {
@@ -58,6 +61,86 @@ pub(crate) fn seed(shared: &Shared) {
             api_key: current[APP3].clone(),
             expires_at: None,
         },
+    );
+}
+
+/// The demo sites: a Function App with a `staging` slot (a stale key, and App1's key, which
+/// the first run renews), a Web App (App2's current key, and a Key Vault reference to a stale
+/// secret), a Static Web App (App3's current key), each with settings the mapping does not
+/// name; and `func-locked`, on which the rotator has no role (403 AuthorizationFailed).
+fn seed_sites(shared: &Shared, current: &BTreeMap<&str, String>, expired: &BTreeMap<&str, String>) {
+    use super::resource_manager::SiteType;
+    let arm = &shared.resource_manager;
+    let consumers = &shared.vaults["kv-consumers-prd"];
+    consumers.set("webapp-ref-apikey", &expired[APP1]);
+    let reference = format!(
+        "@Microsoft.KeyVault(SecretUri={}/secrets/webapp-ref-apikey/)",
+        consumers.base_url.trim_end_matches('/')
+    );
+    arm.add_site(
+        SUBSCRIPTION,
+        "rg-orders",
+        SiteType::FunctionApp,
+        "func-orders",
+        None,
+        &[
+            ("FUNCTIONS_WORKER_RUNTIME", "custom"),
+            ("FUNCTIONS_EXTENSION_VERSION", "~4"),
+            ("ORDERS_API_KEY", &current[APP2]),
+        ],
+    );
+    arm.add_site(
+        SUBSCRIPTION,
+        "rg-orders",
+        SiteType::FunctionApp,
+        "func-orders",
+        Some("staging"),
+        &[
+            ("FUNCTIONS_WORKER_RUNTIME", "custom"),
+            ("ORDERS_API_KEY", &expired[APP2]),
+            ("HEALTHCHECK_API_KEY", &current[APP1]),
+            (
+                "STAGING_BANNER",
+                "Staging \u{2014} \"orders\" = <b>test</b>",
+            ),
+        ],
+    );
+    arm.add_site(
+        SUBSCRIPTION,
+        "rg-web",
+        SiteType::WebApp,
+        "app-storefront",
+        None,
+        &[
+            ("WEBSITE_RUN_FROM_PACKAGE", "1"),
+            ("CATALOG_API_KEY", &current[APP2]),
+            ("HEALTHCHECK_API_KEY", &reference),
+        ],
+    );
+    arm.add_site(
+        SUBSCRIPTION,
+        "rg-web",
+        SiteType::StaticSite,
+        "swa-portal",
+        None,
+        &[
+            ("API_BASE_URL", "https://api.contoso.example/v1"),
+            ("PORTAL_API_KEY", &current[APP3]),
+        ],
+    );
+    arm.add_site(
+        SUBSCRIPTION,
+        "rg-orders",
+        SiteType::FunctionApp,
+        "func-locked",
+        None,
+        &[("ORDERS_API_KEY", &expired[APP2])],
+    );
+    arm.forbid(
+        SUBSCRIPTION,
+        "rg-orders",
+        SiteType::FunctionApp,
+        "func-locked",
     );
 }
 
@@ -77,6 +160,20 @@ fn mapping(endpoints: &Endpoints) -> serde_json::Value {
         "applicationApis": [
             {"httpURL": endpoints.application_apis["referenceapi-prd"], "appName": "referenceapi-prd", "apimAppName": APP3, "auth": auth},
             {"httpURL": endpoints.application_apis["healthcheck-api"], "appName": "healthcheck-api", "apimAppName": APP1, "auth": auth}
+        ],
+        "functionApps": [
+            {"subscriptionId": SUBSCRIPTION, "resourceGroup": "rg-orders", "name": "func-orders", "slot": "staging", "settings": [
+                {"settingName": "ORDERS_API_KEY", "apimAppName": APP2},
+                {"settingName": "HEALTHCHECK_API_KEY", "apimAppName": APP1}]}
+        ],
+        "webApps": [
+            {"subscriptionId": SUBSCRIPTION, "resourceGroup": "rg-web", "name": "app-storefront", "settings": [
+                {"settingName": "CATALOG_API_KEY", "apimAppName": APP2},
+                {"settingName": "HEALTHCHECK_API_KEY", "apimAppName": APP1}]}
+        ],
+        "staticWebApps": [
+            {"subscriptionId": SUBSCRIPTION, "resourceGroup": "rg-web", "name": "swa-portal", "settings": [
+                {"settingName": "PORTAL_API_KEY", "apimAppName": APP3}]}
         ]
     })
 }

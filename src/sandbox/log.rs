@@ -238,6 +238,16 @@ fn fault_body(service: &str, status: StatusCode) -> serde_json::Value {
             };
             json!({"error": {"code": status.as_u16(), "message": message, "status": name}})
         }
+        // ARM: App Service's PascalCase body when throttled (the reference's 429), ARM's own
+        // AuthorizationFailed for 403, ARM's shape otherwise.
+        "resourceManager" if throttled => json!({
+            "Code": "429", "Message": message, "Target": null,
+            "Details": [{"Message": message}, {"Code": "429"},
+                        {"ErrorEntity": {"ExtendedCode": "51025", "Code": "429", "Message": message}}]
+        }),
+        "resourceManager" if status == StatusCode::FORBIDDEN => {
+            json!({"error": {"code": "AuthorizationFailed", "message": message}})
+        }
         _ => {
             let code = if throttled {
                 "Throttled".to_string()
@@ -266,6 +276,12 @@ async fn injected(service: &str, kind: FaultKind, fault: &Fault) -> Response {
                 headers.insert("retry-after", HeaderValue::from(seconds));
                 if service == "appConfiguration" {
                     headers.insert("retry-after-ms", HeaderValue::from(seconds * 1000));
+                }
+                if service == "resourceManager" {
+                    headers.insert(
+                        "x-ms-ratelimit-remaining-subscription-writes",
+                        HeaderValue::from(0u64),
+                    );
                 }
             }
             response

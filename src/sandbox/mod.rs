@@ -96,6 +96,8 @@ pub(crate) struct Shared {
     pub vaults: BTreeMap<String, Arc<key_vault::Vault>>,
     pub apigee: apigee::Apigee,
     pub application_api: application_api::Store,
+    /// Microsoft.Web sites, slots and static sites with their app settings.
+    pub resource_manager: resource_manager::ResourceManager,
 }
 
 /// A bound listener and the URL it is reached at.
@@ -158,6 +160,7 @@ impl Sandbox {
             vaults,
             apigee: apigee::Apigee::new(&apigee_l.url, demo::ORGANIZATION, demo::DEVELOPER)?,
             application_api: application_api::Store::default(),
+            resource_manager: Default::default(),
             tenant_id,
         });
         demo::seed(&shared);

@@ -4,6 +4,7 @@
 //! names, later a site's app settings), read and written in batches because some containers
 //! must be read once and written once. Every kind passes the conformance suite in `tests/`.
 
+pub mod app_settings;
 pub mod application_api;
 pub mod key_vault;
 
@@ -23,6 +24,12 @@ pub enum TargetKind {
     KeyVault,
     /// A consumer application's own HTTP API.
     ApplicationApi,
+    /// An app setting of a Function App (or one of its slots).
+    FunctionApp,
+    /// An app setting of a Web App (or one of its slots).
+    WebApp,
+    /// An app setting of a Static Web App.
+    StaticWebApp,
 }
 
 impl TargetKind {
@@ -31,6 +38,9 @@ impl TargetKind {
         match self {
             TargetKind::KeyVault => "KEY_VAULT",
             TargetKind::ApplicationApi => "APPLICATION_API",
+            TargetKind::FunctionApp => "FUNCTION_APP",
+            TargetKind::WebApp => "WEB_APP",
+            TargetKind::StaticWebApp => "STATIC_WEB_APP",
         }
     }
 
@@ -39,6 +49,9 @@ impl TargetKind {
         match self {
             TargetKind::KeyVault => "Key Vault",
             TargetKind::ApplicationApi => "application API",
+            TargetKind::FunctionApp => "Function App",
+            TargetKind::WebApp => "Web App",
+            TargetKind::StaticWebApp => "Static Web App",
         }
     }
 }
@@ -210,8 +223,8 @@ impl VaultResolver for TargetDeps {
     }
 }
 
-/// Builds one container per vault and per application API endpoint (URL and auth) named in
-/// the mapping, each with its entries.
+/// Builds one container per vault, per application API endpoint (URL and auth) and per site,
+/// slot or static site named in the mapping, each with its entries.
 pub fn plan(mapping: &AppsMapping, deps: &TargetDeps) -> Result<Vec<Planned>> {
     let mut out = Vec::new();
     for group in &mapping.key_vault {
@@ -244,6 +257,27 @@ pub fn plan(mapping: &AppsMapping, deps: &TargetDeps) -> Result<Vec<Planned>> {
         }
     }
     out.extend(apis.into_iter().map(|(c, entries)| Planned {
+        container: Arc::new(c),
+        entries,
+    }));
+    // One container per site, slot or static site, however many groups name it, so its
+    // settings are listed once and written with one PUT; its kind is the first group's.
+    let mut sites: Vec<(app_settings::AppSettings, Vec<Entry>)> = Vec::new();
+    for group in &mapping.app_settings {
+        let entries = group.settings.iter().map(|s| Entry {
+            name: s.setting_name.clone(),
+            apim_app_name: s.apim_app_name.clone(),
+        });
+        match sites.iter_mut().find(|(c, _)| c.serves(group)) {
+            Some((_, known)) => known.extend(entries),
+            None => {
+                let kind = app_settings::target_kind(group.kind);
+                let site = app_settings::AppSettings::new(group, kind, deps)?;
+                sites.push((site, entries.collect()));
+            }
+        }
+    }
+    out.extend(sites.into_iter().map(|(c, entries)| Planned {
         container: Arc::new(c),
         entries,
     }));

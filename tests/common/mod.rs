@@ -100,7 +100,8 @@ impl Env {
             .unwrap()
     }
 
-    /// Requests that changed something (anything but GET, the token endpoints and Apigee reads).
+    /// Requests that changed something (anything but GET, the token endpoints, Apigee reads
+    /// and ARM's app-settings list calls, which are POSTs that only read).
     pub async fn writes(&self) -> Vec<Value> {
         self.requests()
             .await
@@ -110,6 +111,7 @@ impl Env {
                     && r["service"] != "identity"
                     && r["service"] != "authority"
                     && !is_token_call(r)
+                    && !is_arm_list(r)
             })
             .collect()
     }
@@ -127,6 +129,14 @@ impl Env {
         );
         keys
     }
+}
+
+/// An ARM `POST .../config/appsettings/list` or `POST .../staticSites/{name}/listAppSettings`.
+pub fn is_arm_list(r: &Value) -> bool {
+    r["service"] == "resourceManager"
+        && r["path"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("/appsettings/list") || p.ends_with("/listAppSettings"))
 }
 
 fn is_token_call(r: &Value) -> bool {

@@ -1,0 +1,318 @@
+//! App settings of Function Apps, Web Apps (and their deployment slots) and Static Web Apps,
+//! through Azure Resource Manager (Microsoft.Web).
+//!
+//! A site's settings are one container: [`Container::read`] is one `list` call, and
+//! [`Container::write`] re-lists under a process-wide lock per site, merges the changed
+//! settings into the current set and replaces the whole set with one `PUT` (which restarts the
+//! site), only when something differs. Settings the mapping does not name are sent back as they
+//! were listed. Settings holding a Key Vault reference are read as
+//! [`Stored::KeyVaultReference`]; the engine rotates the secret and calls
+//! [`Container::references_updated`], which asks the site to refresh its references.
+
+mod error;
+mod reference;
+
+pub use error::parse_error;
+pub use reference::{parse as parse_reference, Parsed};
+
+use super::{Container, Stored, TargetDeps, TargetKind, Write};
+use crate::azure::credential::bearer;
+use crate::azure::http::transport_error;
+use crate::error::{Error, ErrorKind, Result};
+use crate::mapping::{SiteGroup, SiteKind};
+use crate::secret::ApiKey;
+use reqwest::Method;
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+/// The Microsoft.Web api-version of the reference's examples (latest stable).
+pub const API_VERSION: &str = "2026-03-15";
+/// At most this many retries of a throttled or unavailable call.
+const MAX_RETRIES: u32 = 3;
+/// Never wait more than this in total for retries of one call.
+const MAX_WAIT: Duration = Duration::from_secs(30);
+
+/// One read-modify-write at a time per site, in the whole process (keyed by the resource URL).
+static SITE_LOCKS: LazyLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> =
+    LazyLock::new(Default::default);
+
+fn site_lock(key: &str) -> Arc<tokio::sync::Mutex<()>> {
+    let mut locks = SITE_LOCKS.lock().unwrap_or_else(|p| p.into_inner());
+    locks.entry(key.to_ascii_lowercase()).or_default().clone()
+}
+
+/// The target kind of a mapping section.
+pub fn target_kind(kind: SiteKind) -> TargetKind {
+    match kind {
+        SiteKind::FunctionApp => TargetKind::FunctionApp,
+        SiteKind::WebApp => TargetKind::WebApp,
+        SiteKind::StaticWebApp => TargetKind::StaticWebApp,
+    }
+}
+
+/// The app settings of one site, deployment slot or static site.
+pub struct AppSettings {
+    kind: TargetKind,
+    label: String,
+    static_site: bool,
+    /// `{resource_manager}/subscriptions/.../sites/{name}[/slots/{slot}]` (or `staticSites`).
+    resource: url::Url,
+    scope: String,
+    lock: Arc<tokio::sync::Mutex<()>>,
+    deps: TargetDeps,
+}
+
+impl AppSettings {
+    /// The container of `group`'s site, reported as `kind`.
+    pub fn new(group: &SiteGroup, kind: TargetKind, deps: &TargetDeps) -> Result<Self> {
+        let base = deps.cloud.resource_manager.trim_end_matches('/');
+        let mut resource = url::Url::parse(base).map_err(|e| {
+            Error::config(format!(
+                "the Resource Manager endpoint {base} is not a URL ({e})"
+            ))
+        })?;
+        {
+            let mut segments = resource
+                .path_segments_mut()
+                .map_err(|_| Error::config("the Resource Manager endpoint cannot have paths"))?;
+            segments.pop_if_empty().extend(group.resource_path());
+        }
+        Ok(Self {
+            kind,
+            label: group.label(),
+            static_site: group.kind == SiteKind::StaticWebApp,
+            lock: site_lock(resource.as_str()),
+            resource,
+            scope: format!("{base}/.default"),
+            deps: deps.clone(),
+        })
+    }
+
+    /// Whether this container is the site of `group` (same subscription, group, name, slot).
+    pub fn serves(&self, group: &SiteGroup) -> bool {
+        Self::new(group, self.kind, &self.deps).is_ok_and(|other| {
+            other
+                .resource
+                .as_str()
+                .eq_ignore_ascii_case(self.resource.as_str())
+        })
+    }
+
+    fn what(&self) -> String {
+        format!("{} {}", self.kind.noun(), self.label)
+    }
+
+    fn url(&self, tail: &[&str]) -> url::Url {
+        let mut url = self.resource.clone();
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.extend(tail);
+        }
+        url.query_pairs_mut()
+            .append_pair("api-version", API_VERSION);
+        url
+    }
+
+    /// One ARM call, retried (at most [`MAX_RETRIES`] times, within [`MAX_WAIT`]) when throttled
+    /// or unavailable; a throttled answer's `Retry-After` is honoured. Only idempotent calls go
+    /// through here: the list, the whole-set PUT under the site lock, the refresh.
+    async fn call(&self, method: Method, url: url::Url, body: Option<&Value>) -> Result<Value> {
+        let mut waited = Duration::ZERO;
+        let mut attempt = 0;
+        loop {
+            let token = bearer(self.deps.credential.as_ref(), &self.scope).await?;
+            let mut request = self
+                .deps
+                .http
+                .request(method.clone(), url.clone())
+                .bearer_auth(token);
+            request = match body {
+                Some(b) => request.json(b),
+                None => request.body(""),
+            };
+            let (err, retry_after) = match request.send().await {
+                Err(e) => (transport_error(&self.what(), &e), None),
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    log_rate_limits(response.headers(), &self.label);
+                    let retry_after = response
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map(Duration::from_secs);
+                    let bytes = response.bytes().await.unwrap_or_default();
+                    if (200..300).contains(&status) {
+                        if bytes.is_empty() {
+                            return Ok(Value::Null);
+                        }
+                        return serde_json::from_slice(&bytes).map_err(|e| {
+                            Error::unexpected(format!("{}: unreadable answer: {e}", self.what()))
+                        });
+                    }
+                    (parse_error(status, &bytes, &self.what()), retry_after)
+                }
+            };
+            if !err.is_temporary() || attempt >= MAX_RETRIES {
+                return Err(err);
+            }
+            let delay = retry_after.unwrap_or(Duration::from_millis(250 << attempt));
+            if waited + delay > MAX_WAIT {
+                return Err(err);
+            }
+            tracing::warn!(container = %self.label, code = err.code(), delay_ms = delay.as_millis() as u64, attempt = attempt + 1, "Resource Manager call retried");
+            tokio::time::sleep(delay).await;
+            waited += delay;
+            attempt += 1;
+        }
+    }
+
+    /// The current settings: one list call.
+    async fn list(&self) -> Result<Map<String, Value>> {
+        let tail: &[&str] = if self.static_site {
+            &["listAppSettings"]
+        } else {
+            &["config", "appsettings", "list"]
+        };
+        let body = self.call(Method::POST, self.url(tail), None).await?;
+        match body.get("properties") {
+            Some(Value::Object(p)) => Ok(p.clone()),
+            None | Some(Value::Null) => Ok(Map::new()),
+            Some(_) => Err(Error::unexpected(format!(
+                "{}: the settings list has no properties object",
+                self.what()
+            ))),
+        }
+    }
+
+    /// Replaces the whole set: one PUT (the site restarts).
+    async fn replace(&self, properties: Map<String, Value>) -> Result<()> {
+        let body = serde_json::json!({ "properties": properties });
+        self.call(
+            Method::PUT,
+            self.url(&["config", "appsettings"]),
+            Some(&body),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    fn stored(&self, name: &str, value: Option<&Value>) -> Result<Stored> {
+        match value {
+            None | Some(Value::Null) => Ok(Stored::Missing),
+            Some(Value::String(s)) => match parse_reference(s, &self.deps.cloud) {
+                Parsed::Plain => Ok(Stored::Value(ApiKey::new(s.clone()))),
+                Parsed::Reference(r) => Ok(Stored::KeyVaultReference(r)),
+                Parsed::Malformed(why) => Err(Error::config(format!(
+                    "{}: app setting {name} looks like a Key Vault reference but is not one ({why}); it is left as it is",
+                    self.what()
+                ))
+                .with_code("MalformedKeyVaultReference")),
+            },
+            Some(_) => Err(Error::unexpected(format!(
+                "{}: app setting {name} is not a string",
+                self.what()
+            ))),
+        }
+    }
+}
+
+/// The key under which `name` is stored: the exact name, else a case-insensitive match
+/// (App Service treats setting names case-insensitively).
+fn find<'a>(properties: &'a Map<String, Value>, name: &str) -> Option<&'a String> {
+    properties
+        .get_key_value(name)
+        .map(|(k, _)| k)
+        .or_else(|| properties.keys().find(|k| k.eq_ignore_ascii_case(name)))
+}
+
+fn log_rate_limits(headers: &reqwest::header::HeaderMap, label: &str) {
+    for (name, value) in headers {
+        if name.as_str().starts_with("x-ms-ratelimit-remaining-") {
+            tracing::debug!(
+                container = label,
+                header = name.as_str(),
+                remaining = value.to_str().unwrap_or(""),
+                "Resource Manager rate limit"
+            );
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Container for AppSettings {
+    fn kind(&self) -> TargetKind {
+        self.kind
+    }
+
+    fn name(&self) -> &str {
+        &self.label
+    }
+
+    async fn read(&self, names: &[String]) -> Vec<Result<Stored>> {
+        match self.list().await {
+            Ok(properties) => names
+                .iter()
+                .map(|n| self.stored(n, find(&properties, n).and_then(|k| properties.get(k))))
+                .collect(),
+            Err(e) => names.iter().map(|_| Err(e.clone())).collect(),
+        }
+    }
+
+    async fn write(&self, writes: &[Write]) -> Vec<Result<()>> {
+        let _guard = self.lock.lock().await;
+        // Re-listed under the lock: merging into an older list would undo other writers.
+        let mut properties = match self.list().await {
+            Ok(p) => p,
+            Err(e) => return writes.iter().map(|_| Err(e.clone())).collect(),
+        };
+        let mut results = Vec::with_capacity(writes.len());
+        let mut changed = false;
+        for w in writes {
+            let key = find(&properties, &w.name).cloned();
+            let current = key.as_ref().and_then(|k| properties.get(k));
+            results.push(match self.stored(&w.name, current) {
+                Ok(Stored::KeyVaultReference(_)) => Err(Error::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "{}: app setting {} became a Key Vault reference; it is not overwritten",
+                        self.what(),
+                        w.name
+                    ),
+                )),
+                Ok(Stored::Value(v)) if v == w.key => Ok(()),
+                _ => {
+                    properties.insert(
+                        key.unwrap_or_else(|| w.name.clone()),
+                        Value::String(w.key.expose().to_string()),
+                    );
+                    changed = true;
+                    Ok(())
+                }
+            });
+        }
+        if changed {
+            if let Err(e) = self.replace(properties).await {
+                return results.into_iter().map(|r| r.and(Err(e.clone()))).collect();
+            }
+        }
+        results
+    }
+
+    async fn references_updated(&self, names: &[String]) -> Result<()> {
+        if self.static_site {
+            // Static Web Apps have no reference refresh operation; they re-read on change.
+            return Ok(());
+        }
+        tracing::info!(container = %self.label, settings = names.len(), "refreshing Key Vault references");
+        let _guard = self.lock.lock().await;
+        self.call(
+            Method::POST,
+            self.url(&["config", "configreferences", "appsettings", "refresh"]),
+            None,
+        )
+        .await
+        .map(|_| ())
+    }
+}
