@@ -302,6 +302,47 @@ async fn unchanged_value_causes_no_write() {
     }
 }
 
+/// Two read-compare-write cycles that interleave on the same container (both read, then both
+/// write different entries, as two runs or two apps' targets could) lose neither update.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interleaved_read_modify_writes_lose_nothing() {
+    let env = Env::start().await;
+    let deps = deps(&env);
+    for f in fixtures() {
+        let names = ["conf-interleaved-a", "conf-interleaved-b"];
+        let (first, second) = (
+            container(&env, &deps, &f, &names),
+            container(&env, &deps, &f, &names),
+        );
+        let (a, b) = (fresh_key("ia"), fresh_key("ib"));
+        assert!(first.read(&[names[0].into()]).await[0].is_ok());
+        assert!(second.read(&[names[1].into()]).await[0].is_ok());
+        assert!(
+            first.write(&[write(names[0], &a)]).await[0].is_ok(),
+            "{}",
+            f.kind
+        );
+        assert!(
+            second.write(&[write(names[1], &b)]).await[0].is_ok(),
+            "{}",
+            f.kind
+        );
+        let got = container(&env, &deps, &f, &names)
+            .read(&names.map(String::from))
+            .await;
+        assert!(
+            got[0].as_ref().unwrap().holds(&a),
+            "{}: the first writer's update was lost",
+            f.kind
+        );
+        assert!(
+            got[1].as_ref().unwrap().holds(&b),
+            "{}: the second writer's update was lost",
+            f.kind
+        );
+    }
+}
+
 /// Writers working on different entries of the same container at once lose nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writers_lose_nothing() {

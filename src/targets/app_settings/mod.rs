@@ -2,9 +2,11 @@
 //! through Azure Resource Manager (Microsoft.Web).
 //!
 //! A site's settings are one container: [`Container::read`] is one `list` call, and
-//! [`Container::write`] re-lists under a process-wide lock per site, merges the changed
-//! settings into the current set and replaces the whole set with one `PUT` (which restarts the
-//! site), only when something differs. Settings the mapping does not name are sent back as they
+//! [`Container::write`], under a process-wide lock per site, merges the changed settings into
+//! that listed set and replaces the whole set with one `PUT` (which restarts the site), only
+//! when something differs. The lock also counts this process's PUTs to the site: when another
+//! writer in the process has replaced the set since it was listed, the write lists it again
+//! first, so no update is lost and an unshared site costs one list and at most one PUT. Settings the mapping does not name are sent back as they
 //! were listed. Settings holding a Key Vault reference are read as
 //! [`Stored::KeyVaultReference`]; the engine rotates the secret and calls
 //! [`Container::references_updated`], which asks the site to refresh its references.
@@ -34,11 +36,13 @@ const MAX_RETRIES: u32 = 3;
 /// Never wait more than this in total for retries of one call.
 const MAX_WAIT: Duration = Duration::from_secs(30);
 
-/// One read-modify-write at a time per site, in the whole process (keyed by the resource URL).
-static SITE_LOCKS: LazyLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> =
-    LazyLock::new(Default::default);
+/// One read-modify-write at a time per site, in the whole process (keyed by the resource URL);
+/// the guarded number counts the PUTs this process made to the site.
+static SITE_LOCKS: LazyLock<Mutex<HashMap<String, SiteLock>>> = LazyLock::new(Default::default);
 
-fn site_lock(key: &str) -> Arc<tokio::sync::Mutex<()>> {
+type SiteLock = Arc<tokio::sync::Mutex<u64>>;
+
+fn site_lock(key: &str) -> SiteLock {
     let mut locks = SITE_LOCKS.lock().unwrap_or_else(|p| p.into_inner());
     locks.entry(key.to_ascii_lowercase()).or_default().clone()
 }
@@ -60,7 +64,9 @@ pub struct AppSettings {
     /// `{resource_manager}/subscriptions/.../sites/{name}[/slots/{slot}]` (or `staticSites`).
     resource: url::Url,
     scope: String,
-    lock: Arc<tokio::sync::Mutex<()>>,
+    lock: SiteLock,
+    /// The set as `read` listed it, with the site's PUT count at that time.
+    listed: Mutex<Option<(u64, Map<String, Value>)>>,
     deps: TargetDeps,
 }
 
@@ -84,6 +90,7 @@ impl AppSettings {
             label: group.label(),
             static_site: group.kind == SiteKind::StaticWebApp,
             lock: site_lock(resource.as_str()),
+            listed: Mutex::new(None),
             resource,
             scope: format!("{base}/.default"),
             deps: deps.clone(),
@@ -251,21 +258,33 @@ impl Container for AppSettings {
     }
 
     async fn read(&self, names: &[String]) -> Vec<Result<Stored>> {
+        // Taken before listing: a PUT that lands meanwhile makes `write` list again.
+        let generation = *self.lock.lock().await;
         match self.list().await {
-            Ok(properties) => names
-                .iter()
-                .map(|n| self.stored(n, find(&properties, n).and_then(|k| properties.get(k))))
-                .collect(),
+            Ok(properties) => {
+                let stored = names
+                    .iter()
+                    .map(|n| self.stored(n, find(&properties, n).and_then(|k| properties.get(k))))
+                    .collect();
+                *self.listed.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((generation, properties));
+                stored
+            }
             Err(e) => names.iter().map(|_| Err(e.clone())).collect(),
         }
     }
 
     async fn write(&self, writes: &[Write]) -> Vec<Result<()>> {
-        let _guard = self.lock.lock().await;
-        // Re-listed under the lock: merging into an older list would undo other writers.
-        let mut properties = match self.list().await {
-            Ok(p) => p,
-            Err(e) => return writes.iter().map(|_| Err(e.clone())).collect(),
+        let mut generation = self.lock.lock().await;
+        let listed = self.listed.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let mut properties = match listed {
+            Some((seen, properties)) if seen == *generation => properties,
+            // Another writer replaced the set since it was listed: merging into the older
+            // list would undo its update.
+            _ => match self.list().await {
+                Ok(p) => p,
+                Err(e) => return writes.iter().map(|_| Err(e.clone())).collect(),
+            },
         };
         let mut results = Vec::with_capacity(writes.len());
         let mut changed = false;
@@ -296,6 +315,7 @@ impl Container for AppSettings {
             if let Err(e) = self.replace(properties).await {
                 return results.into_iter().map(|r| r.and(Err(e.clone()))).collect();
             }
+            *generation += 1;
         }
         results
     }
