@@ -43,6 +43,18 @@ pub(super) fn merge(parts: Vec<(&str, Part)>, errors: &mut Vec<MappingError>) ->
             });
             mapping.key_vault.push(group);
         }
+        for entry in part.app_configuration {
+            let endpoint = entry.store.endpoint.as_str().to_ascii_lowercase();
+            let mut store = entry.store;
+            let mut paths = entry.key_paths.into_iter();
+            store.keys.retain(|k| {
+                let path = paths.next().unwrap_or_default();
+                // Keys and labels are case-sensitive; the NUL keeps "a" + label "b" apart from others.
+                let id = format!("appcs\0{}\0{}", k.key, k.label.as_deref().unwrap_or("\0"));
+                check(setting, path, (endpoint.clone(), id))
+            });
+            mapping.app_configuration.push(store);
+        }
         for (path, api) in part.application_apis {
             if check(
                 setting,

@@ -19,6 +19,30 @@ pub struct AppsMapping {
     pub key_vault: Vec<KeyVaultGroup>,
     /// Consumer application APIs that receive keys over HTTP, in setting order.
     pub application_apis: Vec<ApplicationApi>,
+    /// App Configuration stores, one per `appConfiguration` entry, in setting order.
+    pub app_configuration: Vec<AppConfigurationStore>,
+}
+
+/// One `appConfiguration` entry: a store and the key-values in it that hold keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppConfigurationStore {
+    /// The store's endpoint (https, or a loopback address), without path, query or trailing `/`.
+    pub endpoint: url::Url,
+    /// The app setting holding the store's connection string (HMAC); `None` means Entra ID.
+    pub connection_string_setting: Option<String>,
+    /// The key-values of this store, never empty.
+    pub keys: Vec<KeyValueMapping>,
+}
+
+/// One key-value that holds the key of an API-manager app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyValueMapping {
+    /// The key.
+    pub key: String,
+    /// The label; `None` is the null label.
+    pub label: Option<String>,
+    /// The API-manager app whose key the key-value holds.
+    pub apim_app_name: String,
 }
 
 /// One `keyVault` entry: a vault and the secrets in it that hold keys.
@@ -118,7 +142,8 @@ impl From<MappingErrors> for crate::error::Error {
 /// Parses and merges the parts (setting name, JSON text) in order, validating everything and
 /// reporting EVERY problem with its JSON path.
 ///
-/// `setting_exists` tells whether an app setting is set; header auth names one.
+/// `setting_exists` tells whether an app setting is set; header auth and App Configuration
+/// connection strings name one.
 pub fn parse(
     parts: &[(String, String)],
     cloud: &Cloud,
@@ -164,14 +189,19 @@ pub fn parse(
 
 impl AppsMapping {
     /// The API-manager apps named by any target, each once, in first-seen order (Key Vault
-    /// targets first, then application APIs).
+    /// targets first, then application APIs, then App Configuration).
     pub fn apim_app_names(&self) -> Vec<String> {
         let mut names: Vec<String> = Vec::new();
         let all = self
             .key_vault
             .iter()
             .flat_map(|g| g.secrets.iter().map(|s| &s.apim_app_name))
-            .chain(self.application_apis.iter().map(|a| &a.apim_app_name));
+            .chain(self.application_apis.iter().map(|a| &a.apim_app_name))
+            .chain(
+                self.app_configuration
+                    .iter()
+                    .flat_map(|s| s.keys.iter().map(|k| &k.apim_app_name)),
+            );
         for name in all {
             if !names.contains(name) {
                 names.push(name.clone());
@@ -180,16 +210,22 @@ impl AppsMapping {
         names
     }
 
-    /// The number of targets (secrets plus application APIs).
+    /// The number of targets (secrets, application APIs and key-values).
     pub fn target_count(&self) -> usize {
         self.key_vault
             .iter()
             .map(|g| g.secrets.len())
             .sum::<usize>()
             + self.application_apis.len()
+            + self
+                .app_configuration
+                .iter()
+                .map(|s| s.keys.len())
+                .sum::<usize>()
     }
 
-    /// A mapping with only the targets of `apim_app_name`; vault groups left empty are dropped.
+    /// A mapping with only the targets of `apim_app_name`; vault groups and stores left empty
+    /// are dropped.
     pub fn only_app(&self, apim_app_name: &str) -> AppsMapping {
         let key_vault = self
             .key_vault
@@ -213,9 +249,23 @@ impl AppsMapping {
             .filter(|a| a.apim_app_name == apim_app_name)
             .cloned()
             .collect();
+        let app_configuration = self
+            .app_configuration
+            .iter()
+            .filter_map(|s| {
+                let keys: Vec<_> = s
+                    .keys
+                    .iter()
+                    .filter(|k| k.apim_app_name == apim_app_name)
+                    .cloned()
+                    .collect();
+                (!keys.is_empty()).then(|| AppConfigurationStore { keys, ..s.clone() })
+            })
+            .collect();
         AppsMapping {
             key_vault,
             application_apis,
+            app_configuration,
         }
     }
 }

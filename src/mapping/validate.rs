@@ -4,20 +4,18 @@
 //! Entries that pass their own checks are kept with their paths, so [`super::merge`] can look
 //! for duplicates across parts and name both places.
 
-use super::{ApiAuth, ApplicationApi, KeyVaultGroup, MappingError, SecretMapping};
+use super::{
+    ApiAuth, AppConfigurationStore, ApplicationApi, KeyValueMapping, KeyVaultGroup, MappingError,
+    SecretMapping,
+};
 use crate::azure::cloud::Cloud;
 use serde_json::{Map, Value};
 use url::Url;
 
 /// The sections this version implements.
-pub(super) const SUPPORTED: [&str; 2] = ["keyVault", "applicationApis"];
+pub(super) const SUPPORTED: [&str; 3] = ["keyVault", "applicationApis", "appConfiguration"];
 /// Sections of the format that this version recognises but does not implement.
-const UNSUPPORTED: [&str; 4] = [
-    "appConfiguration",
-    "functionApps",
-    "webApps",
-    "staticWebApps",
-];
+const UNSUPPORTED: [&str; 3] = ["functionApps", "webApps", "staticWebApps"];
 
 /// A valid `keyVault` entry with the path of each secret it kept.
 pub(super) struct VaultEntry {
@@ -25,11 +23,18 @@ pub(super) struct VaultEntry {
     pub secret_paths: Vec<String>,
 }
 
+/// A valid `appConfiguration` entry with the path of each key-value it kept.
+pub(super) struct StoreEntry {
+    pub store: AppConfigurationStore,
+    pub key_paths: Vec<String>,
+}
+
 /// What one part yields: its valid entries with their paths.
 #[derive(Default)]
 pub(super) struct Part {
     pub key_vault: Vec<VaultEntry>,
     pub application_apis: Vec<(String, ApplicationApi)>,
+    pub app_configuration: Vec<StoreEntry>,
 }
 
 /// Walks the parts of one setting, collecting problems in `errors`.
@@ -88,6 +93,12 @@ impl<'a> Walker<'a> {
                         if let Some(a) = self.application_api(e, &path) {
                             part.application_apis.push((path, a));
                         }
+                    }
+                }
+                "appConfiguration" => {
+                    for (i, e) in self.array(v, key).into_iter().flatten().enumerate() {
+                        part.app_configuration
+                            .extend(self.app_configuration(e, &index(key, i)));
                     }
                 }
                 k if UNSUPPORTED.contains(&k) => self.error(
@@ -220,6 +231,63 @@ impl<'a> Walker<'a> {
                 })
             }
         }
+    }
+
+    fn app_configuration(&mut self, v: &Value, path: &str) -> Option<StoreEntry> {
+        let obj = self.fields(v, path, &["endpoint", "connectionStringSetting", "keys"])?;
+        let endpoint = self.required_string(obj, path, "endpoint", store_endpoint);
+        let setting = match obj.get("connectionStringSetting") {
+            None => Some(None),
+            Some(v) => {
+                let p = join(path, "connectionStringSetting");
+                match self.string(v, &p, name) {
+                    Some(s) if !(self.setting_exists)(&s) => {
+                        self.error(&p, format!("app setting {s} is not set"));
+                        None
+                    }
+                    other => other.map(Some),
+                }
+            }
+        };
+        let keys_path = join(path, "keys");
+        let keys = self
+            .required(obj, path, "keys")
+            .and_then(|v| self.array(v, &keys_path));
+        if keys.is_some_and(|k| k.is_empty()) {
+            self.error(&keys_path, "must not be empty; expected at least one key");
+        }
+        let mut store_keys = Vec::new();
+        let mut key_paths = Vec::new();
+        for (j, k) in keys.into_iter().flatten().enumerate() {
+            let p = index(&keys_path, j);
+            if let Some(kv) = self.key_value(k, &p) {
+                store_keys.push(kv);
+                key_paths.push(p);
+            }
+        }
+        Some(StoreEntry {
+            store: AppConfigurationStore {
+                endpoint: endpoint?,
+                connection_string_setting: setting?,
+                keys: store_keys,
+            },
+            key_paths,
+        })
+    }
+
+    fn key_value(&mut self, v: &Value, path: &str) -> Option<KeyValueMapping> {
+        let obj = self.fields(v, path, &["key", "label", "apimAppName"])?;
+        let key = self.required_string(obj, path, "key", kv_key);
+        let label = match obj.get("label") {
+            None => Some(None),
+            Some(v) => self.string(v, &join(path, "label"), kv_label).map(Some),
+        };
+        let apim_app_name = self.required_string(obj, path, "apimAppName", name);
+        Some(KeyValueMapping {
+            key: key?,
+            label: label?,
+            apim_app_name: apim_app_name?,
+        })
     }
 
     // The field-reading helpers every section uses.
@@ -434,6 +502,51 @@ fn http_url(s: &str) -> Result<Url, String> {
         _ => {
             Err("only https URLs are accepted (http is allowed for loopback addresses only)".into())
         }
+    }
+}
+
+/// An App Configuration endpoint: https (or a loopback address), no path, query or credentials.
+fn store_endpoint(s: &str) -> Result<Url, String> {
+    let url = plain_url(s)?;
+    let loopback = crate::settings::is_loopback(&url);
+    if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
+        return Err(
+            "only https URLs are accepted for App Configuration (http is allowed for loopback addresses only)"
+                .into(),
+        );
+    }
+    if url.query().is_some() || url.path() != "/" {
+        return Err(
+            "must be the store's endpoint without a path or query, such as https://<store>.azconfig.io"
+                .into(),
+        );
+    }
+    Ok(url)
+}
+
+/// A key: non-empty, no control characters, not `.` or `..` (the service refuses them).
+fn kv_key(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        Err("must not be empty".into())
+    } else if s == "." || s == ".." {
+        Err(format!("\"{s}\" is not a valid key"))
+    } else if s.chars().any(char::is_control) {
+        Err(format!("{s:?} contains control characters"))
+    } else if s.chars().count() > 10_000 {
+        Err("too long".into())
+    } else {
+        Ok(s.to_string())
+    }
+}
+
+/// A label: no control characters (an empty label is the null label too: use no label).
+fn kv_label(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        Err("must not be empty; leave label out for the null label".into())
+    } else if s.chars().any(char::is_control) {
+        Err(format!("{s:?} contains control characters"))
+    } else {
+        Ok(s.to_string())
     }
 }
 

@@ -361,6 +361,7 @@ fn describe(kind: TargetKind, entry: &str) -> String {
     match kind {
         TargetKind::KeyVault => format!("secret {entry}"),
         TargetKind::ApplicationApi => format!("the key of \"{entry}\""),
+        TargetKind::AppConfiguration => format!("key-value \"{entry}\""),
     }
 }
 

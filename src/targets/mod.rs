@@ -4,6 +4,7 @@
 //! names, later a site's app settings), read and written in batches because some containers
 //! must be read once and written once. Every kind passes the conformance suite in `tests/`.
 
+pub mod app_configuration;
 pub mod application_api;
 pub mod key_vault;
 
@@ -23,6 +24,8 @@ pub enum TargetKind {
     KeyVault,
     /// A consumer application's own HTTP API.
     ApplicationApi,
+    /// An App Configuration key-value.
+    AppConfiguration,
 }
 
 impl TargetKind {
@@ -31,6 +34,7 @@ impl TargetKind {
         match self {
             TargetKind::KeyVault => "KEY_VAULT",
             TargetKind::ApplicationApi => "APPLICATION_API",
+            TargetKind::AppConfiguration => "APP_CONFIG",
         }
     }
 
@@ -39,6 +43,7 @@ impl TargetKind {
         match self {
             TargetKind::KeyVault => "Key Vault",
             TargetKind::ApplicationApi => "application API",
+            TargetKind::AppConfiguration => "App Configuration",
         }
     }
 }
@@ -247,7 +252,51 @@ pub fn plan(mapping: &AppsMapping, deps: &TargetDeps) -> Result<Vec<Planned>> {
         container: Arc::new(c),
         entries,
     }));
+    out.extend(plan_app_configuration(mapping, deps));
     Ok(out)
+}
+
+/// One container per App Configuration endpoint and authentication, with its key-values.
+fn plan_app_configuration(mapping: &AppsMapping, deps: &TargetDeps) -> Vec<Planned> {
+    use app_configuration::{entry_name, AppConfiguration, StoreAuth};
+    let mut stores: Vec<(
+        url::Url,
+        StoreAuth,
+        Vec<(String, Option<String>)>,
+        Vec<Entry>,
+    )> = Vec::new();
+    for store in &mapping.app_configuration {
+        let auth = match &store.connection_string_setting {
+            None => StoreAuth::Entra,
+            Some(setting) => StoreAuth::ConnectionString {
+                setting: setting.clone(),
+            },
+        };
+        let at = match stores
+            .iter()
+            .position(|(e, a, _, _)| e == &store.endpoint && a == &auth)
+        {
+            Some(i) => i,
+            None => {
+                stores.push((store.endpoint.clone(), auth, Vec::new(), Vec::new()));
+                stores.len() - 1
+            }
+        };
+        for kv in &store.keys {
+            stores[at].2.push((kv.key.clone(), kv.label.clone()));
+            stores[at].3.push(Entry {
+                name: entry_name(&kv.key, kv.label.as_deref()),
+                apim_app_name: kv.apim_app_name.clone(),
+            });
+        }
+    }
+    stores
+        .into_iter()
+        .map(|(endpoint, auth, keys, entries)| Planned {
+            container: Arc::new(AppConfiguration::new(&endpoint, auth, &keys, deps)),
+            entries,
+        })
+        .collect()
 }
 
 #[cfg(test)]
