@@ -98,6 +98,29 @@ mod tests {
         );
     }
 
+    /// Same endpoint, key and label twice is a duplicate; another label (or none) is not.
+    #[test]
+    fn duplicate_key_values_compare_endpoint_key_and_label() {
+        let store = |key: &str, label: Option<&str>| {
+            let mut kv = serde_json::json!({"key": key, "apimAppName": "X"});
+            if let Some(l) = label {
+                kv["label"] = l.into();
+            }
+            serde_json::json!({"appConfiguration": [{"endpoint": "https://APPCS.azconfig.io", "keys": [kv]}]})
+                .to_string()
+        };
+        let e = errors(&[
+            &store("k", Some("prd")),
+            &store("k", None),
+            &store("K", Some("prd")),
+            &store("k", Some("prd")),
+        ]);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].setting, "P3");
+        assert_eq!(e[0].path, "appConfiguration[0].keys[0]");
+        assert_eq!(e[0].message, "duplicate of P0: appConfiguration[0].keys[0]");
+    }
+
     #[test]
     fn duplicate_api_compares_normalised_urls() {
         let api = |url: &str| {

@@ -278,6 +278,7 @@ mod tests {
     const SAMPLE: &str = include_str!("../../examples/sampleAppsMapReq.json");
     const SCHEMA: &str = include_str!("../../schema/apikeyrotationapps.schema.json");
     const SAMPLE_HEADER_SETTING: &str = "REFERENCEAPI_ADMIN_TOKEN";
+    const SAMPLE_CS_SETTING: &str = "APPCS_PARTNERS_CONNECTION_STRING";
 
     fn parts(texts: &[&str]) -> Vec<(String, String)> {
         texts
@@ -316,9 +317,20 @@ mod tests {
     #[test]
     fn sample_parses() {
         let m = parse(&parts(&[SAMPLE]), &Cloud::public(), &|s| {
-            s == SAMPLE_HEADER_SETTING
+            s == SAMPLE_HEADER_SETTING || s == SAMPLE_CS_SETTING
         })
         .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(m.app_configuration.len(), 2);
+        assert_eq!(m.app_configuration[0].connection_string_setting, None);
+        assert_eq!(
+            m.app_configuration[1].connection_string_setting.as_deref(),
+            Some(SAMPLE_CS_SETTING)
+        );
+        assert_eq!(
+            m.app_configuration[0].keys[0].label.as_deref(),
+            Some("sandbox")
+        );
+        assert_eq!(m.app_configuration[0].keys[1].label, None);
         assert!(m.key_vault.len() >= 2 && m.application_apis.len() >= 2);
         assert!(m
             .application_apis
@@ -333,6 +345,12 @@ mod tests {
         assert!(
             e.to_string()
                 .contains(&format!("app setting {SAMPLE_HEADER_SETTING} is not set")),
+            "{e}"
+        );
+        assert!(
+            e.to_string().contains(&format!(
+                "appConfiguration[1].connectionStringSetting: app setting {SAMPLE_CS_SETTING} is not set"
+            )),
             "{e}"
         );
     }
@@ -365,7 +383,7 @@ mod tests {
         ] {
             assert_eq!(
                 errors_of(&[text]),
-                ["APIKEYROTATIONAPPS: $: the mapping names no targets; expected at least one entry in keyVault or applicationApis"]
+                ["APIKEYROTATIONAPPS: $: the mapping names no targets; expected at least one entry in keyVault or applicationApis or appConfiguration"]
             );
         }
         // Another part with targets makes the whole non-empty.
@@ -517,7 +535,7 @@ mod tests {
     #[test]
     fn schema_rejects_what_the_parser_rejects() {
         let sample: serde_json::Value = serde_json::from_str(SAMPLE).unwrap();
-        let cases: [(&str, Option<serde_json::Value>); 12] = [
+        let cases: [(&str, Option<serde_json::Value>); 18] = [
             ("/keyVault/0/secrets/0/secretNam", Some(json!("x"))),
             (
                 "/keyVault/0/vaultUrl",
@@ -534,7 +552,19 @@ mod tests {
             ),
             ("/applicationApis/0/auth/type", Some(json!("basic"))),
             ("/applicationApis/0/auth/extra", Some(json!(1))),
-            ("/appConfiguration", Some(json!([]))),
+            ("/appConfiguration/0/keys", Some(json!([]))),
+            ("/appConfiguration/0/keys/0/key", Some(json!(".."))),
+            ("/appConfiguration/0/keys/0/label", Some(json!(""))),
+            (
+                "/appConfiguration/0/endpoint",
+                Some(json!("http://appcs.azconfig.io")),
+            ),
+            (
+                "/appConfiguration/0/endpoint",
+                Some(json!("https://appcs.azconfig.io/kv")),
+            ),
+            ("/appConfiguration/1/connectionString", Some(json!("x"))),
+            ("/functionApps", Some(json!([]))),
             ("/webapps", Some(json!([]))),
         ];
         for (pointer, value) in cases {
@@ -554,6 +584,11 @@ mod tests {
             &mut v,
             "/applicationApis/0/httpURL",
             Some(json!("http://127.0.0.1:8080/keys")),
+        );
+        validate::tests::tweak(
+            &mut v,
+            "/appConfiguration/0/endpoint",
+            Some(json!("http://127.0.0.1:8443")),
         );
         assert!(schema_accepts(&v));
         assert!(parse(&parts(&[&v.to_string()]), &Cloud::public(), &|_| true).is_ok());

@@ -606,13 +606,20 @@ pub(super) mod tests {
                 { "httpURL": "https://api.contoso.com/keys", "appName": "other", "apimAppName": "App3",
                   "auth": { "type": "header", "name": "x-admin-token", "valueSetting": "ADMIN_TOKEN", "_c": "" } },
                 { "httpURL": "http://localhost:7071/keys", "appName": "local", "apimAppName": "App1" }
+            ],
+            "appConfiguration": [
+                { "endpoint": "https://appcs-consumers.azconfig.io", "_c": 1,
+                  "keys": [ { "key": "Orders:ApiKey", "label": "prd", "apimAppName": "App2" },
+                            { "key": "Orders:ApiKey", "apimAppName": "App2" } ] },
+                { "endpoint": "https://127.0.0.1:8443", "connectionStringSetting": "APPCS_CS",
+                  "keys": [ { "key": "k", "apimAppName": "App1" } ] }
             ]
         })
     }
 
     fn walk(v: &Value) -> (Part, Vec<String>) {
         let cloud = Cloud::public();
-        let exists = |s: &str| s == "ADMIN_TOKEN";
+        let exists = |s: &str| s == "ADMIN_TOKEN" || s == "APPCS_CS";
         let mut w = Walker::new("APIKEYROTATIONAPPS", &cloud, &exists);
         let part = w.part(&v.to_string());
         let errors = w
@@ -719,12 +726,32 @@ pub(super) mod tests {
             ("/applicationApis/1/auth/scope", Some(json!("s")), "applicationApis[1].auth.scope: unknown field; expected type, name, valueSetting"),
             ("/applicationApis/2/auth", Some(json!({"type": "none", "scope": "s"})), "applicationApis[2].auth.scope: unknown field; expected type"),
             // top level
-            ("/appConfiguration", Some(json!([])), "appConfiguration: not supported by this version of apikey-rotator (supported: keyVault, applicationApis)"),
-            ("/functionApps", Some(json!([{}])), "functionApps: not supported by this version of apikey-rotator"),
+            // appConfiguration
+            ("/appConfiguration/0/endpoint", None, "appConfiguration[0].endpoint: required"),
+            ("/appConfiguration/0/endpoint", Some(json!("http://appcs.azconfig.io")), "appConfiguration[0].endpoint: only https URLs are accepted for App Configuration (http is allowed for loopback addresses only)"),
+            ("/appConfiguration/0/endpoint", Some(json!("https://appcs.azconfig.io/kv")), "appConfiguration[0].endpoint: must be the store's endpoint without a path or query"),
+            ("/appConfiguration/0/endpoint", Some(json!("https://appcs.azconfig.io/?a=1")), "appConfiguration[0].endpoint: must be the store's endpoint without a path or query"),
+            ("/appConfiguration/0/endpoint", Some(json!("https://u:p@appcs.azconfig.io")), "appConfiguration[0].endpoint: must not contain a user name or password"),
+            ("/appConfiguration/0/Endpoint", Some(json!("x")), "appConfiguration[0].Endpoint: unknown field; did you mean endpoint?"),
+            ("/appConfiguration/0/keys", None, "appConfiguration[0].keys: required"),
+            ("/appConfiguration/0/keys", Some(json!([])), "appConfiguration[0].keys: must not be empty; expected at least one key"),
+            ("/appConfiguration/0/keys/0/key", None, "appConfiguration[0].keys[0].key: required"),
+            ("/appConfiguration/0/keys/0/key", Some(json!("")), "appConfiguration[0].keys[0].key: must not be empty"),
+            ("/appConfiguration/0/keys/0/key", Some(json!(".")), "appConfiguration[0].keys[0].key: \".\" is not a valid key"),
+            ("/appConfiguration/0/keys/0/key", Some(json!("..")), "appConfiguration[0].keys[0].key: \"..\" is not a valid key"),
+            ("/appConfiguration/0/keys/0/key", Some(json!("a\nb")), "appConfiguration[0].keys[0].key: \"a\\nb\" contains control characters"),
+            ("/appConfiguration/0/keys/0/label", Some(json!(1)), "appConfiguration[0].keys[0].label: expected a string, got number"),
+            ("/appConfiguration/0/keys/0/label", Some(json!("a\u{7}")), "appConfiguration[0].keys[0].label: \"a\\u{7}\" contains control characters"),
+            ("/appConfiguration/0/keys/0/apimAppName", None, "appConfiguration[0].keys[0].apimAppName: required"),
+            ("/appConfiguration/0/keys/0/value", Some(json!("x")), "appConfiguration[0].keys[0].value: unknown field; expected key, label, apimAppName"),
+            ("/appConfiguration/1/connectionStringSetting", Some(json!("MISSING_CS")), "appConfiguration[1].connectionStringSetting: app setting MISSING_CS is not set"),
+            ("/appConfiguration/1/connectionStringSetting", Some(json!("")), "appConfiguration[1].connectionStringSetting: must not be empty"),
+            ("/appConfiguration", Some(json!({})), "appConfiguration: expected an array, got object"),
+            ("/functionApps", Some(json!([{}])), "functionApps: not supported by this version of apikey-rotator (supported: keyVault, applicationApis, appConfiguration)"),
             ("/webApps", Some(json!(null)), "webApps: not supported by this version of apikey-rotator"),
             ("/staticWebApps", Some(json!([])), "staticWebApps: not supported by this version of apikey-rotator"),
             ("/keyvault", Some(json!([])), "keyvault: unknown field; did you mean keyVault?"),
-            ("/secrets", Some(json!([])), "secrets: unknown field; expected keyVault, applicationApis (fields starting with _ are comments)"),
+            ("/secrets", Some(json!([])), "secrets: unknown field; expected keyVault, applicationApis, appConfiguration (fields starting with _ are comments)"),
         ];
         for (pointer, value, want) in cases {
             let mut v = valid();
@@ -771,6 +798,20 @@ pub(super) mod tests {
             ("/keyVault/0/secrets/0/secretName", Some(json!("A-1"))),
             ("/_comment", Some(json!(null))),
             ("/applicationApis/0/_", Some(json!([1, 2]))),
+            (
+                "/appConfiguration/0/endpoint",
+                Some(json!("https://appcs.appconfig.azure.com/")),
+            ),
+            (
+                "/appConfiguration/0/endpoint",
+                Some(json!("http://localhost:8483")),
+            ),
+            (
+                "/appConfiguration/0/keys/0/key",
+                Some(json!(".appconfig.featureflag/x y")),
+            ),
+            ("/appConfiguration/0/keys/0/label", Some(json!("a,b*"))),
+            ("/appConfiguration/0/keys/1/_why", Some(json!("comment"))),
         ];
         for (pointer, value) in cases {
             let mut v = valid();
