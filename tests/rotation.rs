@@ -42,7 +42,7 @@ async fn first_run_rotates_second_run_writes_nothing() {
     let s = &first["summary"];
     assert_eq!(
         (s["apps"].as_u64(), s["targets"].as_u64()),
-        (Some(3), Some(6)),
+        (Some(3), Some(11)),
         "{s}"
     );
     assert_eq!(
@@ -70,7 +70,7 @@ async fn first_run_rotates_second_run_writes_nothing() {
         has(&first, "successes", "KEY_VAULT", "/partner-apikey"),
         "{first:#}"
     );
-    // App3 is current everywhere.
+    // App3 is current in its vault and its application API.
     assert!(
         has(&first, "warnings", "KEY_VAULT", "/reference-prd-apikey"),
         "{first:#}"
@@ -85,7 +85,7 @@ async fn first_run_rotates_second_run_writes_nothing() {
             s["unchanged"].as_u64(),
             s["failed"].as_u64()
         ),
-        (Some(4), Some(2), Some(0))
+        (Some(8), Some(3), Some(0))
     );
     let warning = entries(&first, "warnings")
         .into_iter()
@@ -133,7 +133,7 @@ async fn first_run_rotates_second_run_writes_nothing() {
     assert_eq!(status, 200, "{second:#}");
     assert_eq!(second["summary"]["updated"], 0, "{second:#}");
     assert_eq!(second["summary"]["renewed"], 0);
-    assert_eq!(second["summary"]["unchanged"], 6);
+    assert_eq!(second["summary"]["unchanged"], 11);
     let writes = env.writes().await;
     assert!(writes.is_empty(), "the second run wrote: {writes:#?}");
     // One issuer read per app, one read per target.
@@ -145,7 +145,9 @@ async fn first_run_rotates_second_run_writes_nothing() {
             .count()
     };
     assert_eq!(count("apigee"), 3, "{requests:#?}");
-    assert_eq!(count("keyVault"), 4);
+    // Four secrets, and the one an App Configuration Key Vault reference points at.
+    assert_eq!(count("keyVault"), 5);
+    assert_eq!(count("appConfiguration"), 5);
     assert_eq!(count("applicationApi"), 2);
 
     let all_keys = env.all_keys().await;
@@ -184,7 +186,7 @@ async fn dry_run_plans_without_writing_and_force_renews_one_app() {
     assert_eq!(forced["summary"]["apps"], 1);
     assert_eq!(forced["summary"]["renewed"], 1);
     assert_eq!(
-        forced["summary"]["targets"], 2,
+        forced["summary"]["targets"], 4,
         "only App3's targets: {forced:#}"
     );
     let after = current_key(&handler, APP3).await;
