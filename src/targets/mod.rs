@@ -259,12 +259,14 @@ pub fn plan(mapping: &AppsMapping, deps: &TargetDeps) -> Result<Vec<Planned>> {
 /// One container per App Configuration endpoint and authentication, with its key-values.
 fn plan_app_configuration(mapping: &AppsMapping, deps: &TargetDeps) -> Vec<Planned> {
     use app_configuration::{entry_name, AppConfiguration, StoreAuth};
-    let mut stores: Vec<(
+    // (endpoint, auth, (key, label) pairs, entries) of each store.
+    type Store = (
         url::Url,
         StoreAuth,
         Vec<(String, Option<String>)>,
         Vec<Entry>,
-    )> = Vec::new();
+    );
+    let mut stores: Vec<Store> = Vec::new();
     for store in &mapping.app_configuration {
         let auth = match &store.connection_string_setting {
             None => StoreAuth::Entra,
