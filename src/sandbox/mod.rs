@@ -470,6 +470,20 @@ mod tests {
                 .unwrap()
                 .ends_with("/internal/api-keys"));
         }
+        for store in ["appcs-consumers", "appcs-partners"] {
+            let info = &endpoints["appConfigurations"][store];
+            let endpoint = info["endpoint"].as_str().unwrap();
+            assert!(endpoint.starts_with("https://127.0.0.1:"), "{store}");
+            let key = crate::targets::app_configuration::AccessKey::parse(
+                info["connectionString"].as_str().unwrap(),
+            )
+            .unwrap();
+            assert_eq!(key.endpoint.as_str().trim_end_matches('/'), endpoint);
+        }
+        assert_eq!(
+            json["env"]["APPCS_PARTNERS_CONNECTION_STRING"],
+            endpoints["appConfigurations"]["appcs-partners"]["connectionString"]
+        );
         let env = json["env"].as_object().unwrap();
         for key in [
             "APIKEYROTATIONAPPS",
