@@ -252,7 +252,7 @@ async fn forbidden_site_is_an_error_others_succeed() {
             &json!("AuthorizationFailed")
         )
     );
-    assert_eq!(report["summary"]["updated"], 7, "{report:#}");
+    assert_eq!(report["summary"]["updated"], 11, "{report:#}");
     assert_eq!(
         env.state().await["resourceManager"]["sites"]["func-locked"]["restarts"],
         0

@@ -135,9 +135,9 @@ async fn bad_mappings_are_rejected_with_paths_and_change_nothing() {
             "https",
         ),
         (
-            "section of a later version",
-            tweak(&|m| m["appConfiguration"] = serde_json::json!([])),
-            "not supported by this version",
+            "bad App Configuration entry",
+            tweak(&|m| m["appConfiguration"][0]["keys"][0]["key"] = "..".into()),
+            "appConfiguration[0].keys[0].key",
         ),
         (
             "bad site entry",

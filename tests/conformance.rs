@@ -9,7 +9,10 @@ mod common;
 
 use apikey_rotator::azure::{credential, http};
 use apikey_rotator::error::ErrorKind;
-use apikey_rotator::mapping::{ApiAuth, ApplicationApi, AppsMapping, KeyVaultGroup, SecretMapping};
+use apikey_rotator::mapping::{
+    ApiAuth, AppConfigurationStore, ApplicationApi, AppsMapping, KeyValueMapping, KeyVaultGroup,
+    SecretMapping,
+};
 use apikey_rotator::mapping::{SettingMapping, SiteGroup, SiteKind};
 use apikey_rotator::rotation::{run, RunOptions};
 use apikey_rotator::secret::ApiKey;
@@ -54,6 +57,16 @@ fn fixtures() -> Vec<Fixture> {
             service: "resourceManager",
             mapping: static_web_app_mapping,
         },
+        Fixture {
+            kind: "APP_CONFIG",
+            service: "appConfiguration",
+            mapping: app_configuration_entra_mapping,
+        },
+        Fixture {
+            kind: "APP_CONFIG",
+            service: "appConfiguration",
+            mapping: app_configuration_hmac_mapping,
+        },
     ]
 }
 
@@ -88,6 +101,37 @@ fn site_mapping(
     }
 }
 
+/// Key-values with the null label in one store; Entra ID, or HMAC with `setting`.
+fn app_configuration_mapping(
+    env: &Env,
+    store: &str,
+    setting: Option<&str>,
+    entries: &[&str],
+    app: &str,
+) -> AppsMapping {
+    let endpoint = env.info.endpoints.app_configurations[store]["endpoint"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let keys = entries
+        .iter()
+        .map(|e| KeyValueMapping {
+            key: e.to_string(),
+            label: None,
+            apim_app_name: app.into(),
+        })
+        .collect();
+    AppsMapping {
+        app_configuration: vec![AppConfigurationStore {
+            endpoint,
+            connection_string_setting: setting.map(str::to_string),
+            keys,
+        }],
+        ..AppsMapping::default()
+    }
+}
+
 fn function_app_slot_mapping(_: &Env, entries: &[&str], app: &str) -> AppsMapping {
     site_mapping(
         SiteKind::FunctionApp,
@@ -108,6 +152,15 @@ fn static_web_app_mapping(_: &Env, entries: &[&str], app: &str) -> AppsMapping {
         entries,
         app,
     )
+}
+
+fn app_configuration_entra_mapping(env: &Env, entries: &[&str], app: &str) -> AppsMapping {
+    app_configuration_mapping(env, "appcs-consumers", None, entries, app)
+}
+
+fn app_configuration_hmac_mapping(env: &Env, entries: &[&str], app: &str) -> AppsMapping {
+    let setting = Some("APPCS_PARTNERS_CONNECTION_STRING");
+    app_configuration_mapping(env, "appcs-partners", setting, entries, app)
 }
 
 fn key_vault_mapping(env: &Env, entries: &[&str], app: &str) -> AppsMapping {

@@ -42,7 +42,7 @@ async fn first_run_rotates_second_run_writes_nothing() {
     let s = &first["summary"];
     assert_eq!(
         (s["apps"].as_u64(), s["targets"].as_u64()),
-        (Some(3), Some(11)),
+        (Some(3), Some(16)),
         "{s}"
     );
     assert_eq!(
@@ -70,7 +70,7 @@ async fn first_run_rotates_second_run_writes_nothing() {
         has(&first, "successes", "KEY_VAULT", "/partner-apikey"),
         "{first:#}"
     );
-    // App3 is current everywhere.
+    // App3 is current in its vault and its application API.
     assert!(
         has(&first, "warnings", "KEY_VAULT", "/reference-prd-apikey"),
         "{first:#}"
@@ -85,7 +85,7 @@ async fn first_run_rotates_second_run_writes_nothing() {
             s["unchanged"].as_u64(),
             s["failed"].as_u64()
         ),
-        (Some(7), Some(4), Some(0))
+        (Some(11), Some(5), Some(0))
     );
     // App settings: the slot's stale and renewed keys are written, the Web App's Key Vault
     // reference is followed, the current ones are left alone.
@@ -180,7 +180,7 @@ async fn first_run_rotates_second_run_writes_nothing() {
     assert_eq!(status, 200, "{second:#}");
     assert_eq!(second["summary"]["updated"], 0, "{second:#}");
     assert_eq!(second["summary"]["renewed"], 0);
-    assert_eq!(second["summary"]["unchanged"], 11);
+    assert_eq!(second["summary"]["unchanged"], 16);
     let writes = env.writes().await;
     assert!(writes.is_empty(), "the second run wrote: {writes:#?}");
     // One issuer read per app, one read per target.
@@ -192,8 +192,10 @@ async fn first_run_rotates_second_run_writes_nothing() {
             .count()
     };
     assert_eq!(count("apigee"), 3, "{requests:#?}");
-    // Four mapped secrets and the one the Web App's reference points at.
-    assert_eq!(count("keyVault"), 5);
+    // Four mapped secrets, and the ones the Web App's and an App Configuration Key Vault
+    // reference point at.
+    assert_eq!(count("keyVault"), 6);
+    assert_eq!(count("appConfiguration"), 5);
     assert_eq!(count("applicationApi"), 2);
     // One list per site, slot or static site; no PUT.
     let arm: Vec<_> = requests
@@ -239,7 +241,7 @@ async fn dry_run_plans_without_writing_and_force_renews_one_app() {
     assert_eq!(forced["summary"]["apps"], 1);
     assert_eq!(forced["summary"]["renewed"], 1);
     assert_eq!(
-        forced["summary"]["targets"], 3,
+        forced["summary"]["targets"], 5,
         "only App3's targets: {forced:#}"
     );
     let after = current_key(&handler, APP3).await;

@@ -71,6 +71,18 @@ pub(super) fn merge(parts: Vec<(&str, Part)>, errors: &mut Vec<MappingError>) ->
             });
             mapping.app_settings.push(group);
         }
+        for entry in part.app_configuration {
+            let endpoint = entry.store.endpoint.as_str().to_ascii_lowercase();
+            let mut store = entry.store;
+            let mut paths = entry.key_paths.into_iter();
+            store.keys.retain(|k| {
+                let path = paths.next().unwrap_or_default();
+                // Keys and labels are case-sensitive; the NUL keeps "a" + label "b" apart from others.
+                let id = format!("appcs\0{}\0{}", k.key, k.label.as_deref().unwrap_or("\0"));
+                check(setting, path, (endpoint.clone(), id))
+            });
+            mapping.app_configuration.push(store);
+        }
         for (path, api) in part.application_apis {
             if check(
                 setting,
@@ -112,6 +124,29 @@ mod tests {
                 message: "duplicate of P0: keyVault[0].secrets[0]".into(),
             }]
         );
+    }
+
+    /// Same endpoint, key and label twice is a duplicate; another label (or none) is not.
+    #[test]
+    fn duplicate_key_values_compare_endpoint_key_and_label() {
+        let store = |key: &str, label: Option<&str>| {
+            let mut kv = serde_json::json!({"key": key, "apimAppName": "X"});
+            if let Some(l) = label {
+                kv["label"] = l.into();
+            }
+            serde_json::json!({"appConfiguration": [{"endpoint": "https://APPCS.azconfig.io", "keys": [kv]}]})
+                .to_string()
+        };
+        let e = errors(&[
+            &store("k", Some("prd")),
+            &store("k", None),
+            &store("K", Some("prd")),
+            &store("k", Some("prd")),
+        ]);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].setting, "P3");
+        assert_eq!(e[0].path, "appConfiguration[0].keys[0]");
+        assert_eq!(e[0].message, "duplicate of P0: appConfiguration[0].keys[0]");
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub struct AppsMapping {
     /// App settings of sites, slots and static sites (`functionApps`, `webApps`,
     /// `staticWebApps`), one group per entry, in setting order.
     pub app_settings: Vec<SiteGroup>,
+    /// App Configuration stores, one per `appConfiguration` entry, in setting order.
+    pub app_configuration: Vec<AppConfigurationStore>,
 }
 
 /// The mapping section a site group comes from.
@@ -91,6 +93,28 @@ pub struct SettingMapping {
     /// The app setting's name.
     pub setting_name: String,
     /// The API-manager app whose key the setting holds.
+    pub apim_app_name: String,
+}
+
+/// One `appConfiguration` entry: a store and the key-values in it that hold keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppConfigurationStore {
+    /// The store's endpoint (https, or a loopback address), without path, query or trailing `/`.
+    pub endpoint: url::Url,
+    /// The app setting holding the store's connection string (HMAC); `None` means Entra ID.
+    pub connection_string_setting: Option<String>,
+    /// The key-values of this store, never empty.
+    pub keys: Vec<KeyValueMapping>,
+}
+
+/// One key-value that holds the key of an API-manager app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyValueMapping {
+    /// The key.
+    pub key: String,
+    /// The label; `None` is the null label.
+    pub label: Option<String>,
+    /// The API-manager app whose key the key-value holds.
     pub apim_app_name: String,
 }
 
@@ -191,7 +215,8 @@ impl From<MappingErrors> for crate::error::Error {
 /// Parses and merges the parts (setting name, JSON text) in order, validating everything and
 /// reporting EVERY problem with its JSON path.
 ///
-/// `setting_exists` tells whether an app setting is set; header auth names one.
+/// `setting_exists` tells whether an app setting is set; header auth and App Configuration
+/// connection strings name one.
 pub fn parse(
     parts: &[(String, String)],
     cloud: &Cloud,
@@ -237,7 +262,7 @@ pub fn parse(
 
 impl AppsMapping {
     /// The API-manager apps named by any target, each once, in first-seen order (Key Vault
-    /// targets first, then application APIs, then app settings).
+    /// targets first, then application APIs, then app settings, then App Configuration).
     pub fn apim_app_names(&self) -> Vec<String> {
         let mut names: Vec<String> = Vec::new();
         let all = self
@@ -249,6 +274,11 @@ impl AppsMapping {
                 self.app_settings
                     .iter()
                     .flat_map(|g| g.settings.iter().map(|s| &s.apim_app_name)),
+            )
+            .chain(
+                self.app_configuration
+                    .iter()
+                    .flat_map(|s| s.keys.iter().map(|k| &k.apim_app_name)),
             );
         for name in all {
             if !names.contains(name) {
@@ -258,7 +288,7 @@ impl AppsMapping {
         names
     }
 
-    /// The number of targets (secrets, application APIs and app settings).
+    /// The number of targets (secrets, application APIs, app settings and key-values).
     pub fn target_count(&self) -> usize {
         self.key_vault
             .iter()
@@ -270,9 +300,14 @@ impl AppsMapping {
                 .iter()
                 .map(|g| g.settings.len())
                 .sum::<usize>()
+            + self
+                .app_configuration
+                .iter()
+                .map(|s| s.keys.len())
+                .sum::<usize>()
     }
 
-    /// A mapping with only the targets of `apim_app_name`; vault and site groups left empty
+    /// A mapping with only the targets of `apim_app_name`; vault groups, sites and stores left empty
     /// are dropped.
     pub fn only_app(&self, apim_app_name: &str) -> AppsMapping {
         let key_vault = self
@@ -313,10 +348,24 @@ impl AppsMapping {
                 })
             })
             .collect();
+        let app_configuration = self
+            .app_configuration
+            .iter()
+            .filter_map(|s| {
+                let keys: Vec<_> = s
+                    .keys
+                    .iter()
+                    .filter(|k| k.apim_app_name == apim_app_name)
+                    .cloned()
+                    .collect();
+                (!keys.is_empty()).then(|| AppConfigurationStore { keys, ..s.clone() })
+            })
+            .collect();
         AppsMapping {
             key_vault,
             application_apis,
             app_settings,
+            app_configuration,
         }
     }
 }
@@ -329,6 +378,7 @@ mod tests {
     const SAMPLE: &str = include_str!("../../examples/sampleAppsMapReq.json");
     const SCHEMA: &str = include_str!("../../schema/apikeyrotationapps.schema.json");
     const SAMPLE_HEADER_SETTING: &str = "REFERENCEAPI_ADMIN_TOKEN";
+    const SAMPLE_CS_SETTING: &str = "APPCS_PARTNERS_CONNECTION_STRING";
 
     fn parts(texts: &[&str]) -> Vec<(String, String)> {
         texts
@@ -367,9 +417,20 @@ mod tests {
     #[test]
     fn sample_parses() {
         let m = parse(&parts(&[SAMPLE]), &Cloud::public(), &|s| {
-            s == SAMPLE_HEADER_SETTING
+            s == SAMPLE_HEADER_SETTING || s == SAMPLE_CS_SETTING
         })
         .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(m.app_configuration.len(), 2);
+        assert_eq!(m.app_configuration[0].connection_string_setting, None);
+        assert_eq!(
+            m.app_configuration[1].connection_string_setting.as_deref(),
+            Some(SAMPLE_CS_SETTING)
+        );
+        assert_eq!(
+            m.app_configuration[0].keys[0].label.as_deref(),
+            Some("sandbox")
+        );
+        assert_eq!(m.app_configuration[0].keys[1].label, None);
         assert!(m.key_vault.len() >= 2 && m.application_apis.len() >= 2);
         assert!(m
             .application_apis
@@ -384,6 +445,12 @@ mod tests {
         assert!(
             e.to_string()
                 .contains(&format!("app setting {SAMPLE_HEADER_SETTING} is not set")),
+            "{e}"
+        );
+        assert!(
+            e.to_string().contains(&format!(
+                "appConfiguration[1].connectionStringSetting: app setting {SAMPLE_CS_SETTING} is not set"
+            )),
             "{e}"
         );
     }
@@ -416,7 +483,7 @@ mod tests {
         ] {
             assert_eq!(
                 errors_of(&[text]),
-                ["APIKEYROTATIONAPPS: $: the mapping names no targets; expected at least one entry in keyVault or applicationApis or functionApps or webApps or staticWebApps"]
+                ["APIKEYROTATIONAPPS: $: the mapping names no targets; expected at least one entry in keyVault or applicationApis or appConfiguration or functionApps or webApps or staticWebApps"]
             );
         }
         // Another part with targets makes the whole non-empty.
@@ -624,7 +691,7 @@ mod tests {
     #[test]
     fn schema_rejects_what_the_parser_rejects() {
         let sample: serde_json::Value = serde_json::from_str(SAMPLE).unwrap();
-        let cases: [(&str, Option<serde_json::Value>); 12] = [
+        let cases: [(&str, Option<serde_json::Value>); 18] = [
             ("/keyVault/0/secrets/0/secretNam", Some(json!("x"))),
             (
                 "/keyVault/0/vaultUrl",
@@ -641,7 +708,19 @@ mod tests {
             ),
             ("/applicationApis/0/auth/type", Some(json!("basic"))),
             ("/applicationApis/0/auth/extra", Some(json!(1))),
-            ("/appConfiguration", Some(json!([]))),
+            ("/appConfiguration/0/keys", Some(json!([]))),
+            ("/appConfiguration/0/keys/0/key", Some(json!(".."))),
+            ("/appConfiguration/0/keys/0/label", Some(json!(""))),
+            (
+                "/appConfiguration/0/endpoint",
+                Some(json!("http://appcs.azconfig.io")),
+            ),
+            (
+                "/appConfiguration/0/endpoint",
+                Some(json!("https://appcs.azconfig.io/kv")),
+            ),
+            ("/appConfiguration/1/connectionString", Some(json!("x"))),
+            ("/functionApps/0/subscriptionId", Some(json!("not-a-guid"))),
             ("/webapps", Some(json!([]))),
         ];
         for (pointer, value) in cases {
@@ -661,6 +740,11 @@ mod tests {
             &mut v,
             "/applicationApis/0/httpURL",
             Some(json!("http://127.0.0.1:8080/keys")),
+        );
+        validate::tests::tweak(
+            &mut v,
+            "/appConfiguration/0/endpoint",
+            Some(json!("http://127.0.0.1:8443")),
         );
         assert!(schema_accepts(&v));
         assert!(parse(&parts(&[&v.to_string()]), &Cloud::public(), &|_| true).is_ok());

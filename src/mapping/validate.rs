@@ -4,27 +4,35 @@
 //! Entries that pass their own checks are kept with their paths, so [`super::merge`] can look
 //! for duplicates across parts and name both places.
 
-use super::{ApiAuth, ApplicationApi, KeyVaultGroup, MappingError, SecretMapping};
+use super::{
+    ApiAuth, AppConfigurationStore, ApplicationApi, KeyValueMapping, KeyVaultGroup, MappingError,
+    SecretMapping,
+};
 use super::{SettingMapping, SiteGroup, SiteKind};
 use crate::azure::cloud::Cloud;
 use serde_json::{Map, Value};
 use url::Url;
 
 /// The sections this version implements.
-pub(super) const SUPPORTED: [&str; 5] = [
+pub(super) const SUPPORTED: [&str; 6] = [
     "keyVault",
     "applicationApis",
+    "appConfiguration",
     "functionApps",
     "webApps",
     "staticWebApps",
 ];
-/// Sections of the format that this version recognises but does not implement.
-const UNSUPPORTED: [&str; 1] = ["appConfiguration"];
 
 /// A valid `keyVault` entry with the path of each secret it kept.
 pub(super) struct VaultEntry {
     pub group: KeyVaultGroup,
     pub secret_paths: Vec<String>,
+}
+
+/// A valid `appConfiguration` entry with the path of each key-value it kept.
+pub(super) struct StoreEntry {
+    pub store: AppConfigurationStore,
+    pub key_paths: Vec<String>,
 }
 
 /// What one part yields: its valid entries with their paths.
@@ -34,6 +42,8 @@ pub(super) struct Part {
     pub application_apis: Vec<(String, ApplicationApi)>,
     /// Site groups with the path of each setting they kept.
     pub app_settings: Vec<(SiteGroup, Vec<String>)>,
+    /// Stores with the path of each key-value they kept.
+    pub app_configuration: Vec<StoreEntry>,
 }
 
 /// Walks the parts of one setting, collecting problems in `errors`.
@@ -104,13 +114,12 @@ impl<'a> Walker<'a> {
                         part.app_settings.extend(self.site(e, &index(key, i), kind));
                     }
                 }
-                k if UNSUPPORTED.contains(&k) => self.error(
-                    k,
-                    format!(
-                        "not supported by this version of apikey-rotator (supported: {})",
-                        SUPPORTED.join(", ")
-                    ),
-                ),
+                "appConfiguration" => {
+                    for (i, e) in self.array(v, key).into_iter().flatten().enumerate() {
+                        part.app_configuration
+                            .extend(self.app_configuration(e, &index(key, i)));
+                    }
+                }
                 k => self.error(k, unknown(k, &SUPPORTED)),
             }
         }
@@ -300,6 +309,63 @@ impl<'a> Walker<'a> {
                 })
             }
         }
+    }
+
+    fn app_configuration(&mut self, v: &Value, path: &str) -> Option<StoreEntry> {
+        let obj = self.fields(v, path, &["endpoint", "connectionStringSetting", "keys"])?;
+        let endpoint = self.required_string(obj, path, "endpoint", store_endpoint);
+        let setting = match obj.get("connectionStringSetting") {
+            None => Some(None),
+            Some(v) => {
+                let p = join(path, "connectionStringSetting");
+                match self.string(v, &p, name) {
+                    Some(s) if !(self.setting_exists)(&s) => {
+                        self.error(&p, format!("app setting {s} is not set"));
+                        None
+                    }
+                    other => other.map(Some),
+                }
+            }
+        };
+        let keys_path = join(path, "keys");
+        let keys = self
+            .required(obj, path, "keys")
+            .and_then(|v| self.array(v, &keys_path));
+        if keys.is_some_and(|k| k.is_empty()) {
+            self.error(&keys_path, "must not be empty; expected at least one key");
+        }
+        let mut store_keys = Vec::new();
+        let mut key_paths = Vec::new();
+        for (j, k) in keys.into_iter().flatten().enumerate() {
+            let p = index(&keys_path, j);
+            if let Some(kv) = self.key_value(k, &p) {
+                store_keys.push(kv);
+                key_paths.push(p);
+            }
+        }
+        Some(StoreEntry {
+            store: AppConfigurationStore {
+                endpoint: endpoint?,
+                connection_string_setting: setting?,
+                keys: store_keys,
+            },
+            key_paths,
+        })
+    }
+
+    fn key_value(&mut self, v: &Value, path: &str) -> Option<KeyValueMapping> {
+        let obj = self.fields(v, path, &["key", "label", "apimAppName"])?;
+        let key = self.required_string(obj, path, "key", kv_key);
+        let label = match obj.get("label") {
+            None => Some(None),
+            Some(v) => self.string(v, &join(path, "label"), kv_label).map(Some),
+        };
+        let apim_app_name = self.required_string(obj, path, "apimAppName", name);
+        Some(KeyValueMapping {
+            key: key?,
+            label: label?,
+            apim_app_name: apim_app_name?,
+        })
     }
 
     // The field-reading helpers every section uses.
@@ -584,6 +650,51 @@ fn http_url(s: &str) -> Result<Url, String> {
     }
 }
 
+/// An App Configuration endpoint: https (or a loopback address), no path, query or credentials.
+fn store_endpoint(s: &str) -> Result<Url, String> {
+    let url = plain_url(s)?;
+    let loopback = crate::settings::is_loopback(&url);
+    if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
+        return Err(
+            "only https URLs are accepted for App Configuration (http is allowed for loopback addresses only)"
+                .into(),
+        );
+    }
+    if url.query().is_some() || url.path() != "/" {
+        return Err(
+            "must be the store's endpoint without a path or query, such as https://<store>.azconfig.io"
+                .into(),
+        );
+    }
+    Ok(url)
+}
+
+/// A key: non-empty, no control characters, not `.` or `..` (the service refuses them).
+fn kv_key(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        Err("must not be empty".into())
+    } else if s == "." || s == ".." {
+        Err(format!("\"{s}\" is not a valid key"))
+    } else if s.chars().any(char::is_control) {
+        Err(format!("{s:?} contains control characters"))
+    } else if s.chars().count() > 10_000 {
+        Err("too long".into())
+    } else {
+        Ok(s.to_string())
+    }
+}
+
+/// A label: no control characters (an empty label is the null label too: use no label).
+fn kv_label(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        Err("must not be empty; leave label out for the null label".into())
+    } else if s.chars().any(char::is_control) {
+        Err(format!("{s:?} contains control characters"))
+    } else {
+        Ok(s.to_string())
+    }
+}
+
 fn scope(s: &str) -> Result<String, String> {
     if s.is_empty() || s.chars().any(char::is_whitespace) {
         Err("expected one scope without spaces, such as api://<application-id>/.default".into())
@@ -655,13 +766,20 @@ pub(super) mod tests {
                 { "subscriptionId": "34ADFA4F-CEDF-4DC0-BA29-B6D1A69AB345", "resourceGroup": "rg-web",
                   "name": "swa-portal",
                   "settings": [ { "settingName": "PORTAL_API_KEY", "apimAppName": "App3" } ] }
+            ],
+            "appConfiguration": [
+                { "endpoint": "https://appcs-consumers.azconfig.io", "_c": 1,
+                  "keys": [ { "key": "Orders:ApiKey", "label": "prd", "apimAppName": "App2" },
+                            { "key": "Orders:ApiKey", "apimAppName": "App2" } ] },
+                { "endpoint": "https://127.0.0.1:8443", "connectionStringSetting": "APPCS_CS",
+                  "keys": [ { "key": "k", "apimAppName": "App1" } ] }
             ]
         })
     }
 
     fn walk(v: &Value) -> (Part, Vec<String>) {
         let cloud = Cloud::public();
-        let exists = |s: &str| s == "ADMIN_TOKEN";
+        let exists = |s: &str| s == "ADMIN_TOKEN" || s == "APPCS_CS";
         let mut w = Walker::new("APIKEYROTATIONAPPS", &cloud, &exists);
         let part = w.part(&v.to_string());
         let errors = w
@@ -804,7 +922,6 @@ pub(super) mod tests {
             ("/applicationApis/1/auth/scope", Some(json!("s")), "applicationApis[1].auth.scope: unknown field; expected type, name, valueSetting"),
             ("/applicationApis/2/auth", Some(json!({"type": "none", "scope": "s"})), "applicationApis[2].auth.scope: unknown field; expected type"),
             // top level
-            ("/appConfiguration", Some(json!([])), "appConfiguration: not supported by this version of apikey-rotator (supported: keyVault, applicationApis, functionApps, webApps, staticWebApps)"),
             // functionApps / webApps / staticWebApps
             ("/functionApps", Some(json!(null)), "functionApps: expected an array, got null"),
             ("/functionApps/0/subscriptionId", None, "functionApps[0].subscriptionId: required"),
@@ -835,7 +952,28 @@ pub(super) mod tests {
             ("/staticWebApps/0/name", Some(json!("a".repeat(41))), "staticWebApps[0].name: \"aaaa"),
             ("/staticWebApps/0/settings/0", Some(json!([])), "staticWebApps[0].settings[0]: expected an object, got array"),
             ("/keyvault", Some(json!([])), "keyvault: unknown field; did you mean keyVault?"),
-            ("/secrets", Some(json!([])), "secrets: unknown field; expected keyVault, applicationApis, functionApps, webApps, staticWebApps (fields starting with _ are comments)"),
+            ("/secrets", Some(json!([])), "secrets: unknown field; expected keyVault, applicationApis, appConfiguration, functionApps, webApps, staticWebApps (fields starting with _ are comments)"),
+            // appConfiguration
+            ("/appConfiguration/0/endpoint", None, "appConfiguration[0].endpoint: required"),
+            ("/appConfiguration/0/endpoint", Some(json!("http://appcs.azconfig.io")), "appConfiguration[0].endpoint: only https URLs are accepted for App Configuration (http is allowed for loopback addresses only)"),
+            ("/appConfiguration/0/endpoint", Some(json!("https://appcs.azconfig.io/kv")), "appConfiguration[0].endpoint: must be the store's endpoint without a path or query"),
+            ("/appConfiguration/0/endpoint", Some(json!("https://appcs.azconfig.io/?a=1")), "appConfiguration[0].endpoint: must be the store's endpoint without a path or query"),
+            ("/appConfiguration/0/endpoint", Some(json!("https://u:p@appcs.azconfig.io")), "appConfiguration[0].endpoint: must not contain a user name or password"),
+            ("/appConfiguration/0/Endpoint", Some(json!("x")), "appConfiguration[0].Endpoint: unknown field; did you mean endpoint?"),
+            ("/appConfiguration/0/keys", None, "appConfiguration[0].keys: required"),
+            ("/appConfiguration/0/keys", Some(json!([])), "appConfiguration[0].keys: must not be empty; expected at least one key"),
+            ("/appConfiguration/0/keys/0/key", None, "appConfiguration[0].keys[0].key: required"),
+            ("/appConfiguration/0/keys/0/key", Some(json!("")), "appConfiguration[0].keys[0].key: must not be empty"),
+            ("/appConfiguration/0/keys/0/key", Some(json!(".")), "appConfiguration[0].keys[0].key: \".\" is not a valid key"),
+            ("/appConfiguration/0/keys/0/key", Some(json!("..")), "appConfiguration[0].keys[0].key: \"..\" is not a valid key"),
+            ("/appConfiguration/0/keys/0/key", Some(json!("a\nb")), "appConfiguration[0].keys[0].key: \"a\\nb\" contains control characters"),
+            ("/appConfiguration/0/keys/0/label", Some(json!(1)), "appConfiguration[0].keys[0].label: expected a string, got number"),
+            ("/appConfiguration/0/keys/0/label", Some(json!("a\u{7}")), "appConfiguration[0].keys[0].label: \"a\\u{7}\" contains control characters"),
+            ("/appConfiguration/0/keys/0/apimAppName", None, "appConfiguration[0].keys[0].apimAppName: required"),
+            ("/appConfiguration/0/keys/0/value", Some(json!("x")), "appConfiguration[0].keys[0].value: unknown field; expected key, label, apimAppName"),
+            ("/appConfiguration/1/connectionStringSetting", Some(json!("MISSING_CS")), "appConfiguration[1].connectionStringSetting: app setting MISSING_CS is not set"),
+            ("/appConfiguration/1/connectionStringSetting", Some(json!("")), "appConfiguration[1].connectionStringSetting: must not be empty"),
+            ("/appConfiguration", Some(json!({})), "appConfiguration: expected an array, got object"),
         ];
         for (pointer, value, want) in cases {
             let mut v = valid();
@@ -882,6 +1020,20 @@ pub(super) mod tests {
             ("/keyVault/0/secrets/0/secretName", Some(json!("A-1"))),
             ("/_comment", Some(json!(null))),
             ("/applicationApis/0/_", Some(json!([1, 2]))),
+            (
+                "/appConfiguration/0/endpoint",
+                Some(json!("https://appcs.appconfig.azure.com/")),
+            ),
+            (
+                "/appConfiguration/0/endpoint",
+                Some(json!("http://localhost:8483")),
+            ),
+            (
+                "/appConfiguration/0/keys/0/key",
+                Some(json!(".appconfig.featureflag/x y")),
+            ),
+            ("/appConfiguration/0/keys/0/label", Some(json!("a,b*"))),
+            ("/appConfiguration/0/keys/1/_why", Some(json!("comment"))),
         ];
         for (pointer, value) in cases {
             let mut v = valid();

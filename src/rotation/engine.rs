@@ -364,6 +364,7 @@ fn describe(kind: TargetKind, entry: &str) -> String {
         TargetKind::FunctionApp | TargetKind::WebApp | TargetKind::StaticWebApp => {
             format!("app setting {entry}")
         }
+        TargetKind::AppConfiguration => format!("key-value \"{entry}\""),
     }
 }
 

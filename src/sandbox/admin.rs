@@ -67,6 +67,11 @@ async fn state(State(shared): State<Arc<Shared>>) -> Response {
         json!({
             "keyVaults": vaults,
             "applicationApis": shared.application_api.state(),
+            "appConfigurations": shared
+                .app_configs
+                .iter()
+                .map(|(name, s)| (name.clone(), s.state()))
+                .collect::<serde_json::Map<String, Value>>(),
             "apigee": shared.apigee.state(),
             "resourceManager": shared.resource_manager.state(),
         }),

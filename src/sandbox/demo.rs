@@ -11,6 +11,11 @@ use std::path::Path;
 
 /// The vaults the sandbox serves.
 pub(crate) const VAULTS: [&str; 2] = ["kv-consumers-prd", "kv-partners-prd"];
+/// The App Configuration stores the sandbox serves: `appcs-consumers` is reached with Entra
+/// ID, `appcs-partners` with HMAC (its connection string in [`APPCS_PARTNERS_SETTING`]).
+pub(crate) const APP_CONFIG_STORES: [&str; 2] = ["appcs-consumers", "appcs-partners"];
+/// The app setting holding the connection string of `appcs-partners`.
+pub(crate) const APPCS_PARTNERS_SETTING: &str = "APPCS_PARTNERS_CONNECTION_STRING";
 /// The Apigee organization.
 pub(crate) const ORGANIZATION: &str = "contoso-sandbox";
 /// The Apigee developer owning the apps.
@@ -52,6 +57,8 @@ pub(crate) fn seed(shared: &Shared) {
     consumers.set("healthcheck-prd-apikey", &current[APP1]);
     consumers.set("orders-prd-apikey", &expired[APP2]);
     consumers.set("reference-prd-apikey", &current[APP3]);
+    // The secret an App Configuration Key Vault reference points at, holding a stale key.
+    consumers.set("appcs-ref-apikey", &expired[APP2]);
     // kv-partners-prd/partner-apikey and healthcheck-api are left empty: the first run creates them.
     seed_sites(shared, &current, &expired);
     shared.application_api.put(
@@ -61,6 +68,44 @@ pub(crate) fn seed(shared: &Shared) {
             api_key: current[APP3].clone(),
             expires_at: None,
         },
+    );
+    seed_app_configuration(shared, &current, &expired);
+}
+
+/// Seeds the App Configuration stores: current and stale keys, labelled and not, a Key Vault
+/// reference to `kv-consumers-prd/appcs-ref-apikey`, and a locked key outside the mapping.
+fn seed_app_configuration(
+    shared: &Shared,
+    current: &BTreeMap<&str, String>,
+    expired: &BTreeMap<&str, String>,
+) {
+    use crate::targets::app_configuration::KEY_VAULT_REF_CONTENT_TYPE;
+    let consumers = &shared.app_configs["appcs-consumers"];
+    consumers.set(
+        "healthcheck-sbx-apikey",
+        Some("sandbox"),
+        &current[APP1],
+        None,
+        false,
+    );
+    consumers.set("Orders:ApiKey", None, &expired[APP2], None, false);
+    consumers.set("Reference:ApiKey", Some("prd"), &current[APP3], None, false);
+    let reference = json!({"uri": format!("{}/secrets/appcs-ref-apikey", shared.vaults["kv-consumers-prd"].base_url)});
+    consumers.set(
+        "Orders:ApiKeyRef",
+        Some("prd"),
+        &reference.to_string(),
+        Some(KEY_VAULT_REF_CONTENT_TYPE),
+        false,
+    );
+    consumers.set("Locked:ApiKey", None, &expired[APP2], None, true);
+    let partners = &shared.app_configs["appcs-partners"];
+    partners.set(
+        "Partner:ApiKey",
+        Some("partners"),
+        &expired[APP3],
+        None,
+        false,
     );
 }
 
@@ -174,6 +219,16 @@ fn mapping(endpoints: &Endpoints) -> serde_json::Value {
         "staticWebApps": [
             {"subscriptionId": SUBSCRIPTION, "resourceGroup": "rg-web", "name": "swa-portal", "settings": [
                 {"settingName": "PORTAL_API_KEY", "apimAppName": APP3}]}
+        ],
+        "appConfiguration": [
+            {"endpoint": endpoints.app_configurations["appcs-consumers"]["endpoint"], "keys": [
+                {"key": "healthcheck-sbx-apikey", "label": "sandbox", "apimAppName": APP1},
+                {"key": "Orders:ApiKey", "apimAppName": APP2},
+                {"key": "Reference:ApiKey", "label": "prd", "apimAppName": APP3},
+                {"key": "Orders:ApiKeyRef", "label": "prd", "apimAppName": APP2}]},
+            {"endpoint": endpoints.app_configurations["appcs-partners"]["endpoint"],
+             "connectionStringSetting": APPCS_PARTNERS_SETTING, "keys": [
+                {"key": "Partner:ApiKey", "label": "partners", "apimAppName": APP3}]}
         ]
     })
 }
@@ -236,6 +291,10 @@ pub(crate) fn env(
         (
             "SANDBOX_CLIENT_SECRET",
             shared.principal.secret.expose().to_string(),
+        ),
+        (
+            APPCS_PARTNERS_SETTING,
+            shared.app_configs["appcs-partners"].connection_string(),
         ),
     ];
     Ok(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())

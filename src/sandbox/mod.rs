@@ -2,7 +2,7 @@
 //! loopback, with a CA of their own, seeded with demo data.
 //!
 //! One file per service: [`identity`] (App Service managed identity), [`authority`] (Entra ID),
-//! [`key_vault`], [`apigee`] (Apigee X and its OAuth token endpoint), [`application_api`] (a
+//! [`key_vault`], [`app_configuration`] (one listener per store), [`apigee`] (Apigee X and its OAuth token endpoint), [`application_api`] (a
 //! consumer app), [`resource_manager`] (ARM), and [`admin`] (request log, fault injection,
 //! state). [`log`] is the middleware every service router is wrapped in; [`tokens`] holds the
 //! bearer tokens the sandbox issued; [`demo`] seeds the data and the handler's settings.
@@ -12,6 +12,7 @@
 
 mod admin;
 mod apigee;
+mod app_configuration;
 mod application_api;
 mod authority;
 mod demo;
@@ -74,7 +75,7 @@ pub struct Endpoints {
     pub apigee: String,
     /// Vault name to vault base URL (`https://127.0.0.1:<port>/`).
     pub key_vaults: BTreeMap<String, String>,
-    /// App Configuration stores (not served yet; empty).
+    /// Store name to `{"endpoint", "connectionString"}`.
     pub app_configurations: BTreeMap<String, serde_json::Value>,
     /// Application API name to its URL.
     pub application_apis: BTreeMap<String, String>,
@@ -94,6 +95,8 @@ pub(crate) struct Shared {
     pub principal: authority::ServicePrincipal,
     /// Vaults by lower-case name.
     pub vaults: BTreeMap<String, Arc<key_vault::Vault>>,
+    /// App Configuration stores by name.
+    pub app_configs: BTreeMap<String, Arc<app_configuration::Store>>,
     pub apigee: apigee::Apigee,
     pub application_api: application_api::Store,
     /// Microsoft.Web sites, slots and static sites with their app settings.
@@ -143,6 +146,11 @@ impl Sandbox {
             vault_ls.push((name, bind("https")?));
         }
 
+        let mut store_ls = Vec::new();
+        for name in demo::APP_CONFIG_STORES {
+            store_ls.push((name, bind("https")?));
+        }
+
         let tenant_id = uuid::Uuid::new_v4().to_string();
         let vaults = vault_ls
             .iter()
@@ -158,6 +166,13 @@ impl Sandbox {
             identity: identity::ManagedIdentity::generate(),
             principal: authority::ServicePrincipal::generate(),
             vaults,
+            app_configs: store_ls
+                .iter()
+                .map(|(name, b)| {
+                    let store = app_configuration::Store::new(name, &b.url);
+                    (name.to_string(), Arc::new(store))
+                })
+                .collect(),
             apigee: apigee::Apigee::new(&apigee_l.url, demo::ORGANIZATION, demo::DEVELOPER)?,
             application_api: application_api::Store::default(),
             resource_manager: Default::default(),
@@ -175,7 +190,14 @@ impl Sandbox {
                 .iter()
                 .map(|(name, b)| (name.to_string(), format!("{}/", b.url)))
                 .collect(),
-            app_configurations: BTreeMap::new(),
+            app_configurations: shared
+                .app_configs
+                .values()
+                .map(|s| {
+                    let info = serde_json::json!({"endpoint": s.base_url, "connectionString": s.connection_string()});
+                    (s.name.clone(), info)
+                })
+                .collect(),
             application_apis: demo::APPLICATION_APIS
                 .iter()
                 .map(|name| (name.to_string(), app_api_url.clone()))
@@ -230,6 +252,15 @@ impl Sandbox {
                 tls_cfg,
                 "keyVault",
                 key_vault::router(s.clone(), vault),
+            ));
+        }
+        for (name, bound) in store_ls {
+            let store = s.app_configs[name].clone();
+            services.push((
+                bound,
+                tls_cfg,
+                "appConfiguration",
+                app_configuration::router(s.clone(), store),
             ));
         }
         for (bound, tls, service, router) in services {
@@ -442,6 +473,20 @@ mod tests {
                 .unwrap()
                 .ends_with("/internal/api-keys"));
         }
+        for store in ["appcs-consumers", "appcs-partners"] {
+            let info = &endpoints["appConfigurations"][store];
+            let endpoint = info["endpoint"].as_str().unwrap();
+            assert!(endpoint.starts_with("https://127.0.0.1:"), "{store}");
+            let key = crate::targets::app_configuration::AccessKey::parse(
+                info["connectionString"].as_str().unwrap(),
+            )
+            .unwrap();
+            assert_eq!(key.endpoint.as_str().trim_end_matches('/'), endpoint);
+        }
+        assert_eq!(
+            json["env"]["APPCS_PARTNERS_CONNECTION_STRING"],
+            endpoints["appConfigurations"]["appcs-partners"]["connectionString"]
+        );
         let env = json["env"].as_object().unwrap();
         for key in [
             "APIKEYROTATIONAPPS",

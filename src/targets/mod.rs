@@ -4,6 +4,7 @@
 //! names, later a site's app settings), read and written in batches because some containers
 //! must be read once and written once. Every kind passes the conformance suite in `tests/`.
 
+pub mod app_configuration;
 pub mod app_settings;
 pub mod application_api;
 pub mod key_vault;
@@ -30,6 +31,8 @@ pub enum TargetKind {
     WebApp,
     /// An app setting of a Static Web App.
     StaticWebApp,
+    /// An App Configuration key-value.
+    AppConfiguration,
 }
 
 impl TargetKind {
@@ -41,6 +44,7 @@ impl TargetKind {
             TargetKind::FunctionApp => "FUNCTION_APP",
             TargetKind::WebApp => "WEB_APP",
             TargetKind::StaticWebApp => "STATIC_WEB_APP",
+            TargetKind::AppConfiguration => "APP_CONFIG",
         }
     }
 
@@ -52,6 +56,7 @@ impl TargetKind {
             TargetKind::FunctionApp => "Function App",
             TargetKind::WebApp => "Web App",
             TargetKind::StaticWebApp => "Static Web App",
+            TargetKind::AppConfiguration => "App Configuration",
         }
     }
 }
@@ -281,7 +286,53 @@ pub fn plan(mapping: &AppsMapping, deps: &TargetDeps) -> Result<Vec<Planned>> {
         container: Arc::new(c),
         entries,
     }));
+    out.extend(plan_app_configuration(mapping, deps));
     Ok(out)
+}
+
+/// One container per App Configuration endpoint and authentication, with its key-values.
+fn plan_app_configuration(mapping: &AppsMapping, deps: &TargetDeps) -> Vec<Planned> {
+    use app_configuration::{entry_name, AppConfiguration, StoreAuth};
+    // (endpoint, auth, (key, label) pairs, entries) of each store.
+    type Store = (
+        url::Url,
+        StoreAuth,
+        Vec<(String, Option<String>)>,
+        Vec<Entry>,
+    );
+    let mut stores: Vec<Store> = Vec::new();
+    for store in &mapping.app_configuration {
+        let auth = match &store.connection_string_setting {
+            None => StoreAuth::Entra,
+            Some(setting) => StoreAuth::ConnectionString {
+                setting: setting.clone(),
+            },
+        };
+        let at = match stores
+            .iter()
+            .position(|(e, a, _, _)| e == &store.endpoint && a == &auth)
+        {
+            Some(i) => i,
+            None => {
+                stores.push((store.endpoint.clone(), auth, Vec::new(), Vec::new()));
+                stores.len() - 1
+            }
+        };
+        for kv in &store.keys {
+            stores[at].2.push((kv.key.clone(), kv.label.clone()));
+            stores[at].3.push(Entry {
+                name: entry_name(&kv.key, kv.label.as_deref()),
+                apim_app_name: kv.apim_app_name.clone(),
+            });
+        }
+    }
+    stores
+        .into_iter()
+        .map(|(endpoint, auth, keys, entries)| Planned {
+            container: Arc::new(AppConfiguration::new(&endpoint, auth, &keys, deps)),
+            entries,
+        })
+        .collect()
 }
 
 #[cfg(test)]
