@@ -94,6 +94,16 @@ async fn drive(info: &SandboxInfo) -> Result<bool, String> {
     for (vault, endpoint) in &info.endpoints.key_vaults {
         println!("Key Vault {vault}: {endpoint}");
     }
+    for (store, endpoint) in &info.endpoints.app_configurations {
+        println!(
+            "App Configuration {store}: {}",
+            endpoint["endpoint"].as_str().unwrap_or_default()
+        );
+    }
+    println!(
+        "Resource Manager (sites, slots, static sites): {}",
+        info.endpoints.resource_manager
+    );
     for (name, endpoint) in &info.endpoints.application_apis {
         println!("Application API {name}: {endpoint}");
     }
