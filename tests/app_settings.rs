@@ -78,10 +78,16 @@ async fn one_put_per_site_references_followed_second_run_writes_nothing() {
         1,
         "one PUT for two changes"
     );
+    // The Web App's slot and the Static Web App each hold one stale key: one PUT each; the
+    // Web App itself only has its Key Vault reference followed, so it is not written.
     assert_eq!(
         arm_requests(&requests, "/config/appsettings", "PUT"),
-        1,
-        "no other site written"
+        3,
+        "one PUT per written site"
+    );
+    assert_eq!(
+        arm_requests(&requests, "/sites/app-storefront/config/appsettings", "PUT"),
+        0
     );
     assert_eq!(
         arm_requests(
@@ -109,7 +115,10 @@ async fn one_put_per_site_references_followed_second_run_writes_nothing() {
     let after = env.state().await["resourceManager"]["sites"].clone();
     let staging = &after["func-orders/slots/staging"];
     assert_eq!(staging["restarts"], 1, "exactly one restart: {staging:#}");
-    for site in ["func-orders", "app-storefront", "swa-portal"] {
+    for site in ["app-storefront/slots/staging", "swa-portal"] {
+        assert_eq!(after[site]["restarts"], 1, "{site}: exactly one restart");
+    }
+    for site in ["func-orders", "app-storefront"] {
         assert_eq!(after[site]["restarts"], 0, "{site} was restarted");
     }
     let (app1, app2) = (
@@ -160,8 +169,14 @@ async fn one_put_per_site_references_followed_second_run_writes_nothing() {
             .contains("the reference itself is unchanged"),
         "{e}"
     );
-    assert!(entry(&first, "warnings", "swa-portal/PORTAL_API_KEY")
+    assert!(entry(&first, "successes", "swa-portal/PORTAL_API_KEY")
         .is_some_and(|e| e["type"] == "STATIC_WEB_APP"));
+    assert!(entry(
+        &first,
+        "successes",
+        "app-storefront/staging/CATALOG_API_KEY"
+    )
+    .is_some_and(|e| e["type"] == "WEB_APP"));
 
     env.clear_requests().await;
     let (status, second) = handler.rotate("").await;
@@ -171,6 +186,8 @@ async fn one_put_per_site_references_followed_second_run_writes_nothing() {
     assert!(writes.is_empty(), "the second run wrote: {writes:#?}");
     let again = env.state().await["resourceManager"]["sites"].clone();
     assert_eq!(again["func-orders/slots/staging"]["restarts"], 1);
+    assert_eq!(again["app-storefront/slots/staging"]["restarts"], 1);
+    assert_eq!(again["swa-portal"]["restarts"], 1);
     assert_eq!(again["app-storefront"]["referenceRefreshes"], 1);
     handler.assert_no_key_leaked(
         &env.all_keys().await,
@@ -184,7 +201,7 @@ async fn one_put_per_site_references_followed_second_run_writes_nothing() {
 async fn throttling_honours_retry_after_within_bounds() {
     let env = Env::start().await;
     let handler = Handler::start(&env.settings(&[])).await;
-    fault(&env, json!({"service": "resourceManager", "match": "/slots/staging/", "status": 429, "retryAfterSeconds": 2, "times": 1})).await;
+    fault(&env, json!({"service": "resourceManager", "match": "/func-orders/slots/staging/", "status": 429, "retryAfterSeconds": 2, "times": 1})).await;
     fault(&env, json!({"service": "resourceManager", "match": "/staticSites/swa-portal/", "status": 429, "retryAfterSeconds": 60, "times": 10})).await;
     let started = Instant::now();
     let (status, report) = handler.rotate("").await;
@@ -201,7 +218,12 @@ async fn throttling_honours_retry_after_within_bounds() {
     let requests = env.requests().await;
     let slot: Vec<u64> = requests
         .iter()
-        .filter(|r| r["path"].as_str().unwrap().contains("/slots/staging/"))
+        .filter(|r| {
+            r["path"]
+                .as_str()
+                .unwrap()
+                .contains("/func-orders/slots/staging/")
+        })
         .map(|r| r["status"].as_u64().unwrap())
         .collect();
     assert_eq!(
@@ -252,7 +274,7 @@ async fn forbidden_site_is_an_error_others_succeed() {
             &json!("AuthorizationFailed")
         )
     );
-    assert_eq!(report["summary"]["updated"], 11, "{report:#}");
+    assert_eq!(report["summary"]["updated"], 13, "{report:#}");
     assert_eq!(
         env.state().await["resourceManager"]["sites"]["func-locked"]["restarts"],
         0

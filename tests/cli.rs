@@ -73,7 +73,7 @@ async fn rotate_prints_the_report_and_validate_checks_the_mapping() {
     let out = binary().envs(&settings).arg("validate").output().unwrap();
     assert!(out.status.success(), "{:?}", text(&out));
     assert!(
-        text(&out).0.contains("mapping valid: 3 apps, 16 targets"),
+        text(&out).0.contains("mapping valid: 3 apps, 17 targets"),
         "{:?}",
         text(&out)
     );

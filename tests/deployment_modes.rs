@@ -21,7 +21,7 @@ async fn a_service_principal_works_where_there_is_no_managed_identity() {
     let handler = Handler::start(&settings).await;
     let (status, report) = handler.rotate("").await;
     assert_eq!(status, 200, "{report:#}");
-    assert_eq!(report["summary"]["updated"], 11, "{report:#}");
+    assert_eq!(report["summary"]["updated"], 13, "{report:#}");
     let requests = env.requests().await;
     assert!(
         requests.iter().any(|r| r["service"] == "authority"),
@@ -56,7 +56,7 @@ async fn a_remote_toolkit_app_provides_the_keys() {
     let (status, report) = rotator.rotate("").await;
     assert_eq!(status, 200, "{report:#}");
     assert_eq!(report["summary"]["renewed"], 1, "{report:#}");
-    assert_eq!(report["summary"]["updated"], 11, "{report:#}");
+    assert_eq!(report["summary"]["updated"], 13, "{report:#}");
     // The toolkit's own log shows it answered once per app.
     let answered = toolkit.output().matches("ToolkitApp answered").count();
     assert_eq!(answered, 3, "{}", toolkit.output());

@@ -31,7 +31,7 @@ async fn timer_accepts_the_host_bodies_and_answers_with_the_report() {
             "{answer}"
         );
         let report = &answer["ReturnValue"];
-        assert_eq!(report["summary"]["targets"], 16, "{answer:#}");
+        assert_eq!(report["summary"]["targets"], 17, "{answer:#}");
         assert!(report["runId"].is_string());
         if i == 0 {
             assert_eq!(
@@ -75,7 +75,7 @@ async fn timer_marks_the_invocation_failed_when_a_target_fails() {
         .ends_with("/orders-prd-apikey"));
     // The other targets went on.
     assert_eq!(
-        answer["ReturnValue"]["summary"]["updated"], 10,
+        answer["ReturnValue"]["summary"]["updated"], 12,
         "{answer:#}"
     );
 

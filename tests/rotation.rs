@@ -42,7 +42,7 @@ async fn first_run_rotates_second_run_writes_nothing() {
     let s = &first["summary"];
     assert_eq!(
         (s["apps"].as_u64(), s["targets"].as_u64()),
-        (Some(3), Some(16)),
+        (Some(3), Some(17)),
         "{s}"
     );
     assert_eq!(
@@ -85,10 +85,10 @@ async fn first_run_rotates_second_run_writes_nothing() {
             s["unchanged"].as_u64(),
             s["failed"].as_u64()
         ),
-        (Some(11), Some(5), Some(0))
+        (Some(13), Some(4), Some(0))
     );
-    // App settings: the slot's stale and renewed keys are written, the Web App's Key Vault
-    // reference is followed, the current ones are left alone.
+    // App settings: the slots' and the Static Web App's stale and renewed keys are written, the
+    // Web App's Key Vault reference is followed, the current one is left alone.
     assert!(
         has(
             &first,
@@ -128,7 +128,7 @@ async fn first_run_rotates_second_run_writes_nothing() {
     assert!(
         has(
             &first,
-            "warnings",
+            "successes",
             "STATIC_WEB_APP",
             "swa-portal/PORTAL_API_KEY"
         ),
@@ -180,7 +180,7 @@ async fn first_run_rotates_second_run_writes_nothing() {
     assert_eq!(status, 200, "{second:#}");
     assert_eq!(second["summary"]["updated"], 0, "{second:#}");
     assert_eq!(second["summary"]["renewed"], 0);
-    assert_eq!(second["summary"]["unchanged"], 16);
+    assert_eq!(second["summary"]["unchanged"], 17);
     let writes = env.writes().await;
     assert!(writes.is_empty(), "the second run wrote: {writes:#?}");
     // One issuer read per app, one read per target.
@@ -202,7 +202,7 @@ async fn first_run_rotates_second_run_writes_nothing() {
         .iter()
         .filter(|r| r["service"] == "resourceManager")
         .collect();
-    assert_eq!(arm.len(), 3, "{arm:#?}");
+    assert_eq!(arm.len(), 4, "{arm:#?}");
     assert!(arm.iter().all(|r| common::is_arm_list(r)), "{arm:#?}");
 
     let all_keys = env.all_keys().await;

@@ -111,8 +111,9 @@ fn seed_app_configuration(
 
 /// The demo sites: a Function App with a `staging` slot (a stale key, and App1's key, which
 /// the first run renews), a Web App (App2's current key, and a Key Vault reference to a stale
-/// secret), a Static Web App (App3's current key), each with settings the mapping does not
-/// name; and `func-locked`, on which the rotator has no role (403 AuthorizationFailed).
+/// secret) with a `staging` slot (a stale key), a Static Web App (a stale key), each with
+/// settings the mapping does not name; and `func-locked`, on which the rotator has no role
+/// (403 AuthorizationFailed).
 fn seed_sites(shared: &Shared, current: &BTreeMap<&str, String>, expired: &BTreeMap<&str, String>) {
     use super::resource_manager::SiteType;
     let arm = &shared.resource_manager;
@@ -165,12 +166,23 @@ fn seed_sites(shared: &Shared, current: &BTreeMap<&str, String>, expired: &BTree
     arm.add_site(
         SUBSCRIPTION,
         "rg-web",
+        SiteType::WebApp,
+        "app-storefront",
+        Some("staging"),
+        &[
+            ("WEBSITE_RUN_FROM_PACKAGE", "1"),
+            ("CATALOG_API_KEY", &expired[APP2]),
+        ],
+    );
+    arm.add_site(
+        SUBSCRIPTION,
+        "rg-web",
         SiteType::StaticSite,
         "swa-portal",
         None,
         &[
             ("API_BASE_URL", "https://api.contoso.example/v1"),
-            ("PORTAL_API_KEY", &current[APP3]),
+            ("PORTAL_API_KEY", &expired[APP3]),
         ],
     );
     arm.add_site(
@@ -214,7 +226,9 @@ fn mapping(endpoints: &Endpoints) -> serde_json::Value {
         "webApps": [
             {"subscriptionId": SUBSCRIPTION, "resourceGroup": "rg-web", "name": "app-storefront", "settings": [
                 {"settingName": "CATALOG_API_KEY", "apimAppName": APP2},
-                {"settingName": "HEALTHCHECK_API_KEY", "apimAppName": APP1}]}
+                {"settingName": "HEALTHCHECK_API_KEY", "apimAppName": APP1}]},
+            {"subscriptionId": SUBSCRIPTION, "resourceGroup": "rg-web", "name": "app-storefront", "slot": "staging", "settings": [
+                {"settingName": "CATALOG_API_KEY", "apimAppName": APP2}]}
         ],
         "staticWebApps": [
             {"subscriptionId": SUBSCRIPTION, "resourceGroup": "rg-web", "name": "swa-portal", "settings": [
