@@ -34,7 +34,7 @@ pub enum Command {
         port: u16,
     },
     /// Run one rotation now and print the report as JSON on stdout (exit 1 when a target
-    /// failed, 2 when the run could not start).
+    /// failed, 2 when the run could not start, 3 when another run is in progress).
     Rotate {
         /// Read the apps mapping from this file instead of APIKEYROTATIONAPPS(2,3).
         #[arg(long)]
@@ -201,6 +201,10 @@ async fn rotate(rotator: Rotator, options: RunOptions) -> ExitCode {
             } else {
                 ExitCode::SUCCESS
             }
+        }
+        Err(RunError::InProgress(m)) => {
+            eprintln!("error: a run is in progress: {m}");
+            ExitCode::from(3)
         }
         Err(e) => {
             eprintln!("error: {e}");

@@ -69,6 +69,12 @@ impl From<RunError> for ApiError {
                 "The run could not start.",
                 vec![err.to_string()],
             ),
+            RunError::InProgress(m) => (
+                StatusCode::CONFLICT,
+                "RunInProgress",
+                m.as_str(),
+                Vec::new(),
+            ),
         };
         tracing::error!(code, "{e}");
         Self {

@@ -1,10 +1,12 @@
-//! The rotation run: one toolkit call per app, then read, compare and write per target, and the
-//! report of what happened.
+//! The rotation run: one toolkit call per app, then read, compare and write per target, the
+//! report of what happened, and the lock that keeps runs from overlapping.
 
 pub mod engine;
+pub mod lock;
 pub mod report;
 pub mod service;
 
 pub use engine::{run, RunOptions};
+pub use lock::{LockError, RunLock};
 pub use report::Report;
 pub use service::{Rotator, RunError};

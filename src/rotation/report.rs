@@ -21,6 +21,9 @@ pub struct Report {
     pub errors: Vec<ReportEntry>,
     /// Counts.
     pub summary: Summary,
+    /// The run lock held during the run: `blob lease <account>/<container>/<blob>` or
+    /// `local (AzureWebJobsStorage is not set)`.
+    pub lock: String,
     /// When the run ended (RFC 3339, UTC, milliseconds).
     pub timestamp: String,
 }
@@ -103,6 +106,7 @@ impl Report {
             warnings: Vec::new(),
             errors: Vec::new(),
             summary: Summary::default(),
+            lock: String::new(),
             timestamp: String::new(),
         }
     }

@@ -2,6 +2,7 @@
 //! mapping checked on every run, then the engine.
 
 use super::engine::{run, RunOptions};
+use super::lock::{LockError, RunLock};
 use super::report::Report;
 use crate::azure::{credential, http};
 use crate::error::Error;
@@ -24,6 +25,8 @@ pub enum RunError {
     BadRequest(String),
     /// Something the run needs could not be set up (HTTP 500).
     Setup(Error),
+    /// Another run holds the run lock (HTTP 409); the message says where.
+    InProgress(String),
 }
 
 impl std::fmt::Display for RunError {
@@ -36,12 +39,13 @@ impl std::fmt::Display for RunError {
             RunError::Mapping(errors) => write!(f, "invalid mapping:\n{errors}"),
             RunError::BadRequest(m) => f.write_str(m),
             RunError::Setup(e) => write!(f, "{e}"),
+            RunError::InProgress(m) => write!(f, "a run is in progress: {m}"),
         }
     }
 }
 
 /// Everything a run needs that lives as long as the process: settings, the shared HTTP client,
-/// the credential (and its token cache), and where keys come from.
+/// the credential (and its token cache), where keys come from, and the run lock.
 pub struct Rotator {
     settings: Arc<Settings>,
     http: Result<reqwest::Client, Error>,
@@ -49,6 +53,7 @@ pub struct Rotator {
     keys: Result<Arc<dyn KeySource>, Error>,
     vaults:
         Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<targets::key_vault::KeyVault>>>>,
+    lock: Result<RunLock, Error>,
 }
 
 impl Rotator {
@@ -71,12 +76,22 @@ impl Rotator {
         if let Err(e) = &keys {
             tracing::error!(code = e.code(), "toolkit unavailable: {e}");
         }
+        let lock = RunLock::from_settings(
+            &settings,
+            http.as_ref().map_err(Clone::clone),
+            credential.clone(),
+        );
+        match &lock {
+            Ok(lock) => tracing::info!(lock = %lock.describe(), "run lock"),
+            Err(e) => tracing::error!(code = e.code(), "run lock unavailable: {e}"),
+        }
         Self {
             settings,
             http,
             credential,
             keys,
             vaults: Default::default(),
+            lock,
         }
     }
 
@@ -95,7 +110,8 @@ impl Rotator {
         self.keys.clone()
     }
 
-    /// Validates settings and mapping, then runs the rotation.
+    /// Validates settings and mapping, takes the run lock, then runs the rotation; the lock is
+    /// held until the run ends and released on every path.
     pub async fn run(&self, options: &RunOptions) -> Result<Report, RunError> {
         let problems = self.settings.check_for_rotation();
         if !problems.is_empty() {
@@ -125,14 +141,26 @@ impl Rotator {
             vaults: self.vaults.clone(),
         };
         let plan = targets::plan(&mapping, &deps).map_err(RunError::Setup)?;
-        Ok(run(
+        let lock = self.lock.as_ref().map_err(|e| RunError::Setup(e.clone()))?;
+        let guard = lock.acquire().await.map_err(|e| match e {
+            LockError::InProgress(m) => RunError::InProgress(m),
+            LockError::Failed(e) => RunError::Setup(e),
+        })?;
+        let mut report = run(
             keys.as_ref(),
             &plan,
             &mapping.apim_app_names(),
             options,
             &deps,
         )
-        .await)
+        .await;
+        report.lock = lock.describe();
+        if let Some(note) = guard.release().await {
+            report
+                .warnings
+                .push(super::report::ReportEntry::new("LOCK", "", "", note));
+        }
+        Ok(report)
     }
 
     /// Parses and validates the mapping settings.
