@@ -506,7 +506,10 @@ mod tests {
         let headers: Vec<(String, String)> = [
             ("x-ms-lease-action", "acquire"),
             ("x-ms-lease-duration", "60"),
-            ("x-ms-proposed-lease-id", "3f0f6c2e-9f7a-4f5e-8d7c-2a1b0c9d8e7f"),
+            (
+                "x-ms-proposed-lease-id",
+                "3f0f6c2e-9f7a-4f5e-8d7c-2a1b0c9d8e7f",
+            ),
             ("x-ms-date", "Tue, 02 Jun 2026 06:00:00 GMT"),
             ("x-ms-version", "2021-12-02"),
             ("content-length", "0"),
@@ -532,10 +535,15 @@ mod tests {
 
     #[test]
     fn query_parameters_are_sorted_and_lower_cased() {
-        let url = url::Url::parse("https://acct.blob.core.windows.net/c?restype=container&Comp=list&comp=b")
-            .unwrap();
+        let url = url::Url::parse(
+            "https://acct.blob.core.windows.net/c?restype=container&Comp=list&comp=b",
+        )
+        .unwrap();
         let sts = string_to_sign("GET", "acct", &url, &[]);
-        assert!(sts.ends_with("/acct/c\ncomp:b,list\nrestype:container"), "{sts}");
+        assert!(
+            sts.ends_with("/acct/c\ncomp:b,list\nrestype:container"),
+            "{sts}"
+        );
     }
 
     #[test]
@@ -598,7 +606,10 @@ mod tests {
         )
         .unwrap()
         .unwrap();
-        assert_eq!(a.blob_endpoint.as_str(), "https://stfunc.blob.core.windows.net/");
+        assert_eq!(
+            a.blob_endpoint.as_str(),
+            "https://stfunc.blob.core.windows.net/"
+        );
         assert!(matches!(a.auth, StorageAuth::Token(_)));
         let a = StorageAccount::from_settings(
             &settings(&[(

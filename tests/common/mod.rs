@@ -3,6 +3,8 @@
 //! log and the handler's captured output.
 #![allow(dead_code)]
 
+pub mod azurite;
+
 use apikey_rotator::sandbox::{Sandbox, SandboxInfo, SandboxOptions};
 use serde_json::Value;
 use std::collections::BTreeMap;

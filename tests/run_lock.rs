@@ -1,0 +1,265 @@
+//! The run lock (PRODUCT.md §10): a blob lease in Azurite across processes, a local mutex
+//! without `AzureWebJobsStorage`; a second run is refused with 409 / exit code 3.
+
+mod common;
+
+use apikey_rotator::azure::storage::{BlobClient, LeaseOutcome, StorageAccount};
+use apikey_rotator::rotation::lock::{LockError, RunGuard, RunLock, LOCK_CONTAINER};
+use common::azurite::Azurite;
+use common::{Env, Handler};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+fn client(azurite: &Azurite) -> BlobClient {
+    BlobClient::new(
+        reqwest::Client::new(),
+        StorageAccount::from_connection_string(&azurite.connection_string()).unwrap(),
+    )
+}
+
+fn lock(azurite: &Azurite, blob: &str, lease_seconds: u64) -> RunLock {
+    RunLock::blob(
+        client(azurite),
+        LOCK_CONTAINER,
+        blob,
+        Duration::from_secs(lease_seconds),
+    )
+}
+
+fn assert_in_progress(result: Result<RunGuard, LockError>, blob: &str) {
+    match result {
+        Err(LockError::InProgress(m)) => assert!(
+            m.contains(&format!("devstoreaccount1/{LOCK_CONTAINER}/{blob}")),
+            "{m}"
+        ),
+        Err(LockError::Failed(e)) => panic!("expected InProgress, got {e}"),
+        Ok(_) => panic!("expected InProgress, got the lock"),
+    }
+}
+
+/// Two holders (two processes) of the same blob: the second is refused until the first
+/// releases; a dropped guard releases too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_holder_is_refused_until_the_first_releases() {
+    let azurite = Azurite::start();
+    let (a, b) = (lock(&azurite, "t.lock", 60), lock(&azurite, "t.lock", 60));
+    assert_eq!(
+        a.describe(),
+        format!("blob lease devstoreaccount1/{LOCK_CONTAINER}/t.lock")
+    );
+    // The first acquisition creates the container and the blob.
+    let held = a.acquire().await.expect("the first holder gets the lease");
+    assert_in_progress(b.acquire().await, "t.lock");
+    assert_eq!(held.release().await, None);
+    let held = b.acquire().await.expect("free after release");
+    assert_in_progress(a.acquire().await, "t.lock");
+    drop(held);
+    let mut again = a.acquire().await;
+    for _ in 0..50 {
+        if again.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        again = a.acquire().await;
+    }
+    assert!(again.is_ok(), "a dropped guard releases the lease");
+}
+
+/// A holder that keeps running renews its lease past the lease period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_holder_renews_its_lease() {
+    let azurite = Azurite::start();
+    let (a, b) = (lock(&azurite, "r.lock", 15), lock(&azurite, "r.lock", 15));
+    let held = a.acquire().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(17)).await;
+    assert_in_progress(b.acquire().await, "r.lock");
+    assert_eq!(held.release().await, None, "renewals succeeded");
+    b.acquire().await.expect("free after release");
+}
+
+/// A holder that crashed (took a 15 s lease and never renews nor releases) blocks others only
+/// until its lease expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_holders_lease_expires() {
+    let azurite = Azurite::start();
+    let b = lock(&azurite, "c.lock", 15);
+    drop(b.acquire().await.unwrap()); // creates the blob
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let crashed = client(&azurite);
+    let outcome = crashed
+        .acquire_lease(
+            LOCK_CONTAINER,
+            "c.lock",
+            15,
+            &uuid::Uuid::new_v4().to_string(),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(outcome, LeaseOutcome::Acquired(_)), "{outcome:?}");
+    assert_in_progress(b.acquire().await, "c.lock");
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    b.acquire()
+        .await
+        .expect("the crashed holder's lease has expired");
+}
+
+/// The lock blob of the function app the settings name (`WEBSITE_SITE_NAME`).
+fn lock_blob(settings: &std::collections::BTreeMap<String, String>) -> String {
+    let site = &settings["WEBSITE_SITE_NAME"];
+    format!("{site}/rotation-run.lock")
+}
+
+async fn slow_apigee(env: &Env) {
+    let fault = json!({"service": "apigee", "match": "", "delayMs": 1500, "times": 10});
+    let r = env
+        .admin
+        .post(format!("{}/faults", env.info.endpoints.admin))
+        .json(&fault)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+}
+
+/// Two simultaneous GETs: one runs (200), the other is refused (409 RunInProgress).
+async fn two_overlapping_runs(handler: &Handler) -> (Value, Value) {
+    let (one, two) = tokio::join!(handler.rotate(""), async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        handler.rotate("").await
+    });
+    let mut both = [one, two];
+    both.sort_by_key(|(status, _)| *status);
+    let [(ok_status, report), (refused_status, refused)] = both;
+    assert_eq!(
+        (ok_status, refused_status),
+        (200, 409),
+        "{report}\n{refused}"
+    );
+    assert_eq!(refused["error"]["code"], "RunInProgress", "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("in progress"),
+        "{refused}"
+    );
+    (report, refused)
+}
+
+/// Two instances of the real handler (two processes) with AzureWebJobsStorage on the same
+/// Azurite: a run on the second while the first runs gets 409 naming the blob lease; the
+/// report names the lease, and the lease is released after the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handler_instances_serialise_runs_with_a_blob_lease() {
+    let azurite = Azurite::start();
+    let env = Env::start().await;
+    let cs = azurite.connection_string();
+    let settings = env.settings(&[("AzureWebJobsStorage", cs.as_str())]);
+    let (first, second) = tokio::join!(Handler::start(&settings), Handler::start(&settings));
+    slow_apigee(&env).await;
+    let ((ok_status, report), (refused_status, refused)) = tokio::join!(first.rotate(""), async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        second.rotate("").await
+    });
+    assert_eq!(
+        (ok_status, refused_status),
+        (200, 409),
+        "{report}\n{refused}"
+    );
+    assert_eq!(refused["error"]["code"], "RunInProgress", "{refused}");
+    let blob = &lock_blob(&settings);
+    assert!(
+        refused["error"]["message"].as_str().unwrap().contains(blob),
+        "{refused}"
+    );
+    assert_eq!(
+        report["lock"],
+        format!("blob lease devstoreaccount1/{LOCK_CONTAINER}/{blob}")
+    );
+    // Released at the end: another process takes the lease at once.
+    lock(&azurite, blob, 15)
+        .acquire()
+        .await
+        .expect("the handler released the lease")
+        .release()
+        .await;
+    let (status, again) = second.rotate("dryRun=true").await;
+    assert_eq!(status, 200, "{again}");
+    let keys = env.all_keys().await;
+    for handler in [&first, &second] {
+        handler.assert_no_key_leaked(&keys, &[&report.to_string(), &refused.to_string()]);
+        assert!(
+            !handler.output().contains(common::azurite::ACCOUNT_KEY),
+            "the account key appears in the logs"
+        );
+    }
+}
+
+/// While another process holds the lease, `rotate` exits with 3 and says a run is in progress.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotate_exits_3_while_another_process_holds_the_lease() {
+    let azurite = Azurite::start();
+    let env = Env::start().await;
+    let cs = azurite.connection_string();
+    let settings = env.settings(&[("AzureWebJobsStorage", cs.as_str())]);
+    let blob = &lock_blob(&settings);
+    let other = lock(&azurite, blob, 60);
+    let held = other.acquire().await.unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_apikey-rotator"))
+        .env_clear()
+        .envs(&settings)
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .args(["rotate", "--dry-run"])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("a run is in progress"), "{stderr}");
+    assert!(out.stdout.is_empty());
+    assert!(env.writes().await.is_empty());
+    held.release().await;
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_apikey-rotator"))
+        .env_clear()
+        .envs(&settings)
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .args(["rotate", "--dry-run"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["lock"],
+        format!("blob lease devstoreaccount1/{LOCK_CONTAINER}/{blob}")
+    );
+}
+
+/// Without AzureWebJobsStorage the lock is local: the report says so, an overlapping HTTP run
+/// gets 409, and a timer firing during a run answers non-2xx with RunInProgress.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_storage_the_lock_is_local_and_still_refuses_overlaps() {
+    let env = Env::start().await;
+    let handler = Handler::start(&env.settings(&[])).await;
+    slow_apigee(&env).await;
+    let (report, _) = two_overlapping_runs(&handler).await;
+    assert_eq!(report["lock"], "local (AzureWebJobsStorage is not set)");
+
+    slow_apigee(&env).await;
+    let timer = br#"{"Data":{"timer":{"Schedule":{"AdjustForDST":true},"ScheduleStatus":null,"IsPastDue":false}},"Metadata":{}}"#;
+    let (run, fired) = tokio::join!(handler.rotate(""), async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        handler.timer(timer.to_vec()).await
+    });
+    assert_eq!(run.0, 200, "{}", run.1);
+    assert!(!(200..300).contains(&fired.0), "{}", fired.1);
+    assert_eq!(
+        fired.1["ReturnValue"]["error"]["code"], "RunInProgress",
+        "{}",
+        fired.1
+    );
+}
