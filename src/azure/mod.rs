@@ -3,3 +3,4 @@
 pub mod cloud;
 pub mod credential;
 pub mod http;
+pub mod retry;

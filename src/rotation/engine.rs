@@ -10,8 +10,10 @@ use crate::targets::{
 use crate::toolkit::{KeyGrant, KeyRequest, KeySource};
 use futures::future::{BoxFuture, FutureExt};
 use futures::stream::{self, StreamExt};
+use crate::azure::retry;
 use std::collections::HashMap;
-use std::time::Instant;
+use std::future::Future;
+use std::time::{Duration, Instant};
 
 /// How a run behaves.
 #[derive(Debug, Clone)]
@@ -24,6 +26,12 @@ pub struct RunOptions {
     pub force: bool,
     /// How many apps, and how many containers, are worked on at once.
     pub concurrency: usize,
+    /// When the run must end: work not finished by then is abandoned and its targets are
+    /// reported as `DeadlineExceeded` errors. `None`: no deadline.
+    pub deadline: Option<Duration>,
+    /// Started by the HTTP function (whose default deadline is shorter, see
+    /// [`crate::settings::Settings::deadline`]).
+    pub http_triggered: bool,
 }
 
 impl Default for RunOptions {
@@ -33,6 +41,8 @@ impl Default for RunOptions {
             app: None,
             force: false,
             concurrency: 16,
+            deadline: None,
+            http_triggered: false,
         }
     }
 }
@@ -50,6 +60,21 @@ pub async fn run(
     vaults: &dyn VaultResolver,
 ) -> Report {
     let started = Instant::now();
+    // Far enough to never matter, and still a valid instant on every platform.
+    let deadline = started + options.deadline.unwrap_or(Duration::from_secs(100 * 365 * 86_400));
+    retry::with_deadline(deadline, run_until(keys, plan, apps, options, vaults, started, deadline))
+        .await
+}
+
+async fn run_until(
+    keys: &dyn KeySource,
+    plan: &[Planned],
+    apps: &[String],
+    options: &RunOptions,
+    vaults: &dyn VaultResolver,
+    started: Instant,
+    deadline: Instant,
+) -> Report {
     let mut report = Report::new(options.dry_run);
     report.summary.apps = apps.len();
     report.summary.targets = plan.iter().map(|p| p.entries.len()).sum();
@@ -60,7 +85,19 @@ pub async fn run(
     };
     let calls = apps
         .iter()
-        .map(|app| async move { (app.clone(), keys.current_key(app, request).await) }.boxed());
+        .map(|app| {
+            async move {
+                let grant = until(deadline, keys.current_key(app, request))
+                    .await
+                    .unwrap_or_else(|| {
+                        Err(retry::deadline_exceeded(&format!(
+                            "the toolkit call for {app}"
+                        )))
+                    });
+                (app.clone(), grant)
+            }
+            .boxed()
+        });
     let grants: HashMap<String, Result<KeyGrant, Error>> =
         bounded(calls.collect(), options.concurrency)
             .await
@@ -94,7 +131,18 @@ pub async fn run(
 
     let calls = plan
         .iter()
-        .map(|planned| rotate_container(planned, &grants, options.dry_run, vaults).boxed());
+        .map(|planned| {
+            let grants = &grants;
+            async move {
+                until(
+                    deadline,
+                    rotate_container(planned, grants, options.dry_run, vaults),
+                )
+                .await
+                .unwrap_or_else(|| abandoned(planned, grants))
+            }
+            .boxed()
+        });
     let outcomes = bounded(calls.collect(), options.concurrency).await;
     for outcome in outcomes.into_iter().flatten() {
         match outcome {
@@ -131,6 +179,63 @@ async fn bounded<'a, T>(calls: Vec<BoxFuture<'a, T>>, limit: usize) -> Vec<T> {
     stream::iter(calls).buffered(limit.max(1)).collect().await
 }
 
+/// `f`'s output, or `None` when `deadline` passes first (then `f` is dropped, abandoning
+/// whatever it had in flight).
+async fn until<F: Future>(deadline: Instant, f: F) -> Option<F::Output> {
+    tokio::time::timeout_at(deadline.into(), f).await.ok()
+}
+
+/// The outcomes of a container abandoned at the deadline: every entry failed, with
+/// `DeadlineExceeded` unless its key was unavailable anyway.
+fn abandoned(planned: &Planned, grants: &HashMap<String, Result<KeyGrant, Error>>) -> Vec<Outcome> {
+    let container = planned.container.as_ref();
+    let (kind, name) = (container.kind(), container.name());
+    planned
+        .entries
+        .iter()
+        .map(|entry| {
+            let label = format!("{name}/{}", entry.name);
+            match &grants[&entry.apim_app_name] {
+                Err(e) => key_unavailable(kind, entry, &label, e),
+                Ok(_) => {
+                    let e = retry::deadline_exceeded(&format!(
+                        "{} {name}",
+                        kind.noun()
+                    ));
+                    let e = Error::new(
+                        e.kind(),
+                        format!(
+                            "{e}; \"{}\" was abandoned and may or may not hold the new key.",
+                            entry.name
+                        ),
+                    )
+                    .with_code(e.code())
+                    .set_temporary(false);
+                    failed(kind, &entry.apim_app_name, &label, &e)
+                }
+            }
+        })
+        .collect()
+}
+
+/// The outcome of an entry whose app's key the toolkit could not provide.
+fn key_unavailable(kind: TargetKind, entry: &Entry, label: &str, cause: &Error) -> Outcome {
+    let (code, why) = if cause.code() == "DeadlineExceeded" {
+        ("DeadlineExceeded", "the run's deadline passed before the toolkit provided")
+    } else {
+        ("KeyUnavailable", "the toolkit could not provide")
+    };
+    Outcome::Failed(
+        ReportEntry::new(
+            kind.report_type(),
+            &entry.apim_app_name,
+            label,
+            format!("Not checked: {why} the key of {}.", entry.apim_app_name),
+        )
+        .with_code(code),
+    )
+}
+
 enum Outcome {
     Updated(ReportEntry),
     Unchanged(ReportEntry),
@@ -153,18 +258,7 @@ async fn rotate_container(
     for entry in &planned.entries {
         match &grants[&entry.apim_app_name] {
             Ok(grant) => ready.push((entry, grant)),
-            Err(_) => outcomes.push(Outcome::Failed(
-                ReportEntry::new(
-                    kind.report_type(),
-                    &entry.apim_app_name,
-                    &target(&entry.name),
-                    format!(
-                        "Not checked: the toolkit could not provide the key of {}.",
-                        entry.apim_app_name
-                    ),
-                )
-                .with_code("KeyUnavailable"),
-            )),
+            Err(e) => outcomes.push(key_unavailable(kind, entry, &target(&entry.name), e)),
         }
     }
     if ready.is_empty() {

@@ -3,7 +3,7 @@
 
 use super::engine::{run, RunOptions};
 use super::report::Report;
-use crate::azure::{credential, http};
+use crate::azure::{credential, http, retry};
 use crate::error::Error;
 use crate::mapping::{self, MappingErrors};
 use crate::settings::{SettingError, Settings};
@@ -11,7 +11,6 @@ use crate::targets::{self, TargetDeps};
 use crate::toolkit::{self, KeySource};
 use azure_core::credentials::TokenCredential;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Why a run could not start.
 #[derive(Debug)]
@@ -44,6 +43,7 @@ impl std::fmt::Display for RunError {
 /// the credential (and its token cache), and where keys come from.
 pub struct Rotator {
     settings: Arc<Settings>,
+    policy: Arc<retry::RetryPolicy>,
     http: Result<reqwest::Client, Error>,
     credential: Result<Arc<dyn TokenCredential>, Error>,
     keys: Result<Arc<dyn KeySource>, Error>,
@@ -55,8 +55,9 @@ impl Rotator {
     /// Sets everything up once; a failure is kept and reported by each run, never fatal here.
     pub fn new(settings: Settings) -> Self {
         let settings = Arc::new(settings);
+        let policy = Arc::new(retry::RetryPolicy::from_settings(&settings));
         let http = load_ca(&settings)
-            .and_then(|ca| http::build_client(ca.as_deref(), Duration::from_secs(30)));
+            .and_then(|ca| http::build_client(ca.as_deref(), settings.request_timeout));
         let credential = http
             .as_ref()
             .map_err(Clone::clone)
@@ -73,6 +74,7 @@ impl Rotator {
         }
         Self {
             settings,
+            policy,
             http,
             credential,
             keys,
@@ -85,6 +87,11 @@ impl Rotator {
         &self.settings
     }
 
+    /// The retry policy every outbound call of this process follows.
+    pub fn policy(&self) -> Arc<retry::RetryPolicy> {
+        self.policy.clone()
+    }
+
     /// The shared HTTP client, or why there is none.
     pub fn http(&self) -> Result<&reqwest::Client, Error> {
         self.http.as_ref().map_err(Clone::clone)
@@ -95,8 +102,18 @@ impl Rotator {
         self.keys.clone()
     }
 
-    /// Validates settings and mapping, then runs the rotation.
+    /// Validates settings and mapping, then runs the rotation under the retry policy, with the
+    /// concurrency and deadline the settings give.
     pub async fn run(&self, options: &RunOptions) -> Result<Report, RunError> {
+        let options = RunOptions {
+            concurrency: self.settings.concurrency,
+            deadline: Some(self.settings.deadline(options.http_triggered)),
+            ..options.clone()
+        };
+        retry::with_policy(self.policy.clone(), self.run_checked(&options)).await
+    }
+
+    async fn run_checked(&self, options: &RunOptions) -> Result<Report, RunError> {
         let problems = self.settings.check_for_rotation();
         if !problems.is_empty() {
             return Err(RunError::Settings(problems));

@@ -1,0 +1,359 @@
+//! The one retry policy for every outbound call (PRODUCT.md §10): which failures are retried,
+//! exponential backoff with full jitter, `Retry-After` / `retry-after-ms` hints, a maximum
+//! attempt count, a per-request timeout, the run's deadline and a cap of requests in flight
+//! per service host.
+//!
+//! Hand-written REST calls go through [`send`]; the Azure SDK clients get the same numbers
+//! through [`SdkRetry`] and [`HostLimit`] (see [`crate::azure::credential::client_options`]).
+//! The policy and the deadline of the current run are task-local ([`with_policy`],
+//! [`with_deadline`]), so the adapters need no extra parameters.
+
+use crate::azure::http::transport_error;
+use crate::error::{Error, Result};
+use azure_core::http::policies::{Policy, PolicyResult, RetryHeaders};
+use azure_core::http::{Context, Request, StatusCode};
+use rand::Rng;
+use reqwest::header::{HeaderMap, HeaderName};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::Semaphore;
+
+/// Statuses that mean "not done, try again": 408, 429, 500, 502, 503, 504.
+pub const RETRY_STATUSES: [u16; 6] = [408, 429, 500, 502, 503, 504];
+
+/// Whether a request may be repeated blindly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Idempotency {
+    /// Repeating it has the effect of sending it once (GET, HEAD, DELETE, PUT of a whole
+    /// value, POSTs that only read or set a state).
+    Idempotent,
+    /// Repeating it could apply it twice (creating a key). Retried only when the service
+    /// certainly did not process it: a 429, or no connection at all.
+    NotIdempotent,
+}
+
+/// Retry numbers, the per-request timeout and the per-host cap, shared by every call of a
+/// process.
+#[derive(Debug)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    /// Backoff base: attempt `n` (0-based retry) waits up to `base · 2^n`.
+    pub base_delay: Duration,
+    /// Backoff cap before jitter.
+    pub max_delay: Duration,
+    /// Timeout of one attempt (connect to end of body).
+    pub request_timeout: Duration,
+    /// Requests in flight to one `host:port` at most.
+    pub per_host: usize,
+    hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self::new(4, Duration::from_millis(500), Duration::from_secs(8), Duration::from_secs(20), 4)
+    }
+}
+
+impl RetryPolicy {
+    /// A policy with these numbers (`max_attempts` and `per_host` at least 1).
+    pub fn new(
+        max_attempts: u32,
+        base_delay: Duration,
+        max_delay: Duration,
+        request_timeout: Duration,
+        per_host: usize,
+    ) -> Self {
+        Self {
+            max_attempts: max_attempts.max(1),
+            base_delay,
+            max_delay,
+            request_timeout,
+            per_host: per_host.max(1),
+            hosts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The policy the settings give (request timeout, per-host cap; retry numbers fixed).
+    pub fn from_settings(settings: &crate::settings::Settings) -> Self {
+        let d = Self::default();
+        Self::new(
+            d.max_attempts,
+            d.base_delay,
+            d.max_delay,
+            settings.request_timeout,
+            settings.concurrency_per_host,
+        )
+    }
+
+    /// Full jitter: a random delay in `[0, min(max_delay, base_delay · 2^retry)]`.
+    pub fn backoff(&self, retry: u32) -> Duration {
+        let ceiling = self
+            .base_delay
+            .saturating_mul(2u32.saturating_pow(retry.min(30)))
+            .min(self.max_delay);
+        let ms = ceiling.as_millis() as u64;
+        Duration::from_millis(rand::thread_rng().gen_range(0..=ms))
+    }
+
+    /// How long to wait before retry number `retry` (1-based): the larger of the hint and the
+    /// backoff; `None` when that would pass the deadline (no point in waiting).
+    pub fn delay(
+        &self,
+        retry: u32,
+        hint: Option<Duration>,
+        deadline: Option<Instant>,
+    ) -> Option<Duration> {
+        let delay = self.backoff(retry.saturating_sub(1)).max(hint.unwrap_or_default());
+        match deadline {
+            Some(d) if Instant::now() + delay >= d => None,
+            _ => Some(delay),
+        }
+    }
+
+    /// The semaphore capping requests to `host_port`.
+    pub fn host(&self, host_port: &str) -> Arc<Semaphore> {
+        let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        hosts
+            .entry(host_port.to_ascii_lowercase())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.per_host)))
+            .clone()
+    }
+}
+
+/// Whether `status` is one the policy retries.
+pub fn is_retryable_status(status: u16) -> bool {
+    RETRY_STATUSES.contains(&status)
+}
+
+/// The wait a response asks for: `retry-after-ms` / `x-ms-retry-after-ms` (milliseconds),
+/// else `Retry-After` in seconds or as an HTTP date (relative to `now`).
+pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let text = |name: &str| {
+        headers
+            .get(HeaderName::from_bytes(name.as_bytes()).ok()?)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    for name in ["retry-after-ms", "x-ms-retry-after-ms"] {
+        if let Some(ms) = text(name).and_then(|v| v.parse::<f64>().ok()) {
+            if ms.is_finite() && ms >= 0.0 {
+                return Some(Duration::from_millis(ms as u64));
+            }
+        }
+    }
+    let value = text("retry-after")?;
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or_default())
+}
+
+static DEFAULT_POLICY: LazyLock<Arc<RetryPolicy>> = LazyLock::new(Default::default);
+
+tokio::task_local! {
+    static POLICY: Arc<RetryPolicy>;
+    static DEADLINE: Instant;
+}
+
+/// Runs `f` with `policy` as the policy of every call it makes.
+pub async fn with_policy<F: Future>(policy: Arc<RetryPolicy>, f: F) -> F::Output {
+    POLICY.scope(policy, f).await
+}
+
+/// Runs `f` under `deadline`: no call it makes starts, waits or lasts beyond it.
+pub async fn with_deadline<F: Future>(deadline: Instant, f: F) -> F::Output {
+    DEADLINE.scope(deadline, f).await
+}
+
+/// The policy in force (the defaults outside [`with_policy`]).
+pub fn policy() -> Arc<RetryPolicy> {
+    POLICY
+        .try_with(Arc::clone)
+        .unwrap_or_else(|_| DEFAULT_POLICY.clone())
+}
+
+/// The deadline in force, if any.
+pub fn deadline() -> Option<Instant> {
+    DEADLINE.try_with(|d| *d).ok()
+}
+
+/// The error of work abandoned at the run's deadline.
+pub fn deadline_exceeded(what: &str) -> Error {
+    Error::new(
+        crate::error::ErrorKind::Unavailable,
+        format!("{what}: the run's deadline passed before it finished"),
+    )
+    .with_code("DeadlineExceeded")
+    .set_temporary(false)
+}
+
+fn host_port(url: &url::Url) -> String {
+    format!(
+        "{}:{}",
+        url.host_str().unwrap_or_default(),
+        url.port_or_known_default().unwrap_or_default()
+    )
+}
+
+/// Sends the request `build` makes (called again for every attempt, so tokens and signatures
+/// are fresh) under the policy in force: each attempt holds a slot of its host's cap and has
+/// the request timeout (never beyond the deadline); retryable statuses and transport failures
+/// are retried as [`Idempotency`] allows. Returns the last response, whatever its status, or a
+/// transport error named after `service`; a passed deadline gives a `DeadlineExceeded` error.
+pub async fn send<F, Fut>(service: &str, idempotency: Idempotency, mut build: F) -> Result<reqwest::Response>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<reqwest::RequestBuilder>>,
+{
+    let policy = policy();
+    let deadline = deadline();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let timeout = match deadline {
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => policy.request_timeout.min(left),
+                _ => return Err(deadline_exceeded(service)),
+            },
+            None => policy.request_timeout,
+        };
+        let (client, request) = build().await?.timeout(timeout).build_split();
+        let request = request.map_err(|e| transport_error(service, &e.without_url()))?;
+        let slot = policy.host(&host_port(request.url()));
+        let permit = slot.acquire_owned().await;
+        let result = client.execute(request).await;
+        drop(permit);
+        let (retry, hint, outcome) = match result {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let retry = is_retryable_status(status)
+                    && (idempotency == Idempotency::Idempotent || status == 429);
+                let hint = retry_after(response.headers(), SystemTime::now());
+                (retry, hint, Ok(response))
+            }
+            Err(e) => {
+                let retry = match idempotency {
+                    Idempotency::Idempotent => e.is_timeout() || e.is_connect() || e.is_request() || e.is_body(),
+                    // Nothing reached the service: safe to try again.
+                    Idempotency::NotIdempotent => e.is_connect(),
+                };
+                let e = if deadline.is_some_and(|d| Instant::now() >= d) {
+                    deadline_exceeded(service)
+                } else {
+                    transport_error(service, &e.without_url())
+                };
+                (retry, None, Err(e))
+            }
+        };
+        if !retry || attempt >= policy.max_attempts {
+            return outcome;
+        }
+        let Some(delay) = policy.delay(attempt, hint, deadline) else {
+            return outcome;
+        };
+        let why = match &outcome {
+            Ok(r) => r.status().as_u16().to_string(),
+            Err(e) => e.code().to_string(),
+        };
+        tracing::warn!(service, why = %why, attempt, delay_ms = delay.as_millis() as u64, "outbound call retried");
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// The policy in the Azure SDK's terms, for `ClientOptions.retry` (Key Vault, identity): the
+/// same statuses, attempts, backoff, hints and deadline as [`send`].
+#[derive(Debug)]
+pub struct SdkRetry {
+    policy: Arc<RetryPolicy>,
+    headers: RetryHeaders,
+    statuses: Vec<StatusCode>,
+}
+
+impl SdkRetry {
+    /// The SDK form of `policy`.
+    pub fn new(policy: Arc<RetryPolicy>) -> Self {
+        Self {
+            policy,
+            headers: RetryHeaders {
+                retry_headers: vec![
+                    azure_core::http::headers::HeaderName::from_static("retry-after-ms"),
+                    azure_core::http::headers::HeaderName::from_static("x-ms-retry-after-ms"),
+                    azure_core::http::headers::RETRY_AFTER,
+                ],
+            },
+            statuses: RETRY_STATUSES.iter().map(|s| StatusCode::from(*s)).collect(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl azure_core::http::policies::RetryPolicy for SdkRetry {
+    fn is_expired(&self, _: time::Duration, retry_count: u32) -> bool {
+        retry_count + 1 >= self.policy.max_attempts || deadline().is_some_and(|d| Instant::now() >= d)
+    }
+
+    fn retry_headers(&self) -> Option<&RetryHeaders> {
+        Some(&self.headers)
+    }
+
+    fn retry_status_codes(&self) -> &[StatusCode] {
+        &self.statuses
+    }
+
+    fn sleep_duration(&self, retry_count: u32) -> time::Duration {
+        let d = self.policy.backoff(retry_count.saturating_sub(1));
+        time::Duration::try_from(d).unwrap_or(time::Duration::ZERO)
+    }
+
+    async fn wait(&self, retry_count: u32, retry_after: Option<time::Duration>) {
+        let hint = retry_after.and_then(|d| Duration::try_from(d).ok());
+        let delay = match self.policy.delay(retry_count, hint, deadline()) {
+            Some(d) => d,
+            // Past the deadline the next attempt fails at once (see `HostLimit`).
+            None => deadline()
+                .and_then(|d| d.checked_duration_since(Instant::now()))
+                .unwrap_or_default(),
+        };
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// A per-try SDK policy: holds a slot of the host's cap around each attempt, and fails an
+/// attempt that would start after the deadline or outlast it.
+#[derive(Debug)]
+pub struct HostLimit {
+    policy: Arc<RetryPolicy>,
+}
+
+impl HostLimit {
+    /// The SDK per-try policy of `policy`.
+    pub fn new(policy: Arc<RetryPolicy>) -> Self {
+        Self { policy }
+    }
+}
+
+#[async_trait::async_trait]
+impl Policy for HostLimit {
+    async fn send(&self, ctx: &Context, request: &mut Request, next: &[Arc<dyn Policy>]) -> PolicyResult {
+        let expired = || {
+            azure_core::Error::with_message(
+                azure_core::error::ErrorKind::Other,
+                "DeadlineExceeded: the run's deadline passed before the request finished",
+            )
+        };
+        let slot = self.policy.host(&host_port(request.url()));
+        let _permit = slot.acquire_owned().await;
+        match deadline() {
+            Some(d) => match tokio::time::timeout_at(d.into(), next[0].send(ctx, request, &next[1..])).await {
+                Ok(result) => result,
+                Err(_) => Err(expired()),
+            },
+            None => next[0].send(ctx, request, &next[1..]).await,
+        }
+    }
+}
+
