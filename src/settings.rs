@@ -180,17 +180,23 @@ impl Settings {
                 _ => {
                     problems.push(problem(
                         name,
-                        format!("\"{v}\" is not a whole number from 1 to {max} (default {default})"),
+                        format!(
+                            "\"{v}\" is not a whole number from 1 to {max} (default {default})"
+                        ),
                     ));
                     default
                 }
             },
         };
         let request_timeout = number(REQUEST_TIMEOUT, DEFAULT_REQUEST_TIMEOUT_SECONDS, 600);
-        let deadline_setting = get(DEADLINE).map(|_| number(DEADLINE, DEFAULT_DEADLINE_SECONDS, 86_400));
+        let deadline_setting =
+            get(DEADLINE).map(|_| number(DEADLINE, DEFAULT_DEADLINE_SECONDS, 86_400));
         let concurrency = number(CONCURRENCY, DEFAULT_CONCURRENCY as u64, 1024) as usize;
-        let concurrency_per_host =
-            number(CONCURRENCY_PER_HOST, DEFAULT_CONCURRENCY_PER_HOST as u64, 1024) as usize;
+        let concurrency_per_host = number(
+            CONCURRENCY_PER_HOST,
+            DEFAULT_CONCURRENCY_PER_HOST as u64,
+            1024,
+        ) as usize;
 
         Self {
             request_timeout: std::time::Duration::from_secs(request_timeout),
@@ -221,11 +227,12 @@ impl Settings {
     /// The run deadline: [`DEADLINE`] when set, else 200 s for the HTTP function (`http`)
     /// and 540 s for the timer and the command line.
     pub fn deadline(&self, http: bool) -> std::time::Duration {
-        self.deadline_setting.unwrap_or(std::time::Duration::from_secs(if http {
-            DEFAULT_HTTP_DEADLINE_SECONDS
-        } else {
-            DEFAULT_DEADLINE_SECONDS
-        }))
+        self.deadline_setting
+            .unwrap_or(std::time::Duration::from_secs(if http {
+                DEFAULT_HTTP_DEADLINE_SECONDS
+            } else {
+                DEFAULT_DEADLINE_SECONDS
+            }))
     }
 
     /// A setting's value by name (trimmed; `None` when unset or empty).
@@ -408,7 +415,10 @@ mod tests {
             ("ROTATION_DEADLINE_SECONDS", "30"),
             ("ROTATION_CONCURRENCY", "2"),
         ]);
-        assert_eq!((s.deadline(true).as_secs(), s.deadline(false).as_secs()), (30, 30));
+        assert_eq!(
+            (s.deadline(true).as_secs(), s.deadline(false).as_secs()),
+            (30, 30)
+        );
         assert_eq!(s.concurrency, 2);
         assert!(s.problems().is_empty(), "{:?}", s.problems());
 
@@ -428,7 +438,11 @@ mod tests {
                 "ROTATION_CONCURRENCY_PER_HOST"
             ]
         );
-        assert!(s.problems()[0].message.contains("whole number"), "{:?}", s.problems());
+        assert!(
+            s.problems()[0].message.contains("whole number"),
+            "{:?}",
+            s.problems()
+        );
     }
 
     #[test]

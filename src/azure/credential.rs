@@ -2,11 +2,11 @@
 //! token per audience cached for the life of the process.
 
 use crate::azure::cloud::Cloud;
+use crate::azure::retry::{HostLimit, RetryPolicy, SdkRetry};
 use crate::error::{Error, ErrorKind, Result};
 use crate::settings::Settings;
 use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
 use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
-use crate::azure::retry::{HostLimit, RetryPolicy, SdkRetry};
 use azure_core::http::{ClientOptions, RetryOptions, Transport};
 use azure_identity::{
     AzureCliCredential, ClientSecretCredential, ClientSecretCredentialOptions,

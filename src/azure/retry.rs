@@ -53,7 +53,13 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self::new(4, Duration::from_millis(500), Duration::from_secs(8), Duration::from_secs(20), 4)
+        Self::new(
+            4,
+            Duration::from_millis(500),
+            Duration::from_secs(8),
+            Duration::from_secs(20),
+            4,
+        )
     }
 }
 
@@ -106,7 +112,9 @@ impl RetryPolicy {
         hint: Option<Duration>,
         deadline: Option<Instant>,
     ) -> Option<Duration> {
-        let delay = self.backoff(retry.saturating_sub(1)).max(hint.unwrap_or_default());
+        let delay = self
+            .backoff(retry.saturating_sub(1))
+            .max(hint.unwrap_or_default());
         match deadline {
             Some(d) if Instant::now() + delay >= d => None,
             _ => Some(delay),
@@ -204,7 +212,11 @@ fn host_port(url: &url::Url) -> String {
 /// the request timeout (never beyond the deadline); retryable statuses and transport failures
 /// are retried as [`Idempotency`] allows. Returns the last response, whatever its status, or a
 /// transport error named after `service`; a passed deadline gives a `DeadlineExceeded` error.
-pub async fn send<F, Fut>(service: &str, idempotency: Idempotency, mut build: F) -> Result<reqwest::Response>
+pub async fn send<F, Fut>(
+    service: &str,
+    idempotency: Idempotency,
+    mut build: F,
+) -> Result<reqwest::Response>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<reqwest::RequestBuilder>>,
@@ -237,7 +249,9 @@ where
             }
             Err(e) => {
                 let retry = match idempotency {
-                    Idempotency::Idempotent => e.is_timeout() || e.is_connect() || e.is_request() || e.is_body(),
+                    Idempotency::Idempotent => {
+                        e.is_timeout() || e.is_connect() || e.is_request() || e.is_body()
+                    }
                     // Nothing reached the service: safe to try again.
                     Idempotency::NotIdempotent => e.is_connect(),
                 };
@@ -285,7 +299,10 @@ impl SdkRetry {
                     azure_core::http::headers::RETRY_AFTER,
                 ],
             },
-            statuses: RETRY_STATUSES.iter().map(|s| StatusCode::from(*s)).collect(),
+            statuses: RETRY_STATUSES
+                .iter()
+                .map(|s| StatusCode::from(*s))
+                .collect(),
         }
     }
 }
@@ -293,7 +310,8 @@ impl SdkRetry {
 #[async_trait::async_trait]
 impl azure_core::http::policies::RetryPolicy for SdkRetry {
     fn is_expired(&self, _: time::Duration, retry_count: u32) -> bool {
-        retry_count + 1 >= self.policy.max_attempts || deadline().is_some_and(|d| Instant::now() >= d)
+        retry_count + 1 >= self.policy.max_attempts
+            || deadline().is_some_and(|d| Instant::now() >= d)
     }
 
     fn retry_headers(&self) -> Option<&RetryHeaders> {
@@ -338,7 +356,12 @@ impl HostLimit {
 
 #[async_trait::async_trait]
 impl Policy for HostLimit {
-    async fn send(&self, ctx: &Context, request: &mut Request, next: &[Arc<dyn Policy>]) -> PolicyResult {
+    async fn send(
+        &self,
+        ctx: &Context,
+        request: &mut Request,
+        next: &[Arc<dyn Policy>],
+    ) -> PolicyResult {
         let expired = || {
             azure_core::Error::with_message(
                 azure_core::error::ErrorKind::Other,
@@ -348,12 +371,289 @@ impl Policy for HostLimit {
         let slot = self.policy.host(&host_port(request.url()));
         let _permit = slot.acquire_owned().await;
         match deadline() {
-            Some(d) => match tokio::time::timeout_at(d.into(), next[0].send(ctx, request, &next[1..])).await {
-                Ok(result) => result,
-                Err(_) => Err(expired()),
-            },
+            Some(d) => {
+                match tokio::time::timeout_at(d.into(), next[0].send(ctx, request, &next[1..]))
+                    .await
+                {
+                    Ok(result) => result,
+                    Err(_) => Err(expired()),
+                }
+            }
             None => next[0].send(ctx, request, &next[1..]).await,
         }
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::{HeaderMap as AxumHeaders, StatusCode as AxumStatus};
+    use axum::response::IntoResponse;
+    use std::collections::VecDeque;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A server that answers from a script of (status, Retry-After) then 200, after `delay`,
+    /// counting requests and the most in flight at once.
+    #[derive(Default)]
+    struct Script {
+        answers: Mutex<VecDeque<(u16, Option<&'static str>)>>,
+        delay: Duration,
+        requests: AtomicUsize,
+        in_flight: AtomicUsize,
+        max_in_flight: AtomicUsize,
+    }
+
+    async fn serve(script: Arc<Script>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}/x", listener.local_addr().unwrap());
+        let app = axum::Router::new().fallback(move || {
+            let s = script.clone();
+            async move {
+                s.requests.fetch_add(1, Ordering::SeqCst);
+                let now = s.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                s.max_in_flight.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(s.delay).await;
+                s.in_flight.fetch_sub(1, Ordering::SeqCst);
+                let (status, hint) = s.answers.lock().unwrap().pop_front().unwrap_or((200, None));
+                let mut headers = AxumHeaders::new();
+                if let Some(h) = hint {
+                    headers.insert("retry-after", h.parse().unwrap());
+                }
+                (AxumStatus::from_u16(status).unwrap(), headers, "{}").into_response()
+            }
+        });
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        base
+    }
+
+    fn fast() -> Arc<RetryPolicy> {
+        Arc::new(RetryPolicy::new(
+            4,
+            Duration::from_millis(10),
+            Duration::from_millis(40),
+            Duration::from_secs(5),
+            3,
+        ))
+    }
+
+    async fn get(url: &str, idempotency: Idempotency) -> Result<reqwest::Response> {
+        let client = reqwest::Client::new();
+        send("test", idempotency, || async { Ok(client.post(url)) }).await
+    }
+
+    /// Full jitter: every delay lies in [0, min(cap, base·2^n)], and they are not all equal.
+    #[test]
+    fn backoff_is_full_jitter_within_the_exponential_bound() {
+        let p = RetryPolicy::new(
+            4,
+            Duration::from_millis(100),
+            Duration::from_millis(1000),
+            Duration::from_secs(1),
+            1,
+        );
+        for (retry, bound) in [
+            (0, 100),
+            (1, 200),
+            (2, 400),
+            (3, 800),
+            (4, 1000),
+            (40, 1000),
+        ] {
+            let samples: Vec<Duration> = (0..200).map(|_| p.backoff(retry)).collect();
+            assert!(
+                samples.iter().all(|d| *d <= Duration::from_millis(bound)),
+                "retry {retry}"
+            );
+            assert!(
+                samples.iter().any(|d| *d != samples[0]),
+                "jitter at retry {retry}"
+            );
+            assert!(
+                samples
+                    .iter()
+                    .any(|d| *d < Duration::from_millis(bound / 2)),
+                "full, not equal jitter"
+            );
+        }
+    }
+
+    /// The larger of hint and backoff is waited; nothing is waited past the deadline.
+    #[test]
+    fn delay_takes_the_hint_and_respects_the_deadline() {
+        let p = RetryPolicy::new(
+            4,
+            Duration::from_millis(10),
+            Duration::from_millis(20),
+            Duration::from_secs(1),
+            1,
+        );
+        assert_eq!(
+            p.delay(1, Some(Duration::from_secs(2)), None),
+            Some(Duration::from_secs(2))
+        );
+        assert!(p.delay(1, None, None).unwrap() <= Duration::from_millis(10));
+        let soon = Instant::now() + Duration::from_millis(500);
+        assert_eq!(p.delay(1, Some(Duration::from_secs(2)), Some(soon)), None);
+    }
+
+    /// `retry-after-ms` wins; `Retry-After` is read as seconds or as an HTTP date.
+    #[test]
+    fn retry_after_headers() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let h = |pairs: &[(&'static str, &str)]| {
+            let mut m = HeaderMap::new();
+            for (k, v) in pairs {
+                m.insert(*k, v.parse().unwrap());
+            }
+            m
+        };
+        assert_eq!(
+            retry_after(&h(&[("retry-after-ms", "1500"), ("retry-after", "9")]), now),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            retry_after(&h(&[("x-ms-retry-after-ms", "250")]), now),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(
+            retry_after(&h(&[("retry-after", "7")]), now),
+            Some(Duration::from_secs(7))
+        );
+        let date = httpdate::fmt_http_date(now + Duration::from_secs(30));
+        assert_eq!(
+            retry_after(&h(&[("retry-after", &date)]), now),
+            Some(Duration::from_secs(30))
+        );
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(30));
+        assert_eq!(
+            retry_after(&h(&[("retry-after", &past)]), now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after(&h(&[("retry-after", "soon")]), now), None);
+        assert_eq!(retry_after(&h(&[]), now), None);
+    }
+
+    /// 408, 429, 500, 502, 503 and 504 are retried; other statuses are not.
+    #[test]
+    fn which_statuses_retry() {
+        for s in [408, 429, 500, 502, 503, 504] {
+            assert!(is_retryable_status(s), "{s}");
+        }
+        for s in [200, 400, 401, 403, 404, 409, 412, 501] {
+            assert!(!is_retryable_status(s), "{s}");
+        }
+    }
+
+    /// Two 503s then a success: three requests, the success is returned.
+    #[tokio::test]
+    async fn transient_failures_are_retried_until_success() {
+        let script = Arc::new(Script::default());
+        script
+            .answers
+            .lock()
+            .unwrap()
+            .extend([(503, None), (503, None)]);
+        let url = serve(script.clone()).await;
+        let r = with_policy(fast(), get(&url, Idempotency::Idempotent))
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        assert_eq!(script.requests.load(Ordering::SeqCst), 3);
+    }
+
+    /// Attempts are capped: the last failing answer is returned after `max_attempts`.
+    #[tokio::test]
+    async fn attempts_are_capped() {
+        let script = Arc::new(Script::default());
+        script.answers.lock().unwrap().extend([(500, None); 10]);
+        let url = serve(script.clone()).await;
+        let r = with_policy(fast(), get(&url, Idempotency::Idempotent))
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 500);
+        assert_eq!(script.requests.load(Ordering::SeqCst), 4);
+    }
+
+    /// A request that could apply twice is not repeated after a 5xx (outcome unknown), but is
+    /// after a 429 (the service refused it).
+    #[tokio::test]
+    async fn non_idempotent_requests_are_retried_only_when_refused() {
+        let script = Arc::new(Script::default());
+        script.answers.lock().unwrap().extend([(503, None)]);
+        let url = serve(script.clone()).await;
+        let r = with_policy(fast(), get(&url, Idempotency::NotIdempotent))
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 503);
+        assert_eq!(script.requests.load(Ordering::SeqCst), 1);
+
+        let script = Arc::new(Script::default());
+        script.answers.lock().unwrap().extend([(429, Some("0"))]);
+        let url = serve(script.clone()).await;
+        let r = with_policy(fast(), get(&url, Idempotency::NotIdempotent))
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        assert_eq!(script.requests.load(Ordering::SeqCst), 2);
+    }
+
+    /// A 429 with `Retry-After: 1` is waited for (at least one second).
+    #[tokio::test]
+    async fn retry_after_is_honoured() {
+        let script = Arc::new(Script::default());
+        script.answers.lock().unwrap().extend([(429, Some("1"))]);
+        let url = serve(script.clone()).await;
+        let started = Instant::now();
+        let r = with_policy(fast(), get(&url, Idempotency::Idempotent))
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        assert!(
+            started.elapsed() >= Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    /// No more requests than the per-host cap are in flight to one host at once.
+    #[tokio::test]
+    async fn requests_per_host_are_capped() {
+        let script = Arc::new(Script {
+            delay: Duration::from_millis(100),
+            ..Script::default()
+        });
+        let url = serve(script.clone()).await;
+        let policy = fast();
+        let calls =
+            (0..12).map(|_| with_policy(policy.clone(), get(&url, Idempotency::Idempotent)));
+        for r in futures::future::join_all(calls).await {
+            assert_eq!(r.unwrap().status().as_u16(), 200);
+        }
+        assert_eq!(script.requests.load(Ordering::SeqCst), 12);
+        assert_eq!(script.max_in_flight.load(Ordering::SeqCst), 3);
+    }
+
+    /// A call that would outlast the deadline is cut at the deadline with `DeadlineExceeded`.
+    #[tokio::test]
+    async fn the_deadline_cuts_a_slow_call() {
+        let script = Arc::new(Script {
+            delay: Duration::from_secs(5),
+            ..Script::default()
+        });
+        let url = serve(script.clone()).await;
+        let started = Instant::now();
+        let deadline = started + Duration::from_millis(300);
+        let e = with_policy(
+            fast(),
+            with_deadline(deadline, get(&url, Idempotency::Idempotent)),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.code(), "DeadlineExceeded");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+}

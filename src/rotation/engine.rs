@@ -2,6 +2,7 @@
 //! compare it with the app's current key, and write only what differs.
 
 use super::report::{Report, ReportEntry};
+use crate::azure::retry;
 use crate::error::Error;
 use crate::error::ErrorKind;
 use crate::targets::{
@@ -10,7 +11,6 @@ use crate::targets::{
 use crate::toolkit::{KeyGrant, KeyRequest, KeySource};
 use futures::future::{BoxFuture, FutureExt};
 use futures::stream::{self, StreamExt};
-use crate::azure::retry;
 use std::collections::HashMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -61,9 +61,15 @@ pub async fn run(
 ) -> Report {
     let started = Instant::now();
     // Far enough to never matter, and still a valid instant on every platform.
-    let deadline = started + options.deadline.unwrap_or(Duration::from_secs(100 * 365 * 86_400));
-    retry::with_deadline(deadline, run_until(keys, plan, apps, options, vaults, started, deadline))
-        .await
+    let deadline = started
+        + options
+            .deadline
+            .unwrap_or(Duration::from_secs(100 * 365 * 86_400));
+    retry::with_deadline(
+        deadline,
+        run_until(keys, plan, apps, options, vaults, started, deadline),
+    )
+    .await
 }
 
 async fn run_until(
@@ -83,21 +89,19 @@ async fn run_until(
         force: options.force && options.app.is_some(),
         dry_run: options.dry_run,
     };
-    let calls = apps
-        .iter()
-        .map(|app| {
-            async move {
-                let grant = until(deadline, keys.current_key(app, request))
-                    .await
-                    .unwrap_or_else(|| {
-                        Err(retry::deadline_exceeded(&format!(
-                            "the toolkit call for {app}"
-                        )))
-                    });
-                (app.clone(), grant)
-            }
-            .boxed()
-        });
+    let calls = apps.iter().map(|app| {
+        async move {
+            let grant = until(deadline, keys.current_key(app, request))
+                .await
+                .unwrap_or_else(|| {
+                    Err(retry::deadline_exceeded(&format!(
+                        "the toolkit call for {app}"
+                    )))
+                });
+            (app.clone(), grant)
+        }
+        .boxed()
+    });
     let grants: HashMap<String, Result<KeyGrant, Error>> =
         bounded(calls.collect(), options.concurrency)
             .await
@@ -129,20 +133,18 @@ async fn run_until(
         }
     }
 
-    let calls = plan
-        .iter()
-        .map(|planned| {
-            let grants = &grants;
-            async move {
-                until(
-                    deadline,
-                    rotate_container(planned, grants, options.dry_run, vaults),
-                )
-                .await
-                .unwrap_or_else(|| abandoned(planned, grants))
-            }
-            .boxed()
-        });
+    let calls = plan.iter().map(|planned| {
+        let grants = &grants;
+        async move {
+            until(
+                deadline,
+                rotate_container(planned, grants, options.dry_run, vaults),
+            )
+            .await
+            .unwrap_or_else(|| abandoned(planned, grants))
+        }
+        .boxed()
+    });
     let outcomes = bounded(calls.collect(), options.concurrency).await;
     for outcome in outcomes.into_iter().flatten() {
         match outcome {
@@ -198,10 +200,7 @@ fn abandoned(planned: &Planned, grants: &HashMap<String, Result<KeyGrant, Error>
             match &grants[&entry.apim_app_name] {
                 Err(e) => key_unavailable(kind, entry, &label, e),
                 Ok(_) => {
-                    let e = retry::deadline_exceeded(&format!(
-                        "{} {name}",
-                        kind.noun()
-                    ));
+                    let e = retry::deadline_exceeded(&format!("{} {name}", kind.noun()));
                     let e = Error::new(
                         e.kind(),
                         format!(
@@ -221,7 +220,10 @@ fn abandoned(planned: &Planned, grants: &HashMap<String, Result<KeyGrant, Error>
 /// The outcome of an entry whose app's key the toolkit could not provide.
 fn key_unavailable(kind: TargetKind, entry: &Entry, label: &str, cause: &Error) -> Outcome {
     let (code, why) = if cause.code() == "DeadlineExceeded" {
-        ("DeadlineExceeded", "the run's deadline passed before the toolkit provided")
+        (
+            "DeadlineExceeded",
+            "the run's deadline passed before the toolkit provided",
+        )
     } else {
         ("KeyUnavailable", "the toolkit could not provide")
     };
@@ -511,6 +513,8 @@ mod tests {
         deny: Option<&'static str>,
         refs: HashMap<String, SecretRef>,
         refreshed: Mutex<Vec<Vec<String>>>,
+        /// Reads never answer (a service that hangs).
+        hang: bool,
     }
 
     /// No vault: references cannot be followed.
@@ -540,6 +544,9 @@ mod tests {
             "store"
         }
         async fn read(&self, names: &[String]) -> Vec<Result<Stored>> {
+            if self.hang {
+                futures::future::pending::<()>().await;
+            }
             let values = self.values.lock().unwrap();
             names
                 .iter()
@@ -783,5 +790,69 @@ mod tests {
             report.errors[0].code.as_deref(),
             Some("PinnedKeyVaultReference")
         );
+    }
+
+    /// At the deadline, a hung container's entries are errors `DeadlineExceeded`, the others
+    /// keep their outcomes, every target appears once, and the run returns at the deadline.
+    #[tokio::test]
+    async fn the_deadline_abandons_unfinished_targets_and_reports_each_once() {
+        let (keys, store, mut plan, apps) = setup(None);
+        let hung = Arc::new(FakeStore {
+            hang: true,
+            ..FakeStore::default()
+        });
+        plan.push(Planned {
+            container: hung,
+            entries: vec![
+                Entry {
+                    name: "h1".into(),
+                    apim_app_name: "same".into(),
+                },
+                Entry {
+                    name: "h2".into(),
+                    apim_app_name: "broken".into(),
+                },
+            ],
+        });
+        let started = Instant::now();
+        let options = RunOptions {
+            deadline: Some(Duration::from_millis(300)),
+            ..RunOptions::default()
+        };
+        let report = run(&keys, &plan, &apps, &options, &NoVaults).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            store.writes.lock().unwrap().len(),
+            1,
+            "the healthy store finished"
+        );
+        let code = |target: &str| {
+            report
+                .errors
+                .iter()
+                .find(|e| e.target == target)
+                .and_then(|e| e.code.clone())
+        };
+        assert_eq!(code("store/h1").as_deref(), Some("DeadlineExceeded"));
+        assert_eq!(code("store/h2").as_deref(), Some("KeyUnavailable"));
+        let mut targets: Vec<&str> = report
+            .successes
+            .iter()
+            .chain(&report.warnings)
+            .chain(&report.errors)
+            .filter(|e| e.kind != "TOOLKIT")
+            .map(|e| e.target.as_str())
+            .collect();
+        targets.sort();
+        assert_eq!(
+            targets,
+            ["store/a", "store/b", "store/c", "store/d", "store/e", "store/h1", "store/h2"]
+        );
+        let s = &report.summary;
+        assert_eq!((s.targets, s.updated + s.unchanged + s.failed), (7, 7));
     }
 }

@@ -73,10 +73,7 @@ impl ApplicationApi {
 
     /// Sends the request `build` makes, authorized, under the shared retry policy. Both calls
     /// are idempotent: a GET, and a POST that sets an app's key to a whole value.
-    async fn send(
-        &self,
-        build: impl Fn() -> reqwest::RequestBuilder,
-    ) -> Result<reqwest::Response> {
+    async fn send(&self, build: impl Fn() -> reqwest::RequestBuilder) -> Result<reqwest::Response> {
         retry::send(
             &format!("application API {}", self.label),
             Idempotency::Idempotent,

@@ -234,7 +234,13 @@ impl ApigeeX {
         loop {
             attempt += 1;
             let err = match self
-                .call(Method::POST, url.clone(), Some(request), false, Idempotency::NotIdempotent)
+                .call(
+                    Method::POST,
+                    url.clone(),
+                    Some(request),
+                    false,
+                    Idempotency::NotIdempotent,
+                )
                 .await
             {
                 Ok(body) => return Ok(parse_json(&body)),
@@ -243,7 +249,11 @@ impl ApigeeX {
             };
             match self.find_key(app_name, key).await {
                 Ok(Some(created)) => {
-                    tracing::warn!(app = app_name, code = err.code(), "the answer to a key creation was lost; the key exists and is used");
+                    tracing::warn!(
+                        app = app_name,
+                        code = err.code(),
+                        "the answer to a key creation was lost; the key exists and is used"
+                    );
                     return Ok(Ok(created));
                 }
                 Ok(None) => {}
@@ -261,7 +271,12 @@ impl ApigeeX {
             let Some(delay) = policy.delay(attempt, None, retry::deadline()) else {
                 return Err(err);
             };
-            tracing::warn!(app = app_name, code = err.code(), attempt, "key creation failed before it was applied; creating again");
+            tracing::warn!(
+                app = app_name,
+                code = err.code(),
+                attempt,
+                "key creation failed before it was applied; creating again"
+            );
             tokio::time::sleep(delay).await;
         }
     }
