@@ -331,7 +331,7 @@ impl azure_core::http::policies::RetryPolicy for SdkRetry {
         let hint = retry_after.and_then(|d| Duration::try_from(d).ok());
         let delay = match self.policy.delay(retry_count, hint, deadline()) {
             Some(d) => d,
-            // Past the deadline the next attempt fails at once (see `HostLimit`).
+            // Waiting longer is pointless: the engine abandons the work at the deadline.
             None => deadline()
                 .and_then(|d| d.checked_duration_since(Instant::now()))
                 .unwrap_or_default(),
@@ -340,8 +340,9 @@ impl azure_core::http::policies::RetryPolicy for SdkRetry {
     }
 }
 
-/// A per-try SDK policy: holds a slot of the host's cap around each attempt, and fails an
-/// attempt that would start after the deadline or outlast it.
+/// A per-try SDK policy: holds a slot of the host's cap around each attempt. (The deadline
+/// needs nothing here: the engine abandons the work at the deadline, and [`SdkRetry`] never
+/// waits past it.)
 #[derive(Debug)]
 pub struct HostLimit {
     policy: Arc<RetryPolicy>,
@@ -362,25 +363,9 @@ impl Policy for HostLimit {
         request: &mut Request,
         next: &[Arc<dyn Policy>],
     ) -> PolicyResult {
-        let expired = || {
-            azure_core::Error::with_message(
-                azure_core::error::ErrorKind::Other,
-                "DeadlineExceeded: the run's deadline passed before the request finished",
-            )
-        };
         let slot = self.policy.host(&host_port(request.url()));
         let _permit = slot.acquire_owned().await;
-        match deadline() {
-            Some(d) => {
-                match tokio::time::timeout_at(d.into(), next[0].send(ctx, request, &next[1..]))
-                    .await
-                {
-                    Ok(result) => result,
-                    Err(_) => Err(expired()),
-                }
-            }
-            None => next[0].send(ctx, request, &next[1..]).await,
-        }
+        next[0].send(ctx, request, &next[1..]).await
     }
 }
 
