@@ -48,6 +48,9 @@ pub struct RetryPolicy {
     pub request_timeout: Duration,
     /// Requests in flight to one `host:port` at most.
     pub per_host: usize,
+    /// Waiting between the attempts of one call adds up to this at most: a longer
+    /// `Retry-After` is not waited for, the throttled answer is returned.
+    pub max_wait: Duration,
     hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
@@ -78,6 +81,7 @@ impl RetryPolicy {
             max_delay,
             request_timeout,
             per_host: per_host.max(1),
+            max_wait: Duration::from_secs(30),
             hosts: Mutex::new(HashMap::new()),
         }
     }
@@ -224,6 +228,7 @@ where
     let policy = policy();
     let deadline = deadline();
     let mut attempt = 0;
+    let mut waited = Duration::ZERO;
     loop {
         attempt += 1;
         let timeout = match deadline {
@@ -266,9 +271,11 @@ where
         if !retry || attempt >= policy.max_attempts {
             return outcome;
         }
-        let Some(delay) = policy.delay(attempt, hint, deadline) else {
-            return outcome;
+        let delay = match policy.delay(attempt, hint, deadline) {
+            Some(d) if waited + d <= policy.max_wait => d,
+            _ => return outcome,
         };
+        waited += delay;
         let why = match &outcome {
             Ok(r) => r.status().as_u16().to_string(),
             Err(e) => e.code().to_string(),
@@ -309,8 +316,9 @@ impl SdkRetry {
 
 #[async_trait::async_trait]
 impl azure_core::http::policies::RetryPolicy for SdkRetry {
-    fn is_expired(&self, _: time::Duration, retry_count: u32) -> bool {
+    fn is_expired(&self, since_start: time::Duration, retry_count: u32) -> bool {
         retry_count + 1 >= self.policy.max_attempts
+            || since_start >= self.policy.max_wait
             || deadline().is_some_and(|d| Instant::now() >= d)
     }
 
@@ -598,6 +606,21 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
+    }
+
+    /// A `Retry-After` longer than the wait budget is not waited for: the 429 is returned.
+    #[tokio::test]
+    async fn a_hint_beyond_the_wait_budget_is_not_waited_for() {
+        let script = Arc::new(Script::default());
+        script.answers.lock().unwrap().extend([(429, Some("60"))]);
+        let url = serve(script.clone()).await;
+        let started = Instant::now();
+        let r = with_policy(fast(), get(&url, Idempotency::Idempotent))
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 429);
+        assert_eq!(script.requests.load(Ordering::SeqCst), 1);
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 
     /// No more requests than the per-host cap are in flight to one host at once.
