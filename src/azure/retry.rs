@@ -623,6 +623,43 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(5));
     }
 
+    /// The SDK form has the same attempts, statuses and wait budget, and never waits past
+    /// the deadline even when the service asks for longer.
+    #[tokio::test]
+    async fn the_sdk_policy_uses_the_same_numbers_and_the_deadline() {
+        use azure_core::http::policies::RetryPolicy as _;
+        let sdk = SdkRetry::new(fast());
+        assert!(!sdk.is_expired(time::Duration::ZERO, 2));
+        assert!(sdk.is_expired(time::Duration::ZERO, 3), "4 attempts in all");
+        assert!(
+            sdk.is_expired(time::Duration::seconds(31), 0),
+            "30 s budget"
+        );
+        let statuses: Vec<u16> = sdk
+            .retry_status_codes()
+            .iter()
+            .map(|s| u16::from(*s))
+            .collect();
+        assert_eq!(statuses, RETRY_STATUSES);
+        let started = Instant::now();
+        with_deadline(
+            started + Duration::from_millis(200),
+            sdk.wait(1, Some(time::Duration::seconds(10))),
+        )
+        .await;
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        let started = Instant::now();
+        sdk.wait(1, Some(time::Duration::milliseconds(300))).await;
+        assert!(
+            started.elapsed() >= Duration::from_millis(300),
+            "the hint is waited for"
+        );
+    }
+
     /// No more requests than the per-host cap are in flight to one host at once.
     #[tokio::test]
     async fn requests_per_host_are_capped() {
