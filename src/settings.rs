@@ -28,6 +28,24 @@ pub const TOOLKIT_APP_KEY: &str = "TOOLKIT_APP_KEY";
 pub const SCHEDULE: &str = "API_KEY_ROTATION_SCHEDULE";
 /// Default schedule: weekly, Tuesday 06:00 UTC.
 pub const DEFAULT_SCHEDULE: &str = "0 0 6 * * 2";
+/// Timeout of one outbound request, in seconds.
+pub const REQUEST_TIMEOUT: &str = "ROTATION_REQUEST_TIMEOUT_SECONDS";
+/// Deadline of a whole run, in seconds.
+pub const DEADLINE: &str = "ROTATION_DEADLINE_SECONDS";
+/// Apps, and containers, worked on at once.
+pub const CONCURRENCY: &str = "ROTATION_CONCURRENCY";
+/// Requests in flight to one service host at most.
+pub const CONCURRENCY_PER_HOST: &str = "ROTATION_CONCURRENCY_PER_HOST";
+/// Default of [`REQUEST_TIMEOUT`].
+pub const DEFAULT_REQUEST_TIMEOUT_SECONDS: u64 = 20;
+/// Default of [`DEADLINE`] for the HTTP function (the host cuts HTTP calls at 230 s).
+pub const DEFAULT_HTTP_DEADLINE_SECONDS: u64 = 200;
+/// Default of [`DEADLINE`] for the timer and the command line.
+pub const DEFAULT_DEADLINE_SECONDS: u64 = 540;
+/// Default of [`CONCURRENCY`].
+pub const DEFAULT_CONCURRENCY: usize = 16;
+/// Default of [`CONCURRENCY_PER_HOST`].
+pub const DEFAULT_CONCURRENCY_PER_HOST: usize = 4;
 
 /// One setting problem: which setting, and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +87,15 @@ pub struct Settings {
     pub trusted_ca_file: Option<std::path::PathBuf>,
     /// `WEBSITE_SITE_NAME`, the function app's name when running in Azure.
     pub site_name: Option<String>,
+    /// Timeout of one outbound request ([`REQUEST_TIMEOUT`]).
+    pub request_timeout: std::time::Duration,
+    /// The run deadline when [`DEADLINE`] is set (else a default per entry point, see
+    /// [`Settings::deadline`]).
+    pub deadline_setting: Option<std::time::Duration>,
+    /// Apps, and containers, worked on at once ([`CONCURRENCY`]).
+    pub concurrency: usize,
+    /// Requests in flight per service host ([`CONCURRENCY_PER_HOST`]).
+    pub concurrency_per_host: usize,
     problems: Vec<SettingError>,
 }
 
@@ -146,7 +173,36 @@ impl Settings {
             }
         }
 
+        let mut number = |name: &str, default: u64, max: u64| match get(name) {
+            None => default,
+            Some(v) => match v.parse::<u64>() {
+                Ok(n) if (1..=max).contains(&n) => n,
+                _ => {
+                    problems.push(problem(
+                        name,
+                        format!(
+                            "\"{v}\" is not a whole number from 1 to {max} (default {default})"
+                        ),
+                    ));
+                    default
+                }
+            },
+        };
+        let request_timeout = number(REQUEST_TIMEOUT, DEFAULT_REQUEST_TIMEOUT_SECONDS, 600);
+        let deadline_setting =
+            get(DEADLINE).map(|_| number(DEADLINE, DEFAULT_DEADLINE_SECONDS, 86_400));
+        let concurrency = number(CONCURRENCY, DEFAULT_CONCURRENCY as u64, 1024) as usize;
+        let concurrency_per_host = number(
+            CONCURRENCY_PER_HOST,
+            DEFAULT_CONCURRENCY_PER_HOST as u64,
+            1024,
+        ) as usize;
+
         Self {
+            request_timeout: std::time::Duration::from_secs(request_timeout),
+            deadline_setting: deadline_setting.map(std::time::Duration::from_secs),
+            concurrency,
+            concurrency_per_host,
             mapping_parts,
             company_details: get(COMPANY_DETAILS).map(Secret::new),
             toolkit_uuid: get(TOOLKIT_UUID).map(Secret::new),
@@ -166,6 +222,17 @@ impl Settings {
     /// `require_*` checks of each function).
     pub fn problems(&self) -> &[SettingError] {
         &self.problems
+    }
+
+    /// The run deadline: [`DEADLINE`] when set, else 200 s for the HTTP function (`http`)
+    /// and 540 s for the timer and the command line.
+    pub fn deadline(&self, http: bool) -> std::time::Duration {
+        self.deadline_setting
+            .unwrap_or(std::time::Duration::from_secs(if http {
+                DEFAULT_HTTP_DEADLINE_SECONDS
+            } else {
+                DEFAULT_DEADLINE_SECONDS
+            }))
     }
 
     /// A setting's value by name (trimmed; `None` when unset or empty).
@@ -333,6 +400,48 @@ mod tests {
             text.iter()
                 .any(|t| t.starts_with("AZURE_CLOUD: unknown cloud")),
             "{text:?}"
+        );
+    }
+
+    #[test]
+    fn limits_have_defaults_and_bad_values_name_the_setting() {
+        let s = settings(&[]);
+        assert_eq!(s.request_timeout.as_secs(), 20);
+        assert_eq!(s.deadline(true).as_secs(), 200);
+        assert_eq!(s.deadline(false).as_secs(), 540);
+        assert_eq!((s.concurrency, s.concurrency_per_host), (16, 4));
+
+        let s = settings(&[
+            ("ROTATION_DEADLINE_SECONDS", "30"),
+            ("ROTATION_CONCURRENCY", "2"),
+        ]);
+        assert_eq!(
+            (s.deadline(true).as_secs(), s.deadline(false).as_secs()),
+            (30, 30)
+        );
+        assert_eq!(s.concurrency, 2);
+        assert!(s.problems().is_empty(), "{:?}", s.problems());
+
+        let s = settings(&[
+            ("ROTATION_REQUEST_TIMEOUT_SECONDS", "soon"),
+            ("ROTATION_DEADLINE_SECONDS", "0"),
+            ("ROTATION_CONCURRENCY", "-1"),
+            ("ROTATION_CONCURRENCY_PER_HOST", "99999"),
+        ]);
+        let named: Vec<&str> = s.problems().iter().map(|p| p.setting.as_str()).collect();
+        assert_eq!(
+            named,
+            [
+                "ROTATION_REQUEST_TIMEOUT_SECONDS",
+                "ROTATION_DEADLINE_SECONDS",
+                "ROTATION_CONCURRENCY",
+                "ROTATION_CONCURRENCY_PER_HOST"
+            ]
+        );
+        assert!(
+            s.problems()[0].message.contains("whole number"),
+            "{:?}",
+            s.problems()
         );
     }
 

@@ -2,11 +2,12 @@
 //! token per audience cached for the life of the process.
 
 use crate::azure::cloud::Cloud;
+use crate::azure::retry::{HostLimit, RetryPolicy, SdkRetry};
 use crate::error::{Error, ErrorKind, Result};
 use crate::settings::Settings;
 use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
 use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
-use azure_core::http::{ClientOptions, ExponentialRetryOptions, RetryOptions, Transport};
+use azure_core::http::{ClientOptions, RetryOptions, Transport};
 use azure_identity::{
     AzureCliCredential, ClientSecretCredential, ClientSecretCredentialOptions,
     ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId,
@@ -43,8 +44,13 @@ impl CredentialKind {
     }
 }
 
-/// `azure_core` client options that send through the shared client and know the cloud.
-pub fn client_options(http: &reqwest::Client, cloud: &Cloud) -> ClientOptions {
+/// `azure_core` client options that send through the shared client, know the cloud, and
+/// follow `policy` (the same retries, hints, deadline and per-host cap as the REST calls).
+pub fn client_options(
+    http: &reqwest::Client,
+    cloud: &Cloud,
+    policy: &Arc<RetryPolicy>,
+) -> ClientOptions {
     let cloud_config = match cloud.name.as_str() {
         "china" => CloudConfiguration::AzureChina,
         "usgovernment" => CloudConfiguration::AzureGovernment,
@@ -56,24 +62,22 @@ pub fn client_options(http: &reqwest::Client, cloud: &Cloud) -> ClientOptions {
         _ => CloudConfiguration::AzurePublic,
     };
     // The SDK's default (8 retries within 60 s per call) would let one throttled vault eat
-    // most of an HTTP-triggered run's 230 s; a few quick retries, then the error is reported.
-    let retry = RetryOptions::exponential(ExponentialRetryOptions {
-        initial_delay: time::Duration::milliseconds(500),
-        max_retries: 3,
-        max_total_elapsed: time::Duration::seconds(20),
-        max_delay: time::Duration::seconds(8),
-    });
+    // most of an HTTP-triggered run's 230 s: the project's policy and deadline apply instead.
+    let retry = RetryOptions::custom(Arc::new(SdkRetry::new(policy.clone())));
     ClientOptions {
         transport: Some(Transport::new(Arc::new(http.clone()))),
         retry,
+        per_try_policies: vec![Arc::new(HostLimit::new(policy.clone()))],
         cloud: Some(Arc::new(cloud_config)),
         ..Default::default()
     }
 }
 
 /// Builds the credential the settings select, wrapped in a per-audience token cache.
+/// Its requests follow the retry policy the settings give.
 pub fn build(settings: &Settings, http: &reqwest::Client) -> Result<Arc<dyn TokenCredential>> {
-    let options = client_options(http, &settings.cloud);
+    let policy = Arc::new(RetryPolicy::from_settings(settings));
+    let options = client_options(http, &settings.cloud, &policy);
     let kind = CredentialKind::select(settings);
     let inner: Arc<dyn TokenCredential> = match kind {
         CredentialKind::ManagedIdentity => {

@@ -4,4 +4,5 @@
 pub mod cloud;
 pub mod credential;
 pub mod http;
+pub mod retry;
 pub mod storage;

@@ -54,6 +54,7 @@ fn run_options(query: &HashMap<String, String>) -> Result<RunOptions, ApiError> 
         dry_run: flag("dryRun")?,
         app,
         force: flag("force")?,
+        http_triggered: true,
         ..RunOptions::default()
     })
 }

@@ -2,6 +2,7 @@
 //! it is inside the expiry window. The one answer that carries a full key.
 
 use super::AppState;
+use crate::azure::retry;
 use crate::toolkit::request::{parse_request, response_body, ToolkitError};
 use crate::toolkit::KeyRequest;
 use axum::body::Bytes;
@@ -31,14 +32,16 @@ async fn answer(
     let keys = rotator
         .key_source()
         .map_err(|e| ToolkitError::from_error(&e))?;
-    let grant = keys
-        .current_key(
-            &request.app_name,
-            KeyRequest {
-                force: request.force,
-                dry_run: request.dry_run,
-            },
-        )
+    // An HTTP-triggered call: the same retry policy and deadline as ApiKeyRotator's runs.
+    let deadline = std::time::Instant::now() + rotator.settings().deadline(true);
+    let call = keys.current_key(
+        &request.app_name,
+        KeyRequest {
+            force: request.force,
+            dry_run: request.dry_run,
+        },
+    );
+    let grant = retry::with_policy(rotator.policy(), retry::with_deadline(deadline, call))
         .await
         .map_err(|e| ToolkitError::from_error(&e))?;
     tracing::info!(app = %grant.app_name, key = %grant.api_key, renewed = grant.renewed, "ToolkitApp answered");

@@ -2,6 +2,7 @@
 //! compare it with the app's current key, and write only what differs.
 
 use super::report::{Report, ReportEntry};
+use crate::azure::retry;
 use crate::error::Error;
 use crate::error::ErrorKind;
 use crate::targets::{
@@ -11,7 +12,8 @@ use crate::toolkit::{KeyGrant, KeyRequest, KeySource};
 use futures::future::{BoxFuture, FutureExt};
 use futures::stream::{self, StreamExt};
 use std::collections::HashMap;
-use std::time::Instant;
+use std::future::Future;
+use std::time::{Duration, Instant};
 
 /// How a run behaves.
 #[derive(Debug, Clone)]
@@ -24,6 +26,12 @@ pub struct RunOptions {
     pub force: bool,
     /// How many apps, and how many containers, are worked on at once.
     pub concurrency: usize,
+    /// When the run must end: work not finished by then is abandoned and its targets are
+    /// reported as `DeadlineExceeded` errors. `None`: no deadline.
+    pub deadline: Option<Duration>,
+    /// Started by the HTTP function (whose default deadline is shorter, see
+    /// [`crate::settings::Settings::deadline`]).
+    pub http_triggered: bool,
 }
 
 impl Default for RunOptions {
@@ -33,6 +41,8 @@ impl Default for RunOptions {
             app: None,
             force: false,
             concurrency: 16,
+            deadline: None,
+            http_triggered: false,
         }
     }
 }
@@ -50,6 +60,27 @@ pub async fn run(
     vaults: &dyn VaultResolver,
 ) -> Report {
     let started = Instant::now();
+    // Far enough to never matter, and still a valid instant on every platform.
+    let deadline = started
+        + options
+            .deadline
+            .unwrap_or(Duration::from_secs(100 * 365 * 86_400));
+    retry::with_deadline(
+        deadline,
+        run_until(keys, plan, apps, options, vaults, started, deadline),
+    )
+    .await
+}
+
+async fn run_until(
+    keys: &dyn KeySource,
+    plan: &[Planned],
+    apps: &[String],
+    options: &RunOptions,
+    vaults: &dyn VaultResolver,
+    started: Instant,
+    deadline: Instant,
+) -> Report {
     let mut report = Report::new(options.dry_run);
     report.summary.apps = apps.len();
     report.summary.targets = plan.iter().map(|p| p.entries.len()).sum();
@@ -58,9 +89,19 @@ pub async fn run(
         force: options.force && options.app.is_some(),
         dry_run: options.dry_run,
     };
-    let calls = apps
-        .iter()
-        .map(|app| async move { (app.clone(), keys.current_key(app, request).await) }.boxed());
+    let calls = apps.iter().map(|app| {
+        async move {
+            let grant = until(deadline, keys.current_key(app, request))
+                .await
+                .unwrap_or_else(|| {
+                    Err(retry::deadline_exceeded(&format!(
+                        "the toolkit call for {app}"
+                    )))
+                });
+            (app.clone(), grant)
+        }
+        .boxed()
+    });
     let grants: HashMap<String, Result<KeyGrant, Error>> =
         bounded(calls.collect(), options.concurrency)
             .await
@@ -92,9 +133,18 @@ pub async fn run(
         }
     }
 
-    let calls = plan
-        .iter()
-        .map(|planned| rotate_container(planned, &grants, options.dry_run, vaults).boxed());
+    let calls = plan.iter().map(|planned| {
+        let grants = &grants;
+        async move {
+            until(
+                deadline,
+                rotate_container(planned, grants, options.dry_run, vaults),
+            )
+            .await
+            .unwrap_or_else(|| abandoned(planned, grants))
+        }
+        .boxed()
+    });
     let outcomes = bounded(calls.collect(), options.concurrency).await;
     for outcome in outcomes.into_iter().flatten() {
         match outcome {
@@ -131,6 +181,63 @@ async fn bounded<'a, T>(calls: Vec<BoxFuture<'a, T>>, limit: usize) -> Vec<T> {
     stream::iter(calls).buffered(limit.max(1)).collect().await
 }
 
+/// `f`'s output, or `None` when `deadline` passes first (then `f` is dropped, abandoning
+/// whatever it had in flight).
+async fn until<F: Future>(deadline: Instant, f: F) -> Option<F::Output> {
+    tokio::time::timeout_at(deadline.into(), f).await.ok()
+}
+
+/// The outcomes of a container abandoned at the deadline: every entry failed, with
+/// `DeadlineExceeded` unless its key was unavailable anyway.
+fn abandoned(planned: &Planned, grants: &HashMap<String, Result<KeyGrant, Error>>) -> Vec<Outcome> {
+    let container = planned.container.as_ref();
+    let (kind, name) = (container.kind(), container.name());
+    planned
+        .entries
+        .iter()
+        .map(|entry| {
+            let label = format!("{name}/{}", entry.name);
+            match &grants[&entry.apim_app_name] {
+                Err(e) => key_unavailable(kind, entry, &label, e),
+                Ok(_) => {
+                    let e = retry::deadline_exceeded(&format!("{} {name}", kind.noun()));
+                    let e = Error::new(
+                        e.kind(),
+                        format!(
+                            "{e}; \"{}\" was abandoned and may or may not hold the new key.",
+                            entry.name
+                        ),
+                    )
+                    .with_code(e.code())
+                    .set_temporary(false);
+                    failed(kind, &entry.apim_app_name, &label, &e)
+                }
+            }
+        })
+        .collect()
+}
+
+/// The outcome of an entry whose app's key the toolkit could not provide.
+fn key_unavailable(kind: TargetKind, entry: &Entry, label: &str, cause: &Error) -> Outcome {
+    let (code, why) = if cause.code() == "DeadlineExceeded" {
+        (
+            "DeadlineExceeded",
+            "the run's deadline passed before the toolkit provided",
+        )
+    } else {
+        ("KeyUnavailable", "the toolkit could not provide")
+    };
+    Outcome::Failed(
+        ReportEntry::new(
+            kind.report_type(),
+            &entry.apim_app_name,
+            label,
+            format!("Not checked: {why} the key of {}.", entry.apim_app_name),
+        )
+        .with_code(code),
+    )
+}
+
 enum Outcome {
     Updated(ReportEntry),
     Unchanged(ReportEntry),
@@ -153,18 +260,7 @@ async fn rotate_container(
     for entry in &planned.entries {
         match &grants[&entry.apim_app_name] {
             Ok(grant) => ready.push((entry, grant)),
-            Err(_) => outcomes.push(Outcome::Failed(
-                ReportEntry::new(
-                    kind.report_type(),
-                    &entry.apim_app_name,
-                    &target(&entry.name),
-                    format!(
-                        "Not checked: the toolkit could not provide the key of {}.",
-                        entry.apim_app_name
-                    ),
-                )
-                .with_code("KeyUnavailable"),
-            )),
+            Err(e) => outcomes.push(key_unavailable(kind, entry, &target(&entry.name), e)),
         }
     }
     if ready.is_empty() {
@@ -417,6 +513,8 @@ mod tests {
         deny: Option<&'static str>,
         refs: HashMap<String, SecretRef>,
         refreshed: Mutex<Vec<Vec<String>>>,
+        /// Reads never answer (a service that hangs).
+        hang: bool,
     }
 
     /// No vault: references cannot be followed.
@@ -446,6 +544,9 @@ mod tests {
             "store"
         }
         async fn read(&self, names: &[String]) -> Vec<Result<Stored>> {
+            if self.hang {
+                futures::future::pending::<()>().await;
+            }
             let values = self.values.lock().unwrap();
             names
                 .iter()
@@ -689,5 +790,69 @@ mod tests {
             report.errors[0].code.as_deref(),
             Some("PinnedKeyVaultReference")
         );
+    }
+
+    /// At the deadline, a hung container's entries are errors `DeadlineExceeded`, the others
+    /// keep their outcomes, every target appears once, and the run returns at the deadline.
+    #[tokio::test]
+    async fn the_deadline_abandons_unfinished_targets_and_reports_each_once() {
+        let (keys, store, mut plan, apps) = setup(None);
+        let hung = Arc::new(FakeStore {
+            hang: true,
+            ..FakeStore::default()
+        });
+        plan.push(Planned {
+            container: hung,
+            entries: vec![
+                Entry {
+                    name: "h1".into(),
+                    apim_app_name: "same".into(),
+                },
+                Entry {
+                    name: "h2".into(),
+                    apim_app_name: "broken".into(),
+                },
+            ],
+        });
+        let started = Instant::now();
+        let options = RunOptions {
+            deadline: Some(Duration::from_millis(300)),
+            ..RunOptions::default()
+        };
+        let report = run(&keys, &plan, &apps, &options, &NoVaults).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            store.writes.lock().unwrap().len(),
+            1,
+            "the healthy store finished"
+        );
+        let code = |target: &str| {
+            report
+                .errors
+                .iter()
+                .find(|e| e.target == target)
+                .and_then(|e| e.code.clone())
+        };
+        assert_eq!(code("store/h1").as_deref(), Some("DeadlineExceeded"));
+        assert_eq!(code("store/h2").as_deref(), Some("KeyUnavailable"));
+        let mut targets: Vec<&str> = report
+            .successes
+            .iter()
+            .chain(&report.warnings)
+            .chain(&report.errors)
+            .filter(|e| e.kind != "TOOLKIT")
+            .map(|e| e.target.as_str())
+            .collect();
+        targets.sort();
+        assert_eq!(
+            targets,
+            ["store/a", "store/b", "store/c", "store/d", "store/e", "store/h1", "store/h2"]
+        );
+        let s = &report.summary;
+        assert_eq!((s.targets, s.updated + s.unchanged + s.failed), (7, 7));
     }
 }

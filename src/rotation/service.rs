@@ -4,7 +4,7 @@
 use super::engine::{run, RunOptions};
 use super::lock::{LockError, RunLock};
 use super::report::Report;
-use crate::azure::{credential, http};
+use crate::azure::{credential, http, retry};
 use crate::error::Error;
 use crate::mapping::{self, MappingErrors};
 use crate::settings::{SettingError, Settings};
@@ -12,7 +12,6 @@ use crate::targets::{self, TargetDeps};
 use crate::toolkit::{self, KeySource};
 use azure_core::credentials::TokenCredential;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Why a run could not start.
 #[derive(Debug)]
@@ -48,6 +47,7 @@ impl std::fmt::Display for RunError {
 /// the credential (and its token cache), where keys come from, and the run lock.
 pub struct Rotator {
     settings: Arc<Settings>,
+    policy: Arc<retry::RetryPolicy>,
     http: Result<reqwest::Client, Error>,
     credential: Result<Arc<dyn TokenCredential>, Error>,
     keys: Result<Arc<dyn KeySource>, Error>,
@@ -60,8 +60,9 @@ impl Rotator {
     /// Sets everything up once; a failure is kept and reported by each run, never fatal here.
     pub fn new(settings: Settings) -> Self {
         let settings = Arc::new(settings);
+        let policy = Arc::new(retry::RetryPolicy::from_settings(&settings));
         let http = load_ca(&settings)
-            .and_then(|ca| http::build_client(ca.as_deref(), Duration::from_secs(30)));
+            .and_then(|ca| http::build_client(ca.as_deref(), settings.request_timeout));
         let credential = http
             .as_ref()
             .map_err(Clone::clone)
@@ -87,6 +88,7 @@ impl Rotator {
         }
         Self {
             settings,
+            policy,
             http,
             credential,
             keys,
@@ -100,6 +102,11 @@ impl Rotator {
         &self.settings
     }
 
+    /// The retry policy every outbound call of this process follows.
+    pub fn policy(&self) -> Arc<retry::RetryPolicy> {
+        self.policy.clone()
+    }
+
     /// The shared HTTP client, or why there is none.
     pub fn http(&self) -> Result<&reqwest::Client, Error> {
         self.http.as_ref().map_err(Clone::clone)
@@ -110,9 +117,19 @@ impl Rotator {
         self.keys.clone()
     }
 
-    /// Validates settings and mapping, takes the run lock, then runs the rotation; the lock is
-    /// held until the run ends and released on every path.
+    /// Validates settings and mapping, takes the run lock, then runs the rotation under the
+    /// retry policy, with the concurrency and deadline the settings give; the lock is held
+    /// until the run ends and released on every path.
     pub async fn run(&self, options: &RunOptions) -> Result<Report, RunError> {
+        let options = RunOptions {
+            concurrency: self.settings.concurrency,
+            deadline: Some(self.settings.deadline(options.http_triggered)),
+            ..options.clone()
+        };
+        retry::with_policy(self.policy.clone(), self.run_checked(&options)).await
+    }
+
+    async fn run_checked(&self, options: &RunOptions) -> Result<Report, RunError> {
         let problems = self.settings.check_for_rotation();
         if !problems.is_empty() {
             return Err(RunError::Settings(problems));

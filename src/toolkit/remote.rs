@@ -3,6 +3,7 @@
 
 use super::{KeyGrant, KeyRequest, KeySource};
 use crate::azure::http::transport_error;
+use crate::azure::retry::{self, Idempotency};
 use crate::error::{Error, ErrorKind, Result};
 use crate::secret::{ApiKey, Secret};
 use crate::settings::Settings;
@@ -101,15 +102,27 @@ impl RemoteToolkit {
 #[async_trait]
 impl KeySource for RemoteToolkit {
     async fn current_key(&self, app_name: &str, request: KeyRequest) -> Result<KeyGrant> {
-        let mut req = self.http.post(self.url.clone()).json(&json!({
+        // Without force the ToolkitApp renews only inside the renewal window, so asking again
+        // after a lost answer returns the key the first call made; a forced renewal would make
+        // another key, so it is not repeated blindly.
+        let idempotency = if request.force {
+            Idempotency::NotIdempotent
+        } else {
+            Idempotency::Idempotent
+        };
+        let body = json!({
             "appName": app_name,
             "force": request.force,
             "dryRun": request.dry_run,
-        }));
-        if let Some(key) = &self.function_key {
-            req = req.header("x-functions-key", key.expose());
-        }
-        let resp = req.send().await.map_err(|e| transport_error(SERVICE, &e))?;
+        });
+        let resp = retry::send(SERVICE, idempotency, || async {
+            let mut req = self.http.post(self.url.clone()).json(&body);
+            if let Some(key) = &self.function_key {
+                req = req.header("x-functions-key", key.expose());
+            }
+            Ok(req)
+        })
+        .await?;
         let status = resp.status().as_u16();
         let body = resp
             .bytes()

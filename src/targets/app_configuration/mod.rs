@@ -13,7 +13,7 @@ pub use error::parse_error;
 
 use super::{Container, SecretRef, Stored, TargetDeps, TargetKind, Write};
 use crate::azure::credential::bearer;
-use crate::azure::http::transport_error;
+use crate::azure::retry::{self, Idempotency};
 use crate::error::{Error, ErrorKind, Result};
 use crate::secret::ApiKey;
 use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
@@ -203,7 +203,8 @@ impl AppConfiguration {
     }
 
     /// Sends `method url` with `body` and `extra` headers, authenticated and with the
-    /// Sync-Token, and remembers the answer's Sync-Token.
+    /// Sync-Token, under the shared retry policy (GETs and conditional PUTs are idempotent),
+    /// and remembers the answer's Sync-Token.
     async fn send(
         &self,
         method: reqwest::Method,
@@ -211,6 +212,24 @@ impl AppConfiguration {
         body: Option<Vec<u8>>,
         extra: &[(&'static str, String)],
     ) -> Result<reqwest::Response> {
+        let body = body.unwrap_or_default();
+        let service = format!("App Configuration {}", self.label);
+        let response = retry::send(&service, Idempotency::Idempotent, || {
+            self.request(method.clone(), url.clone(), body.clone(), extra)
+        })
+        .await?;
+        self.remember_sync_tokens(response.headers());
+        Ok(response)
+    }
+
+    /// One attempt's request: freshly signed (HMAC dates expire) or with a current token.
+    async fn request(
+        &self,
+        method: reqwest::Method,
+        url: url::Url,
+        body_bytes: Vec<u8>,
+        extra: &[(&'static str, String)],
+    ) -> Result<reqwest::RequestBuilder> {
         let mut request = self
             .deps
             .http
@@ -222,7 +241,6 @@ impl AppConfiguration {
         if let Some(token) = self.sync_token_header() {
             request = request.header("sync-token", token);
         }
-        let body_bytes = body.unwrap_or_default();
         match &self.access_key {
             None => {
                 let token = bearer(self.deps.credential.as_ref(), audience(&self.endpoint)).await?;
@@ -247,12 +265,7 @@ impl AppConfiguration {
         if method == reqwest::Method::PUT {
             request = request.header(CONTENT_TYPE, KV_MEDIA_TYPE).body(body_bytes);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| transport_error(&format!("App Configuration {}", self.label), &e))?;
-        self.remember_sync_tokens(response.headers());
-        Ok(response)
+        Ok(request)
     }
 
     async fn error_of(&self, response: reqwest::Response) -> Error {

@@ -20,6 +20,7 @@ pub use reference::{parse as parse_reference, Parsed};
 use super::{Container, Stored, TargetDeps, TargetKind, Write};
 use crate::azure::credential::bearer;
 use crate::azure::http::transport_error;
+use crate::azure::retry::{self, Idempotency};
 use crate::error::{Error, ErrorKind, Result};
 use crate::mapping::{SiteGroup, SiteKind};
 use crate::secret::ApiKey;
@@ -27,14 +28,9 @@ use reqwest::Method;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
-use std::time::Duration;
 
 /// The Microsoft.Web api-version of the reference's examples (latest stable).
 pub const API_VERSION: &str = "2026-03-15";
-/// At most this many retries of a throttled or unavailable call.
-const MAX_RETRIES: u32 = 3;
-/// Never wait more than this in total for retries of one call.
-const MAX_WAIT: Duration = Duration::from_secs(30);
 
 /// One read-modify-write at a time per site, in the whole process (keyed by the resource URL);
 /// the guarded number counts the PUTs this process made to the site.
@@ -121,58 +117,38 @@ impl AppSettings {
         url
     }
 
-    /// One ARM call, retried (at most [`MAX_RETRIES`] times, within [`MAX_WAIT`]) when throttled
-    /// or unavailable; a throttled answer's `Retry-After` is honoured. Only idempotent calls go
-    /// through here: the list, the whole-set PUT under the site lock, the refresh.
+    /// One ARM call under the shared retry policy (throttling hints honoured). Only
+    /// idempotent calls go through here: the list, the whole-set PUT under the site lock, the
+    /// refresh.
     async fn call(&self, method: Method, url: url::Url, body: Option<&Value>) -> Result<Value> {
-        let mut waited = Duration::ZERO;
-        let mut attempt = 0;
-        loop {
+        let response = retry::send(&self.what(), Idempotency::Idempotent, || async {
             let token = bearer(self.deps.credential.as_ref(), &self.scope).await?;
-            let mut request = self
+            let request = self
                 .deps
                 .http
                 .request(method.clone(), url.clone())
                 .bearer_auth(token);
-            request = match body {
+            Ok(match body {
                 Some(b) => request.json(b),
                 None => request.body(""),
-            };
-            let (err, retry_after) = match request.send().await {
-                Err(e) => (transport_error(&self.what(), &e), None),
-                Ok(response) => {
-                    let status = response.status().as_u16();
-                    log_rate_limits(response.headers(), &self.label);
-                    let retry_after = response
-                        .headers()
-                        .get(reqwest::header::RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map(Duration::from_secs);
-                    let bytes = response.bytes().await.unwrap_or_default();
-                    if (200..300).contains(&status) {
-                        if bytes.is_empty() {
-                            return Ok(Value::Null);
-                        }
-                        return serde_json::from_slice(&bytes).map_err(|e| {
-                            Error::unexpected(format!("{}: unreadable answer: {e}", self.what()))
-                        });
-                    }
-                    (parse_error(status, &bytes, &self.what()), retry_after)
-                }
-            };
-            if !err.is_temporary() || attempt >= MAX_RETRIES {
-                return Err(err);
+            })
+        })
+        .await?;
+        let status = response.status().as_u16();
+        log_rate_limits(response.headers(), &self.label);
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| transport_error(&self.what(), &e))?;
+        if (200..300).contains(&status) {
+            if bytes.is_empty() {
+                return Ok(Value::Null);
             }
-            let delay = retry_after.unwrap_or(Duration::from_millis(250 << attempt));
-            if waited + delay > MAX_WAIT {
-                return Err(err);
-            }
-            tracing::warn!(container = %self.label, code = err.code(), delay_ms = delay.as_millis() as u64, attempt = attempt + 1, "Resource Manager call retried");
-            tokio::time::sleep(delay).await;
-            waited += delay;
-            attempt += 1;
+            return serde_json::from_slice(&bytes).map_err(|e| {
+                Error::unexpected(format!("{}: unreadable answer: {e}", self.what()))
+            });
         }
+        Err(parse_error(status, &bytes, &self.what()))
     }
 
     /// The current settings: one list call.

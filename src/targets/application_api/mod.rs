@@ -7,7 +7,8 @@
 
 use super::{Container, Stored, TargetDeps, Write};
 use crate::azure::credential::bearer;
-use crate::azure::http::{kind_for_status, transport_error};
+use crate::azure::http::kind_for_status;
+use crate::azure::retry::{self, Idempotency};
 use crate::error::{Error, Result};
 use crate::mapping::ApiAuth;
 use crate::targets::TargetKind;
@@ -70,22 +71,25 @@ impl ApplicationApi {
         })
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response> {
-        let request = self.authorize(request).await?;
-        request
-            .send()
-            .await
-            .map_err(|e| transport_error(&format!("application API {}", self.label), &e))
+    /// Sends the request `build` makes, authorized, under the shared retry policy. Both calls
+    /// are idempotent: a GET, and a POST that sets an app's key to a whole value.
+    async fn send(&self, build: impl Fn() -> reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        retry::send(
+            &format!("application API {}", self.label),
+            Idempotency::Idempotent,
+            || self.authorize(build()),
+        )
+        .await
     }
 
     async fn read_one(&self, app_name: &str) -> Result<Stored> {
         let response = self
-            .send(
+            .send(|| {
                 self.deps
                     .http
                     .get(self.url.clone())
-                    .query(&[("appName", app_name)]),
-            )
+                    .query(&[("appName", app_name)])
+            })
             .await?;
         let status = response.status().as_u16();
         match status {
@@ -117,7 +121,7 @@ impl ApplicationApi {
             "expiresAt": write.expires_at.map(crate::rotation::report::rfc3339),
         });
         let response = self
-            .send(self.deps.http.post(self.url.clone()).json(&body))
+            .send(|| self.deps.http.post(self.url.clone()).json(&body))
             .await?;
         let status = response.status();
         if status.is_success() {

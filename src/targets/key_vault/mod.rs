@@ -36,7 +36,7 @@ impl KeyVault {
     /// A client for the vault at `vault_url`, shown as `label` in reports.
     pub fn new(vault_url: &url::Url, label: &str, deps: &TargetDeps) -> Result<Self> {
         let options = SecretClientOptions {
-            client_options: client_options(&deps.http, &deps.cloud),
+            client_options: client_options(&deps.http, &deps.cloud, &crate::azure::retry::policy()),
             verify_challenge_resource: Some(deps.cloud.verify_key_vault_challenge),
             ..Default::default()
         };

@@ -3,6 +3,7 @@
 
 use super::error::parse_error_from;
 use crate::azure::http::transport_error;
+use crate::azure::retry::{self, Idempotency};
 use crate::error::{Error, Result};
 use crate::secret::Secret;
 use crate::toolkit::sealed::ServiceAccountKey;
@@ -112,14 +113,15 @@ impl ServiceAccountAuth {
     async fn fetch(&self) -> Result<CachedToken> {
         let assertion = self.assertion()?;
         let started = Instant::now();
-        let resp = self
-            .http
-            .post(self.token_uri.clone())
-            .header(reqwest::header::ACCEPT, "application/json")
-            .form(&[("grant_type", JWT_BEARER_GRANT), ("assertion", &assertion)])
-            .send()
-            .await
-            .map_err(|e| transport_error(TOKEN_SERVICE, &e))?;
+        // Asking for a token again only gets another token: idempotent.
+        let resp = retry::send(TOKEN_SERVICE, Idempotency::Idempotent, || async {
+            Ok(self
+                .http
+                .post(self.token_uri.clone())
+                .header(reqwest::header::ACCEPT, "application/json")
+                .form(&[("grant_type", JWT_BEARER_GRANT), ("assertion", &assertion)]))
+        })
+        .await?;
         let status = resp.status().as_u16();
         let body = resp
             .bytes()

@@ -12,6 +12,7 @@ pub use error::parse_error;
 use super::sealed::ApigeeXConfig;
 use super::{Credential, Issuer};
 use crate::azure::http::transport_error;
+use crate::azure::retry::{self, Idempotency};
 use crate::error::{Error, ErrorKind, Result};
 use crate::secret::ApiKey;
 use async_trait::async_trait;
@@ -153,36 +154,38 @@ impl ApigeeX {
         Ok(url)
     }
 
-    /// Sends one authenticated request; returns the body of a 2xx answer. A 401 drops the
-    /// cached token and is tried once more with a fresh one: a refused token means the request
-    /// was not applied, so repeating it cannot double-apply anything.
+    /// Sends one authenticated request under the shared retry policy (as `idempotency`
+    /// allows); returns the body of a 2xx answer. A 401 drops the cached token and is tried
+    /// once more with a fresh one: a refused token means the request was not applied, so
+    /// repeating it cannot double-apply anything.
     async fn call(
         &self,
         method: Method,
         url: url::Url,
         body: Option<&Value>,
         octet_stream: bool,
+        idempotency: Idempotency,
     ) -> Result<Vec<u8>> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let token = self.auth.token().await?;
-            let mut req = self
-                .http
-                .request(method.clone(), url.clone())
-                .bearer_auth(token.expose())
-                .header(reqwest::header::ACCEPT, "application/json");
-            if let Some(b) = body {
-                req = req.json(b);
-            } else if octet_stream {
-                req = req
-                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-                    .body(Vec::new());
-            }
-            let resp = req
-                .send()
-                .await
-                .map_err(|e| transport_error(SERVICE, &e.without_url()))?;
+            let resp = retry::send(SERVICE, idempotency, || async {
+                let token = self.auth.token().await?;
+                let mut req = self
+                    .http
+                    .request(method.clone(), url.clone())
+                    .bearer_auth(token.expose())
+                    .header(reqwest::header::ACCEPT, "application/json");
+                if let Some(b) = body {
+                    req = req.json(b);
+                } else if octet_stream {
+                    req = req
+                        .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                        .body(Vec::new());
+                }
+                Ok(req)
+            })
+            .await?;
             let status = resp.status().as_u16();
             let bytes = resp
                 .bytes()
@@ -201,6 +204,83 @@ impl ApigeeX {
         }
     }
 
+    /// The app's key `key` as Apigee holds it now, if it exists.
+    async fn find_key(&self, app_name: &str, key: &ApiKey) -> Result<Option<KeyBody>> {
+        let url = self.app_url(app_name, &[])?;
+        let body = self
+            .call(Method::GET, url, None, false, Idempotency::Idempotent)
+            .await?;
+        let app: AppBody = parse_json(&body)?;
+        Ok(app
+            .credentials
+            .into_iter()
+            .find(|c| c.consumer_key == key.expose()))
+    }
+
+    /// `POST .../keys`, which is not idempotent: after a failure whose outcome is unknown (a
+    /// server error, a timeout, a reset), the app is read again and a key that exists is taken
+    /// as created; only a key that certainly does not exist is created again (at most the
+    /// policy's attempt count), so a lost answer never makes two keys. The inner result is
+    /// the created key's body, which may be unreadable although the key exists.
+    async fn post_key(
+        &self,
+        app_name: &str,
+        key: &ApiKey,
+        request: &Value,
+    ) -> Result<Result<KeyBody>> {
+        let url = self.app_url(app_name, &["keys"])?;
+        let policy = retry::policy();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let err = match self
+                .call(
+                    Method::POST,
+                    url.clone(),
+                    Some(request),
+                    false,
+                    Idempotency::NotIdempotent,
+                )
+                .await
+            {
+                Ok(body) => return Ok(parse_json(&body)),
+                Err(e) if e.is_temporary() => e,
+                Err(e) => return Err(e),
+            };
+            match self.find_key(app_name, key).await {
+                Ok(Some(created)) => {
+                    tracing::warn!(
+                        app = app_name,
+                        code = err.code(),
+                        "the answer to a key creation was lost; the key exists and is used"
+                    );
+                    return Ok(Ok(created));
+                }
+                Ok(None) => {}
+                Err(check) => {
+                    // Unknown whether the key exists: creating another could make two.
+                    return Err(err.with_context(
+                        "check",
+                        format!("whether the key was created could not be read: {check}"),
+                    ));
+                }
+            }
+            if attempt >= policy.max_attempts {
+                return Err(err);
+            }
+            let Some(delay) = policy.delay(attempt, None, retry::deadline()) else {
+                return Err(err);
+            };
+            tracing::warn!(
+                app = app_name,
+                code = err.code(),
+                attempt,
+                "key creation failed before it was applied; creating again"
+            );
+            tokio::time::sleep(delay).await;
+        }
+    }
+
     async fn add_products(
         &self,
         app_name: &str,
@@ -214,6 +294,8 @@ impl ApigeeX {
                 url,
                 Some(&json!({ "apiProducts": products })),
                 false,
+                // Sets the key's product list: repeating it sets the same list.
+                Idempotency::Idempotent,
             )
             .await?;
         parse_json(&body)
@@ -222,12 +304,14 @@ impl ApigeeX {
     async fn approve(&self, app_name: &str, key: &ApiKey) -> Result<()> {
         let mut url = self.app_url(app_name, &["keys", key.expose()])?;
         url.query_pairs_mut().append_pair("action", "approve");
-        self.call(Method::POST, url, None, true).await.map(|_| ())
+        self.call(Method::POST, url, None, true, Idempotency::Idempotent)
+            .await
+            .map(|_| ())
     }
 
     async fn delete_key(&self, app_name: &str, key: &ApiKey) -> Result<()> {
         let url = self.app_url(app_name, &["keys", key.expose()])?;
-        self.call(Method::DELETE, url, None, false)
+        self.call(Method::DELETE, url, None, false, Idempotency::Idempotent)
             .await
             .map(|_| ())
     }
@@ -261,7 +345,7 @@ impl Issuer for ApigeeX {
     async fn list_credentials(&self, app_name: &str) -> Result<Vec<Credential>> {
         let url = self.app_url(app_name, &[])?;
         let body = self
-            .call(Method::GET, url, None, false)
+            .call(Method::GET, url, None, false, Idempotency::Idempotent)
             .await
             .map_err(|e| {
                 if e.kind() == ErrorKind::NotFound {
@@ -293,7 +377,6 @@ impl Issuer for ApigeeX {
         lifetime: Option<time::Duration>,
         api_products: &[String],
     ) -> Result<Credential> {
-        let url = self.app_url(app_name, &["keys"])?;
         let mut request = json!({
             "consumerKey": key.expose(),
             "consumerSecret": super::random_alphanumeric(32),
@@ -302,11 +385,11 @@ impl Issuer for ApigeeX {
         if let Some(lifetime) = lifetime {
             request["expiresInSeconds"] = json!(lifetime.whole_seconds().to_string());
         }
-        let body = self
-            .call(Method::POST, url, Some(&request), false)
+        let created = self
+            .post_key(app_name, key, &request)
             .await
             .map_err(|e| scrub(e, key).with_context("app", app_name.to_string()))?;
-        let finished = match parse_json::<KeyBody>(&body) {
+        let finished = match created {
             Ok(created) => self.finish_key(app_name, key, created, api_products).await,
             Err(e) => Err(e),
         };

@@ -28,6 +28,10 @@ struct Fake {
     reject_products: bool,
     /// Answer the next API call 401, as Google does for a revoked token.
     revoke_token_once: bool,
+    /// Create this many keys, then answer 503 as if the answer were lost on the way.
+    lose_create_answers: usize,
+    /// Answer this many key creations 503 without creating anything.
+    refuse_creates: usize,
 }
 
 type Shared = Arc<Mutex<Fake>>;
@@ -134,7 +138,16 @@ async fn apigee(
                 "issuedAt": now.to_string(), "expiresAt": (now + secs * 1000).to_string(),
                 "status": "approved", "apiProducts": [],
             });
+            if fake.refuse_creates > 0 {
+                fake.refuse_creates -= 1;
+                return google_error(StatusCode::SERVICE_UNAVAILABLE, "busy", "UNAVAILABLE");
+            }
+            let creds = fake.apps.get_mut(&app).unwrap();
             creds.push(cred.clone());
+            if fake.lose_create_answers > 0 {
+                fake.lose_create_answers -= 1;
+                return google_error(StatusCode::BAD_GATEWAY, "upstream reset", "UNAVAILABLE");
+            }
             (StatusCode::CREATED, axum::Json(cred)).into_response()
         }
         (m, ["keys", key]) => {
@@ -428,4 +441,53 @@ fn times_are_int64_strings_or_edge_numbers() {
         1_518_459_781
     );
     assert!(millis(&Some(json!("soon"))).is_err());
+}
+
+fn creates(f: &Fake) -> usize {
+    f.requests
+        .iter()
+        .filter(|r| r.starts_with("POST ") && r.ends_with("/apps/app1/keys"))
+        .count()
+}
+
+/// A key creation whose answer is lost (the key exists) is not repeated: the app is read
+/// again and the existing key is finished and used, so there is exactly one new key.
+#[tokio::test]
+async fn a_lost_creation_answer_never_makes_two_keys() {
+    let (fake, base) = start().await;
+    fake.lock().unwrap().lose_create_answers = 1;
+    let source = key_source(&settings_for(&base), reqwest::Client::new()).unwrap();
+    let grant = source
+        .current_key("app1", KeyRequest::default())
+        .await
+        .unwrap();
+    assert!(grant.renewed, "{}", grant.message);
+    let f = fake.lock().unwrap();
+    assert_eq!(creates(&f), 1, "{:?}", f.requests);
+    assert_eq!(f.apps["app1"].len(), 3, "one new key");
+    let new = f.apps["app1"]
+        .iter()
+        .find(|c| key_of(c) == grant.api_key.expose())
+        .unwrap();
+    assert_eq!(
+        new["apiProducts"].as_array().unwrap().len(),
+        2,
+        "products added"
+    );
+}
+
+/// A creation refused before it was applied (the key does not exist) is made again, once.
+#[tokio::test]
+async fn a_refused_creation_is_made_again() {
+    let (fake, base) = start().await;
+    fake.lock().unwrap().refuse_creates = 1;
+    let source = key_source(&settings_for(&base), reqwest::Client::new()).unwrap();
+    let grant = source
+        .current_key("app1", KeyRequest::default())
+        .await
+        .unwrap();
+    assert!(grant.renewed, "{}", grant.message);
+    let f = fake.lock().unwrap();
+    assert_eq!(creates(&f), 2, "{:?}", f.requests);
+    assert_eq!(f.apps["app1"].len(), 3, "still one new key");
 }

@@ -1,0 +1,704 @@
+//! The one retry policy for every outbound call (PRODUCT.md §10): which failures are retried,
+//! exponential backoff with full jitter, `Retry-After` / `retry-after-ms` hints, a maximum
+//! attempt count, a per-request timeout, the run's deadline and a cap of requests in flight
+//! per service host.
+//!
+//! Hand-written REST calls go through [`send`]; the Azure SDK clients get the same numbers
+//! through [`SdkRetry`] and [`HostLimit`] (see [`crate::azure::credential::client_options`]).
+//! The policy and the deadline of the current run are task-local ([`with_policy`],
+//! [`with_deadline`]), so the adapters need no extra parameters.
+
+use crate::azure::http::transport_error;
+use crate::error::{Error, Result};
+use azure_core::http::policies::{Policy, PolicyResult, RetryHeaders};
+use azure_core::http::{Context, Request, StatusCode};
+use rand::Rng;
+use reqwest::header::{HeaderMap, HeaderName};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::Semaphore;
+
+/// Statuses that mean "not done, try again": 408, 429, 500, 502, 503, 504.
+pub const RETRY_STATUSES: [u16; 6] = [408, 429, 500, 502, 503, 504];
+
+/// Whether a request may be repeated blindly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Idempotency {
+    /// Repeating it has the effect of sending it once (GET, HEAD, DELETE, PUT of a whole
+    /// value, POSTs that only read or set a state).
+    Idempotent,
+    /// Repeating it could apply it twice (creating a key). Retried only when the service
+    /// certainly did not process it: a 429, or no connection at all.
+    NotIdempotent,
+}
+
+/// Retry numbers, the per-request timeout and the per-host cap, shared by every call of a
+/// process.
+#[derive(Debug)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    /// Backoff base: attempt `n` (0-based retry) waits up to `base · 2^n`.
+    pub base_delay: Duration,
+    /// Backoff cap before jitter.
+    pub max_delay: Duration,
+    /// Timeout of one attempt (connect to end of body).
+    pub request_timeout: Duration,
+    /// Requests in flight to one `host:port` at most.
+    pub per_host: usize,
+    /// Waiting between the attempts of one call adds up to this at most: a longer
+    /// `Retry-After` is not waited for, the throttled answer is returned.
+    pub max_wait: Duration,
+    hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self::new(
+            4,
+            Duration::from_millis(500),
+            Duration::from_secs(8),
+            Duration::from_secs(20),
+            4,
+        )
+    }
+}
+
+impl RetryPolicy {
+    /// A policy with these numbers (`max_attempts` and `per_host` at least 1).
+    pub fn new(
+        max_attempts: u32,
+        base_delay: Duration,
+        max_delay: Duration,
+        request_timeout: Duration,
+        per_host: usize,
+    ) -> Self {
+        Self {
+            max_attempts: max_attempts.max(1),
+            base_delay,
+            max_delay,
+            request_timeout,
+            per_host: per_host.max(1),
+            max_wait: Duration::from_secs(30),
+            hosts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The policy the settings give (request timeout, per-host cap; retry numbers fixed).
+    pub fn from_settings(settings: &crate::settings::Settings) -> Self {
+        let d = Self::default();
+        Self::new(
+            d.max_attempts,
+            d.base_delay,
+            d.max_delay,
+            settings.request_timeout,
+            settings.concurrency_per_host,
+        )
+    }
+
+    /// Full jitter: a random delay in `[0, min(max_delay, base_delay · 2^retry)]`.
+    pub fn backoff(&self, retry: u32) -> Duration {
+        let ceiling = self
+            .base_delay
+            .saturating_mul(2u32.saturating_pow(retry.min(30)))
+            .min(self.max_delay);
+        let ms = ceiling.as_millis() as u64;
+        Duration::from_millis(rand::thread_rng().gen_range(0..=ms))
+    }
+
+    /// How long to wait before retry number `retry` (1-based): the larger of the hint and the
+    /// backoff; `None` when that would pass the deadline (no point in waiting).
+    pub fn delay(
+        &self,
+        retry: u32,
+        hint: Option<Duration>,
+        deadline: Option<Instant>,
+    ) -> Option<Duration> {
+        let delay = self
+            .backoff(retry.saturating_sub(1))
+            .max(hint.unwrap_or_default());
+        match deadline {
+            Some(d) if Instant::now() + delay >= d => None,
+            _ => Some(delay),
+        }
+    }
+
+    /// The semaphore capping requests to `host_port`.
+    pub fn host(&self, host_port: &str) -> Arc<Semaphore> {
+        let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        hosts
+            .entry(host_port.to_ascii_lowercase())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.per_host)))
+            .clone()
+    }
+}
+
+/// Whether `status` is one the policy retries.
+pub fn is_retryable_status(status: u16) -> bool {
+    RETRY_STATUSES.contains(&status)
+}
+
+/// The wait a response asks for: `retry-after-ms` / `x-ms-retry-after-ms` (milliseconds),
+/// else `Retry-After` in seconds or as an HTTP date (relative to `now`).
+pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let text = |name: &str| {
+        headers
+            .get(HeaderName::from_bytes(name.as_bytes()).ok()?)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    for name in ["retry-after-ms", "x-ms-retry-after-ms"] {
+        if let Some(ms) = text(name).and_then(|v| v.parse::<f64>().ok()) {
+            if ms.is_finite() && ms >= 0.0 {
+                return Some(Duration::from_millis(ms as u64));
+            }
+        }
+    }
+    let value = text("retry-after")?;
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or_default())
+}
+
+static DEFAULT_POLICY: LazyLock<Arc<RetryPolicy>> = LazyLock::new(Default::default);
+
+tokio::task_local! {
+    static POLICY: Arc<RetryPolicy>;
+    static DEADLINE: Instant;
+}
+
+/// Runs `f` with `policy` as the policy of every call it makes.
+pub async fn with_policy<F: Future>(policy: Arc<RetryPolicy>, f: F) -> F::Output {
+    POLICY.scope(policy, f).await
+}
+
+/// Runs `f` under `deadline`: no call it makes starts, waits or lasts beyond it.
+pub async fn with_deadline<F: Future>(deadline: Instant, f: F) -> F::Output {
+    DEADLINE.scope(deadline, f).await
+}
+
+/// The policy in force (the defaults outside [`with_policy`]).
+pub fn policy() -> Arc<RetryPolicy> {
+    POLICY
+        .try_with(Arc::clone)
+        .unwrap_or_else(|_| DEFAULT_POLICY.clone())
+}
+
+/// The deadline in force, if any.
+pub fn deadline() -> Option<Instant> {
+    DEADLINE.try_with(|d| *d).ok()
+}
+
+/// The error of work abandoned at the run's deadline.
+pub fn deadline_exceeded(what: &str) -> Error {
+    Error::new(
+        crate::error::ErrorKind::Unavailable,
+        format!("{what}: the run's deadline passed before it finished"),
+    )
+    .with_code("DeadlineExceeded")
+    .set_temporary(false)
+}
+
+fn host_port(url: &url::Url) -> String {
+    format!(
+        "{}:{}",
+        url.host_str().unwrap_or_default(),
+        url.port_or_known_default().unwrap_or_default()
+    )
+}
+
+/// Sends the request `build` makes (called again for every attempt, so tokens and signatures
+/// are fresh) under the policy in force: each attempt holds a slot of its host's cap and has
+/// the request timeout (never beyond the deadline); retryable statuses and transport failures
+/// are retried as [`Idempotency`] allows. Returns the last response, whatever its status, or a
+/// transport error named after `service`; a passed deadline gives a `DeadlineExceeded` error.
+pub async fn send<F, Fut>(
+    service: &str,
+    idempotency: Idempotency,
+    mut build: F,
+) -> Result<reqwest::Response>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<reqwest::RequestBuilder>>,
+{
+    let policy = policy();
+    let deadline = deadline();
+    let mut attempt = 0;
+    let mut waited = Duration::ZERO;
+    loop {
+        attempt += 1;
+        let timeout = match deadline {
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => policy.request_timeout.min(left),
+                _ => return Err(deadline_exceeded(service)),
+            },
+            None => policy.request_timeout,
+        };
+        let (client, request) = build().await?.timeout(timeout).build_split();
+        let request = request.map_err(|e| transport_error(service, &e.without_url()))?;
+        let slot = policy.host(&host_port(request.url()));
+        let permit = slot.acquire_owned().await;
+        let result = client.execute(request).await;
+        drop(permit);
+        let (retry, hint, outcome) = match result {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let retry = is_retryable_status(status)
+                    && (idempotency == Idempotency::Idempotent || status == 429);
+                let hint = retry_after(response.headers(), SystemTime::now());
+                (retry, hint, Ok(response))
+            }
+            Err(e) => {
+                let retry = match idempotency {
+                    Idempotency::Idempotent => {
+                        e.is_timeout() || e.is_connect() || e.is_request() || e.is_body()
+                    }
+                    // Nothing reached the service: safe to try again.
+                    Idempotency::NotIdempotent => e.is_connect(),
+                };
+                let e = if deadline.is_some_and(|d| Instant::now() >= d) {
+                    deadline_exceeded(service)
+                } else {
+                    transport_error(service, &e.without_url())
+                };
+                (retry, None, Err(e))
+            }
+        };
+        if !retry || attempt >= policy.max_attempts {
+            return outcome;
+        }
+        let delay = match policy.delay(attempt, hint, deadline) {
+            Some(d) if waited + d <= policy.max_wait => d,
+            _ => return outcome,
+        };
+        waited += delay;
+        let why = match &outcome {
+            Ok(r) => r.status().as_u16().to_string(),
+            Err(e) => e.code().to_string(),
+        };
+        tracing::warn!(service, why = %why, attempt, delay_ms = delay.as_millis() as u64, "outbound call retried");
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// The policy in the Azure SDK's terms, for `ClientOptions.retry` (Key Vault, identity): the
+/// same statuses, attempts, backoff, hints and deadline as [`send`].
+#[derive(Debug)]
+pub struct SdkRetry {
+    policy: Arc<RetryPolicy>,
+    headers: RetryHeaders,
+    statuses: Vec<StatusCode>,
+}
+
+impl SdkRetry {
+    /// The SDK form of `policy`.
+    pub fn new(policy: Arc<RetryPolicy>) -> Self {
+        Self {
+            policy,
+            headers: RetryHeaders {
+                retry_headers: vec![
+                    azure_core::http::headers::HeaderName::from_static("retry-after-ms"),
+                    azure_core::http::headers::HeaderName::from_static("x-ms-retry-after-ms"),
+                    azure_core::http::headers::RETRY_AFTER,
+                ],
+            },
+            statuses: RETRY_STATUSES
+                .iter()
+                .map(|s| StatusCode::from(*s))
+                .collect(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl azure_core::http::policies::RetryPolicy for SdkRetry {
+    fn is_expired(&self, since_start: time::Duration, retry_count: u32) -> bool {
+        retry_count + 1 >= self.policy.max_attempts
+            || since_start >= self.policy.max_wait
+            || deadline().is_some_and(|d| Instant::now() >= d)
+    }
+
+    fn retry_headers(&self) -> Option<&RetryHeaders> {
+        Some(&self.headers)
+    }
+
+    fn retry_status_codes(&self) -> &[StatusCode] {
+        &self.statuses
+    }
+
+    fn sleep_duration(&self, retry_count: u32) -> time::Duration {
+        let d = self.policy.backoff(retry_count.saturating_sub(1));
+        time::Duration::try_from(d).unwrap_or(time::Duration::ZERO)
+    }
+
+    async fn wait(&self, retry_count: u32, retry_after: Option<time::Duration>) {
+        let hint = retry_after.and_then(|d| Duration::try_from(d).ok());
+        let delay = match self.policy.delay(retry_count, hint, deadline()) {
+            Some(d) => d,
+            // Waiting longer is pointless: the engine abandons the work at the deadline.
+            None => deadline()
+                .and_then(|d| d.checked_duration_since(Instant::now()))
+                .unwrap_or_default(),
+        };
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// A per-try SDK policy: holds a slot of the host's cap around each attempt. (The deadline
+/// needs nothing here: the engine abandons the work at the deadline, and [`SdkRetry`] never
+/// waits past it.)
+#[derive(Debug)]
+pub struct HostLimit {
+    policy: Arc<RetryPolicy>,
+}
+
+impl HostLimit {
+    /// The SDK per-try policy of `policy`.
+    pub fn new(policy: Arc<RetryPolicy>) -> Self {
+        Self { policy }
+    }
+}
+
+#[async_trait::async_trait]
+impl Policy for HostLimit {
+    async fn send(
+        &self,
+        ctx: &Context,
+        request: &mut Request,
+        next: &[Arc<dyn Policy>],
+    ) -> PolicyResult {
+        let slot = self.policy.host(&host_port(request.url()));
+        let _permit = slot.acquire_owned().await;
+        next[0].send(ctx, request, &next[1..]).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::{HeaderMap as AxumHeaders, StatusCode as AxumStatus};
+    use axum::response::IntoResponse;
+    use std::collections::VecDeque;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A server that answers from a script of (status, Retry-After) then 200, after `delay`,
+    /// counting requests and the most in flight at once.
+    #[derive(Default)]
+    struct Script {
+        answers: Mutex<VecDeque<(u16, Option<&'static str>)>>,
+        delay: Duration,
+        requests: AtomicUsize,
+        in_flight: AtomicUsize,
+        max_in_flight: AtomicUsize,
+    }
+
+    async fn serve(script: Arc<Script>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}/x", listener.local_addr().unwrap());
+        let app = axum::Router::new().fallback(move || {
+            let s = script.clone();
+            async move {
+                s.requests.fetch_add(1, Ordering::SeqCst);
+                let now = s.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                s.max_in_flight.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(s.delay).await;
+                s.in_flight.fetch_sub(1, Ordering::SeqCst);
+                let (status, hint) = s.answers.lock().unwrap().pop_front().unwrap_or((200, None));
+                let mut headers = AxumHeaders::new();
+                if let Some(h) = hint {
+                    headers.insert("retry-after", h.parse().unwrap());
+                }
+                (AxumStatus::from_u16(status).unwrap(), headers, "{}").into_response()
+            }
+        });
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        base
+    }
+
+    fn fast() -> Arc<RetryPolicy> {
+        Arc::new(RetryPolicy::new(
+            4,
+            Duration::from_millis(10),
+            Duration::from_millis(40),
+            Duration::from_secs(5),
+            3,
+        ))
+    }
+
+    async fn get(url: &str, idempotency: Idempotency) -> Result<reqwest::Response> {
+        let client = reqwest::Client::new();
+        send("test", idempotency, || async { Ok(client.post(url)) }).await
+    }
+
+    /// Full jitter: every delay lies in [0, min(cap, base·2^n)], and they are not all equal.
+    #[test]
+    fn backoff_is_full_jitter_within_the_exponential_bound() {
+        let p = RetryPolicy::new(
+            4,
+            Duration::from_millis(100),
+            Duration::from_millis(1000),
+            Duration::from_secs(1),
+            1,
+        );
+        for (retry, bound) in [
+            (0, 100),
+            (1, 200),
+            (2, 400),
+            (3, 800),
+            (4, 1000),
+            (40, 1000),
+        ] {
+            let samples: Vec<Duration> = (0..200).map(|_| p.backoff(retry)).collect();
+            assert!(
+                samples.iter().all(|d| *d <= Duration::from_millis(bound)),
+                "retry {retry}"
+            );
+            assert!(
+                samples.iter().any(|d| *d != samples[0]),
+                "jitter at retry {retry}"
+            );
+            assert!(
+                samples
+                    .iter()
+                    .any(|d| *d < Duration::from_millis(bound / 2)),
+                "full, not equal jitter"
+            );
+        }
+    }
+
+    /// The larger of hint and backoff is waited; nothing is waited past the deadline.
+    #[test]
+    fn delay_takes_the_hint_and_respects_the_deadline() {
+        let p = RetryPolicy::new(
+            4,
+            Duration::from_millis(10),
+            Duration::from_millis(20),
+            Duration::from_secs(1),
+            1,
+        );
+        assert_eq!(
+            p.delay(1, Some(Duration::from_secs(2)), None),
+            Some(Duration::from_secs(2))
+        );
+        assert!(p.delay(1, None, None).unwrap() <= Duration::from_millis(10));
+        let soon = Instant::now() + Duration::from_millis(500);
+        assert_eq!(p.delay(1, Some(Duration::from_secs(2)), Some(soon)), None);
+    }
+
+    /// `retry-after-ms` wins; `Retry-After` is read as seconds or as an HTTP date.
+    #[test]
+    fn retry_after_headers() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let h = |pairs: &[(&'static str, &str)]| {
+            let mut m = HeaderMap::new();
+            for (k, v) in pairs {
+                m.insert(*k, v.parse().unwrap());
+            }
+            m
+        };
+        assert_eq!(
+            retry_after(&h(&[("retry-after-ms", "1500"), ("retry-after", "9")]), now),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            retry_after(&h(&[("x-ms-retry-after-ms", "250")]), now),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(
+            retry_after(&h(&[("retry-after", "7")]), now),
+            Some(Duration::from_secs(7))
+        );
+        let date = httpdate::fmt_http_date(now + Duration::from_secs(30));
+        assert_eq!(
+            retry_after(&h(&[("retry-after", &date)]), now),
+            Some(Duration::from_secs(30))
+        );
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(30));
+        assert_eq!(
+            retry_after(&h(&[("retry-after", &past)]), now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after(&h(&[("retry-after", "soon")]), now), None);
+        assert_eq!(retry_after(&h(&[]), now), None);
+    }
+
+    /// 408, 429, 500, 502, 503 and 504 are retried; other statuses are not.
+    #[test]
+    fn which_statuses_retry() {
+        for s in [408, 429, 500, 502, 503, 504] {
+            assert!(is_retryable_status(s), "{s}");
+        }
+        for s in [200, 400, 401, 403, 404, 409, 412, 501] {
+            assert!(!is_retryable_status(s), "{s}");
+        }
+    }
+
+    /// Two 503s then a success: three requests, the success is returned.
+    #[tokio::test]
+    async fn transient_failures_are_retried_until_success() {
+        let script = Arc::new(Script::default());
+        script
+            .answers
+            .lock()
+            .unwrap()
+            .extend([(503, None), (503, None)]);
+        let url = serve(script.clone()).await;
+        let r = with_policy(fast(), get(&url, Idempotency::Idempotent))
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        assert_eq!(script.requests.load(Ordering::SeqCst), 3);
+    }
+
+    /// Attempts are capped: the last failing answer is returned after `max_attempts`.
+    #[tokio::test]
+    async fn attempts_are_capped() {
+        let script = Arc::new(Script::default());
+        script.answers.lock().unwrap().extend([(500, None); 10]);
+        let url = serve(script.clone()).await;
+        let r = with_policy(fast(), get(&url, Idempotency::Idempotent))
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 500);
+        assert_eq!(script.requests.load(Ordering::SeqCst), 4);
+    }
+
+    /// A request that could apply twice is not repeated after a 5xx (outcome unknown), but is
+    /// after a 429 (the service refused it).
+    #[tokio::test]
+    async fn non_idempotent_requests_are_retried_only_when_refused() {
+        let script = Arc::new(Script::default());
+        script.answers.lock().unwrap().extend([(503, None)]);
+        let url = serve(script.clone()).await;
+        let r = with_policy(fast(), get(&url, Idempotency::NotIdempotent))
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 503);
+        assert_eq!(script.requests.load(Ordering::SeqCst), 1);
+
+        let script = Arc::new(Script::default());
+        script.answers.lock().unwrap().extend([(429, Some("0"))]);
+        let url = serve(script.clone()).await;
+        let r = with_policy(fast(), get(&url, Idempotency::NotIdempotent))
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        assert_eq!(script.requests.load(Ordering::SeqCst), 2);
+    }
+
+    /// A 429 with `Retry-After: 1` is waited for (at least one second).
+    #[tokio::test]
+    async fn retry_after_is_honoured() {
+        let script = Arc::new(Script::default());
+        script.answers.lock().unwrap().extend([(429, Some("1"))]);
+        let url = serve(script.clone()).await;
+        let started = Instant::now();
+        let r = with_policy(fast(), get(&url, Idempotency::Idempotent))
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        assert!(
+            started.elapsed() >= Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    /// A `Retry-After` longer than the wait budget is not waited for: the 429 is returned.
+    #[tokio::test]
+    async fn a_hint_beyond_the_wait_budget_is_not_waited_for() {
+        let script = Arc::new(Script::default());
+        script.answers.lock().unwrap().extend([(429, Some("60"))]);
+        let url = serve(script.clone()).await;
+        let started = Instant::now();
+        let r = with_policy(fast(), get(&url, Idempotency::Idempotent))
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 429);
+        assert_eq!(script.requests.load(Ordering::SeqCst), 1);
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    /// The SDK form has the same attempts, statuses and wait budget, and never waits past
+    /// the deadline even when the service asks for longer.
+    #[tokio::test]
+    async fn the_sdk_policy_uses_the_same_numbers_and_the_deadline() {
+        use azure_core::http::policies::RetryPolicy as _;
+        let sdk = SdkRetry::new(fast());
+        assert!(!sdk.is_expired(time::Duration::ZERO, 2));
+        assert!(sdk.is_expired(time::Duration::ZERO, 3), "4 attempts in all");
+        assert!(
+            sdk.is_expired(time::Duration::seconds(31), 0),
+            "30 s budget"
+        );
+        let statuses: Vec<u16> = sdk
+            .retry_status_codes()
+            .iter()
+            .map(|s| u16::from(*s))
+            .collect();
+        assert_eq!(statuses, RETRY_STATUSES);
+        let started = Instant::now();
+        with_deadline(
+            started + Duration::from_millis(200),
+            sdk.wait(1, Some(time::Duration::seconds(10))),
+        )
+        .await;
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        let started = Instant::now();
+        sdk.wait(1, Some(time::Duration::milliseconds(300))).await;
+        assert!(
+            started.elapsed() >= Duration::from_millis(300),
+            "the hint is waited for"
+        );
+    }
+
+    /// No more requests than the per-host cap are in flight to one host at once.
+    #[tokio::test]
+    async fn requests_per_host_are_capped() {
+        let script = Arc::new(Script {
+            delay: Duration::from_millis(100),
+            ..Script::default()
+        });
+        let url = serve(script.clone()).await;
+        let policy = fast();
+        let calls =
+            (0..12).map(|_| with_policy(policy.clone(), get(&url, Idempotency::Idempotent)));
+        for r in futures::future::join_all(calls).await {
+            assert_eq!(r.unwrap().status().as_u16(), 200);
+        }
+        assert_eq!(script.requests.load(Ordering::SeqCst), 12);
+        assert_eq!(script.max_in_flight.load(Ordering::SeqCst), 3);
+    }
+
+    /// A call that would outlast the deadline is cut at the deadline with `DeadlineExceeded`.
+    #[tokio::test]
+    async fn the_deadline_cuts_a_slow_call() {
+        let script = Arc::new(Script {
+            delay: Duration::from_secs(5),
+            ..Script::default()
+        });
+        let url = serve(script.clone()).await;
+        let started = Instant::now();
+        let deadline = started + Duration::from_millis(300);
+        let e = with_policy(
+            fast(),
+            with_deadline(deadline, get(&url, Idempotency::Idempotent)),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.code(), "DeadlineExceeded");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+}

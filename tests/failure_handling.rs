@@ -1,0 +1,172 @@
+//! Failure handling against the sandbox with the real binary: transient failures retried on
+//! every service, throttling hints honoured, and the run deadline (README "Failure handling").
+
+mod common;
+
+use common::{Env, Handler};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+async fn fault(env: &Env, spec: Value) {
+    let r = env
+        .admin
+        .post(format!("{}/faults", env.info.endpoints.admin))
+        .json(&spec)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{spec}: {}", r.status());
+}
+
+/// Requests of `service` and `method` whose path contains `path`, leaving out Key Vault's
+/// 401 authentication challenges (a handshake, not a retry).
+fn count(requests: &[Value], service: &str, method: &str, path: &str) -> usize {
+    requests
+        .iter()
+        .filter(|r| {
+            r["service"] == service
+                && r["method"] == method
+                && r["path"].as_str().unwrap_or_default().contains(path)
+                && r["status"] != 401
+        })
+        .count()
+}
+
+fn all_targets(report: &Value) -> Vec<String> {
+    let mut targets: Vec<String> = ["successes", "warnings", "errors"]
+        .iter()
+        .flat_map(|l| report[*l].as_array().unwrap().iter())
+        .filter(|e| e["type"] != "TOOLKIT")
+        .map(|e| format!("{}|{}", e["type"], e["target"]))
+        .collect();
+    targets.sort();
+    targets
+}
+
+/// A 503 twice, then success, on Key Vault, App Configuration, ARM and an application API:
+/// the run succeeds, with exactly three requests for each faulted path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_503s_then_success_on_every_service() {
+    let env = Env::start().await;
+    let api_path = url::Url::parse(&env.info.endpoints.application_apis["healthcheck-api"])
+        .unwrap()
+        .path()
+        .to_string();
+    let faulted = [
+        ("keyVault", "/secrets/healthcheck-prd-apikey".to_string()),
+        ("appConfiguration", "/kv/healthcheck-sbx-apikey".to_string()),
+        (
+            "resourceManager",
+            "/sites/func-orders/slots/staging/config/appsettings/list".to_string(),
+        ),
+        ("applicationApi", api_path),
+    ];
+    for (service, path) in &faulted {
+        fault(
+            &env,
+            json!({"service": service, "match": path, "status": 503, "times": 2}),
+        )
+        .await;
+    }
+    let handler = Handler::start(&env.settings(&[])).await;
+    let (status, report) = handler.rotate("").await;
+    assert_eq!(status, 200, "{report:#}");
+    assert_eq!(report["summary"]["updated"], 13, "{report:#}");
+    assert_eq!(report["summary"]["unchanged"], 4, "{report:#}");
+    let requests = env.requests().await;
+    for (service, path) in &faulted {
+        let method = if *service == "resourceManager" {
+            "POST"
+        } else {
+            "GET"
+        };
+        // Both application APIs share a path; the faulted one is told apart by its query.
+        let failed: Vec<&Value> = requests
+            .iter()
+            .filter(|r| r["service"] == *service && r["status"] == 503)
+            .collect();
+        assert_eq!(failed.len(), 2, "{service}: {requests:#?}");
+        let same = |r: &&Value| r["query"] == failed[0]["query"];
+        let n = requests
+            .iter()
+            .filter(same)
+            .filter(|r| count(std::slice::from_ref(r), service, method, path) == 1)
+            .count();
+        assert_eq!(n, 3, "{service} {path}: {requests:#?}");
+    }
+    assert!(handler.output().contains("outbound call retried"));
+}
+
+/// A 429 with `Retry-After: 1` is waited for, then the call succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_with_retry_after_is_waited_for() {
+    let env = Env::start().await;
+    let path = "/sites/app-storefront/config/appsettings/list";
+    fault(
+        &env,
+        json!({"service": "resourceManager", "match": path, "status": 429, "retryAfterSeconds": 1, "times": 1}),
+    )
+    .await;
+    let handler = Handler::start(&env.settings(&[])).await;
+    let (status, report) = handler.rotate("").await;
+    assert_eq!(status, 200, "{report:#}");
+    assert_eq!(report["summary"]["failed"], 0, "{report:#}");
+    let requests = env.requests().await;
+    assert_eq!(count(&requests, "resourceManager", "POST", path), 2);
+    assert!(
+        report["summary"]["durationMs"].as_u64().unwrap() >= 1000,
+        "the hint was not waited for: {report:#}"
+    );
+}
+
+/// With a 3 s deadline and a 10 s delay on one vault's secret, the run returns in about 3 s:
+/// that target is a `DeadlineExceeded` error, every other target finished, and every target
+/// is reported exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deadline_reports_unfinished_targets_and_returns_in_time() {
+    let env = Env::start().await;
+    fault(
+        &env,
+        json!({"service": "keyVault", "match": "/secrets/partner-apikey", "delayMs": 10000}),
+    )
+    .await;
+    let handler = Handler::start(&env.settings(&[("ROTATION_DEADLINE_SECONDS", "3")])).await;
+    let started = Instant::now();
+    let (status, report) = handler.rotate("").await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(6), "took {took:?}");
+    assert_eq!(status, 207, "{report:#}");
+    let errors = report["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{report:#}");
+    assert_eq!(errors[0]["code"], "DeadlineExceeded");
+    assert!(errors[0]["target"]
+        .as_str()
+        .unwrap()
+        .ends_with("/partner-apikey"));
+    let summary = &report["summary"];
+    assert_eq!(summary["targets"], 17);
+    assert_eq!(summary["failed"], 1);
+    assert_eq!(
+        summary["updated"].as_u64().unwrap() + summary["unchanged"].as_u64().unwrap(),
+        16,
+        "{report:#}"
+    );
+    let targets = all_targets(&report);
+    let mut unique = targets.clone();
+    unique.dedup();
+    assert_eq!(targets.len(), 17, "{targets:#?}");
+    assert_eq!(unique, targets, "a target appears twice");
+}
+
+/// A deadline that is not a positive whole number stops the run with an error naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_limit_setting_is_named() {
+    let env = Env::start().await;
+    let handler = Handler::start(&env.settings(&[("ROTATION_CONCURRENCY_PER_HOST", "many")])).await;
+    let (status, body) = handler.rotate("").await;
+    assert_eq!(status, 500, "{body:#}");
+    assert!(
+        body.to_string().contains("ROTATION_CONCURRENCY_PER_HOST"),
+        "{body:#}"
+    );
+}
