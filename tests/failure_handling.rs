@@ -170,3 +170,66 @@ async fn a_bad_limit_setting_is_named() {
         "{body:#}"
     );
 }
+
+/// Every service failing at once: the run still ends in bounded time with a complete,
+/// truthful report (every mapped target exactly once, as an error) and writes nothing; once
+/// the services recover, the next run converges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_service_failing_at_once_still_gives_a_complete_report_in_bounded_time() {
+    let env = Env::start().await;
+    let handler = Handler::start(&env.settings(&[("ROTATION_DEADLINE_SECONDS", "40")])).await;
+    for service in [
+        "identity",
+        "authority",
+        "keyVault",
+        "appConfiguration",
+        "resourceManager",
+        "apigee",
+        "applicationApi",
+    ] {
+        fault(
+            &env,
+            json!({"service": service, "match": "", "status": 503, "retryAfterSeconds": 1}),
+        )
+        .await;
+    }
+    let started = Instant::now();
+    let (status, report) = handler.rotate("").await;
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < Duration::from_secs(60),
+        "the run took {elapsed:?}"
+    );
+    assert_eq!(status, 207, "{report:#}");
+    let targets = all_targets(&report);
+    let mut distinct = targets.clone();
+    distinct.dedup();
+    assert_eq!(
+        (targets.len(), distinct.len()),
+        (17, 17),
+        "every target exactly once: {report:#}"
+    );
+    let errors = report["errors"].as_array().unwrap();
+    assert!(
+        errors.iter().filter(|e| e["type"] != "TOOLKIT").count() == 17,
+        "{report:#}"
+    );
+    assert_eq!(report["summary"]["failed"], 17);
+    assert_eq!(report["summary"]["updated"], 0);
+    assert!(
+        env.writes().await.iter().all(|r| r["status"] == 503),
+        "nothing was written: {:#?}",
+        env.writes().await
+    );
+
+    env.admin
+        .delete(format!("{}/faults", env.info.endpoints.admin))
+        .send()
+        .await
+        .unwrap();
+    let (status, recovered) = handler.rotate("").await;
+    assert_eq!(status, 200, "{recovered:#}");
+    assert_eq!(recovered["summary"]["updated"], 13, "{recovered:#}");
+    let all_keys = env.all_keys().await;
+    handler.assert_no_key_leaked(&all_keys, &[&report.to_string(), &recovered.to_string()]);
+}
