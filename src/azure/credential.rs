@@ -123,9 +123,31 @@ fn credential_error(which: &str, e: &azure_core::Error) -> Error {
 
 /// Keeps one token per scope until five minutes before it expires, and lets only one caller
 /// fetch a missing token while the others wait for it (one token per audience per run).
+///
+/// While the identity endpoint is down, the callers that were already waiting behind a
+/// failed fetch (the targets of a run, which all start at once) get that failure at once
+/// instead of each going through the whole retry sequence again; a caller that arrives after
+/// the failure asks again, so the next run recovers as soon as the endpoint does.
 pub struct CachedCredential {
     inner: Arc<dyn TokenCredential>,
-    tokens: Mutex<HashMap<String, Arc<Mutex<Option<AccessToken>>>>>,
+    tokens: Mutex<HashMap<String, Arc<Cell>>>,
+}
+
+/// One scope: how many fetches have ended, and what the last one gave.
+#[derive(Default)]
+struct Cell {
+    fetches: std::sync::atomic::AtomicU64,
+    slot: Mutex<Slot>,
+}
+
+/// What is known of one scope's token.
+#[derive(Default)]
+enum Slot {
+    #[default]
+    Empty,
+    Token(AccessToken),
+    /// Fetch number `.0` failed with that message.
+    Failed(u64, String),
 }
 
 impl std::fmt::Debug for CachedCredential {
@@ -151,19 +173,36 @@ impl TokenCredential for CachedCredential {
         scopes: &[&str],
         options: Option<TokenRequestOptions<'_>>,
     ) -> azure_core::Result<AccessToken> {
-        let slot = {
+        let cell = {
             let mut map = self.tokens.lock().await;
             map.entry(scopes.join(" ")).or_default().clone()
         };
-        let mut slot = slot.lock().await;
-        if let Some(token) = slot.as_ref() {
-            if token.expires_on > OffsetDateTime::now_utc() + time::Duration::minutes(5) {
+        let seen = cell.fetches.load(std::sync::atomic::Ordering::Acquire);
+        let mut slot = cell.slot.lock().await;
+        match &*slot {
+            Slot::Token(token)
+                if token.expires_on > OffsetDateTime::now_utc() + time::Duration::minutes(5) =>
+            {
                 return Ok(token.clone());
             }
+            Slot::Failed(fetch, message) if *fetch > seen => {
+                return Err(azure_core::Error::with_message(
+                    azure_core::error::ErrorKind::Credential,
+                    message.clone(),
+                ));
+            }
+            _ => {}
         }
-        let token = self.inner.get_token(scopes, options).await?;
-        *slot = Some(token.clone());
-        Ok(token)
+        let result = self.inner.get_token(scopes, options).await;
+        let fetch = cell
+            .fetches
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel)
+            + 1;
+        *slot = match &result {
+            Ok(token) => Slot::Token(token.clone()),
+            Err(e) => Slot::Failed(fetch, e.to_string()),
+        };
+        result
     }
 }
 
@@ -229,6 +268,58 @@ mod tests {
             || t == "b/.default-1"
             || t == "a/.default-1"
             || t == "b/.default-0"));
+    }
+
+    /// Fails every request, counting them.
+    #[derive(Debug, Default)]
+    struct Failing(AtomicUsize);
+
+    #[async_trait::async_trait]
+    impl TokenCredential for Failing {
+        async fn get_token(
+            &self,
+            _: &[&str],
+            _: Option<TokenRequestOptions<'_>>,
+        ) -> azure_core::Result<AccessToken> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            // A fetch takes a while, so the other callers queue behind it.
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            Err(azure_core::Error::with_message(
+                azure_core::error::ErrorKind::Credential,
+                "identity endpoint down",
+            ))
+        }
+    }
+
+    #[tokio::test]
+    async fn callers_waiting_behind_a_failed_fetch_fail_at_once_later_ones_ask_again() {
+        let failing = Arc::new(Failing::default());
+        let cached = Arc::new(CachedCredential::new(failing.clone()));
+        let calls = (0..6).map(|_| {
+            let c = cached.clone();
+            async move {
+                bearer(c.as_ref(), "a/.default")
+                    .await
+                    .unwrap_err()
+                    .to_string()
+            }
+        });
+        let errors = futures::future::join_all(calls).await;
+        assert!(
+            errors.iter().all(|e| e.contains("identity endpoint down")),
+            "{errors:?}"
+        );
+        assert_eq!(
+            failing.0.load(Ordering::SeqCst),
+            1,
+            "the queued callers share the one failure"
+        );
+        bearer(cached.as_ref(), "a/.default").await.unwrap_err();
+        assert_eq!(
+            failing.0.load(Ordering::SeqCst),
+            2,
+            "a later caller asks again"
+        );
     }
 
     fn settings(pairs: &[(&str, &str)]) -> Settings {
