@@ -118,6 +118,19 @@ pub struct KeyValueMapping {
     pub apim_app_name: String,
 }
 
+/// How reports name a vault given by URL: the vault's name (the first label of its host), or
+/// `host[:port]` for an IP address.
+pub fn vault_label(url: &url::Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    match (url.host(), url.port()) {
+        (Some(url::Host::Domain(d)), _) if d.contains('.') => {
+            d.split('.').next().unwrap_or(d).to_string()
+        }
+        (_, Some(port)) => format!("{host}:{port}"),
+        (_, None) => host.to_string(),
+    }
+}
+
 /// One `keyVault` entry: a vault and the secrets in it that hold keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyVaultGroup {

@@ -628,14 +628,7 @@ fn vault_url(s: &str) -> Result<(Url, String), String> {
         let path = format!("{}/", url.path());
         url.set_path(&path);
     }
-    let host = url.host_str().unwrap_or_default();
-    let label = match (url.host(), url.port()) {
-        (Some(url::Host::Domain(d)), _) if d.contains('.') => {
-            d.split('.').next().unwrap_or(d).to_string()
-        }
-        (_, Some(port)) => format!("{host}:{port}"),
-        (_, None) => host.to_string(),
-    };
+    let label = super::vault_label(&url);
     Ok((url, label))
 }
 

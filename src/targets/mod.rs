@@ -217,14 +217,7 @@ impl TargetDeps {
 
 impl VaultResolver for TargetDeps {
     fn vault(&self, vault_url: &url::Url) -> Result<Arc<dyn Container>> {
-        let label = match (vault_url.host(), vault_url.port()) {
-            (Some(url::Host::Domain(d)), _) if d.contains('.') => {
-                d.split('.').next().unwrap_or(d).to_string()
-            }
-            (Some(h), Some(p)) => format!("{h}:{p}"),
-            (h, _) => h.map(|h| h.to_string()).unwrap_or_default(),
-        };
-        Ok(self.key_vault(vault_url, &label)?)
+        Ok(self.key_vault(vault_url, &crate::mapping::vault_label(vault_url))?)
     }
 }
 
