@@ -32,7 +32,8 @@ pub const DEFAULT_SCHEDULE: &str = "0 0 6 * * 2";
 pub const REQUEST_TIMEOUT: &str = "ROTATION_REQUEST_TIMEOUT_SECONDS";
 /// Deadline of a whole run, in seconds.
 pub const DEADLINE: &str = "ROTATION_DEADLINE_SECONDS";
-/// Apps, and containers, worked on at once.
+/// Requests in flight at most, across the whole run (apps, containers and entries are worked
+/// on as far as this allows).
 pub const CONCURRENCY: &str = "ROTATION_CONCURRENCY";
 /// Requests in flight to one service host at most.
 pub const CONCURRENCY_PER_HOST: &str = "ROTATION_CONCURRENCY_PER_HOST";
@@ -92,7 +93,7 @@ pub struct Settings {
     /// The run deadline when [`DEADLINE`] is set (else a default per entry point, see
     /// [`Settings::deadline`]).
     pub deadline_setting: Option<std::time::Duration>,
-    /// Apps, and containers, worked on at once ([`CONCURRENCY`]).
+    /// Requests in flight at most across a run ([`CONCURRENCY`]).
     pub concurrency: usize,
     /// Requests in flight per service host ([`CONCURRENCY_PER_HOST`]).
     pub concurrency_per_host: usize,

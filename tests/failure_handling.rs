@@ -80,19 +80,16 @@ async fn two_503s_then_success_on_every_service() {
         } else {
             "GET"
         };
-        // Both application APIs share a path; the faulted one is told apart by its query.
-        let failed: Vec<&Value> = requests
+        let failed = requests
             .iter()
             .filter(|r| r["service"] == *service && r["status"] == 503)
-            .collect();
-        assert_eq!(failed.len(), 2, "{service}: {requests:#?}");
-        let same = |r: &&Value| r["query"] == failed[0]["query"];
-        let n = requests
-            .iter()
-            .filter(same)
-            .filter(|r| count(std::slice::from_ref(r), service, method, path) == 1)
             .count();
-        assert_eq!(n, 3, "{service} {path}: {requests:#?}");
+        assert_eq!(failed, 2, "{service}: {requests:#?}");
+        // Both application APIs share a path (they differ by query), and are read at once: the
+        // two 503s may fall on either; every name still ends with one success.
+        let names = if *service == "applicationApi" { 2 } else { 1 };
+        let n = count(&requests, service, method, path);
+        assert_eq!(n, names + 2, "{service} {path}: {requests:#?}");
     }
     assert!(handler.output().contains("outbound call retried"));
 }

@@ -48,10 +48,13 @@ pub struct RetryPolicy {
     pub request_timeout: Duration,
     /// Requests in flight to one `host:port` at most.
     pub per_host: usize,
+    /// Requests in flight in all at most (the run's concurrency).
+    pub total: usize,
     /// Waiting between the attempts of one call adds up to this at most: a longer
     /// `Retry-After` is not waited for, the throttled answer is returned.
     pub max_wait: Duration,
     hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
+    all: Arc<Semaphore>,
 }
 
 impl Default for RetryPolicy {
@@ -81,12 +84,22 @@ impl RetryPolicy {
             max_delay,
             request_timeout,
             per_host: per_host.max(1),
+            total: Semaphore::MAX_PERMITS,
             max_wait: Duration::from_secs(30),
             hosts: Mutex::new(HashMap::new()),
+            all: Arc::new(Semaphore::new(Semaphore::MAX_PERMITS)),
         }
     }
 
-    /// The policy the settings give (request timeout, per-host cap; retry numbers fixed).
+    /// This policy with at most `total` requests in flight in all (at least 1).
+    pub fn with_total(mut self, total: usize) -> Self {
+        self.total = total.clamp(1, Semaphore::MAX_PERMITS);
+        self.all = Arc::new(Semaphore::new(self.total));
+        self
+    }
+
+    /// The policy the settings give (request timeout, concurrency, per-host cap; retry
+    /// numbers fixed).
     pub fn from_settings(settings: &crate::settings::Settings) -> Self {
         let d = Self::default();
         Self::new(
@@ -96,6 +109,7 @@ impl RetryPolicy {
             settings.request_timeout,
             settings.concurrency_per_host,
         )
+        .with_total(settings.concurrency)
     }
 
     /// Full jitter: a random delay in `[0, min(max_delay, base_delay · 2^retry)]`.
@@ -133,6 +147,23 @@ impl RetryPolicy {
             .or_insert_with(|| Arc::new(Semaphore::new(self.per_host)))
             .clone()
     }
+
+    /// Waits for a slot of `host_port`'s cap, then for one of the total cap (in that order, so
+    /// a busy host never holds a slot other hosts could use). Both are freed on drop.
+    pub async fn slot(&self, host_port: &str) -> Slot {
+        let host = self.host(host_port).acquire_owned().await.ok();
+        let all = self.all.clone().acquire_owned().await.ok();
+        Slot {
+            _host: host,
+            _all: all,
+        }
+    }
+}
+
+/// A request's place under the caps of [`RetryPolicy::slot`].
+pub struct Slot {
+    _host: Option<tokio::sync::OwnedSemaphorePermit>,
+    _all: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// Whether `status` is one the policy retries.
@@ -188,6 +219,12 @@ pub fn policy() -> Arc<RetryPolicy> {
         .unwrap_or_else(|_| DEFAULT_POLICY.clone())
 }
 
+/// How many calls one piece of work (a container's reads, say) starts at once: as many as
+/// the policy in force lets be in flight, within reason; the caps do the rest.
+pub fn fan_out() -> usize {
+    policy().total.clamp(1, 256)
+}
+
 /// The deadline in force, if any.
 pub fn deadline() -> Option<Instant> {
     DEADLINE.try_with(|d| *d).ok()
@@ -240,10 +277,12 @@ where
         };
         let (client, request) = build().await?.timeout(timeout).build_split();
         let request = request.map_err(|e| transport_error(service, &e.without_url()))?;
-        let slot = policy.host(&host_port(request.url()));
-        let permit = slot.acquire_owned().await;
-        let result = client.execute(request).await;
-        drop(permit);
+        let slot = policy.slot(&host_port(request.url())).await;
+        let result = match client.execute(request).await {
+            Ok(response) => read_body(response).await,
+            Err(e) => Err(e),
+        };
+        drop(slot);
         let (retry, hint, outcome) = match result {
             Ok(response) => {
                 let status = response.status().as_u16();
@@ -283,6 +322,21 @@ where
         tracing::warn!(service, why = %why, attempt, delay_ms = delay.as_millis() as u64, "outbound call retried");
         tokio::time::sleep(delay).await;
     }
+}
+
+/// `response` with its body read: a request holds its slot, and its connection, until its
+/// answer is complete (a body cut short is then a transport failure like any other).
+async fn read_body(response: reqwest::Response) -> reqwest::Result<reqwest::Response> {
+    let (status, version, headers) = (
+        response.status(),
+        response.version(),
+        response.headers().clone(),
+    );
+    let mut read = http::Response::new(response.bytes().await?);
+    *read.status_mut() = status;
+    *read.version_mut() = version;
+    *read.headers_mut() = headers;
+    Ok(read.into())
 }
 
 /// The policy in the Azure SDK's terms, for `ClientOptions.retry` (Key Vault, identity): the
@@ -348,7 +402,7 @@ impl azure_core::http::policies::RetryPolicy for SdkRetry {
     }
 }
 
-/// A per-try SDK policy: holds a slot of the host's cap around each attempt. (The deadline
+/// A per-try SDK policy: holds a slot of the caps around each attempt, its body included. (The deadline
 /// needs nothing here: the engine abandons the work at the deadline, and [`SdkRetry`] never
 /// waits past it.)
 #[derive(Debug)]
@@ -371,9 +425,12 @@ impl Policy for HostLimit {
         request: &mut Request,
         next: &[Arc<dyn Policy>],
     ) -> PolicyResult {
-        let slot = self.policy.host(&host_port(request.url()));
-        let _permit = slot.acquire_owned().await;
-        next[0].send(ctx, request, &next[1..]).await
+        let _slot = self.policy.slot(&host_port(request.url())).await;
+        let (status, headers, body) = next[0].send(ctx, request, &next[1..]).await?.deconstruct();
+        let body = body.collect().await?;
+        Ok(azure_core::http::AsyncRawResponse::from_bytes(
+            status, headers, body,
+        ))
     }
 }
 

@@ -62,7 +62,7 @@ fn start_sandbox(dir: PathBuf) -> Result<SandboxInfo, String> {
             Err(e) => return drop(tx.send(Err(e.to_string()))),
         };
         runtime.block_on(async move {
-            match Sandbox::start(SandboxOptions { dir }).await {
+            match Sandbox::start(SandboxOptions::new(dir)).await {
                 Ok(sandbox) => {
                     let _ = tx.send(Ok(sandbox.info().clone()));
                     std::future::pending::<()>().await;

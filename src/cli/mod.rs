@@ -70,6 +70,12 @@ pub enum Command {
         /// Where to write ca.pem and sandbox.json.
         #[arg(long, default_value = ".sandbox")]
         dir: PathBuf,
+        /// Seed a bulk workload of this many apps (three targets each) instead of the demo data.
+        #[arg(long, value_name = "APPS", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        workload: Option<u32>,
+        /// Milliseconds added to every answer of every double (the admin endpoint excepted).
+        #[arg(long, value_name = "MS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+        latency_ms: u64,
     },
     /// Start the sandbox and the handler, run ApiKeyRotator twice over HTTP (the first run
     /// renews and updates, the second finds nothing to do) and print what happened.
@@ -155,9 +161,18 @@ pub fn main() -> ExitCode {
                     Err(code) => code,
                 }
             }
-            Command::Sandbox { dir } => {
+            Command::Sandbox {
+                dir,
+                workload,
+                latency_ms,
+            } => {
                 init_cli_logging();
-                sandbox(dir).await
+                let options = crate::sandbox::SandboxOptions {
+                    dir,
+                    workload: workload.map(|n| n as usize),
+                    latency: std::time::Duration::from_millis(latency_ms),
+                };
+                sandbox(options).await
             }
             Command::Demo { .. } | Command::Seal { .. } => unreachable!("handled above"),
         }
@@ -275,17 +290,15 @@ fn seal(uuid: Option<String>, input: &std::path::Path) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn sandbox(dir: PathBuf) -> ExitCode {
-    let sandbox =
-        match crate::sandbox::Sandbox::start(crate::sandbox::SandboxOptions { dir: dir.clone() })
-            .await
-        {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("error: cannot start the sandbox: {e}");
-                return ExitCode::from(2);
-            }
-        };
+async fn sandbox(options: crate::sandbox::SandboxOptions) -> ExitCode {
+    let dir = options.dir.clone();
+    let sandbox = match crate::sandbox::Sandbox::start(options).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot start the sandbox: {e}");
+            return ExitCode::from(2);
+        }
+    };
     println!(
         "sandbox running; endpoints and settings in {}",
         dir.join("sandbox.json").display()

@@ -85,30 +85,49 @@ async fn run_until(
     report.summary.apps = apps.len();
     report.summary.targets = plan.iter().map(|p| p.entries.len()).sum();
 
-    let request = KeyRequest {
-        force: options.force && options.app.is_some(),
-        dry_run: options.dry_run,
+    let grants = Grants {
+        keys,
+        request: KeyRequest {
+            force: options.force && options.app.is_some(),
+            dry_run: options.dry_run,
+        },
+        deadline,
+        cells: apps
+            .iter()
+            .map(|app| (app.clone(), tokio::sync::OnceCell::new()))
+            .collect(),
     };
-    let calls = apps.iter().map(|app| {
+    // No phase waits for another: every app's key is fetched in app order while every
+    // container works through its entries, each entry as soon as its app's key is known (a
+    // container asking first fetches it itself). The retry policy's caps bound what is in
+    // flight, so the run keeps as many requests going as it may, from start to end.
+    let fetches = apps.iter().map(|app| {
+        let grants = &grants;
         async move {
-            let grant = until(deadline, keys.current_key(app, request))
-                .await
-                .unwrap_or_else(|| {
-                    Err(retry::deadline_exceeded(&format!(
-                        "the toolkit call for {app}"
-                    )))
-                });
-            (app.clone(), grant)
+            grants.get(app).await;
         }
         .boxed()
     });
-    let grants: HashMap<String, Result<KeyGrant, Error>> =
-        bounded(calls.collect(), options.concurrency)
+    let containers = plan.iter().map(|planned| {
+        let grants = &grants;
+        async move {
+            until(
+                deadline,
+                rotate_container(planned, grants, options.dry_run, vaults),
+            )
             .await
-            .into_iter()
-            .collect();
+            .unwrap_or_else(|| abandoned(planned, grants))
+        }
+        .boxed()
+    });
+    let (_, outcomes) = futures::future::join(
+        bounded(fetches.collect(), options.concurrency),
+        bounded(containers.collect(), options.concurrency),
+    )
+    .await;
+
     for app in apps {
-        match &grants[app] {
+        match grants.done(app) {
             Ok(grant) if grant.renewed => {
                 report.summary.renewed += 1;
                 tracing::info!(app = %app, key = %grant.api_key, "key renewed in the API manager");
@@ -132,20 +151,6 @@ async fn run_until(
             }
         }
     }
-
-    let calls = plan.iter().map(|planned| {
-        let grants = &grants;
-        async move {
-            until(
-                deadline,
-                rotate_container(planned, grants, options.dry_run, vaults),
-            )
-            .await
-            .unwrap_or_else(|| abandoned(planned, grants))
-        }
-        .boxed()
-    });
-    let outcomes = bounded(calls.collect(), options.concurrency).await;
     for outcome in outcomes.into_iter().flatten() {
         match outcome {
             Outcome::Updated(e) => {
@@ -175,10 +180,58 @@ async fn run_until(
     report
 }
 
-/// Runs `calls` with at most `limit` at once, results in the order of `calls`. (Boxing first keeps the futures `Send` for any
+/// Each app's key, fetched once by whichever part of the run asks first; the others wait for
+/// that fetch.
+struct Grants<'a> {
+    keys: &'a dyn KeySource,
+    request: KeyRequest,
+    deadline: Instant,
+    cells: HashMap<String, tokio::sync::OnceCell<Result<KeyGrant, Error>>>,
+}
+
+impl Grants<'_> {
+    /// `app`'s key: fetched now, or by the caller that asked first. Never beyond the deadline.
+    async fn get(&self, app: &str) -> &Result<KeyGrant, Error> {
+        self.cells[app]
+            .get_or_init(|| async {
+                until(self.deadline, self.keys.current_key(app, self.request))
+                    .await
+                    .unwrap_or_else(|| {
+                        Err(retry::deadline_exceeded(&format!(
+                            "the toolkit call for {app}"
+                        )))
+                    })
+            })
+            .await
+    }
+
+    /// `app`'s key as fetched, or the deadline error when the fetch never finished.
+    fn done(&self, app: &str) -> Result<&KeyGrant, Error> {
+        match self.cells[app].get() {
+            Some(Ok(grant)) => Ok(grant),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err(retry::deadline_exceeded(&format!(
+                "the toolkit call for {app}"
+            ))),
+        }
+    }
+}
+
+/// Runs `calls` with at most `limit` at once, whichever finishes first making room for the
+/// next; results in the order of `calls`. (Boxing first keeps the futures `Send` for any
 /// lifetime, which the handlers' futures need.)
-async fn bounded<'a, T>(calls: Vec<BoxFuture<'a, T>>, limit: usize) -> Vec<T> {
-    stream::iter(calls).buffered(limit.max(1)).collect().await
+async fn bounded<'a, T: Send + 'a>(calls: Vec<BoxFuture<'a, T>>, limit: usize) -> Vec<T> {
+    let numbered: Vec<BoxFuture<'a, (usize, T)>> = calls
+        .into_iter()
+        .enumerate()
+        .map(|(i, call)| async move { (i, call.await) }.boxed())
+        .collect();
+    let mut done: Vec<(usize, T)> = stream::iter(numbered)
+        .buffer_unordered(limit.max(1))
+        .collect()
+        .await;
+    done.sort_unstable_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, out)| out).collect()
 }
 
 /// `f`'s output, or `None` when `deadline` passes first (then `f` is dropped, abandoning
@@ -189,7 +242,7 @@ async fn until<F: Future>(deadline: Instant, f: F) -> Option<F::Output> {
 
 /// The outcomes of a container abandoned at the deadline: every entry failed, with
 /// `DeadlineExceeded` unless its key was unavailable anyway.
-fn abandoned(planned: &Planned, grants: &HashMap<String, Result<KeyGrant, Error>>) -> Vec<Outcome> {
+fn abandoned(planned: &Planned, grants: &Grants<'_>) -> Vec<Outcome> {
     let container = planned.container.as_ref();
     let (kind, name) = (container.kind(), container.name());
     planned
@@ -197,9 +250,11 @@ fn abandoned(planned: &Planned, grants: &HashMap<String, Result<KeyGrant, Error>
         .iter()
         .map(|entry| {
             let label = format!("{name}/{}", entry.name);
-            match &grants[&entry.apim_app_name] {
-                Err(e) => key_unavailable(kind, entry, &label, e),
-                Ok(_) => {
+            match grants.done(&entry.apim_app_name) {
+                Err(e) if e.code() != "DeadlineExceeded" => {
+                    key_unavailable(kind, entry, &label, &e)
+                }
+                _ => {
                     let e = retry::deadline_exceeded(&format!("{} {name}", kind.noun()));
                     let e = Error::new(
                         e.kind(),
@@ -247,7 +302,7 @@ enum Outcome {
 /// Reads every entry of one container, then writes, in one batch, those that differ.
 async fn rotate_container(
     planned: &Planned,
-    grants: &HashMap<String, Result<KeyGrant, Error>>,
+    grants: &Grants<'_>,
     dry_run: bool,
     vaults: &dyn VaultResolver,
 ) -> Vec<Outcome> {
@@ -258,7 +313,7 @@ async fn rotate_container(
 
     let mut ready = Vec::new();
     for entry in &planned.entries {
-        match &grants[&entry.apim_app_name] {
+        match grants.get(&entry.apim_app_name).await {
             Ok(grant) => ready.push((entry, grant)),
             Err(e) => outcomes.push(key_unavailable(kind, entry, &target(&entry.name), e)),
         }

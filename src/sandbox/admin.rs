@@ -1,5 +1,6 @@
-//! The admin endpoint (plain http): the request log, fault injection, and the state of every
-//! double, so tests can count calls, break things on purpose and check what was written.
+//! The admin endpoint (plain http): the request log, fault injection, the state of every
+//! double and the connections each accepted, so tests can count calls, break things on
+//! purpose and check what was written.
 
 use super::log::Fault;
 use super::{json_response, Shared};
@@ -21,11 +22,17 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             axum::routing::post(add_fault).delete(clear_faults),
         )
         .route("/state", get(state))
+        .route("/connections", get(connections))
         .with_state(shared)
 }
 
 async fn requests(State(shared): State<Arc<Shared>>) -> Response {
     json_response(StatusCode::OK, json!(shared.log.entries()))
+}
+
+/// Connections accepted so far, by service (a client that reuses its connections opens few).
+async fn connections(State(shared): State<Arc<Shared>>) -> Response {
+    json_response(StatusCode::OK, json!(shared.log.connections()))
 }
 
 async fn clear_requests(State(shared): State<Arc<Shared>>) -> Response {

@@ -100,15 +100,36 @@ impl Fault {
     }
 }
 
-/// The request log and the active faults.
+/// The request log, the active faults, the latency added to every answer and the connections
+/// accepted per service.
 #[derive(Default)]
 pub(crate) struct RequestLog {
     entries: Mutex<Vec<(u64, LoggedRequest)>>,
     next_id: Mutex<u64>,
     faults: Mutex<Vec<Fault>>,
+    latency: Duration,
+    connections: Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
 
 impl RequestLog {
+    /// An empty log whose services answer `latency` later than they would.
+    pub fn new(latency: Duration) -> Self {
+        Self {
+            latency,
+            ..Self::default()
+        }
+    }
+
+    /// Counts a connection accepted by `service`.
+    pub fn connection_accepted(&self, service: &'static str) {
+        *self.connections.lock().unwrap().entry(service).or_default() += 1;
+    }
+
+    /// Connections accepted so far, by service.
+    pub fn connections(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        self.connections.lock().unwrap().clone()
+    }
+
     /// Every logged request, in arrival order.
     pub fn entries(&self) -> Vec<LoggedRequest> {
         let entries = self.entries.lock().unwrap();
@@ -184,6 +205,9 @@ async fn handle(shared: &Shared, service: &'static str, request: Request, next: 
         query: request.uri().query().map(str::to_string),
         status: None,
     });
+    if !log.latency.is_zero() {
+        tokio::time::sleep(log.latency).await;
+    }
     let response = match log.take_fault(service, &path) {
         Some(fault) => {
             // Paths can carry consumer keys (Apigee), so only the service is traced.

@@ -5,7 +5,8 @@
 //! [`key_vault`], [`app_configuration`] (one listener per store), [`apigee`] (Apigee X and its OAuth token endpoint), [`application_api`] (a
 //! consumer app), [`resource_manager`] (ARM), and [`admin`] (request log, fault injection,
 //! state). [`log`] is the middleware every service router is wrapped in; [`tokens`] holds the
-//! bearer tokens the sandbox issued; [`demo`] seeds the data and the handler's settings.
+//! bearer tokens the sandbox issued; [`demo`] seeds the data and the handler's settings;
+//! [`workload`] seeds a bulk workload instead, for the benchmark.
 
 // Handlers return early with the exact response a check produced; boxing it would only add noise.
 #![allow(clippy::result_large_err)]
@@ -22,6 +23,7 @@ mod log;
 mod resource_manager;
 mod tls;
 mod tokens;
+pub mod workload;
 
 use crate::error::{Error, Result};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -34,10 +36,24 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 /// How to start a [`Sandbox`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct SandboxOptions {
     /// Directory that receives `ca.pem` and `sandbox.json` (created if missing).
     pub dir: PathBuf,
+    /// Seed a [`workload`] of this many apps instead of the demo data.
+    pub workload: Option<usize>,
+    /// Added to every answer of every double (not the admin endpoint), before any fault.
+    pub latency: std::time::Duration,
+}
+
+impl SandboxOptions {
+    /// The demo data in `dir`, no added latency.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            ..Self::default()
+        }
+    }
 }
 
 /// A running sandbox: every double listening on 127.0.0.1 until [`Sandbox::shutdown`].
@@ -59,6 +75,9 @@ pub struct SandboxInfo {
     pub endpoints: Endpoints,
     /// Every app setting the handler needs to run against this sandbox.
     pub env: BTreeMap<String, String>,
+    /// The seeded workload, when the sandbox was started with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<workload::Workload>,
 }
 
 /// The URLs of every double.
@@ -161,7 +180,7 @@ impl Sandbox {
             .collect();
         let shared = Arc::new(Shared {
             tokens: tokens::TokenStore::default(),
-            log: log::RequestLog::default(),
+            log: log::RequestLog::new(options.latency),
             authority: authority_l.url.clone(),
             identity: identity::ManagedIdentity::generate(),
             principal: authority::ServicePrincipal::generate(),
@@ -178,7 +197,13 @@ impl Sandbox {
             resource_manager: Default::default(),
             tenant_id,
         });
-        demo::seed(&shared);
+        let seeded = match options.workload {
+            Some(apps) => Some(workload::seed(&shared, apps)),
+            None => {
+                demo::seed(&shared);
+                None
+            }
+        };
 
         let app_api_url = format!("{}{}", app_api_l.url, application_api::PATH);
         let endpoints = Endpoints {
@@ -204,11 +229,16 @@ impl Sandbox {
                 .collect(),
             admin: admin_l.url.clone(),
         };
-        let env = demo::env(&shared, &endpoints, &ca_cert_file)?;
+        let mapping = match options.workload {
+            Some(apps) => workload::mapping(&endpoints, apps),
+            None => demo::mapping(&endpoints),
+        };
+        let env = demo::env(&shared, &endpoints, &ca_cert_file, &mapping)?;
         let info = SandboxInfo {
             ca_cert_file,
             endpoints,
             env,
+            workload: seeded,
         };
         let json = serde_json::to_string_pretty(&info)
             .map_err(|e| Error::unexpected(format!("sandbox: {e}")))?;
@@ -264,9 +294,17 @@ impl Sandbox {
             ));
         }
         for (bound, tls, service, router) in services {
-            sandbox.serve(bound, tls, log::observe(router, service, s));
+            let counted = Counted {
+                shared: s.clone(),
+                service: Some(service),
+            };
+            sandbox.serve(bound, tls, log::observe(router, service, s), counted);
         }
-        sandbox.serve(admin_l, None, admin::router(s.clone()));
+        let admin = Counted {
+            shared: s.clone(),
+            service: None,
+        };
+        sandbox.serve(admin_l, None, admin::router(s.clone()), admin);
         tracing::info!(dir = %options.dir.display(), "sandbox started");
         Ok(sandbox)
     }
@@ -276,13 +314,16 @@ impl Sandbox {
         bound: Bound,
         tls: Option<&axum_server::tls_rustls::RustlsConfig>,
         router: Router,
+        counted: Counted,
     ) {
         let handle = axum_server::Handle::new();
         let service = router.into_make_service();
+        let server = axum_server::from_tcp(bound.listener).handle(handle.clone());
         let task = match tls {
             Some(config) => {
-                let server = axum_server::from_tcp_rustls(bound.listener, config.clone())
-                    .handle(handle.clone());
+                let acceptor =
+                    axum_server::tls_rustls::RustlsAcceptor::new(config.clone()).acceptor(counted);
+                let server = server.acceptor(acceptor);
                 tokio::spawn(async move {
                     if let Err(e) = server.serve(service).await {
                         tracing::error!(error = %e, "sandbox listener stopped");
@@ -290,7 +331,7 @@ impl Sandbox {
                 })
             }
             None => {
-                let server = axum_server::from_tcp(bound.listener).handle(handle.clone());
+                let server = server.acceptor(counted);
                 tokio::spawn(async move {
                     if let Err(e) = server.serve(service).await {
                         tracing::error!(error = %e, "sandbox listener stopped");
@@ -324,6 +365,27 @@ impl Drop for Sandbox {
         for handle in &self.handles {
             handle.shutdown();
         }
+    }
+}
+
+/// Accepts a double's connections: counts them under `service` (`GET admin/connections`) and
+/// sends small answers at once (`TCP_NODELAY`, as Azure's front ends do).
+#[derive(Clone)]
+struct Counted {
+    shared: Arc<Shared>,
+    service: Option<&'static str>,
+}
+
+impl<S> axum_server::accept::Accept<tokio::net::TcpStream, S> for Counted {
+    type Stream = tokio::net::TcpStream;
+    type Service = S;
+    type Future = std::future::Ready<std::io::Result<(Self::Stream, S)>>;
+
+    fn accept(&self, stream: tokio::net::TcpStream, service: S) -> Self::Future {
+        if let Some(name) = self.service {
+            self.shared.log.connection_accepted(name);
+        }
+        std::future::ready(stream.set_nodelay(true).map(|()| (stream, service)))
     }
 }
 
@@ -374,11 +436,9 @@ pub(crate) mod test_support {
     impl Harness {
         pub async fn start() -> Harness {
             let dir = tempfile::tempdir().unwrap();
-            let sandbox = Sandbox::start(SandboxOptions {
-                dir: dir.path().to_path_buf(),
-            })
-            .await
-            .unwrap();
+            let sandbox = Sandbox::start(SandboxOptions::new(dir.path()))
+                .await
+                .unwrap();
             let ca_pem = std::fs::read(&sandbox.info().ca_cert_file).unwrap();
             let client = reqwest::Client::builder()
                 .tls_certs_merge(reqwest::Certificate::from_pem_bundle(&ca_pem).unwrap())

@@ -43,6 +43,7 @@ pub(crate) struct ResourceManager {
 }
 
 /// What a seeded site is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum SiteType {
     /// `Microsoft.Web/sites`, kind `functionapp`.
     FunctionApp,

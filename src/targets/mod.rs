@@ -221,6 +221,23 @@ impl VaultResolver for TargetDeps {
     }
 }
 
+/// `call` for every item, as many at once as the retry policy in force lets be in flight
+/// ([`crate::azure::retry::fan_out`]; its caps do the rest), results in the order of `items`.
+/// (Boxing first keeps the futures `Send` for any lifetime, which the handlers need.)
+pub(crate) async fn each<'a, I, T, F, Fut>(items: &'a [I], call: F) -> Vec<T>
+where
+    F: Fn(&'a I) -> Fut,
+    Fut: std::future::Future<Output = T> + Send + 'a,
+{
+    use futures::future::{BoxFuture, FutureExt};
+    use futures::stream::{self, StreamExt};
+    let calls: Vec<BoxFuture<'a, T>> = items.iter().map(|i| call(i).boxed()).collect();
+    stream::iter(calls)
+        .buffered(crate::azure::retry::fan_out())
+        .collect()
+        .await
+}
+
 /// Builds one container per vault, per application API endpoint (URL and auth) and per site,
 /// slot or static site named in the mapping, each with its entries.
 pub fn plan(mapping: &AppsMapping, deps: &TargetDeps) -> Result<Vec<Planned>> {

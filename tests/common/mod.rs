@@ -25,13 +25,22 @@ pub struct Env {
 impl Env {
     /// Starts a sandbox with the demo data.
     pub async fn start() -> Env {
+        Self::start_with(None).await
+    }
+
+    /// Starts a sandbox with a bulk workload of `apps` apps instead of the demo data.
+    pub async fn start_workload(apps: usize) -> Env {
+        Self::start_with(Some(apps)).await
+    }
+
+    async fn start_with(workload: Option<usize>) -> Env {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let dir = tempfile::tempdir().unwrap();
-        let sandbox = Sandbox::start(SandboxOptions {
-            dir: dir.path().to_path_buf(),
-        })
-        .await
-        .expect("sandbox starts");
+        let options = SandboxOptions {
+            workload,
+            ..SandboxOptions::new(dir.path())
+        };
+        let sandbox = Sandbox::start(options).await.expect("sandbox starts");
         let info = sandbox.info().clone();
         Env {
             sandbox: Some(sandbox),
@@ -63,9 +72,9 @@ impl Env {
             .unwrap()
     }
 
-    /// The sandbox's request log: (service, method, path, status).
-    pub async fn requests(&self) -> Vec<Value> {
-        let url = format!("{}/requests", self.info.endpoints.admin);
+    /// `GET` of the admin endpoint's `path`, as JSON.
+    async fn admin_get<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
+        let url = format!("{}{path}", self.info.endpoints.admin);
         self.admin
             .get(url)
             .send()
@@ -74,6 +83,16 @@ impl Env {
             .json()
             .await
             .unwrap()
+    }
+
+    /// The sandbox's request log: (service, method, path, status).
+    pub async fn requests(&self) -> Vec<Value> {
+        self.admin_get("/requests").await
+    }
+
+    /// Connections each service accepted so far.
+    pub async fn connections(&self) -> BTreeMap<String, u64> {
+        self.admin_get("/connections").await
     }
 
     /// Clears the request log.
@@ -91,15 +110,7 @@ impl Env {
 
     /// The doubles' stored state.
     pub async fn state(&self) -> Value {
-        let url = format!("{}/state", self.info.endpoints.admin);
-        self.admin
-            .get(url)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.admin_get("/state").await
     }
 
     /// Requests that changed something (anything but GET, the token endpoints, Apigee reads

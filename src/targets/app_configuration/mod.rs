@@ -520,20 +520,13 @@ impl Container for AppConfiguration {
     }
 
     async fn read(&self, names: &[String]) -> Vec<Result<Stored>> {
-        // One after another: each answer's Sync-Token goes with the next request.
-        let mut out = Vec::with_capacity(names.len());
-        for name in names {
-            out.push(self.read_one(name).await);
-        }
-        out
+        // Each request carries the Sync-Tokens known when it starts, as the SDKs' concurrent
+        // requests do; reads of different keys need nothing from each other.
+        super::each(names, |n| self.read_one(n)).await
     }
 
     async fn write(&self, writes: &[Write]) -> Vec<Result<()>> {
-        let mut out = Vec::with_capacity(writes.len());
-        for write in writes {
-            out.push(self.write_one(write).await);
-        }
-        out
+        super::each(writes, |w| self.write_one(w)).await
     }
 }
 

@@ -165,18 +165,10 @@ impl Container for ApplicationApi {
     }
 
     async fn read(&self, names: &[String]) -> Vec<Result<Stored>> {
-        let mut out = Vec::with_capacity(names.len());
-        for name in names {
-            out.push(self.read_one(name).await);
-        }
-        out
+        super::each(names, |n| self.read_one(n)).await
     }
 
     async fn write(&self, writes: &[Write]) -> Vec<Result<()>> {
-        let mut out = Vec::with_capacity(writes.len());
-        for write in writes {
-            out.push(self.write_one(write).await);
-        }
-        out
+        super::each(writes, |w| self.write_one(w)).await
     }
 }

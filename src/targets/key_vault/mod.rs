@@ -10,14 +10,9 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::secret::ApiKey;
 use azure_security_keyvault_secrets::models::SetSecretParameters;
 use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
-use futures::future::{BoxFuture, FutureExt};
-use futures::stream::{self, StreamExt};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
-
-/// How many secrets of one vault are read or written at once.
-const PER_VAULT_CONCURRENCY: usize = 8;
 
 /// Content type and tags of a secret.
 type SecretMeta = (Option<String>, HashMap<String, String>);
@@ -133,23 +128,11 @@ impl Container for KeyVault {
                 rest = others;
             }
         }
-        let calls: Vec<BoxFuture<'_, Result<Stored>>> =
-            rest.iter().map(|n| self.read_one(n).boxed()).collect();
-        results.extend(
-            stream::iter(calls)
-                .buffered(PER_VAULT_CONCURRENCY)
-                .collect::<Vec<_>>()
-                .await,
-        );
+        results.extend(super::each(rest, |n| self.read_one(n)).await);
         results
     }
 
     async fn write(&self, writes: &[Write]) -> Vec<Result<()>> {
-        let calls: Vec<BoxFuture<'_, Result<()>>> =
-            writes.iter().map(|w| self.write_one(w).boxed()).collect();
-        stream::iter(calls)
-            .buffered(PER_VAULT_CONCURRENCY)
-            .collect()
-            .await
+        super::each(writes, |w| self.write_one(w)).await
     }
 }
