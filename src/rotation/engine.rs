@@ -251,10 +251,9 @@ fn abandoned(planned: &Planned, grants: &Grants<'_>) -> Vec<Outcome> {
         .map(|entry| {
             let label = format!("{name}/{}", entry.name);
             match grants.done(&entry.apim_app_name) {
-                Err(e) if e.code() != "DeadlineExceeded" => {
-                    key_unavailable(kind, entry, &label, &e)
-                }
-                _ => {
+                // Without its key the entry was never written.
+                Err(e) => key_unavailable(kind, entry, &label, &e),
+                Ok(_) => {
                     let e = retry::deadline_exceeded(&format!("{} {name}", kind.noun()));
                     let e = Error::new(
                         e.kind(),
@@ -538,12 +537,17 @@ mod tests {
     struct FakeKeys {
         keys: HashMap<String, &'static str>,
         calls: Mutex<Vec<String>>,
+        /// This app's key never comes (an issuer that hangs for it).
+        hang: Option<&'static str>,
     }
 
     #[async_trait::async_trait]
     impl KeySource for FakeKeys {
         async fn current_key(&self, app_name: &str, request: KeyRequest) -> Result<KeyGrant> {
             self.calls.lock().unwrap().push(app_name.to_string());
+            if self.hang == Some(app_name) {
+                futures::future::pending::<()>().await;
+            }
             let key = self
                 .keys
                 .get(app_name)
@@ -648,6 +652,7 @@ mod tests {
             .map(|(a, k)| (a.into(), k))
             .collect(),
             calls: Mutex::default(),
+            hang: None,
         };
         let values = [("a", "old-value-000001"), ("b", "key-same-00000002")]
             .into_iter()
@@ -845,6 +850,61 @@ mod tests {
             report.errors[0].code.as_deref(),
             Some("PinnedKeyVaultReference")
         );
+    }
+
+    /// No phase waits for another: while one app's key never comes, a container without that
+    /// app is read and written, and the hung app's entries end at the deadline without a read.
+    #[tokio::test]
+    async fn a_key_that_never_comes_holds_back_only_its_own_entries() {
+        let (mut keys, store, mut plan, apps) = setup(None);
+        keys.hang = Some("renewed");
+        let other = Arc::new(FakeStore {
+            values: Mutex::new([("x".to_string(), "old-value-000009".to_string())].into()),
+            ..FakeStore::default()
+        });
+        plan.insert(
+            0,
+            Planned {
+                container: other.clone(),
+                entries: vec![Entry {
+                    name: "x".into(),
+                    apim_app_name: "same".into(),
+                }],
+            },
+        );
+        let options = RunOptions {
+            deadline: Some(Duration::from_millis(300)),
+            ..RunOptions::default()
+        };
+        let report = run(&keys, &plan, &apps, &options, &NoVaults).await;
+        assert_eq!(*other.writes.lock().unwrap(), vec![vec!["x"]]);
+        let written: Vec<String> = store.writes.lock().unwrap().concat();
+        assert!(
+            !written.iter().any(|n| n == "a" || n == "c"),
+            "nothing of the hung app is written: {written:?}"
+        );
+        let code = |target: &str| {
+            report
+                .errors
+                .iter()
+                .find(|e| e.target == target)
+                .and_then(|e| e.code.clone())
+        };
+        assert_eq!(code("store/a").as_deref(), Some("DeadlineExceeded"));
+        assert!(report.errors.iter().any(|e| e.target == "store/a"
+            && e.message
+                .starts_with("Not checked: the run's deadline passed")));
+        assert_eq!(
+            keys.calls
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|a| *a == "renewed")
+                .count(),
+            1,
+            "a key is asked for once, however many containers wait for it"
+        );
+        assert!(report.successes.iter().any(|e| e.target == "store/x"));
     }
 
     /// At the deadline, a hung container's entries are errors `DeadlineExceeded`, the others
