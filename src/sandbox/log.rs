@@ -244,12 +244,29 @@ fn fault_body(service: &str, status: StatusCode) -> serde_json::Value {
             };
             json!({"error": error, "error_description": message, "error_codes": []})
         }
-        "appConfiguration" => json!({
-            "type": if throttled { "https://azconfig.io/errors/too-many-requests" } else { "https://azconfig.io/errors/internal-error" },
-            "title": reason, "detail": message, "status": status.as_u16()
-        }),
+        "appConfiguration" => {
+            // Problem types the service names; any other status is a problem without a type
+            // (RFC 7807's about:blank), as a refusal by the service's front end is.
+            let problem = match status.as_u16() {
+                429 => Some("too-many-requests"),
+                400 => Some("invalid-argument"),
+                s if s >= 500 => Some("internal-error"),
+                _ => None,
+            };
+            let mut body = json!({"title": reason, "detail": message, "status": status.as_u16()});
+            if let Some(p) = problem {
+                body["type"] = json!(format!("https://azconfig.io/errors/{p}"));
+            }
+            body
+        }
         "apigee" => {
+            // Google's canonical status names (AIP-193).
             let name = match status.as_u16() {
+                400 => "INVALID_ARGUMENT",
+                401 => "UNAUTHENTICATED",
+                403 => "PERMISSION_DENIED",
+                404 => "NOT_FOUND",
+                409 => "ALREADY_EXISTS",
                 429 => "RESOURCE_EXHAUSTED",
                 503 => "UNAVAILABLE",
                 504 => "DEADLINE_EXCEEDED",
