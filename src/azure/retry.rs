@@ -203,6 +203,14 @@ pub fn deadline_exceeded(what: &str) -> Error {
     .set_temporary(false)
 }
 
+/// Whether the request that failed with `e` may have been applied: a server error or a
+/// transport failure (a reset, no answer). A refusal (a 4xx, throttling) was not applied; a
+/// passed deadline is final. Callers that may not repeat a request blindly check what the
+/// service holds before repeating it after such a failure.
+pub fn outcome_unknown(e: &Error) -> bool {
+    e.is_temporary() && e.kind() != crate::error::ErrorKind::RateLimited
+}
+
 fn host_port(url: &url::Url) -> String {
     format!(
         "{}:{}",

@@ -117,11 +117,16 @@ impl AppSettings {
         url
     }
 
-    /// One ARM call under the shared retry policy (throttling hints honoured). Only
-    /// idempotent calls go through here: the list, the whole-set PUT under the site lock, the
-    /// refresh.
-    async fn call(&self, method: Method, url: url::Url, body: Option<&Value>) -> Result<Value> {
-        let response = retry::send(&self.what(), Idempotency::Idempotent, || async {
+    /// One ARM call under the shared retry policy (throttling hints honoured), repeated
+    /// blindly only when `idempotency` allows.
+    async fn call(
+        &self,
+        method: Method,
+        url: url::Url,
+        body: Option<&Value>,
+        idempotency: Idempotency,
+    ) -> Result<Value> {
+        let response = retry::send(&self.what(), idempotency, || async {
             let token = bearer(self.deps.credential.as_ref(), &self.scope).await?;
             let request = self
                 .deps
@@ -136,6 +141,7 @@ impl AppSettings {
         .await?;
         let status = response.status().as_u16();
         log_rate_limits(response.headers(), &self.label);
+        let hint = retry::retry_after(response.headers(), std::time::SystemTime::now());
         let bytes = response
             .bytes()
             .await
@@ -148,7 +154,7 @@ impl AppSettings {
                 Error::unexpected(format!("{}: unreadable answer: {e}", self.what()))
             });
         }
-        Err(parse_error(status, &bytes, &self.what()))
+        Err(parse_error(status, &bytes, &self.what()).with_retry_after(hint))
     }
 
     /// The current settings: one list call.
@@ -158,7 +164,9 @@ impl AppSettings {
         } else {
             &["config", "appsettings", "list"]
         };
-        let body = self.call(Method::POST, self.url(tail), None).await?;
+        let body = self
+            .call(Method::POST, self.url(tail), None, Idempotency::Idempotent)
+            .await?;
         match body.get("properties") {
             Some(Value::Object(p)) => Ok(p.clone()),
             None | Some(Value::Null) => Ok(Map::new()),
@@ -169,16 +177,51 @@ impl AppSettings {
         }
     }
 
-    /// Replaces the whole set: one PUT (the site restarts).
-    async fn replace(&self, properties: Map<String, Value>) -> Result<()> {
+    /// Replaces the whole set with one PUT, which restarts the site, so it is not repeated
+    /// blindly: after an outcome that is unknown (a server error, a reset, no answer: the set
+    /// may have been replaced and only the answer lost), the set is listed again, and only
+    /// when it does not hold `sent` is the PUT sent again (at most the policy's attempts,
+    /// waiting at least what the answer asked). A lost answer never restarts the site twice.
+    async fn replace(&self, properties: Map<String, Value>, sent: &[&Write]) -> Result<()> {
         let body = serde_json::json!({ "properties": properties });
-        self.call(
-            Method::PUT,
-            self.url(&["config", "appsettings"]),
-            Some(&body),
-        )
-        .await
-        .map(|_| ())
+        let url = self.url(&["config", "appsettings"]);
+        let policy = retry::policy();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let put = self.call(
+                Method::PUT,
+                url.clone(),
+                Some(&body),
+                Idempotency::NotIdempotent,
+            );
+            let err = match put.await {
+                Ok(_) => return Ok(()),
+                Err(e) if retry::outcome_unknown(&e) => e,
+                Err(e) => return Err(e),
+            };
+            match self.list().await {
+                Ok(now) if sent.iter().all(|w| holds(&now, w)) => {
+                    tracing::warn!(container = %self.label, code = err.code(), "the answer to the settings PUT was lost; the settings are in place");
+                    return Ok(());
+                }
+                Ok(_) => {}
+                Err(check) => {
+                    return Err(err.with_context(
+                        "check",
+                        format!("whether the settings were replaced could not be read: {check}"),
+                    ))
+                }
+            }
+            if attempt >= policy.max_attempts {
+                return Err(err);
+            }
+            let Some(delay) = policy.delay(attempt, err.retry_after(), retry::deadline()) else {
+                return Err(err);
+            };
+            tracing::warn!(container = %self.label, code = err.code(), attempt, "the settings PUT failed before it was applied; sending it again");
+            tokio::time::sleep(delay).await;
+        }
     }
 
     fn stored(&self, name: &str, value: Option<&Value>) -> Result<Stored> {
@@ -199,6 +242,14 @@ impl AppSettings {
             ))),
         }
     }
+}
+
+/// Whether `properties` hold `write`'s key under its setting name.
+fn holds(properties: &Map<String, Value>, write: &Write) -> bool {
+    find(properties, &write.name)
+        .and_then(|k| properties.get(k))
+        .and_then(Value::as_str)
+        == Some(write.key.expose())
 }
 
 /// The key under which `name` is stored: the exact name, else a case-insensitive match
@@ -263,7 +314,7 @@ impl Container for AppSettings {
             },
         };
         let mut results = Vec::with_capacity(writes.len());
-        let mut changed = false;
+        let mut sent = Vec::new();
         for w in writes {
             let key = find(&properties, &w.name).cloned();
             let current = key.as_ref().and_then(|k| properties.get(k));
@@ -282,13 +333,13 @@ impl Container for AppSettings {
                         key.unwrap_or_else(|| w.name.clone()),
                         Value::String(w.key.expose().to_string()),
                     );
-                    changed = true;
+                    sent.push(w);
                     Ok(())
                 }
             });
         }
-        if changed {
-            if let Err(e) = self.replace(properties).await {
+        if !sent.is_empty() {
+            if let Err(e) = self.replace(properties, &sent).await {
                 return results.into_iter().map(|r| r.and(Err(e.clone()))).collect();
             }
             *generation += 1;
@@ -307,6 +358,7 @@ impl Container for AppSettings {
             Method::POST,
             self.url(&["config", "configreferences", "appsettings", "refresh"]),
             None,
+            Idempotency::Idempotent,
         )
         .await
         .map(|_| ())

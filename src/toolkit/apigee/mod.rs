@@ -187,6 +187,7 @@ impl ApigeeX {
             })
             .await?;
             let status = resp.status().as_u16();
+            let hint = retry::retry_after(resp.headers(), std::time::SystemTime::now());
             let bytes = resp
                 .bytes()
                 .await
@@ -200,7 +201,7 @@ impl ApigeeX {
                     continue;
                 }
             }
-            return Err(parse_error(status, &bytes));
+            return Err(parse_error(status, &bytes).with_retry_after(hint));
         }
     }
 
@@ -220,8 +221,10 @@ impl ApigeeX {
     /// `POST .../keys`, which is not idempotent: after a failure whose outcome is unknown (a
     /// server error, a timeout, a reset), the app is read again and a key that exists is taken
     /// as created; only a key that certainly does not exist is created again (at most the
-    /// policy's attempt count), so a lost answer never makes two keys. The inner result is
-    /// the created key's body, which may be unreadable although the key exists.
+    /// policy's attempt count, waiting at least what the answer asked), so a lost answer never
+    /// makes two keys. Throttling was already retried by [`retry::send`] (the request was
+    /// certainly refused), so it is not retried again here. The inner result is the created
+    /// key's body, which may be unreadable although the key exists.
     async fn post_key(
         &self,
         app_name: &str,
@@ -244,7 +247,7 @@ impl ApigeeX {
                 .await
             {
                 Ok(body) => return Ok(parse_json(&body)),
-                Err(e) if e.is_temporary() => e,
+                Err(e) if retry::outcome_unknown(&e) => e,
                 Err(e) => return Err(e),
             };
             match self.find_key(app_name, key).await {
@@ -268,7 +271,7 @@ impl ApigeeX {
             if attempt >= policy.max_attempts {
                 return Err(err);
             }
-            let Some(delay) = policy.delay(attempt, None, retry::deadline()) else {
+            let Some(delay) = policy.delay(attempt, err.retry_after(), retry::deadline()) else {
                 return Err(err);
             };
             tracing::warn!(
