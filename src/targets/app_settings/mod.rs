@@ -178,50 +178,32 @@ impl AppSettings {
     }
 
     /// Replaces the whole set with one PUT, which restarts the site, so it is not repeated
-    /// blindly: after an outcome that is unknown (a server error, a reset, no answer: the set
-    /// may have been replaced and only the answer lost), the set is listed again, and only
-    /// when it does not hold `sent` is the PUT sent again (at most the policy's attempts,
-    /// waiting at least what the answer asked). A lost answer never restarts the site twice.
+    /// blindly ([`retry::send_checked`]): after an unknown outcome the set is listed again, and
+    /// the PUT is sent again only when it does not hold `sent`. A lost answer never restarts
+    /// the site twice.
     async fn replace(&self, properties: Map<String, Value>, sent: &[&Write]) -> Result<()> {
         let body = serde_json::json!({ "properties": properties });
         let url = self.url(&["config", "appsettings"]);
-        let policy = retry::policy();
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let put = self.call(
+        let put = || async {
+            self.call(
                 Method::PUT,
                 url.clone(),
                 Some(&body),
                 Idempotency::NotIdempotent,
-            );
-            let err = match put.await {
-                Ok(_) => return Ok(()),
-                Err(e) if retry::outcome_unknown(&e) => e,
-                Err(e) => return Err(e),
-            };
-            match self.list().await {
-                Ok(now) if sent.iter().all(|w| holds(&now, w)) => {
-                    tracing::warn!(container = %self.label, code = err.code(), "the answer to the settings PUT was lost; the settings are in place");
-                    return Ok(());
-                }
-                Ok(_) => {}
-                Err(check) => {
-                    return Err(err.with_context(
-                        "check",
-                        format!("whether the settings were replaced could not be read: {check}"),
-                    ))
-                }
-            }
-            if attempt >= policy.max_attempts {
-                return Err(err);
-            }
-            let Some(delay) = policy.delay(attempt, err.retry_after(), retry::deadline()) else {
-                return Err(err);
-            };
-            tracing::warn!(container = %self.label, code = err.code(), attempt, "the settings PUT failed before it was applied; sending it again");
-            tokio::time::sleep(delay).await;
-        }
+            )
+            .await
+            .map(|_| ())
+        };
+        let in_place = || async {
+            let now = self.list().await?;
+            Ok(sent.iter().all(|w| holds(&now, w)).then_some(()))
+        };
+        retry::send_checked(
+            &format!("the settings PUT of {}", self.what()),
+            put,
+            in_place,
+        )
+        .await
     }
 
     fn stored(&self, name: &str, value: Option<&Value>) -> Result<Stored> {
