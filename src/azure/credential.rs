@@ -371,9 +371,16 @@ mod tests {
             || t == "b/.default-0"));
     }
 
-    /// Fails every request, counting them.
-    #[derive(Debug, Default)]
-    struct Failing(AtomicUsize);
+    /// Fails every request after `.1`, counting them.
+    #[derive(Debug)]
+    struct Failing(AtomicUsize, std::time::Duration);
+
+    impl Default for Failing {
+        fn default() -> Self {
+            // A fetch takes a while, so the other callers queue behind it.
+            Self(AtomicUsize::new(0), std::time::Duration::from_millis(20))
+        }
+    }
 
     #[async_trait::async_trait]
     impl TokenCredential for Failing {
@@ -383,8 +390,7 @@ mod tests {
             _: Option<TokenRequestOptions<'_>>,
         ) -> azure_core::Result<AccessToken> {
             self.0.fetch_add(1, Ordering::SeqCst);
-            // A fetch takes a while, so the other callers queue behind it.
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            tokio::time::sleep(self.1).await;
             Err(azure_core::Error::with_message(
                 azure_core::error::ErrorKind::Credential,
                 "identity endpoint down",
@@ -448,27 +454,12 @@ mod tests {
         );
     }
 
-    /// Never answers.
-    #[derive(Debug)]
-    struct Hanging;
-
-    #[async_trait::async_trait]
-    impl TokenCredential for Hanging {
-        async fn get_token(
-            &self,
-            _: &[&str],
-            _: Option<TokenRequestOptions<'_>>,
-        ) -> azure_core::Result<AccessToken> {
-            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
-            unreachable!("the deadline ends the fetch first")
-        }
-    }
-
     /// A token fetch, and the callers queued behind it, end at the run's deadline with
     /// `DeadlineExceeded`.
     #[tokio::test]
     async fn token_fetches_end_at_the_runs_deadline() {
-        let cached = Arc::new(CachedCredential::new(Arc::new(Hanging)));
+        let hanging = Failing(AtomicUsize::new(0), std::time::Duration::from_secs(30));
+        let cached = Arc::new(CachedCredential::new(Arc::new(hanging)));
         let started = Instant::now();
         let deadline = started + std::time::Duration::from_millis(300);
         let calls = (0..3).map(|_| {
