@@ -4,6 +4,7 @@
 //! engine and the report speak one vocabulary whatever the backend.
 
 use std::fmt;
+use std::time::Duration;
 
 /// What went wrong, independent of the service that said it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -56,6 +57,7 @@ pub struct Error {
     code: Option<String>,
     status: Option<u16>,
     temporary: bool,
+    retry_after: Option<Duration>,
     context: Vec<(&'static str, String)>,
 }
 
@@ -71,6 +73,7 @@ impl Error {
             code: None,
             status: None,
             temporary: matches!(kind, ErrorKind::RateLimited | ErrorKind::Unavailable),
+            retry_after: None,
             context: Vec::new(),
         }
     }
@@ -89,6 +92,31 @@ impl Error {
     pub fn with_code(mut self, code: impl Into<String>) -> Self {
         self.code = Some(code.into());
         self
+    }
+
+    /// Sets the service's own code when it says why a request was refused for good
+    /// (`ForbiddenByRbac`, `KeyLocked`, `PERMISSION_DENIED`). A throttled or unavailable service
+    /// keeps the stable `TooManyRequests` / `ServiceUnavailable` whatever it calls itself
+    /// (`Throttled`, `UNAVAILABLE`, `InternalError`): after the retries the remedy is the same,
+    /// and one table of codes (README "Failure handling") reads every report. The service's
+    /// words stay in the message.
+    pub fn with_service_code(self, code: impl Into<String>) -> Self {
+        match self.kind {
+            ErrorKind::RateLimited | ErrorKind::Unavailable => self,
+            _ => self.with_code(code),
+        }
+    }
+
+    /// Records the wait the service asked for (`Retry-After`), for callers that retry on
+    /// their own terms (a request that may not be repeated blindly).
+    pub fn with_retry_after(mut self, wait: Option<Duration>) -> Self {
+        self.retry_after = wait;
+        self
+    }
+
+    /// The wait the service asked for, if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
     }
 
     /// Records the HTTP status the service answered with.
@@ -171,5 +199,18 @@ mod tests {
     #[test]
     fn throttling_is_temporary() {
         assert!(Error::new(ErrorKind::RateLimited, "slow down").is_temporary());
+    }
+
+    /// A service's code names a final refusal; throttling and unavailability keep the stable
+    /// codes of the report's table.
+    #[test]
+    fn service_codes_name_refusals_not_outages() {
+        let refused =
+            Error::new(ErrorKind::PermissionDenied, "no").with_service_code("ForbiddenByRbac");
+        assert_eq!(refused.code(), "ForbiddenByRbac");
+        let down = Error::new(ErrorKind::Unavailable, "down").with_service_code("UNAVAILABLE");
+        assert_eq!(down.code(), "ServiceUnavailable");
+        let throttled = Error::new(ErrorKind::RateLimited, "slow").with_service_code("Throttled");
+        assert_eq!(throttled.code(), "TooManyRequests");
     }
 }

@@ -8,16 +8,8 @@ use common::{Env, Handler};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_principal_works_where_there_is_no_managed_identity() {
     let env = Env::start().await;
-    let (client_id, secret) = (
-        env.info.env["SANDBOX_CLIENT_ID"].clone(),
-        env.info.env["SANDBOX_CLIENT_SECRET"].clone(),
-    );
-    let settings = env.settings(&[
-        ("IDENTITY_ENDPOINT", ""),
-        ("IDENTITY_HEADER", ""),
-        ("AZURE_CLIENT_ID", &client_id),
-        ("AZURE_CLIENT_SECRET", &secret),
-    ]);
+    let secret = env.info.env["SANDBOX_CLIENT_SECRET"].clone();
+    let settings = env.service_principal_settings(&[]);
     let handler = Handler::start(&settings).await;
     let (status, report) = handler.rotate("").await;
     assert_eq!(status, 200, "{report:#}");

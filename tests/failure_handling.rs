@@ -7,17 +7,6 @@ use common::{Env, Handler};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-async fn fault(env: &Env, spec: Value) {
-    let r = env
-        .admin
-        .post(format!("{}/faults", env.info.endpoints.admin))
-        .json(&spec)
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{spec}: {}", r.status());
-}
-
 /// Requests of `service` and `method` whose path contains `path`, leaving out Key Vault's
 /// 401 authentication challenges (a handshake, not a retry).
 fn count(requests: &[Value], service: &str, method: &str, path: &str) -> usize {
@@ -62,11 +51,8 @@ async fn two_503s_then_success_on_every_service() {
         ("applicationApi", api_path),
     ];
     for (service, path) in &faulted {
-        fault(
-            &env,
-            json!({"service": service, "match": path, "status": 503, "times": 2}),
-        )
-        .await;
+        env.add_fault(&json!({"service": service, "match": path, "status": 503, "times": 2}))
+            .await;
     }
     let handler = Handler::start(&env.settings(&[])).await;
     let (status, report) = handler.rotate("").await;
@@ -99,11 +85,7 @@ async fn two_503s_then_success_on_every_service() {
 async fn a_429_with_retry_after_is_waited_for() {
     let env = Env::start().await;
     let path = "/sites/app-storefront/config/appsettings/list";
-    fault(
-        &env,
-        json!({"service": "resourceManager", "match": path, "status": 429, "retryAfterSeconds": 1, "times": 1}),
-    )
-    .await;
+    env.add_fault(&json!({"service": "resourceManager", "match": path, "status": 429, "retryAfterSeconds": 1, "times": 1})).await;
     let handler = Handler::start(&env.settings(&[])).await;
     let (status, report) = handler.rotate("").await;
     assert_eq!(status, 200, "{report:#}");
@@ -122,9 +104,8 @@ async fn a_429_with_retry_after_is_waited_for() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_deadline_reports_unfinished_targets_and_returns_in_time() {
     let env = Env::start().await;
-    fault(
-        &env,
-        json!({"service": "keyVault", "match": "/secrets/partner-apikey", "delayMs": 10000}),
+    env.add_fault(
+        &json!({"service": "keyVault", "match": "/secrets/partner-apikey", "delayMs": 10000}),
     )
     .await;
     let handler = Handler::start(&env.settings(&[("ROTATION_DEADLINE_SECONDS", "3")])).await;
@@ -184,9 +165,8 @@ async fn every_service_failing_at_once_still_gives_a_complete_report_in_bounded_
         "apigee",
         "applicationApi",
     ] {
-        fault(
-            &env,
-            json!({"service": service, "match": "", "status": 503, "retryAfterSeconds": 1}),
+        env.add_fault(
+            &json!({"service": service, "match": "", "status": 503, "retryAfterSeconds": 1}),
         )
         .await;
     }
@@ -219,11 +199,7 @@ async fn every_service_failing_at_once_still_gives_a_complete_report_in_bounded_
         env.writes().await
     );
 
-    env.admin
-        .delete(format!("{}/faults", env.info.endpoints.admin))
-        .send()
-        .await
-        .unwrap();
+    env.clear_faults().await;
     let (status, recovered) = handler.rotate("").await;
     assert_eq!(status, 200, "{recovered:#}");
     assert_eq!(recovered["summary"]["updated"], 13, "{recovered:#}");

@@ -133,18 +133,6 @@ impl Bench {
         }
     }
 
-    async fn set_fault(&self, fault: &Value) {
-        let url = format!("{}/faults", self.env.info.endpoints.admin);
-        let r = self.env.admin.post(url).json(fault).send().await.unwrap();
-        assert!(r.status().is_success(), "{fault}: {}", r.status());
-    }
-
-    async fn clear_faults(&self) {
-        let url = format!("{}/faults", self.env.info.endpoints.admin);
-        let r = self.env.admin.delete(url).send().await.unwrap();
-        assert!(r.status().is_success());
-    }
-
     /// One ApiKeyRotator run on a fresh handler (so tokens are fetched again and identity faults
     /// bite), checked for completeness and time; the handler's output is kept.
     async fn faulted_run(&mut self, case: &str, toolkit_too: bool, limit: Duration) {
@@ -196,7 +184,7 @@ impl Bench {
 
     /// With the faults cleared, a run converges (no errors) and the next one writes nothing.
     async fn converges(&mut self, case: &str) {
-        self.clear_faults().await;
+        self.env.clear_faults().await;
         let handler = Handler::start(&self.settings).await;
         let (status, body) = handler.rotate("").await;
         assert_eq!(
@@ -245,7 +233,7 @@ async fn no_secret_leaks_whatever_fails() {
             if slow(&fault) {
                 continue;
             }
-            bench.set_fault(&fault).await;
+            bench.env.add_fault(&fault).await;
             bench
                 .faulted_run(&case, service == "apigee", RUN_LIMIT)
                 .await;
@@ -275,7 +263,7 @@ async fn no_secret_leaks_when_a_service_hangs_or_identity_fails() {
         } else {
             RUN_LIMIT
         };
-        bench.set_fault(&fault).await;
+        bench.env.add_fault(&fault).await;
         bench
             .faulted_run(&case, fault["service"] == "apigee", limit)
             .await;

@@ -2,7 +2,8 @@
 //! token per audience cached for the life of the process.
 
 use crate::azure::cloud::Cloud;
-use crate::azure::retry::{HostLimit, RetryPolicy, SdkRetry};
+use crate::azure::http::{describe, kind_for_status};
+use crate::azure::retry::{self, HostLimit, RetryPolicy, SdkRetry};
 use crate::error::{Error, ErrorKind, Result};
 use crate::settings::Settings;
 use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
@@ -14,6 +15,7 @@ use azure_identity::{
 };
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 use time::OffsetDateTime;
 use tokio::sync::Mutex;
 
@@ -124,10 +126,13 @@ fn credential_error(which: &str, e: &azure_core::Error) -> Error {
 /// Keeps one token per scope until five minutes before it expires, and lets only one caller
 /// fetch a missing token while the others wait for it (one token per audience per run).
 ///
-/// While the identity endpoint is down, the callers that were already waiting behind a
-/// failed fetch (the targets of a run, which all start at once) get that failure at once
-/// instead of each going through the whole retry sequence again; a caller that arrives after
-/// the failure asks again, so the next run recovers as soon as the endpoint does.
+/// While the identity endpoint is down, a failed fetch (which went through the whole retry
+/// policy) is the answer for that scope to the callers that were waiting behind it and to
+/// every later caller of the same run (the same deadline), instead of each going through the
+/// retry sequence again (the SDK credential fetches one scope at a time, so those sequences
+/// would add up); a caller of another run, or outside a run, asks again, so the next run
+/// recovers as soon as the endpoint does. Under a run's deadline, a fetch (or the wait for
+/// another caller's) ends at the deadline.
 pub struct CachedCredential {
     inner: Arc<dyn TokenCredential>,
     tokens: Mutex<HashMap<String, Arc<Cell>>>,
@@ -146,9 +151,49 @@ enum Slot {
     #[default]
     Empty,
     Token(AccessToken),
-    /// Fetch number `.0` failed with that message.
-    Failed(u64, String),
+    /// Fetch number `fetch` failed with `error`, in the run with deadline `run`.
+    Failed {
+        fetch: u64,
+        run: Option<Instant>,
+        error: Arc<azure_core::Error>,
+    },
 }
+
+/// A failed fetch's error as each of the callers that share it gets it: the same text, and the
+/// original error as its source (so [`token_error`] can tell an outage from a refusal).
+#[derive(Debug)]
+struct SharedFailure(Arc<azure_core::Error>);
+
+impl std::fmt::Display for SharedFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for SharedFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.0.as_ref())
+    }
+}
+
+fn shared(error: &Arc<azure_core::Error>) -> azure_core::Error {
+    azure_core::Error::new(
+        azure_core::error::ErrorKind::Credential,
+        SharedFailure(error.clone()),
+    )
+}
+
+/// The run's deadline passed while a token was fetched or waited for.
+#[derive(Debug)]
+struct DeadlinePassed;
+
+impl std::fmt::Display for DeadlinePassed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the run's deadline passed before a token was had")
+    }
+}
+
+impl std::error::Error for DeadlinePassed {}
 
 impl std::fmt::Debug for CachedCredential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -173,6 +218,28 @@ impl TokenCredential for CachedCredential {
         scopes: &[&str],
         options: Option<TokenRequestOptions<'_>>,
     ) -> azure_core::Result<AccessToken> {
+        let fetch = self.get_token_now(scopes, options);
+        match retry::deadline() {
+            Some(deadline) => tokio::time::timeout_at(deadline.into(), fetch)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(azure_core::Error::new(
+                        azure_core::error::ErrorKind::Credential,
+                        DeadlinePassed,
+                    ))
+                }),
+            None => fetch.await,
+        }
+    }
+}
+
+impl CachedCredential {
+    async fn get_token_now(
+        &self,
+        scopes: &[&str],
+        options: Option<TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<AccessToken> {
+        let run = retry::deadline();
         let cell = {
             let mut map = self.tokens.lock().await;
             map.entry(scopes.join(" ")).or_default().clone()
@@ -185,11 +252,12 @@ impl TokenCredential for CachedCredential {
             {
                 return Ok(token.clone());
             }
-            Slot::Failed(fetch, message) if *fetch > seen => {
-                return Err(azure_core::Error::with_message(
-                    azure_core::error::ErrorKind::Credential,
-                    message.clone(),
-                ));
+            Slot::Failed {
+                fetch,
+                run: failed_in,
+                error,
+            } if *fetch > seen || (run.is_some() && *failed_in == run) => {
+                return Err(shared(error));
             }
             _ => {}
         }
@@ -198,26 +266,59 @@ impl TokenCredential for CachedCredential {
             .fetches
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel)
             + 1;
-        *slot = match &result {
-            Ok(token) => Slot::Token(token.clone()),
-            Err(e) => Slot::Failed(fetch, e.to_string()),
-        };
-        result
+        match result {
+            Ok(token) => {
+                *slot = Slot::Token(token.clone());
+                Ok(token)
+            }
+            Err(e) => {
+                let error = Arc::new(e);
+                *slot = Slot::Failed {
+                    fetch,
+                    run,
+                    error: error.clone(),
+                };
+                Err(shared(&error))
+            }
+        }
     }
 }
 
-/// Gets a bearer token for `scope` and maps failures to an [`ErrorKind::Unauthenticated`] error.
+/// Gets a bearer token for `scope`; failures as [`token_error`] maps them.
 pub async fn bearer(credential: &dyn TokenCredential, scope: &str) -> Result<String> {
     credential
         .get_token(&[scope], None)
         .await
         .map(|t| t.token.secret().to_string())
-        .map_err(|e| {
-            Error::new(
-                ErrorKind::Unauthenticated,
-                format!("cannot get a token for {scope}: {e}"),
-            )
-        })
+        .map_err(|e| token_error(&format!("cannot get a token for {scope}"), &e))
+}
+
+/// Maps a failed token request (as `what` failed) to an [`Error`] that says what to do: a
+/// token endpoint that throttled, failed or could not be reached after the retries is
+/// `TooManyRequests` / `ServiceUnavailable` (run again); the run's deadline is
+/// `DeadlineExceeded`; anything else (a refused credential, an unreadable answer) is
+/// `Unauthenticated` (fix the credential). The message follows the whole chain of causes.
+pub fn token_error(what: &str, e: &azure_core::Error) -> Error {
+    use azure_core::error::ErrorKind as Sdk;
+    let mut kind = ErrorKind::Unauthenticated;
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if c.is::<DeadlinePassed>() {
+            return retry::deadline_exceeded(what);
+        }
+        match c.downcast_ref::<azure_core::Error>().map(|e| e.kind()) {
+            Some(Sdk::HttpResponse { status, .. }) => {
+                let k = kind_for_status(u16::from(*status));
+                if matches!(k, ErrorKind::RateLimited | ErrorKind::Unavailable) {
+                    kind = k;
+                }
+            }
+            Some(Sdk::Io | Sdk::Connection) => kind = ErrorKind::Unavailable,
+            _ => {}
+        }
+        cause = c.source();
+    }
+    Error::new(kind, format!("{what}: {}", describe(e)))
 }
 
 #[cfg(test)]
@@ -270,9 +371,16 @@ mod tests {
             || t == "b/.default-0"));
     }
 
-    /// Fails every request, counting them.
-    #[derive(Debug, Default)]
-    struct Failing(AtomicUsize);
+    /// Fails every request after `.1`, counting them.
+    #[derive(Debug)]
+    struct Failing(AtomicUsize, std::time::Duration);
+
+    impl Default for Failing {
+        fn default() -> Self {
+            // A fetch takes a while, so the other callers queue behind it.
+            Self(AtomicUsize::new(0), std::time::Duration::from_millis(20))
+        }
+    }
 
     #[async_trait::async_trait]
     impl TokenCredential for Failing {
@@ -282,8 +390,7 @@ mod tests {
             _: Option<TokenRequestOptions<'_>>,
         ) -> azure_core::Result<AccessToken> {
             self.0.fetch_add(1, Ordering::SeqCst);
-            // A fetch takes a while, so the other callers queue behind it.
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            tokio::time::sleep(self.1).await;
             Err(azure_core::Error::with_message(
                 azure_core::error::ErrorKind::Credential,
                 "identity endpoint down",
@@ -319,6 +426,101 @@ mod tests {
             failing.0.load(Ordering::SeqCst),
             2,
             "a later caller asks again"
+        );
+    }
+
+    /// Within one run (one deadline) a failed fetch is the scope's answer for every later
+    /// caller too; the next run asks again.
+    #[tokio::test]
+    async fn a_failed_fetch_is_the_answer_for_the_rest_of_its_run() {
+        let failing = Arc::new(Failing::default());
+        let cached = Arc::new(CachedCredential::new(failing.clone()));
+        let first_run = Instant::now() + std::time::Duration::from_secs(60);
+        retry::with_deadline(first_run, async {
+            for _ in 0..3 {
+                bearer(cached.as_ref(), "a/.default").await.unwrap_err();
+            }
+        })
+        .await;
+        assert_eq!(failing.0.load(Ordering::SeqCst), 1, "one fetch per run");
+        let next_run = first_run + std::time::Duration::from_secs(1);
+        retry::with_deadline(next_run, bearer(cached.as_ref(), "a/.default"))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            failing.0.load(Ordering::SeqCst),
+            2,
+            "the next run asks again"
+        );
+    }
+
+    /// A token fetch, and the callers queued behind it, end at the run's deadline with
+    /// `DeadlineExceeded`.
+    #[tokio::test]
+    async fn token_fetches_end_at_the_runs_deadline() {
+        let hanging = Failing(AtomicUsize::new(0), std::time::Duration::from_secs(30));
+        let cached = Arc::new(CachedCredential::new(Arc::new(hanging)));
+        let started = Instant::now();
+        let deadline = started + std::time::Duration::from_millis(300);
+        let calls = (0..3).map(|_| {
+            let c = cached.clone();
+            retry::with_deadline(deadline, async move {
+                bearer(c.as_ref(), "a/.default").await.unwrap_err()
+            })
+        });
+        for e in futures::future::join_all(calls).await {
+            assert_eq!(e.code(), "DeadlineExceeded", "{e}");
+        }
+        let took = started.elapsed();
+        assert!(took < std::time::Duration::from_secs(2), "took {took:?}");
+    }
+
+    fn http_error(status: u16) -> azure_core::Error {
+        azure_core::Error::with_message(
+            azure_core::error::ErrorKind::HttpResponse {
+                status: status.into(),
+                error_code: None,
+                raw_response: None,
+            },
+            format!("the token endpoint answered {status}"),
+        )
+    }
+
+    /// A token endpoint that is down or throttling (after the retries) is an outage to wait
+    /// out, a refusal is a credential to fix; shared failures keep the difference.
+    #[tokio::test]
+    async fn token_failures_say_outage_or_refusal() {
+        use azure_core::error::ErrorKind as Sdk;
+        let wrapped = |e: azure_core::Error| {
+            azure_core::Error::with_error(
+                Sdk::Credential,
+                e,
+                "ManagedIdentityCredential authentication failed.",
+            )
+        };
+        let cases = [
+            (wrapped(http_error(503)), "ServiceUnavailable"),
+            (wrapped(http_error(429)), "TooManyRequests"),
+            (
+                wrapped(azure_core::Error::with_message(Sdk::Io, "connection reset")),
+                "ServiceUnavailable",
+            ),
+            (wrapped(http_error(400)), "Unauthenticated"),
+            (
+                wrapped(azure_core::Error::with_message(Sdk::DataConversion, "EOF")),
+                "Unauthenticated",
+            ),
+        ];
+        for (e, code) in cases {
+            let shared = shared(&Arc::new(e));
+            let mapped = token_error("cannot get a token for a/.default", &shared);
+            assert_eq!(mapped.code(), code, "{mapped}");
+            assert!(mapped.to_string().starts_with("cannot get a token for a/.default: ManagedIdentityCredential authentication failed."), "{mapped}");
+        }
+        let e = token_error("x", &wrapped(http_error(503)));
+        assert!(
+            e.to_string().contains("the token endpoint answered 503"),
+            "{e}"
         );
     }
 

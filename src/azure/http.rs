@@ -67,6 +67,22 @@ pub fn transport_error(service: &str, err: &reqwest::Error) -> Error {
     .set_temporary(true)
 }
 
+/// An error and its causes, outermost first, each said once (a cause whose text its wrapper
+/// already includes is left out).
+pub fn describe(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        let text = e.to_string();
+        let text = text.trim();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(text)) {
+            parts.push(text.to_string());
+        }
+        cur = e.source();
+    }
+    parts.join(": ")
+}
+
 /// The kind an HTTP status maps to when the body says nothing more specific.
 pub fn kind_for_status(status: u16) -> ErrorKind {
     match status {

@@ -240,6 +240,70 @@ pub fn deadline_exceeded(what: &str) -> Error {
     .set_temporary(false)
 }
 
+/// Whether the request that failed with `e` may have been applied: a server error or a
+/// transport failure (a reset, no answer). A refusal (a 4xx, throttling) was not applied; a
+/// passed deadline is final. Callers that may not repeat a request blindly check what the
+/// service holds before repeating it after such a failure.
+pub fn outcome_unknown(e: &Error) -> bool {
+    e.is_temporary() && e.kind() != crate::error::ErrorKind::RateLimited
+}
+
+/// Sends a request that may not be repeated blindly (`attempt`: a key creation, a settings
+/// PUT that restarts a site). After an outcome that is unknown ([`outcome_unknown`]: it may
+/// have been applied and only the answer lost), `check` reads what the service holds: `Some`
+/// means it was applied, and that is the result; `None` means it was not, and the request is
+/// sent again, at most the policy's attempts in all, waiting the backoff or the answer's
+/// `Retry-After`, never past the deadline. A refusal (throttling already retried by [`send`],
+/// a 4xx) ends it; so does a failed check, since repeating could apply the request twice.
+/// `what` names the request in logs and in the check's error.
+pub async fn send_checked<T, A, AF, C, CF>(what: &str, mut attempt: A, mut check: C) -> Result<T>
+where
+    A: FnMut() -> AF,
+    AF: Future<Output = Result<T>>,
+    C: FnMut() -> CF,
+    CF: Future<Output = Result<Option<T>>>,
+{
+    let policy = policy();
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let err = match attempt().await {
+            Err(e) if outcome_unknown(&e) => e,
+            done => return done,
+        };
+        match check().await {
+            Ok(Some(applied)) => {
+                tracing::warn!(
+                    what,
+                    code = err.code(),
+                    "the answer was lost; the request was applied"
+                );
+                return Ok(applied);
+            }
+            Ok(None) => {}
+            Err(check) => {
+                return Err(err.with_context(
+                    "check",
+                    format!("whether {what} was applied could not be read: {check}"),
+                ))
+            }
+        }
+        if attempts >= policy.max_attempts {
+            return Err(err);
+        }
+        let Some(delay) = policy.delay(attempts, err.retry_after(), deadline()) else {
+            return Err(err);
+        };
+        tracing::warn!(
+            what,
+            code = err.code(),
+            attempt = attempts,
+            "failed before it was applied; sending it again"
+        );
+        tokio::time::sleep(delay).await;
+    }
+}
+
 fn host_port(url: &url::Url) -> String {
     format!(
         "{}:{}",
@@ -715,6 +779,38 @@ mod tests {
             started.elapsed() >= Duration::from_millis(300),
             "the hint is waited for"
         );
+    }
+
+    /// A request that may not be repeated blindly: after an unknown outcome the check says
+    /// whether it was applied (then it is not sent again) or not (then it is, up to the
+    /// policy's attempts); a refusal is neither checked nor repeated.
+    #[tokio::test]
+    async fn checked_requests_are_repeated_only_when_not_applied() {
+        let run = |failure: Error, applied: Option<u8>| async move {
+            let (attempts, checks) = (AtomicUsize::new(0), AtomicUsize::new(0));
+            let result = send_checked(
+                "the creation",
+                || async {
+                    attempts.fetch_add(1, Ordering::SeqCst);
+                    Err::<u8, _>(failure.clone())
+                },
+                || async {
+                    checks.fetch_add(1, Ordering::SeqCst);
+                    Ok(applied)
+                },
+            );
+            let result = with_policy(fast(), result).await;
+            (result.ok(), attempts.into_inner(), checks.into_inner())
+        };
+        let unknown = Error::new(crate::error::ErrorKind::Unavailable, "503");
+        assert_eq!(
+            run(unknown.clone(), Some(7)).await,
+            (Some(7), 1, 1),
+            "lost answer"
+        );
+        assert_eq!(run(unknown, None).await, (None, 4, 4), "not applied");
+        let refused = Error::new(crate::error::ErrorKind::RateLimited, "429");
+        assert_eq!(run(refused, None).await, (None, 1, 0), "refused");
     }
 
     /// No more requests than the per-host cap are in flight to one host at once.

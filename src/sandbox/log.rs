@@ -47,6 +47,9 @@ pub(crate) enum FaultKind {
     Timeout,
     /// Answer 200 with a truncated JSON body.
     Malformed,
+    /// Let the service handle the request (a write is applied), then drop the connection
+    /// before the answer: the client cannot tell whether it was applied.
+    Lost,
 }
 
 /// A fault, as posted to `admin/faults`.
@@ -54,9 +57,13 @@ pub(crate) enum FaultKind {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct Fault {
     pub service: String,
-    /// Substring of the request path; absent matches every path.
+    /// Substring of the request path, or of the path followed by `?` and the query (so
+    /// `appName=x` picks one caller of a shared path); absent matches every path.
     #[serde(rename = "match", default)]
     pub path_match: Option<String>,
+    /// Only requests with this method (`GET`, `PUT`, ...); absent matches every method.
+    #[serde(default)]
+    pub method: Option<String>,
     #[serde(default)]
     pub status: Option<u16>,
     #[serde(default)]
@@ -168,11 +175,16 @@ impl RequestLog {
         }
     }
 
-    /// The first fault matching the request, consuming one of its `times`.
-    fn take_fault(&self, service: &str, path: &str) -> Option<Fault> {
+    /// The first fault matching the request (`target` is the path, with `?query` when there
+    /// is one), consuming one of its `times`.
+    fn take_fault(&self, service: &str, method: &str, target: &str) -> Option<Fault> {
         let mut faults = self.faults.lock().unwrap();
         let index = faults.iter().position(|f| {
-            f.service == service && f.path_match.as_deref().is_none_or(|m| path.contains(m))
+            f.service == service
+                && f.method
+                    .as_deref()
+                    .is_none_or(|m| m.eq_ignore_ascii_case(method))
+                && f.path_match.as_deref().is_none_or(|m| target.contains(m))
         })?;
         let fault = faults[index].clone();
         match &mut faults[index].times {
@@ -208,7 +220,11 @@ async fn handle(shared: &Shared, service: &'static str, request: Request, next: 
     if !log.latency.is_zero() {
         tokio::time::sleep(log.latency).await;
     }
-    let response = match log.take_fault(service, &path) {
+    let target = match request.uri().query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.clone(),
+    };
+    let response = match log.take_fault(service, request.method().as_str(), &target) {
         Some(fault) => {
             // Paths can carry consumer keys (Apigee), so only the service is traced.
             tracing::debug!(service, kind = ?fault.effective_kind(), "sandbox fault injected");
@@ -217,6 +233,10 @@ async fn handle(shared: &Shared, service: &'static str, request: Request, next: 
             }
             match fault.effective_kind() {
                 None => next.run(request).await,
+                Some(FaultKind::Lost) => {
+                    let _applied = next.run(request).await;
+                    reset()
+                }
                 Some(kind) => injected(service, kind, &fault).await,
             }
         }
@@ -248,12 +268,29 @@ fn fault_body(service: &str, status: StatusCode) -> serde_json::Value {
             };
             json!({"error": error, "error_description": message, "error_codes": []})
         }
-        "appConfiguration" => json!({
-            "type": if throttled { "https://azconfig.io/errors/too-many-requests" } else { "https://azconfig.io/errors/internal-error" },
-            "title": reason, "detail": message, "status": status.as_u16()
-        }),
+        "appConfiguration" => {
+            // Problem types the service names; any other status is a problem without a type
+            // (RFC 7807's about:blank), as a refusal by the service's front end is.
+            let problem = match status.as_u16() {
+                429 => Some("too-many-requests"),
+                400 => Some("invalid-argument"),
+                s if s >= 500 => Some("internal-error"),
+                _ => None,
+            };
+            let mut body = json!({"title": reason, "detail": message, "status": status.as_u16()});
+            if let Some(p) = problem {
+                body["type"] = json!(format!("https://azconfig.io/errors/{p}"));
+            }
+            body
+        }
         "apigee" => {
+            // Google's canonical status names (AIP-193).
             let name = match status.as_u16() {
+                400 => "INVALID_ARGUMENT",
+                401 => "UNAUTHENTICATED",
+                403 => "PERMISSION_DENIED",
+                404 => "NOT_FOUND",
+                409 => "ALREADY_EXISTS",
                 429 => "RESOURCE_EXHAUSTED",
                 503 => "UNAVAILABLE",
                 504 => "DEADLINE_EXCEEDED",
@@ -283,6 +320,20 @@ fn fault_body(service: &str, status: StatusCode) -> serde_json::Value {
     }
 }
 
+/// A response whose erroring body makes hyper abort the connection before the answer
+/// completes.
+fn reset() -> Response {
+    let stream = futures::stream::once(async {
+        Err::<Bytes, _>(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "sandbox fault: reset",
+        ))
+    });
+    let mut response = Body::from_stream(stream).into_response();
+    response.extensions_mut().insert(NoAnswer);
+    response
+}
+
 async fn injected(service: &str, kind: FaultKind, fault: &Fault) -> Response {
     match kind {
         FaultKind::Status => {
@@ -310,18 +361,7 @@ async fn injected(service: &str, kind: FaultKind, fault: &Fault) -> Response {
             }
             response
         }
-        FaultKind::Reset => {
-            // An erroring body makes hyper abort the connection before the answer completes.
-            let stream = futures::stream::once(async {
-                Err::<Bytes, _>(std::io::Error::new(
-                    std::io::ErrorKind::ConnectionReset,
-                    "sandbox fault: reset",
-                ))
-            });
-            let mut response = Body::from_stream(stream).into_response();
-            response.extensions_mut().insert(NoAnswer);
-            response
-        }
+        FaultKind::Reset | FaultKind::Lost => reset(),
         FaultKind::Timeout => {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             StatusCode::GATEWAY_TIMEOUT.into_response()
@@ -352,15 +392,31 @@ mod tests {
         log.add_fault(fault(
             serde_json::json!({"service": "apigee", "status": 500}),
         ));
-        assert!(log.take_fault("keyVault", "/secrets/b").is_none());
-        assert!(log.take_fault("keyVault", "/secrets/a").is_some());
-        assert!(log.take_fault("keyVault", "/secrets/a").is_some());
-        assert!(log.take_fault("keyVault", "/secrets/a").is_none());
+        assert!(log.take_fault("keyVault", "GET", "/secrets/b").is_none());
+        assert!(log.take_fault("keyVault", "GET", "/secrets/a").is_some());
+        assert!(log.take_fault("keyVault", "PUT", "/secrets/a").is_some());
+        assert!(log.take_fault("keyVault", "GET", "/secrets/a").is_none());
         for _ in 0..3 {
-            assert!(log.take_fault("apigee", "/v1/x").is_some());
+            assert!(log.take_fault("apigee", "GET", "/v1/x").is_some());
         }
         log.clear_faults();
-        assert!(log.take_fault("apigee", "/v1/x").is_none());
+        assert!(log.take_fault("apigee", "GET", "/v1/x").is_none());
+    }
+
+    /// `method` narrows a fault to one method; `match` also sees the query.
+    #[test]
+    fn faults_can_pick_a_method_and_a_query() {
+        let log = RequestLog::default();
+        log.add_fault(fault(serde_json::json!({"service": "applicationApi", "match": "appName=b", "method": "get", "status": 503})));
+        assert!(log
+            .take_fault("applicationApi", "GET", "/keys?appName=a")
+            .is_none());
+        assert!(log
+            .take_fault("applicationApi", "POST", "/keys?appName=b")
+            .is_none());
+        assert!(log
+            .take_fault("applicationApi", "GET", "/keys?appName=b")
+            .is_some());
     }
 
     /// Bad specs are refused with the field that is wrong.

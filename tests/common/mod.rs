@@ -63,6 +63,40 @@ impl Env {
         env
     }
 
+    /// The handler's settings for a service principal instead of the managed identity (no
+    /// `IDENTITY_ENDPOINT`; the sandbox's client ID and secret), with `overrides` applied.
+    pub fn service_principal_settings(
+        &self,
+        overrides: &[(&str, &str)],
+    ) -> BTreeMap<String, String> {
+        let (client_id, secret) = (
+            self.info.env["SANDBOX_CLIENT_ID"].clone(),
+            self.info.env["SANDBOX_CLIENT_SECRET"].clone(),
+        );
+        let mut all = vec![
+            ("IDENTITY_ENDPOINT", ""),
+            ("IDENTITY_HEADER", ""),
+            ("AZURE_CLIENT_ID", client_id.as_str()),
+            ("AZURE_CLIENT_SECRET", secret.as_str()),
+        ];
+        all.extend_from_slice(overrides);
+        self.settings(&all)
+    }
+
+    /// Injects a fault (`POST /faults`, PRODUCT.md §9).
+    pub async fn add_fault(&self, spec: &Value) {
+        let url = format!("{}/faults", self.info.endpoints.admin);
+        let r = self.admin.post(url).json(spec).send().await.unwrap();
+        assert!(r.status().is_success(), "{spec}: {}", r.status());
+    }
+
+    /// Clears every injected fault.
+    pub async fn clear_faults(&self) {
+        let url = format!("{}/faults", self.info.endpoints.admin);
+        let r = self.admin.delete(url).send().await.unwrap();
+        assert!(r.status().is_success(), "DELETE /faults: {}", r.status());
+    }
+
     /// A client that trusts the sandbox CA.
     pub fn tls_client(&self) -> reqwest::Client {
         let pem = std::fs::read(&self.info.ca_cert_file).unwrap();
@@ -181,9 +215,20 @@ pub struct Handler {
 
 impl Handler {
     /// Starts `apikey-rotator` with exactly `settings` (plus PATH and HOME) and
-    /// FUNCTIONS_CUSTOMHANDLER_PORT, and waits until `GET /` answers.
+    /// FUNCTIONS_CUSTOMHANDLER_PORT, and waits until it listens and `GET /` answers. A port
+    /// taken by another process between choosing and binding it (tests start handlers side by
+    /// side) means another port.
     pub async fn start(settings: &BTreeMap<String, String>) -> Handler {
-        let port = free_port();
+        for _ in 0..5 {
+            if let Some(handler) = Self::start_on(settings, free_port()).await {
+                return handler;
+            }
+        }
+        panic!("the handler found no free port in 5 tries");
+    }
+
+    /// [`Handler::start`] on `port`; `None` when the port was taken.
+    async fn start_on(settings: &BTreeMap<String, String>, port: u16) -> Option<Handler> {
         let mut command = Command::new(env!("CARGO_BIN_EXE_apikey-rotator"));
         command
             .env_clear()
@@ -223,18 +268,31 @@ impl Handler {
             .build()
             .unwrap();
         for _ in 0..200 {
-            if client
-                .get(&base)
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
+            if child.try_wait().unwrap().is_some() {
+                // Let the pipes drain before reading why.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let output = output.lock().unwrap().clone();
+                assert!(
+                    output.contains("Address already in use"),
+                    "the handler exited; output:\n{output}"
+                );
+                return None;
+            }
+            // Only once this process listens can the answer be its own.
+            let listening = output.lock().unwrap().contains("custom handler listening");
+            if listening
+                && client
+                    .get(&base)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
             {
-                return Handler {
+                return Some(Handler {
                     child,
                     base,
                     output,
                     client,
-                };
+                });
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }

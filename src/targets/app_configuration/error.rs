@@ -45,7 +45,7 @@ pub fn parse_error(status: u16, body: &[u8], store: &str) -> Error {
                     .unwrap_or_default()
             })
             .collect();
-        e = e.with_code(code);
+        e = e.with_service_code(code);
     }
     e
 }

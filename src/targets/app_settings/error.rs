@@ -31,7 +31,7 @@ pub fn parse_error(status: u16, body: &[u8], what: &str) -> Error {
     let mut e =
         Error::new(kind_for_status(status), format!("{what}: {message}")).with_status(status);
     if let Some(code) = code.filter(|c| !c.is_empty()) {
-        e = e.with_code(code);
+        e = e.with_service_code(code);
     }
     e
 }
@@ -95,7 +95,8 @@ mod tests {
         );
         assert_eq!(e.kind(), ErrorKind::RateLimited);
         assert!(e.is_temporary());
-        assert_eq!(e.code(), "429");
+        // App Service's "429" is no reason; the report's stable code says what to do.
+        assert_eq!(e.code(), "TooManyRequests");
         assert!(
             e.to_string().contains("is throttled for subscription"),
             "{e}"

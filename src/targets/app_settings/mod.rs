@@ -117,11 +117,16 @@ impl AppSettings {
         url
     }
 
-    /// One ARM call under the shared retry policy (throttling hints honoured). Only
-    /// idempotent calls go through here: the list, the whole-set PUT under the site lock, the
-    /// refresh.
-    async fn call(&self, method: Method, url: url::Url, body: Option<&Value>) -> Result<Value> {
-        let response = retry::send(&self.what(), Idempotency::Idempotent, || async {
+    /// One ARM call under the shared retry policy (throttling hints honoured), repeated
+    /// blindly only when `idempotency` allows.
+    async fn call(
+        &self,
+        method: Method,
+        url: url::Url,
+        body: Option<&Value>,
+        idempotency: Idempotency,
+    ) -> Result<Value> {
+        let response = retry::send(&self.what(), idempotency, || async {
             let token = bearer(self.deps.credential.as_ref(), &self.scope).await?;
             let request = self
                 .deps
@@ -136,6 +141,7 @@ impl AppSettings {
         .await?;
         let status = response.status().as_u16();
         log_rate_limits(response.headers(), &self.label);
+        let hint = retry::retry_after(response.headers(), std::time::SystemTime::now());
         let bytes = response
             .bytes()
             .await
@@ -148,7 +154,7 @@ impl AppSettings {
                 Error::unexpected(format!("{}: unreadable answer: {e}", self.what()))
             });
         }
-        Err(parse_error(status, &bytes, &self.what()))
+        Err(parse_error(status, &bytes, &self.what()).with_retry_after(hint))
     }
 
     /// The current settings: one list call.
@@ -158,7 +164,9 @@ impl AppSettings {
         } else {
             &["config", "appsettings", "list"]
         };
-        let body = self.call(Method::POST, self.url(tail), None).await?;
+        let body = self
+            .call(Method::POST, self.url(tail), None, Idempotency::Idempotent)
+            .await?;
         match body.get("properties") {
             Some(Value::Object(p)) => Ok(p.clone()),
             None | Some(Value::Null) => Ok(Map::new()),
@@ -169,16 +177,33 @@ impl AppSettings {
         }
     }
 
-    /// Replaces the whole set: one PUT (the site restarts).
-    async fn replace(&self, properties: Map<String, Value>) -> Result<()> {
+    /// Replaces the whole set with one PUT, which restarts the site, so it is not repeated
+    /// blindly ([`retry::send_checked`]): after an unknown outcome the set is listed again, and
+    /// the PUT is sent again only when it does not hold `sent`. A lost answer never restarts
+    /// the site twice.
+    async fn replace(&self, properties: Map<String, Value>, sent: &[&Write]) -> Result<()> {
         let body = serde_json::json!({ "properties": properties });
-        self.call(
-            Method::PUT,
-            self.url(&["config", "appsettings"]),
-            Some(&body),
+        let url = self.url(&["config", "appsettings"]);
+        let put = || async {
+            self.call(
+                Method::PUT,
+                url.clone(),
+                Some(&body),
+                Idempotency::NotIdempotent,
+            )
+            .await
+            .map(|_| ())
+        };
+        let in_place = || async {
+            let now = self.list().await?;
+            Ok(sent.iter().all(|w| holds(&now, w)).then_some(()))
+        };
+        retry::send_checked(
+            &format!("the settings PUT of {}", self.what()),
+            put,
+            in_place,
         )
         .await
-        .map(|_| ())
     }
 
     fn stored(&self, name: &str, value: Option<&Value>) -> Result<Stored> {
@@ -199,6 +224,14 @@ impl AppSettings {
             ))),
         }
     }
+}
+
+/// Whether `properties` hold `write`'s key under its setting name.
+fn holds(properties: &Map<String, Value>, write: &Write) -> bool {
+    find(properties, &write.name)
+        .and_then(|k| properties.get(k))
+        .and_then(Value::as_str)
+        == Some(write.key.expose())
 }
 
 /// The key under which `name` is stored: the exact name, else a case-insensitive match
@@ -263,7 +296,7 @@ impl Container for AppSettings {
             },
         };
         let mut results = Vec::with_capacity(writes.len());
-        let mut changed = false;
+        let mut sent = Vec::new();
         for w in writes {
             let key = find(&properties, &w.name).cloned();
             let current = key.as_ref().and_then(|k| properties.get(k));
@@ -282,13 +315,13 @@ impl Container for AppSettings {
                         key.unwrap_or_else(|| w.name.clone()),
                         Value::String(w.key.expose().to_string()),
                     );
-                    changed = true;
+                    sent.push(w);
                     Ok(())
                 }
             });
         }
-        if changed {
-            if let Err(e) = self.replace(properties).await {
+        if !sent.is_empty() {
+            if let Err(e) = self.replace(properties, &sent).await {
                 return results.into_iter().map(|r| r.and(Err(e.clone()))).collect();
             }
             *generation += 1;
@@ -307,6 +340,7 @@ impl Container for AppSettings {
             Method::POST,
             self.url(&["config", "configreferences", "appsettings", "refresh"]),
             None,
+            Idempotency::Idempotent,
         )
         .await
         .map(|_| ())

@@ -148,7 +148,7 @@ impl ApplicationApi {
         )
         .with_status(status);
         if let Some(code) = json["error"]["code"].as_str() {
-            e = e.with_code(code);
+            e = e.with_service_code(code);
         }
         e
     }

@@ -1,6 +1,6 @@
 //! Key Vault error bodies (`{"error":{"code","message","innererror":{"code"}}}`) to [`Error`].
 
-use crate::azure::http::kind_for_status;
+use crate::azure::http::{describe, kind_for_status};
 use crate::error::{Error, ErrorKind};
 
 /// Maps a Key Vault error response to an [`Error`]: the kind from the status, the code from
@@ -22,7 +22,7 @@ pub fn parse_error(status: u16, body: &[u8], vault: &str) -> Error {
     )
     .with_status(status);
     if let Some(code) = code {
-        e = e.with_code(code);
+        e = e.with_service_code(code);
     }
     e
 }
@@ -42,15 +42,18 @@ pub fn from_sdk(err: &azure_core::Error, vault: &str) -> Error {
                 .unwrap_or_default();
             parse_error(u16::from(*status), &body, vault)
         }
-        Sdk::Credential => Error::new(
-            ErrorKind::Unauthenticated,
-            format!("Key Vault {vault}: {err}"),
+        // The client wraps the credential's error in its retry policy's words; the token's
+        // own failure says what happened and what to do.
+        Sdk::Credential => crate::azure::credential::token_error(
+            &format!("Key Vault {vault}: cannot get a token"),
+            err,
         ),
-        Sdk::Connection | Sdk::Io => {
-            Error::new(ErrorKind::Unavailable, format!("Key Vault {vault}: {err}"))
-                .set_temporary(true)
-        }
-        _ => Error::unexpected(format!("Key Vault {vault}: {err}")),
+        Sdk::Connection | Sdk::Io => Error::new(
+            ErrorKind::Unavailable,
+            format!("Key Vault {vault}: {}", describe(err)),
+        )
+        .set_temporary(true),
+        _ => Error::unexpected(format!("Key Vault {vault}: {}", describe(err))),
     }
 }
 

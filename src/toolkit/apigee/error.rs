@@ -57,7 +57,7 @@ pub(crate) fn parse_error_from(service: &str, status: u16, body: &[u8]) -> Error
     };
     let mut err = Error::new(kind, format!("{head}: {detail}")).with_status(status);
     if let Some(code) = code {
-        err = err.with_code(code);
+        err = err.with_service_code(code);
     }
     err
 }
@@ -99,14 +99,15 @@ mod tests {
                 429,
                 QUOTA,
                 ErrorKind::RateLimited,
-                "RESOURCE_EXHAUSTED",
+                // The report's stable code; Google's status stays in the message.
+                "TooManyRequests",
                 true,
             ),
             (
                 503,
                 UNAVAILABLE,
                 ErrorKind::Unavailable,
-                "UNAVAILABLE",
+                "ServiceUnavailable",
                 true,
             ),
             (

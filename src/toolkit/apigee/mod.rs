@@ -187,6 +187,7 @@ impl ApigeeX {
             })
             .await?;
             let status = resp.status().as_u16();
+            let hint = retry::retry_after(resp.headers(), std::time::SystemTime::now());
             let bytes = resp
                 .bytes()
                 .await
@@ -200,7 +201,7 @@ impl ApigeeX {
                     continue;
                 }
             }
-            return Err(parse_error(status, &bytes));
+            return Err(parse_error(status, &bytes).with_retry_after(hint));
         }
     }
 
@@ -217,11 +218,10 @@ impl ApigeeX {
             .find(|c| c.consumer_key == key.expose()))
     }
 
-    /// `POST .../keys`, which is not idempotent: after a failure whose outcome is unknown (a
-    /// server error, a timeout, a reset), the app is read again and a key that exists is taken
-    /// as created; only a key that certainly does not exist is created again (at most the
-    /// policy's attempt count), so a lost answer never makes two keys. The inner result is
-    /// the created key's body, which may be unreadable although the key exists.
+    /// `POST .../keys`, which is not idempotent: sent with [`retry::send_checked`], which
+    /// after an unknown outcome reads the app again and takes a key that exists as created, so
+    /// a lost answer never makes two keys. The inner result is the created key's body, which
+    /// may be unreadable although the key exists.
     async fn post_key(
         &self,
         app_name: &str,
@@ -229,56 +229,19 @@ impl ApigeeX {
         request: &Value,
     ) -> Result<Result<KeyBody>> {
         let url = self.app_url(app_name, &["keys"])?;
-        let policy = retry::policy();
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let err = match self
-                .call(
-                    Method::POST,
-                    url.clone(),
-                    Some(request),
-                    false,
-                    Idempotency::NotIdempotent,
-                )
-                .await
-            {
-                Ok(body) => return Ok(parse_json(&body)),
-                Err(e) if e.is_temporary() => e,
-                Err(e) => return Err(e),
-            };
-            match self.find_key(app_name, key).await {
-                Ok(Some(created)) => {
-                    tracing::warn!(
-                        app = app_name,
-                        code = err.code(),
-                        "the answer to a key creation was lost; the key exists and is used"
-                    );
-                    return Ok(Ok(created));
-                }
-                Ok(None) => {}
-                Err(check) => {
-                    // Unknown whether the key exists: creating another could make two.
-                    return Err(err.with_context(
-                        "check",
-                        format!("whether the key was created could not be read: {check}"),
-                    ));
-                }
-            }
-            if attempt >= policy.max_attempts {
-                return Err(err);
-            }
-            let Some(delay) = policy.delay(attempt, None, retry::deadline()) else {
-                return Err(err);
-            };
-            tracing::warn!(
-                app = app_name,
-                code = err.code(),
-                attempt,
-                "key creation failed before it was applied; creating again"
-            );
-            tokio::time::sleep(delay).await;
-        }
+        let create = || async {
+            self.call(
+                Method::POST,
+                url.clone(),
+                Some(request),
+                false,
+                Idempotency::NotIdempotent,
+            )
+            .await
+            .map(|body| parse_json(&body))
+        };
+        let created = || async { Ok(self.find_key(app_name, key).await?.map(Ok)) };
+        retry::send_checked(&format!("the key creation for {app_name}"), create, created).await
     }
 
     async fn add_products(
