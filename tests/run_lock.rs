@@ -5,7 +5,7 @@ mod common;
 
 use apikey_rotator::azure::storage::{BlobClient, LeaseOutcome, StorageAccount};
 use apikey_rotator::rotation::lock::{LockError, RunGuard, RunLock, LOCK_CONTAINER};
-use common::azurite::Azurite;
+use common::azurite::{Azurite, ACCOUNT, ACCOUNT_KEY};
 use common::{Env, Handler};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -262,4 +262,37 @@ async fn without_storage_the_lock_is_local_and_still_refuses_overlaps() {
         "{}",
         fired.1
     );
+}
+
+/// Taking the lock spends the run's deadline too: with a storage account that accepts
+/// connections and never answers, an HTTP run still answers at its deadline (not after the
+/// retries of every lease call), with `DeadlineExceeded`, and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storage_account_that_never_answers_cannot_outlast_the_deadline() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    // Accepts and holds every connection, answering nothing.
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let env = Env::start().await;
+    let cs = format!(
+        "DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};BlobEndpoint=http://127.0.0.1:{port}/{ACCOUNT};"
+    );
+    let handler = Handler::start(&env.settings(&[
+        ("AzureWebJobsStorage", cs.as_str()),
+        ("ROTATION_DEADLINE_SECONDS", "2"),
+        ("ROTATION_REQUEST_TIMEOUT_SECONDS", "20"),
+    ]))
+    .await;
+    let started = std::time::Instant::now();
+    let (status, body) = handler.rotate("").await;
+    let took = started.elapsed();
+    assert!(took < std::time::Duration::from_secs(6), "{took:?}");
+    assert_eq!(status, 500, "{body:#}");
+    assert!(body.to_string().contains("DeadlineExceeded"), "{body:#}");
+    assert!(env.writes().await.is_empty());
 }

@@ -12,6 +12,10 @@ use crate::targets::{self, TargetDeps};
 use crate::toolkit::{self, KeySource};
 use azure_core::credentials::TokenCredential;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long past the run's deadline releasing the run lock may take.
+const RELEASE_GRACE: Duration = Duration::from_secs(5);
 
 /// Why a run could not start.
 #[derive(Debug)]
@@ -120,16 +124,27 @@ impl Rotator {
     /// Validates settings and mapping, takes the run lock, then runs the rotation under the
     /// retry policy, with the concurrency and deadline the settings give; the lock is held
     /// until the run ends and released on every path.
+    ///
+    /// The deadline counts from the call: taking the lock spends it too, so an HTTP-triggered
+    /// run answers within its deadline however slow the storage account is.
     pub async fn run(&self, options: &RunOptions) -> Result<Report, RunError> {
+        let deadline = Instant::now() + self.settings.deadline(options.http_triggered);
         let options = RunOptions {
             concurrency: self.settings.concurrency,
-            deadline: Some(self.settings.deadline(options.http_triggered)),
             ..options.clone()
         };
-        retry::with_policy(self.policy.clone(), self.run_checked(&options)).await
+        retry::with_policy(
+            self.policy.clone(),
+            retry::with_deadline(deadline, self.run_checked(&options, deadline)),
+        )
+        .await
     }
 
-    async fn run_checked(&self, options: &RunOptions) -> Result<Report, RunError> {
+    async fn run_checked(
+        &self,
+        options: &RunOptions,
+        deadline: Instant,
+    ) -> Result<Report, RunError> {
         let problems = self.settings.check_for_rotation();
         if !problems.is_empty() {
             return Err(RunError::Settings(problems));
@@ -159,20 +174,38 @@ impl Rotator {
         };
         let plan = targets::plan(&mapping, &deps).map_err(RunError::Setup)?;
         let lock = self.lock.as_ref().map_err(|e| RunError::Setup(e.clone()))?;
-        let guard = lock.acquire().await.map_err(|e| match e {
-            LockError::InProgress(m) => RunError::InProgress(m),
-            LockError::Failed(e) => RunError::Setup(e),
-        })?;
+        let guard = tokio::time::timeout_at(deadline.into(), lock.acquire())
+            .await
+            .map_err(|_| RunError::Setup(retry::deadline_exceeded("taking the run lock")))?
+            .map_err(|e| match e {
+                LockError::InProgress(m) => RunError::InProgress(m),
+                LockError::Failed(e) => RunError::Setup(e),
+            })?;
+        let options = RunOptions {
+            deadline: Some(deadline.saturating_duration_since(Instant::now())),
+            ..options.clone()
+        };
         let mut report = run(
             keys.as_ref(),
             &plan,
             &mapping.apim_app_names(),
-            options,
+            &options,
             &deps,
         )
         .await;
         report.lock = lock.describe();
-        if let Some(note) = guard.release().await {
+        // Releasing gets a few seconds beyond the deadline at most: a lease left behind
+        // expires on its own.
+        let release = retry::with_deadline(deadline + RELEASE_GRACE, guard.release());
+        let note = tokio::time::timeout_at((deadline + RELEASE_GRACE).into(), release)
+            .await
+            .unwrap_or_else(|_| {
+                Some(format!(
+                    "the run lock was not released within {} s of the deadline; its lease expires on its own",
+                    RELEASE_GRACE.as_secs()
+                ))
+            });
+        if let Some(note) = note {
             report
                 .warnings
                 .push(super::report::ReportEntry::new("LOCK", "", "", note));
