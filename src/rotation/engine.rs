@@ -196,11 +196,7 @@ impl Grants<'_> {
             .get_or_init(|| async {
                 until(self.deadline, self.keys.current_key(app, self.request))
                     .await
-                    .unwrap_or_else(|| {
-                        Err(retry::deadline_exceeded(&format!(
-                            "the toolkit call for {app}"
-                        )))
-                    })
+                    .unwrap_or_else(|| Err(key_deadline(app)))
             })
             .await
     }
@@ -210,11 +206,14 @@ impl Grants<'_> {
         match self.cells[app].get() {
             Some(Ok(grant)) => Ok(grant),
             Some(Err(e)) => Err(e.clone()),
-            None => Err(retry::deadline_exceeded(&format!(
-                "the toolkit call for {app}"
-            ))),
+            None => Err(key_deadline(app)),
         }
     }
+}
+
+/// The error of an app whose key did not come before the deadline.
+fn key_deadline(app: &str) -> Error {
+    retry::deadline_exceeded(&format!("the toolkit call for {app}"))
 }
 
 /// Runs `calls` with at most `limit` at once, whichever finishes first making room for the

@@ -135,7 +135,8 @@ pub(crate) fn seed(shared: &Shared, apps: usize) -> Workload {
             .apigee
             .add_key(&app, &old, now - 200 * DAY_MS, now - DAY_MS, &[PRODUCT]);
         let key = random_alphanumeric(32);
-        let days = if renewed(i) { 10 } else { 200 };
+        let renew = renewed(i);
+        let days = if renew { 10 } else { 200 };
         shared.apigee.add_key(
             &app,
             &key,
@@ -143,7 +144,6 @@ pub(crate) fn seed(shared: &Shared, apps: usize) -> Workload {
             now + days * DAY_MS,
             &[PRODUCT],
         );
-        let renew = renewed(i);
         if renew {
             w.renewals += 1;
             w.writes += 3;
