@@ -100,7 +100,7 @@ mod tests {
 
     fn reference(file: &str) -> Vec<u8> {
         std::fs::read(format!(
-            "{}/../shared/reference/functions/{file}",
+            "{}/tests/fixtures/reference/functions/{file}",
             env!("CARGO_MANIFEST_DIR")
         ))
         .unwrap()

@@ -389,7 +389,7 @@ pub fn free_port() -> u16 {
 /// A file of the shared reference pack.
 pub fn reference(path: &str) -> Vec<u8> {
     std::fs::read(format!(
-        "{}/../shared/reference/{path}",
+        "{}/tests/fixtures/reference/{path}",
         env!("CARGO_MANIFEST_DIR")
     ))
     .unwrap()

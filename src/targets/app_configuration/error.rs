@@ -56,7 +56,7 @@ mod tests {
 
     fn reference(file: &str, status: &str) -> Vec<u8> {
         let path = format!(
-            "{}/../shared/reference/azure/appconfig/{file}",
+            "{}/tests/fixtures/reference/azure/appconfig/{file}",
             env!("CARGO_MANIFEST_DIR")
         );
         let doc: serde_json::Value =

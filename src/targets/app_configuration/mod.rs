@@ -550,7 +550,7 @@ mod tests {
     #[test]
     fn key_vault_references_are_recognised() {
         let path = format!(
-            "{}/../shared/reference/azure/appconfig/PutKeyValue_KeyVaultReference_recorded.json",
+            "{}/tests/fixtures/reference/azure/appconfig/PutKeyValue_KeyVaultReference_recorded.json",
             env!("CARGO_MANIFEST_DIR")
         );
         let doc: serde_json::Value =

@@ -43,7 +43,7 @@ mod tests {
 
     fn reference(file: &str, response: &str) -> Vec<u8> {
         let path = format!(
-            "{}/../shared/reference/azure/arm-web/{file}",
+            "{}/tests/fixtures/reference/azure/arm-web/{file}",
             env!("CARGO_MANIFEST_DIR")
         );
         let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();

@@ -63,7 +63,7 @@ mod tests {
 
     fn reference(file: &str, response: &str) -> Vec<u8> {
         let path = format!(
-            "{}/../shared/reference/azure/keyvault/{file}",
+            "{}/tests/fixtures/reference/azure/keyvault/{file}",
             env!("CARGO_MANIFEST_DIR")
         );
         let doc: serde_json::Value =

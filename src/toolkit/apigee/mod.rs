@@ -1,4 +1,4 @@
-//! Apigee X / hybrid through its management API (`../reference/apigee/`): one method per REST
+//! Apigee X / hybrid through its management API (`tests/fixtures/reference/apigee/`): one method per REST
 //! call, times as int64 strings in milliseconds, `"-1"` meaning never.
 //!
 //! Key URLs carry the consumer key in their path, so every error on them is built without the
