@@ -17,7 +17,21 @@ pub struct Cloud {
     /// Whether the Key Vault client checks that a challenge's resource matches the vault host;
     /// off only for custom clouds whose vaults are not under the suffix (the loopback sandbox).
     pub verify_key_vault_challenge: bool,
+    /// The Microsoft.Web api-version of every app-settings call ([`WEB_API_VERSION`] unless
+    /// [`WEB_API_VERSION_SETTING`] overrides it).
+    pub web_api_version: String,
 }
+
+/// The Microsoft.Web api-version used in every cloud by default. Sovereign clouds (China, US
+/// Government) get new Resource Manager versions months after the public cloud, and a version a
+/// cloud does not serve fails every call there, so the default is not the newest stable version
+/// (2026-03-15) but an older stable one that every supported cloud serves; the app-settings
+/// operations the rotator uses (list, replace, their slot and static-site forms) are the same in
+/// both. A deployment that needs another sets [`WEB_API_VERSION_SETTING`].
+pub const WEB_API_VERSION: &str = "2023-12-01";
+
+/// Setting that overrides [`WEB_API_VERSION`] (`YYYY-MM-DD`, optionally `-preview`).
+pub const WEB_API_VERSION_SETTING: &str = "AZURE_WEB_API_VERSION";
 
 /// Setting that selects the cloud.
 pub const CLOUD_SETTING: &str = "AZURE_CLOUD";
@@ -60,12 +74,28 @@ impl Cloud {
             resource_manager: arm.into(),
             key_vault_suffix: kv.into(),
             verify_key_vault_challenge: true,
+            web_api_version: WEB_API_VERSION.into(),
         }
     }
 
     /// Reads `AZURE_CLOUD` (`public` by default) and, for `custom`, `AZURE_AUTHORITY_HOST`,
     /// `AZURE_RESOURCE_MANAGER_ENDPOINT` and `AZURE_KEYVAULT_DNS_SUFFIX`.
+    /// `AZURE_WEB_API_VERSION` overrides the Microsoft.Web api-version in any cloud.
     pub fn from_settings(env: &BTreeMap<String, String>) -> Result<Self> {
+        let get = |k: &str| env.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let mut cloud = Self::endpoints_from_settings(env)?;
+        if let Some(v) = get(WEB_API_VERSION_SETTING) {
+            if !is_api_version(v) {
+                return Err(Error::config(format!(
+                    "{WEB_API_VERSION_SETTING}: \"{v}\" is not an api-version; expected YYYY-MM-DD (e.g. {WEB_API_VERSION}), optionally with -preview"
+                )));
+            }
+            cloud.web_api_version = v.to_string();
+        }
+        Ok(cloud)
+    }
+
+    fn endpoints_from_settings(env: &BTreeMap<String, String>) -> Result<Self> {
         let get = |k: &str| env.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
         match get(CLOUD_SETTING).map(|v| v.to_ascii_lowercase()).as_deref() {
             None | Some("public") | Some("azurepublic") | Some("azurecloud") => Ok(Self::public()),
@@ -89,6 +119,7 @@ impl Cloud {
                     resource_manager: need("AZURE_RESOURCE_MANAGER_ENDPOINT")?,
                     key_vault_suffix: get("AZURE_KEYVAULT_DNS_SUFFIX").unwrap_or("vault.azure.net").to_string(),
                     verify_key_vault_challenge: false,
+                    web_api_version: WEB_API_VERSION.into(),
                 })
             }
             Some(other) => Err(Error::config(format!(
@@ -103,9 +134,43 @@ impl Cloud {
     }
 }
 
+/// `YYYY-MM-DD` with an optional `-preview`, as Resource Manager spells its versions.
+fn is_api_version(v: &str) -> bool {
+    let date = v.strip_suffix("-preview").unwrap_or(v);
+    let parts: Vec<&str> = date.split('-').collect();
+    parts.len() == 3
+        && [4, 2, 2]
+            .iter()
+            .zip(&parts)
+            .all(|(n, p)| p.len() == *n && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every cloud defaults to the version all of them serve; the setting overrides it and is
+    /// checked.
+    #[test]
+    fn web_api_version_per_cloud() {
+        for cloud in ["public", "china", "usgovernment"] {
+            let c = Cloud::from_settings(&env(&[("AZURE_CLOUD", cloud)])).unwrap();
+            assert_eq!(c.web_api_version, WEB_API_VERSION, "{cloud}");
+        }
+        let c = Cloud::from_settings(&env(&[
+            ("AZURE_CLOUD", "china"),
+            (WEB_API_VERSION_SETTING, "2024-04-01"),
+        ]))
+        .unwrap();
+        assert_eq!(c.web_api_version, "2024-04-01");
+        assert!(
+            Cloud::from_settings(&env(&[(WEB_API_VERSION_SETTING, "2026-03-01-preview")])).is_ok()
+        );
+        for bad in ["latest", "2024-4-01", "2024-04-01-beta", "2024/04/01"] {
+            let e = Cloud::from_settings(&env(&[(WEB_API_VERSION_SETTING, bad)])).unwrap_err();
+            assert!(e.to_string().contains(WEB_API_VERSION_SETTING), "{e}");
+        }
+    }
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs

@@ -78,42 +78,87 @@ pub fn client_options(
 /// Builds the credential the settings select, wrapped in a per-audience token cache.
 /// Its requests follow the retry policy the settings give.
 pub fn build(settings: &Settings, http: &reqwest::Client) -> Result<Arc<dyn TokenCredential>> {
-    let policy = Arc::new(RetryPolicy::from_settings(settings));
-    let options = client_options(http, &settings.cloud, &policy);
     let kind = CredentialKind::select(settings);
     let inner: Arc<dyn TokenCredential> = match kind {
-        CredentialKind::ManagedIdentity => {
-            ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
-                user_assigned_id: settings
-                    .azure_client_id
-                    .clone()
-                    .map(UserAssignedId::ClientId),
-                client_options: options,
-            }))
-            .map_err(|e| credential_error("managed identity", &e))?
-        }
-        CredentialKind::ServicePrincipal => ClientSecretCredential::new(
+        CredentialKind::ManagedIdentity => managed_identity(
+            settings,
+            http,
+            settings
+                .azure_client_id
+                .clone()
+                .map(UserAssignedId::ClientId),
+        )?,
+        CredentialKind::ServicePrincipal => client_secret(
+            settings,
+            http,
             settings.get("AZURE_TENANT_ID").unwrap_or_default(),
-            settings
-                .get("AZURE_CLIENT_ID")
-                .unwrap_or_default()
-                .to_string(),
-            settings
-                .get("AZURE_CLIENT_SECRET")
-                .unwrap_or_default()
-                .to_string()
-                .into(),
-            Some(ClientSecretCredentialOptions {
-                client_options: options,
-            }),
-        )
-        .map_err(|e| credential_error("service principal", &e))?,
+            settings.get("AZURE_CLIENT_ID").unwrap_or_default(),
+            settings.get("AZURE_CLIENT_SECRET").unwrap_or_default(),
+        )?,
         CredentialKind::AzureCli => {
             AzureCliCredential::new(None).map_err(|e| credential_error("Azure CLI", &e))?
         }
     };
     tracing::info!(credential = ?kind, cloud = %settings.cloud.name, "credential selected");
     Ok(Arc::new(CachedCredential::new(inner)))
+}
+
+/// The managed identity of the app (`user_assigned` absent: the system-assigned one), as a
+/// cached credential of its own. For a second identity beside the one [`build`] selects (the
+/// host storage's `AzureWebJobsStorage__clientId`).
+pub fn build_managed_identity(
+    settings: &Settings,
+    http: &reqwest::Client,
+    user_assigned: Option<UserAssignedId>,
+) -> Result<Arc<dyn TokenCredential>> {
+    let inner = managed_identity(settings, http, user_assigned)?;
+    Ok(Arc::new(CachedCredential::new(inner)))
+}
+
+/// A service principal with a client secret, as a cached credential of its own.
+pub fn build_client_secret(
+    settings: &Settings,
+    http: &reqwest::Client,
+    tenant_id: &str,
+    client_id: &str,
+    secret: &str,
+) -> Result<Arc<dyn TokenCredential>> {
+    let inner = client_secret(settings, http, tenant_id, client_id, secret)?;
+    Ok(Arc::new(CachedCredential::new(inner)))
+}
+
+fn managed_identity(
+    settings: &Settings,
+    http: &reqwest::Client,
+    user_assigned: Option<UserAssignedId>,
+) -> Result<Arc<dyn TokenCredential>> {
+    let policy = Arc::new(RetryPolicy::from_settings(settings));
+    ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
+        user_assigned_id: user_assigned,
+        client_options: client_options(http, &settings.cloud, &policy),
+    }))
+    .map(|c| c as Arc<dyn TokenCredential>)
+    .map_err(|e| credential_error("managed identity", &e))
+}
+
+fn client_secret(
+    settings: &Settings,
+    http: &reqwest::Client,
+    tenant_id: &str,
+    client_id: &str,
+    secret: &str,
+) -> Result<Arc<dyn TokenCredential>> {
+    let policy = Arc::new(RetryPolicy::from_settings(settings));
+    ClientSecretCredential::new(
+        tenant_id,
+        client_id.to_string(),
+        secret.to_string().into(),
+        Some(ClientSecretCredentialOptions {
+            client_options: client_options(http, &settings.cloud, &policy),
+        }),
+    )
+    .map(|c| c as Arc<dyn TokenCredential>)
+    .map_err(|e| credential_error("service principal", &e))
 }
 
 fn credential_error(which: &str, e: &azure_core::Error) -> Error {

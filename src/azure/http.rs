@@ -39,6 +39,39 @@ pub fn build_client(
     })
 }
 
+/// Gives a request whose method carries a body an explicit `Content-Length` when nothing frames
+/// its body yet. hyper sends a bodiless (or empty-bodied) `POST`/`PUT`/`PATCH` with neither
+/// `Content-Length` nor `Transfer-Encoding`, and the front ends of Resource Manager, Storage and
+/// Google APIs answer that with `411 Length Required` before they look at anything else (an
+/// app-settings list, `?action=approve`); azure-sdk-for-rust's transport does the same for this
+/// reason. Every hand-written call goes through [`crate::azure::retry::send`], which calls this.
+pub fn ensure_content_length(request: &mut reqwest::Request) {
+    use reqwest::header::{HeaderValue, CONTENT_LENGTH, TRANSFER_ENCODING};
+    use reqwest::Method;
+    if !matches!(
+        *request.method(),
+        Method::POST | Method::PUT | Method::PATCH
+    ) || request.headers().contains_key(CONTENT_LENGTH)
+        || request.headers().contains_key(TRANSFER_ENCODING)
+    {
+        return;
+    }
+    let length = match request.body() {
+        None => {
+            *request.body_mut() = Some(reqwest::Body::from(Vec::<u8>::new()));
+            0
+        }
+        Some(body) => match body.as_bytes() {
+            Some(bytes) => bytes.len(),
+            // A streamed body is chunked by hyper: framed already.
+            None => return,
+        },
+    };
+    request
+        .headers_mut()
+        .insert(CONTENT_LENGTH, HeaderValue::from(length));
+}
+
 /// Maps a transport failure (connect, TLS, timeout) to a temporary [`ErrorKind::Unavailable`].
 pub fn transport_error(service: &str, err: &reqwest::Error) -> Error {
     // reqwest's Display includes the URL; URLs never carry keys in this product.
@@ -108,6 +141,48 @@ mod tests {
         assert_eq!(kind_for_status(429), ErrorKind::RateLimited);
         assert_eq!(kind_for_status(503), ErrorKind::Unavailable);
         assert_eq!(kind_for_status(418), ErrorKind::Unexpected);
+    }
+
+    /// Bodiless and empty-bodied POST/PUT/PATCH get `Content-Length: 0`; a JSON body keeps its
+    /// length; GET and DELETE are left alone.
+    #[test]
+    fn every_body_method_gets_a_content_length() {
+        let client = reqwest::Client::new();
+        let url = "https://127.0.0.1:1/x";
+        let length = |r: &reqwest::Request| {
+            r.headers()
+                .get("content-length")
+                .map(|v| v.to_str().unwrap().to_string())
+        };
+        for method in [
+            reqwest::Method::POST,
+            reqwest::Method::PUT,
+            reqwest::Method::PATCH,
+        ] {
+            let mut bare = client.request(method.clone(), url).build().unwrap();
+            ensure_content_length(&mut bare);
+            assert_eq!(length(&bare).as_deref(), Some("0"), "{method}");
+            assert_eq!(bare.body().and_then(|b| b.as_bytes()), Some(&b""[..]));
+            let mut empty = client
+                .request(method.clone(), url)
+                .body(Vec::new())
+                .build()
+                .unwrap();
+            ensure_content_length(&mut empty);
+            assert_eq!(length(&empty).as_deref(), Some("0"), "{method}");
+            let mut json = client
+                .request(method.clone(), url)
+                .body("{\"a\":1}")
+                .build()
+                .unwrap();
+            ensure_content_length(&mut json);
+            assert_eq!(length(&json).as_deref(), Some("7"), "{method}");
+        }
+        for method in [reqwest::Method::GET, reqwest::Method::DELETE] {
+            let mut r = client.request(method, url).build().unwrap();
+            ensure_content_length(&mut r);
+            assert_eq!(length(&r), None);
+        }
     }
 
     #[test]

@@ -340,7 +340,8 @@ where
             None => policy.request_timeout,
         };
         let (client, request) = build().await?.timeout(timeout).build_split();
-        let request = request.map_err(|e| transport_error(service, &e.without_url()))?;
+        let mut request = request.map_err(|e| transport_error(service, &e.without_url()))?;
+        crate::azure::http::ensure_content_length(&mut request);
         let slot = policy.slot(&host_port(request.url())).await;
         let result = match client.execute(request).await {
             Ok(response) => read_body(response).await,

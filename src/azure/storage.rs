@@ -63,12 +63,104 @@ impl std::fmt::Debug for StorageAccount {
     }
 }
 
+/// Which identity the host storage's identity-based connection asks for, read exactly as the
+/// Functions host reads `AzureWebJobsStorage__*` ("identity-based connections": `credential`,
+/// `clientId` or `managedIdentityResourceId`, and `tenantId` + `clientId` + `clientSecret`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageIdentity {
+    /// Nothing said: the identity the rotator authenticates with everywhere else.
+    Default,
+    /// `__credential=managedidentity`: the system-assigned identity (`None`) or the user-assigned
+    /// one `__clientId` / `__managedIdentityResourceId` names.
+    ManagedIdentity(Option<UserAssigned>),
+    /// `__tenantId`, `__clientId` and `__clientSecret`: a service principal (local development).
+    ClientSecret {
+        /// The Entra tenant.
+        tenant_id: String,
+        /// The application (client) id.
+        client_id: String,
+        /// The client secret.
+        secret: Secret,
+    },
+}
+
+/// A user-assigned managed identity, by client id or by resource id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserAssigned {
+    /// `__clientId`.
+    ClientId(String),
+    /// `__managedIdentityResourceId`.
+    ResourceId(String),
+}
+
+impl UserAssigned {
+    /// The SDK's name for it.
+    pub fn to_sdk(&self) -> azure_identity::UserAssignedId {
+        match self {
+            UserAssigned::ClientId(id) => azure_identity::UserAssignedId::ClientId(id.clone()),
+            UserAssigned::ResourceId(r) => azure_identity::UserAssignedId::ResourceId(r.clone()),
+        }
+    }
+}
+
+impl StorageIdentity {
+    /// The identity the settings ask for; a value the host would not accept is an error naming
+    /// the setting (the secret is never quoted).
+    pub fn from_settings(settings: &Settings) -> Result<Self> {
+        let get = |suffix: &str| {
+            settings
+                .get(&format!("{STORAGE_SETTING}__{suffix}"))
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+        };
+        let client_id = get("clientId");
+        let resource_id = get("managedIdentityResourceId");
+        if let Some(id) = client_id {
+            if uuid::Uuid::parse_str(id).is_err() {
+                return Err(Error::config(format!(
+                    "{STORAGE_SETTING}__clientId: not a client ID; expected the GUID of the user-assigned identity (or app registration)"
+                )));
+            }
+        }
+        match get("credential") {
+            Some(c) if c.eq_ignore_ascii_case("managedidentity") => {
+                let user_assigned = match (client_id, resource_id) {
+                    (Some(_), Some(_)) => {
+                        return Err(Error::config(format!(
+                            "{STORAGE_SETTING}__clientId and {STORAGE_SETTING}__managedIdentityResourceId: set one of them, not both"
+                        )))
+                    }
+                    (Some(id), None) => Some(UserAssigned::ClientId(id.into())),
+                    (None, Some(r)) => Some(UserAssigned::ResourceId(r.into())),
+                    (None, None) => None,
+                };
+                Ok(StorageIdentity::ManagedIdentity(user_assigned))
+            }
+            Some(_) => Err(Error::config(format!(
+                "{STORAGE_SETTING}__credential: expected \"managedidentity\" (or leave it unset)"
+            ))),
+            None => match (get("tenantId"), client_id, get("clientSecret")) {
+                (None, None, None) if resource_id.is_none() => Ok(StorageIdentity::Default),
+                (Some(tenant), Some(client), Some(secret)) => Ok(StorageIdentity::ClientSecret {
+                    tenant_id: tenant.to_string(),
+                    client_id: client.to_string(),
+                    secret: Secret::new(secret),
+                }),
+                _ => Err(Error::config(format!(
+                    "{STORAGE_SETTING}__clientId / __managedIdentityResourceId: need {STORAGE_SETTING}__credential=managedidentity (a user-assigned identity), or {STORAGE_SETTING}__tenantId, __clientId and __clientSecret together (a service principal)"
+                ))),
+            },
+        }
+    }
+}
+
 impl StorageAccount {
     /// The account `AzureWebJobsStorage` names, or `None` when neither it nor its identity-based
-    /// form is set. `credential` is used (and its error reported) only by the identity form.
+    /// form is set. The identity form authenticates with the credential `credential` builds for
+    /// the [`StorageIdentity`] the settings ask for (its error is reported only then).
     pub fn from_settings(
         settings: &Settings,
-        credential: Result<Arc<dyn TokenCredential>>,
+        credential: impl FnOnce(StorageIdentity) -> Result<Arc<dyn TokenCredential>>,
     ) -> Result<Option<Self>> {
         if let Some(cs) = settings.get(STORAGE_SETTING) {
             return Self::from_connection_string(cs).map(Some);
@@ -111,10 +203,11 @@ impl StorageAccount {
                     "{STORAGE_SETTING}__blobServiceUri: cannot tell the account name from the host; set {STORAGE_SETTING}__accountName too"
                 ))
             })?;
+        let identity = StorageIdentity::from_settings(settings)?;
         Ok(Some(Self {
             name,
             blob_endpoint,
-            auth: StorageAuth::Token(credential?),
+            auth: StorageAuth::Token(credential(identity)?),
         }))
     }
 
@@ -597,6 +690,7 @@ mod tests {
                 Arc::new(NoToken),
             )))
         };
+        let credential = || move |_: StorageIdentity| credential();
         assert!(StorageAccount::from_settings(&settings(&[]), credential())
             .unwrap()
             .is_none());
@@ -624,10 +718,76 @@ mod tests {
         // The credential's own failure is the run's error for the identity form.
         let e = StorageAccount::from_settings(
             &settings(&[("AzureWebJobsStorage__accountName", "stfunc")]),
-            Err(Error::new(ErrorKind::Unauthenticated, "no credential")),
+            |_| Err(Error::new(ErrorKind::Unauthenticated, "no credential")),
         )
         .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Unauthenticated);
+    }
+
+    /// `__credential`, `__clientId`, `__managedIdentityResourceId`, `__tenantId` and
+    /// `__clientSecret` as the host reads them; what it would refuse names the setting.
+    #[test]
+    fn storage_identity_settings() {
+        use UserAssigned as UserAssignedId;
+        let id = "0a1b2c3d-0000-4000-8000-000000000001";
+        let read = |pairs: &[(&str, &str)]| StorageIdentity::from_settings(&settings(pairs));
+        assert_eq!(read(&[]).unwrap(), StorageIdentity::Default);
+        assert_eq!(
+            read(&[("AzureWebJobsStorage__credential", "managedidentity")]).unwrap(),
+            StorageIdentity::ManagedIdentity(None)
+        );
+        assert_eq!(
+            read(&[
+                ("AzureWebJobsStorage__credential", "ManagedIdentity"),
+                ("AzureWebJobsStorage__clientId", id)
+            ])
+            .unwrap(),
+            StorageIdentity::ManagedIdentity(Some(UserAssignedId::ClientId(id.into())))
+        );
+        assert!(matches!(
+            read(&[
+                ("AzureWebJobsStorage__credential", "managedidentity"),
+                ("AzureWebJobsStorage__managedIdentityResourceId", "/subscriptions/s/resourceGroups/g/providers/Microsoft.ManagedIdentity/userAssignedIdentities/u")
+            ])
+            .unwrap(),
+            StorageIdentity::ManagedIdentity(Some(UserAssignedId::ResourceId(_)))
+        ));
+        let sp = read(&[
+            ("AzureWebJobsStorage__tenantId", "t"),
+            ("AzureWebJobsStorage__clientId", id),
+            ("AzureWebJobsStorage__clientSecret", "s3cr3t-value"),
+        ])
+        .unwrap();
+        assert!(matches!(sp, StorageIdentity::ClientSecret { .. }));
+        assert!(!format!("{sp:?}").contains("s3cr3t-value"));
+        for (bad, names) in [
+            (
+                vec![("AzureWebJobsStorage__credential", "connectionstring")],
+                "__credential",
+            ),
+            (vec![("AzureWebJobsStorage__clientId", id)], "__clientId"),
+            (
+                vec![
+                    ("AzureWebJobsStorage__credential", "managedidentity"),
+                    ("AzureWebJobsStorage__clientId", "not-a-guid"),
+                ],
+                "__clientId",
+            ),
+            (
+                vec![
+                    ("AzureWebJobsStorage__tenantId", "t"),
+                    ("AzureWebJobsStorage__clientId", id),
+                    ("AzureWebJobsStorage__clientSecret", "s3cr3t-value"),
+                    ("AzureWebJobsStorage__credential", "managedidentity"),
+                    ("AzureWebJobsStorage__managedIdentityResourceId", "/x"),
+                ],
+                "not both",
+            ),
+        ] {
+            let e = read(&bad).unwrap_err();
+            assert!(e.to_string().contains(names), "{e}");
+            assert!(!e.to_string().contains("s3cr3t-value"));
+        }
     }
 
     #[derive(Debug)]

@@ -10,22 +10,102 @@ mod toolkit_app;
 pub use error::ApiError;
 
 use crate::rotation::Rotator;
-use axum::routing::{get, post};
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 use std::sync::Arc;
+use tower::ServiceExt;
 
 /// Shared state of the handler: one [`Rotator`] for the life of the process.
 pub type AppState = Arc<Rotator>;
 
+/// Every route the handler serves, with the methods its `function.json` declares (the host
+/// refuses the others before forwarding; the handler agrees, with a JSON 405).
+pub const ROUTES: [(&str, &[Method]); 4] = [
+    ("/", &[Method::GET]),
+    ("/api/ToolkitApp", &[Method::POST]),
+    ("/api/ApiKeyRotator", &[Method::GET]),
+    ("/RotatorTimer", &[Method::POST]),
+];
+
 /// The handler's routes. Tests call `router(state).oneshot(request)` without a socket.
+///
+/// Paths match without regard to case, as the Functions host's routes do: the host forwards
+/// the path as the caller wrote it (`/api/apikeyrotator`), so a path that differs from a route
+/// only in case is rewritten to the route's spelling and routed again.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/", get(ready))
-        .route("/api/ToolkitApp", post(toolkit_app::handle))
-        .route("/api/ApiKeyRotator", get(api_key_rotator::handle))
-        .route("/RotatorTimer", post(rotator_timer::handle))
-        .fallback(not_found)
-        .with_state(state)
+    let exact = Router::new()
+        .route("/", only(get(ready), ROUTES[0].1))
+        .route(
+            "/api/ToolkitApp",
+            only(post(toolkit_app::handle), ROUTES[1].1),
+        )
+        .route(
+            "/api/ApiKeyRotator",
+            only(get(api_key_rotator::handle), ROUTES[2].1),
+        )
+        .route(
+            "/RotatorTimer",
+            only(post(rotator_timer::handle), ROUTES[3].1),
+        )
+        .with_state(state);
+    let canonical = exact.clone().fallback(not_found);
+    exact.fallback(move |request: Request| {
+        let canonical = canonical.clone();
+        async move { case_insensitive(canonical, request).await }
+    })
+}
+
+/// Routes `request` again under its path's canonical spelling, or answers 404.
+async fn case_insensitive(canonical: Router, request: Request) -> Response {
+    match canonical_path(request.uri()) {
+        Some(uri) => {
+            let (mut parts, body) = request.into_parts();
+            parts.uri = uri;
+            canonical
+                .oneshot(Request::from_parts(parts, body))
+                .await
+                .into_response()
+        }
+        None => not_found(request.uri().clone()).await.into_response(),
+    }
+}
+
+/// `uri` with its path spelled as the route it matches without regard to case, when that
+/// differs from how it was written.
+fn canonical_path(uri: &Uri) -> Option<Uri> {
+    let path = uri.path();
+    let (route, _) = ROUTES
+        .iter()
+        .find(|(route, _)| route.eq_ignore_ascii_case(path) && *route != path)?;
+    let rewritten = match uri.query() {
+        Some(q) => format!("{route}?{q}"),
+        None => route.to_string(),
+    };
+    rewritten.parse().ok()
+}
+
+/// `route` answering any other method than `methods` with a JSON 405 and an `Allow` header.
+fn only(route: MethodRouter<AppState>, methods: &'static [Method]) -> MethodRouter<AppState> {
+    route.fallback(move |method: Method| async move {
+        let allow = methods
+            .iter()
+            .map(Method::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut response = ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            format!("{method} is not allowed here; use {allow}"),
+        )
+        .into_response();
+        if let Ok(v) = HeaderValue::from_str(&allow) {
+            response.headers_mut().insert(header::ALLOW, v);
+        }
+        response
+    })
 }
 
 /// The host polls `GET /` until it answers; answer at once, whatever the settings.
@@ -33,9 +113,9 @@ async fn ready() -> &'static str {
     "apikey-rotator ready"
 }
 
-async fn not_found(uri: axum::http::Uri) -> ApiError {
+async fn not_found(uri: Uri) -> ApiError {
     ApiError::new(
-        axum::http::StatusCode::NOT_FOUND,
+        StatusCode::NOT_FOUND,
         "NotFound",
         format!("no function at {}", uri.path()),
     )
@@ -67,4 +147,94 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+
+    /// A router over empty settings: every function answers (with its settings error) but the
+    /// routing is what is under test.
+    fn app() -> Router {
+        let settings = crate::settings::Settings::from_map(Default::default());
+        router(Arc::new(Rotator::new(settings)))
+    }
+
+    async fn call(method: Method, uri: &str) -> (StatusCode, serde_json::Value) {
+        let response = app()
+            .oneshot(
+                Request::builder()
+                    .method(method)
+                    .uri(uri)
+                    .header("content-type", "application/json")
+                    .body(Body::from("{}"))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// Any spelling of a route reaches it, query kept; an unknown path is a JSON 404.
+    #[tokio::test]
+    async fn routes_match_without_regard_to_case() {
+        for uri in [
+            "/api/ApiKeyRotator?dryRun=maybe",
+            "/api/apikeyrotator?dryRun=maybe",
+            "/API/APIKEYROTATOR?dryRun=maybe",
+        ] {
+            let (status, body) = call(Method::GET, uri).await;
+            assert_ne!(status, StatusCode::NOT_FOUND, "{uri}: {body}");
+            assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{uri}: {body}");
+        }
+        for uri in ["/api/toolkitapp", "/rotatortimer"] {
+            let (status, body) = call(Method::POST, uri).await;
+            assert_ne!(status, StatusCode::NOT_FOUND, "{uri}: {body}");
+        }
+        let (status, body) = call(Method::GET, "/api/Nothing").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(body["error"]["code"], "NotFound");
+    }
+
+    /// Each route takes exactly the methods its function.json declares; any other gets a 405
+    /// with the JSON error body and `Allow`, whatever the path's case.
+    #[tokio::test]
+    async fn methods_are_those_function_json_declares() {
+        for (route, methods) in ROUTES {
+            if route == "/" {
+                continue;
+            }
+            let folder = route.trim_start_matches("/api/").trim_start_matches('/');
+            let path = format!("{}/{folder}/function.json", env!("CARGO_MANIFEST_DIR"));
+            let declared: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            let trigger = &declared["bindings"][0];
+            let expected: Vec<String> = match trigger["methods"].as_array() {
+                Some(m) => m
+                    .iter()
+                    .map(|v| v.as_str().unwrap().to_ascii_uppercase())
+                    .collect(),
+                // The timer: the host invokes it with POST.
+                None => vec!["POST".to_string()],
+            };
+            let ours: Vec<String> = methods.iter().map(|m| m.to_string()).collect();
+            assert_eq!(ours, expected, "{path}");
+            for wrong in [Method::GET, Method::POST, Method::PUT, Method::DELETE] {
+                if methods.contains(&wrong) {
+                    continue;
+                }
+                let (status, body) = call(wrong.clone(), &route.to_ascii_lowercase()).await;
+                assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{wrong} {route}");
+                assert_eq!(body["error"]["code"], "MethodNotAllowed", "{wrong} {route}");
+            }
+        }
+    }
 }

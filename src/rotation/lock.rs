@@ -5,7 +5,9 @@
 //! account of `AzureWebJobsStorage` does: finite (60 s), renewed in the background while the
 //! run lasts and released at its end, so a crashed holder's lease expires on its own.
 
-use crate::azure::storage::{BlobClient, LeaseOutcome, StorageAccount, STORAGE_SETTING};
+use crate::azure::storage::{
+    BlobClient, LeaseOutcome, StorageAccount, StorageIdentity, UserAssigned, STORAGE_SETTING,
+};
 use crate::error::{Error, ErrorKind};
 use crate::settings::Settings;
 use azure_core::credentials::TokenCredential;
@@ -73,7 +75,37 @@ impl RunLock {
         http: Result<&reqwest::Client, Error>,
         credential: Result<Arc<dyn TokenCredential>, Error>,
     ) -> Result<Self, Error> {
-        let Some(account) = StorageAccount::from_settings(settings, credential)? else {
+        let storage_credential = |identity: StorageIdentity| -> Result<_, Error> {
+            let http = http.as_ref().map_err(|e| (*e).clone())?;
+            match identity {
+                StorageIdentity::Default => credential,
+                // The same identity as everywhere else: share its token cache.
+                StorageIdentity::ManagedIdentity(Some(UserAssigned::ClientId(id)))
+                    if settings.azure_client_id.as_deref() == Some(id.as_str()) =>
+                {
+                    credential
+                }
+                StorageIdentity::ManagedIdentity(user_assigned) => {
+                    crate::azure::credential::build_managed_identity(
+                        settings,
+                        http,
+                        user_assigned.as_ref().map(UserAssigned::to_sdk),
+                    )
+                }
+                StorageIdentity::ClientSecret {
+                    tenant_id,
+                    client_id,
+                    secret,
+                } => crate::azure::credential::build_client_secret(
+                    settings,
+                    http,
+                    &tenant_id,
+                    &client_id,
+                    secret.expose(),
+                ),
+            }
+        };
+        let Some(account) = StorageAccount::from_settings(settings, storage_credential)? else {
             return Ok(Self::local());
         };
         let blob = format!(

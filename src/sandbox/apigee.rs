@@ -781,6 +781,7 @@ mod tests {
             .post(format!("{key_url}?action=revoke"))
             .bearer_auth(&token)
             .header("content-type", "application/octet-stream")
+            .header("content-length", "0")
             .send()
             .await
             .unwrap();
@@ -790,6 +791,7 @@ mod tests {
             .post(format!("{key_url}?action=approve"))
             .bearer_auth(&token)
             .header("content-type", "application/octet-stream")
+            .header("content-length", "0")
             .send()
             .await
             .unwrap();

@@ -220,6 +220,16 @@ async fn handle(shared: &Shared, service: &'static str, request: Request, next: 
     if !log.latency.is_zero() {
         tokio::time::sleep(log.latency).await;
     }
+    // The front end refuses before the service (and its faults) ever sees the request.
+    if let Some(refused) = super::front_end::refusal(
+        service,
+        request.method(),
+        request.version(),
+        request.headers(),
+    ) {
+        log.finish(id, Some(refused.status().as_u16()));
+        return refused;
+    }
     let target = match request.uri().query() {
         Some(q) => format!("{path}?{q}"),
         None => path.clone(),

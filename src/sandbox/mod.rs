@@ -4,7 +4,8 @@
 //! One file per service: [`identity`] (App Service managed identity), [`authority`] (Entra ID),
 //! [`key_vault`], [`app_configuration`] (one listener per store), [`apigee`] (Apigee X and its OAuth token endpoint), [`application_api`] (a
 //! consumer app), [`resource_manager`] (ARM), and [`admin`] (request log, fault injection,
-//! state). [`log`] is the middleware every service router is wrapped in; [`tokens`] holds the
+//! state). [`log`] is the middleware every service router is wrapped in, and [`front_end`] the
+//! framing rules it applies before any double sees a request; [`tokens`] holds the
 //! bearer tokens the sandbox issued; [`demo`] seeds the data and the handler's settings;
 //! [`workload`] seeds a bulk workload instead, for the benchmark.
 
@@ -17,6 +18,7 @@ mod app_configuration;
 mod application_api;
 mod authority;
 mod demo;
+mod front_end;
 mod identity;
 mod key_vault;
 mod log;

@@ -412,7 +412,13 @@ mod tests {
             h.env("AZURE_RESOURCE_MANAGER_ENDPOINT")
         );
         let url = format!("{base}?api-version=2025-05-01");
-        let rsp = h.client.post(&url).send().await.unwrap();
+        let rsp = h
+            .client
+            .post(&url)
+            .header("content-length", "0")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(rsp.status(), 401);
         assert!(rsp.headers().contains_key("www-authenticate"));
         let vault_token = h.token("https://vault.azure.net").await;
@@ -420,6 +426,7 @@ mod tests {
             .client
             .post(&url)
             .bearer_auth(&vault_token)
+            .header("content-length", "0")
             .send()
             .await
             .unwrap();
@@ -429,6 +436,7 @@ mod tests {
             .client
             .post(&base)
             .bearer_auth(&token)
+            .header("content-length", "0")
             .send()
             .await
             .unwrap();
@@ -439,6 +447,7 @@ mod tests {
             .client
             .post(&url)
             .bearer_auth(&token)
+            .header("content-length", "0")
             .send()
             .await
             .unwrap();
@@ -461,9 +470,10 @@ mod tests {
         );
         let call = |method: reqwest::Method, url: String, body: Option<Value>| {
             let mut r = h.client.request(method, url).bearer_auth(&token);
-            if let Some(b) = body {
-                r = r.json(&b);
-            }
+            r = match body {
+                Some(b) => r.json(&b),
+                None => r.header("content-length", "0"),
+            };
             async move {
                 let rsp = r.send().await.unwrap();
                 (

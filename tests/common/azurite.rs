@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-/// The Azurite version the tests install.
-pub const AZURITE: &str = "azurite@3.37.0";
+/// The Azurite version the tests install: the newest whose `engines` accept Node.js 20, the
+/// Node.js that Debian 12 and this project's machines have (3.36 and later need Node.js 21+).
+/// `.ci/run` installs the same version into the same folder.
+pub const AZURITE_VERSION: &str = "3.35.0";
 /// Azurite's development account and its public key.
 pub const ACCOUNT: &str = "devstoreaccount1";
 pub const ACCOUNT_KEY: &str =
@@ -81,8 +83,9 @@ pub fn azurite_blob() -> PathBuf {
     }) {
         return found;
     }
-    let prefix =
-        PathBuf::from(std::env::var("HOME").expect("HOME is set")).join(".cache/apikey-rotator");
+    // One folder per version, so changing the version installs it instead of using the old one.
+    let prefix = PathBuf::from(std::env::var("HOME").expect("HOME is set"))
+        .join(format!(".cache/apikey-rotator/azurite-{AZURITE_VERSION}"));
     let bin = prefix.join("node_modules/.bin/azurite-blob");
     if bin.is_file() {
         return bin;
@@ -95,10 +98,13 @@ pub fn azurite_blob() -> PathBuf {
         let status = Command::new("npm")
             .args(["install", "--no-audit", "--no-fund", "--prefix"])
             .arg(&prefix)
-            .arg(AZURITE)
+            .arg(format!("azurite@{AZURITE_VERSION}"))
             .status()
             .expect("npm runs (Node.js is needed for the run-lock tests)");
-        assert!(status.success(), "npm install {AZURITE} failed");
+        assert!(
+            status.success(),
+            "npm install azurite@{AZURITE_VERSION} failed"
+        );
     }
     assert!(
         bin.is_file(),

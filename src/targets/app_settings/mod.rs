@@ -29,9 +29,6 @@ use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
 
-/// The Microsoft.Web api-version of the reference's examples (latest stable).
-pub const API_VERSION: &str = "2026-03-15";
-
 /// One read-modify-write at a time per site, in the whole process (keyed by the resource URL);
 /// the guarded number counts the PUTs this process made to the site.
 static SITE_LOCKS: LazyLock<Mutex<HashMap<String, SiteLock>>> = LazyLock::new(Default::default);
@@ -113,7 +110,7 @@ impl AppSettings {
             segments.extend(tail);
         }
         url.query_pairs_mut()
-            .append_pair("api-version", API_VERSION);
+            .append_pair("api-version", &self.deps.cloud.web_api_version);
         url
     }
 
