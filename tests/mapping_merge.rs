@@ -80,7 +80,7 @@ fn entry(section: usize, i: usize) -> BoxedStrategy<Entry> {
                 match auth {
                     0 => {}
                     1 => v["auth"] = json!({"type": "managedIdentity", "scope": format!("api://app-{i}/.default")}),
-                    _ => v["auth"] = json!({"type": "header", "name": "x-admin-token", "valueSetting": format!("SET_TOKEN_{i}")}),
+                    _ => v["auth"] = json!({"type": "header", "name": "x-admin-token", "valueSetting": format!("APPAPI_SECRET_TOKEN_{i}")}),
                 }
                 Entry { section, targets: 1, value: v }
             })

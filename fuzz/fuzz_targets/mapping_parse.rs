@@ -13,7 +13,7 @@ use libfuzzer_sys::fuzz_target;
 /// Says yes to some names only, so both branches of the header-auth and connection-string
 /// checks are reached: the sample's two settings, and any name of even length.
 fn setting_exists(name: &str) -> bool {
-    name == "REFERENCEAPI_ADMIN_TOKEN"
+    name == "APPAPI_SECRET_REFERENCEAPI_ADMIN_TOKEN"
         || name == "APPCS_PARTNERS_CONNECTION_STRING"
         || name.len() % 2 == 0
 }

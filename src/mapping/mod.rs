@@ -390,7 +390,7 @@ mod tests {
 
     const SAMPLE: &str = include_str!("../../examples/sampleAppsMapReq.json");
     const SCHEMA: &str = include_str!("../../schema/apikeyrotationapps.schema.json");
-    const SAMPLE_HEADER_SETTING: &str = "REFERENCEAPI_ADMIN_TOKEN";
+    const SAMPLE_HEADER_SETTING: &str = "APPAPI_SECRET_REFERENCEAPI_ADMIN_TOKEN";
     const SAMPLE_CS_SETTING: &str = "APPCS_PARTNERS_CONNECTION_STRING";
 
     fn parts(texts: &[&str]) -> Vec<(String, String)> {
@@ -760,6 +760,24 @@ mod tests {
             Some(json!("http://127.0.0.1:8443")),
         );
         assert!(schema_accepts(&v));
-        assert!(parse(&parts(&[&v.to_string()]), &Cloud::public(), &|_| true).is_ok());
+        // A loopback store is a store only of a custom cloud that declares loopback its domain
+        // (the sandbox's).
+        let loopback_cloud = Cloud::from_settings(
+            &[
+                ("AZURE_CLOUD", "custom"),
+                ("AZURE_AUTHORITY_HOST", "https://127.0.0.1:1"),
+                ("AZURE_RESOURCE_MANAGER_ENDPOINT", "https://127.0.0.1:2"),
+                (
+                    "AZURE_APPCONFIGURATION_DNS_SUFFIX",
+                    "127.0.0.1, azconfig.io",
+                ),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        )
+        .unwrap();
+        assert!(parse(&parts(&[&v.to_string()]), &loopback_cloud, &|_| true).is_ok());
+        assert!(parse(&parts(&[&v.to_string()]), &Cloud::public(), &|_| true).is_err());
     }
 }

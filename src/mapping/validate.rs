@@ -145,7 +145,18 @@ impl<'a> Walker<'a> {
                 })?;
                 Ok((url, name))
             }),
-            (None, Some(url)) => self.string(url, &join(path, "vaultUrl"), vault_url),
+            (None, Some(url)) => self.string(url, &join(path, "vaultUrl"), |s| {
+                let (url, label) = vault_url(s)?;
+                if !cloud.is_key_vault(&url) {
+                    return Err(format!(
+                        "{} is not a vault of the {} cloud (expected a host under {}): the rotator sends its Key Vault token only to the cloud's vaults",
+                        url.host_str().unwrap_or_default(),
+                        cloud.name,
+                        cloud.key_vault_suffix
+                    ));
+                }
+                Ok((url, label))
+            }),
         };
 
         let secrets_path = join(path, "secrets");
@@ -290,12 +301,22 @@ impl<'a> Walker<'a> {
         match kind?.as_str() {
             "none" => Some(ApiAuth::None),
             "managedIdentity" => {
-                let scope = self.required_string(obj, path, "scope", scope)?;
+                let cloud = self.cloud;
+                let scope = self.required_string(obj, path, "scope", |s| {
+                    let scope = scope(s)?;
+                    match cloud.protected_audience(&scope) {
+                        Some(service) => Err(format!(
+                            "is an audience of {service}, where the rotator itself holds roles: its token would let the application act as the rotator there; expected the application's own scope, such as api://<application-id>/.default"
+                        )),
+                        None => Ok(scope),
+                    }
+                })?;
                 Some(ApiAuth::ManagedIdentity { scope })
             }
             _ => {
                 let header = self.required_string(obj, path, "name", header_name);
-                let value_setting = self.required_string(obj, path, "valueSetting", name)?;
+                let value_setting =
+                    self.required_string(obj, path, "valueSetting", header_secret_setting)?;
                 if !(self.setting_exists)(&value_setting) {
                     self.error(
                         &join(path, "valueSetting"),
@@ -313,7 +334,19 @@ impl<'a> Walker<'a> {
 
     fn app_configuration(&mut self, v: &Value, path: &str) -> Option<StoreEntry> {
         let obj = self.fields(v, path, &["endpoint", "connectionStringSetting", "keys"])?;
-        let endpoint = self.required_string(obj, path, "endpoint", store_endpoint);
+        let cloud = self.cloud;
+        let endpoint = self.required_string(obj, path, "endpoint", |s| {
+            let url = store_endpoint(s)?;
+            if !cloud.is_app_configuration(&url) {
+                return Err(format!(
+                    "{} is not an App Configuration store of the {} cloud (expected a host under {}): the rotator sends its App Configuration token only to the cloud's stores",
+                    url.host_str().unwrap_or_default(),
+                    cloud.name,
+                    cloud.app_configuration_suffixes.join(" or ")
+                ));
+            }
+            Ok(url)
+        });
         let setting = match obj.get("connectionStringSetting") {
             None => Some(None),
             Some(v) => {
@@ -696,6 +729,24 @@ fn scope(s: &str) -> Result<String, String> {
     }
 }
 
+/// The prefix every app setting that holds an application API's header secret must have.
+///
+/// An allow-list rather than a deny-list: the rotator's own settings (`COMPANYDETAILS` with
+/// `TOOLKITUUID` unseal the API manager's credentials), the platform's (`IDENTITY_HEADER`,
+/// `AzureWebJobsStorage`, `WEBSITE_*`, `AZURE_CLIENT_SECRET`) and connection strings the mapping
+/// names elsewhere can never be sent to an application, whatever settings are added later.
+pub const HEADER_SECRET_PREFIX: &str = "APPAPI_SECRET_";
+
+fn header_secret_setting(s: &str) -> Result<String, String> {
+    let setting = name(s)?;
+    if !setting.starts_with(HEADER_SECRET_PREFIX) || setting.len() == HEADER_SECRET_PREFIX.len() {
+        return Err(format!(
+            "\"{setting}\" cannot hold a header secret: only app settings named {HEADER_SECRET_PREFIX}<name> are sent to application APIs (so no setting of the rotator or the platform can be), e.g. {HEADER_SECRET_PREFIX}{setting}"
+        ));
+    }
+    Ok(setting)
+}
+
 fn header_name(s: &str) -> Result<String, String> {
     match reqwest::header::HeaderName::from_bytes(s.as_bytes()) {
         Ok(_) => Ok(s.to_string()),
@@ -735,14 +786,14 @@ pub(super) mod tests {
             "keyVault": [
                 { "vaultName": "kv-consumers-prd", "_note": 1,
                   "secrets": [ { "secretName": "healthcheck-prd-apikey", "apimAppName": "App1" } ] },
-                { "vaultUrl": "https://127.0.0.1:8443",
+                { "vaultUrl": "https://kv-partners-prd.vault.azure.net",
                   "secrets": [ { "secretName": "other-apikey", "apimAppName": "App2", "_why": {} } ] }
             ],
             "applicationApis": [
                 { "httpURL": "https://api.contoso.com/internal/api-keys", "appName": "ref-prd",
                   "apimAppName": "App3", "auth": { "type": "managedIdentity", "scope": "api://x/.default" } },
                 { "httpURL": "https://api.contoso.com/keys", "appName": "other", "apimAppName": "App3",
-                  "auth": { "type": "header", "name": "x-admin-token", "valueSetting": "ADMIN_TOKEN", "_c": "" } },
+                  "auth": { "type": "header", "name": "x-admin-token", "valueSetting": "APPAPI_SECRET_ADMIN_TOKEN", "_c": "" } },
                 { "httpURL": "http://localhost:7071/keys", "appName": "local", "apimAppName": "App1" }
             ],
             "functionApps": [
@@ -764,7 +815,7 @@ pub(super) mod tests {
                 { "endpoint": "https://appcs-consumers.azconfig.io", "_c": 1,
                   "keys": [ { "key": "Orders:ApiKey", "label": "prd", "apimAppName": "App2" },
                             { "key": "Orders:ApiKey", "apimAppName": "App2" } ] },
-                { "endpoint": "https://127.0.0.1:8443", "connectionStringSetting": "APPCS_CS",
+                { "endpoint": "https://appcs-partners.azconfig.io", "connectionStringSetting": "APPCS_CS",
                   "keys": [ { "key": "k", "apimAppName": "App1" } ] }
             ]
         })
@@ -772,7 +823,7 @@ pub(super) mod tests {
 
     fn walk(v: &Value) -> (Part, Vec<String>) {
         let cloud = Cloud::public();
-        let exists = |s: &str| s == "ADMIN_TOKEN" || s == "APPCS_CS";
+        let exists = |s: &str| s == "APPAPI_SECRET_ADMIN_TOKEN" || s == "APPCS_CS";
         let mut w = Walker::new("APIKEYROTATIONAPPS", &cloud, &exists);
         let part = w.part(&v.to_string());
         let errors = w
@@ -831,8 +882,11 @@ pub(super) mod tests {
         assert_eq!(g.vault_label, "kv-consumers-prd");
         assert_eq!(part.key_vault[0].secret_paths, ["keyVault[0].secrets[0]"]);
         let g = &part.key_vault[1].group;
-        assert_eq!(g.vault_url.as_str(), "https://127.0.0.1:8443/");
-        assert_eq!(g.vault_label, "127.0.0.1:8443");
+        assert_eq!(
+            g.vault_url.as_str(),
+            "https://kv-partners-prd.vault.azure.net/"
+        );
+        assert_eq!(g.vault_label, "kv-partners-prd");
         let apis: Vec<_> = part
             .application_apis
             .iter()
@@ -846,7 +900,7 @@ pub(super) mod tests {
                 },
                 ApiAuth::Header {
                     name: "x-admin-token".into(),
-                    value_setting: "ADMIN_TOKEN".into()
+                    value_setting: "APPAPI_SECRET_ADMIN_TOKEN".into()
                 },
                 ApiAuth::None,
             ]
@@ -868,7 +922,11 @@ pub(super) mod tests {
             ("/keyVault/0/vaultName", Some(json!("kv--x")), "keyVault[0].vaultName: \"kv--x\" is not a vault name"),
             ("/keyVault/0/vaultName", Some(json!("kv-x-")), "keyVault[0].vaultName: \"kv-x-\" is not a vault name"),
             ("/keyVault/0/vaultName", Some(json!("kv_x")), "keyVault[0].vaultName: \"kv_x\" is not a vault name"),
-            ("/keyVault/1/vaultUrl", Some(json!("http://127.0.0.1:8443/")), "keyVault[1].vaultUrl: only https URLs are accepted for Key Vault, got http://"),
+            ("/keyVault/1/vaultUrl", Some(json!("http://kv.vault.azure.net/")), "keyVault[1].vaultUrl: only https URLs are accepted for Key Vault, got http://"),
+            // Trust boundaries: the vault token goes only to the cloud's vaults.
+            ("/keyVault/1/vaultUrl", Some(json!("https://127.0.0.1:8443/")), "keyVault[1].vaultUrl: 127.0.0.1 is not a vault of the public cloud (expected a host under vault.azure.net)"),
+            ("/keyVault/1/vaultUrl", Some(json!("https://kv.vault.azure.net.capture.example/")), "keyVault[1].vaultUrl: kv.vault.azure.net.capture.example is not a vault of the public cloud"),
+            ("/keyVault/1/vaultUrl", Some(json!("https://kv.vault.azure.cn/")), "keyVault[1].vaultUrl: kv.vault.azure.cn is not a vault of the public cloud"),
             ("/keyVault/1/vaultUrl", Some(json!("kv.vault.azure.net")), "keyVault[1].vaultUrl: not a URL (relative URL without a base)"),
             ("/keyVault/1/vaultUrl", Some(json!("https://kv.vault.azure.net/?x=1")), "keyVault[1].vaultUrl: must not contain a query; expected the vault's base URL"),
             ("/keyVault/1/vaultUrl", Some(json!("https://u:p@kv.vault.azure.net/")), "keyVault[1].vaultUrl: must not contain a user name or password"),
@@ -911,7 +969,20 @@ pub(super) mod tests {
             ("/applicationApis/1/auth/name", Some(json!("x admin")), "applicationApis[1].auth.name: \"x admin\" is not a valid HTTP header name"),
             ("/applicationApis/1/auth/name", Some(json!("")), "applicationApis[1].auth.name: \"\" is not a valid HTTP header name"),
             ("/applicationApis/1/auth/valueSetting", None, "applicationApis[1].auth.valueSetting: required"),
-            ("/applicationApis/1/auth/valueSetting", Some(json!("MISSING_TOKEN")), "applicationApis[1].auth.valueSetting: app setting MISSING_TOKEN is not set"),
+            ("/applicationApis/1/auth/valueSetting", Some(json!("APPAPI_SECRET_MISSING")), "applicationApis[1].auth.valueSetting: app setting APPAPI_SECRET_MISSING is not set"),
+            // Trust boundaries: header secrets only from settings made for them; tokens only
+            // for the applications' own audiences.
+            ("/applicationApis/1/auth/valueSetting", Some(json!("COMPANYDETAILS")), "applicationApis[1].auth.valueSetting: \"COMPANYDETAILS\" cannot hold a header secret: only app settings named APPAPI_SECRET_<name>"),
+            ("/applicationApis/1/auth/valueSetting", Some(json!("TOOLKITUUID")), "applicationApis[1].auth.valueSetting: \"TOOLKITUUID\" cannot hold a header secret"),
+            ("/applicationApis/1/auth/valueSetting", Some(json!("AZURE_CLIENT_SECRET")), "applicationApis[1].auth.valueSetting: \"AZURE_CLIENT_SECRET\" cannot hold a header secret"),
+            ("/applicationApis/1/auth/valueSetting", Some(json!("IDENTITY_HEADER")), "applicationApis[1].auth.valueSetting: \"IDENTITY_HEADER\" cannot hold a header secret"),
+            ("/applicationApis/1/auth/valueSetting", Some(json!("APPCS_CS")), "applicationApis[1].auth.valueSetting: \"APPCS_CS\" cannot hold a header secret"),
+            ("/applicationApis/1/auth/valueSetting", Some(json!("APPAPI_SECRET_")), "applicationApis[1].auth.valueSetting: \"APPAPI_SECRET_\" cannot hold a header secret"),
+            ("/applicationApis/0/auth/scope", Some(json!("https://management.azure.com/.default")), "applicationApis[0].auth.scope: is an audience of Resource Manager, where the rotator itself holds roles"),
+            ("/applicationApis/0/auth/scope", Some(json!("https://vault.azure.net/.default")), "applicationApis[0].auth.scope: is an audience of Key Vault"),
+            ("/applicationApis/0/auth/scope", Some(json!("https://appcs-consumers.azconfig.io/.default")), "applicationApis[0].auth.scope: is an audience of App Configuration"),
+            ("/applicationApis/0/auth/scope", Some(json!("https://storage.azure.com/.default")), "applicationApis[0].auth.scope: is an audience of Storage"),
+            ("/applicationApis/0/auth/scope", Some(json!("https://graph.microsoft.com/.default")), "applicationApis[0].auth.scope: is an audience of Microsoft Graph"),
             ("/applicationApis/1/auth/scope", Some(json!("s")), "applicationApis[1].auth.scope: unknown field; expected type, name, valueSetting"),
             ("/applicationApis/2/auth", Some(json!({"type": "none", "scope": "s"})), "applicationApis[2].auth.scope: unknown field; expected type"),
             // top level
@@ -964,6 +1035,9 @@ pub(super) mod tests {
             ("/appConfiguration/0/keys/0/label", Some(json!("a\u{7}")), "appConfiguration[0].keys[0].label: \"a\\u{7}\" contains control characters"),
             ("/appConfiguration/0/keys/0/apimAppName", None, "appConfiguration[0].keys[0].apimAppName: required"),
             ("/appConfiguration/0/keys/0/value", Some(json!("x")), "appConfiguration[0].keys[0].value: unknown field; expected key, label, apimAppName"),
+            ("/appConfiguration/0/endpoint", Some(json!("https://127.0.0.1:8443")), "appConfiguration[0].endpoint: 127.0.0.1 is not an App Configuration store of the public cloud (expected a host under azconfig.io or appconfig.azure.com)"),
+            ("/appConfiguration/0/endpoint", Some(json!("https://appcs.azconfig.io.capture.example")), "appConfiguration[0].endpoint: appcs.azconfig.io.capture.example is not an App Configuration store"),
+            ("/appConfiguration/0/endpoint", Some(json!("http://localhost:8483")), "appConfiguration[0].endpoint: localhost is not an App Configuration store of the public cloud (expected a host under azconfig.io or appconfig.azure.com)"),
             ("/appConfiguration/1/connectionStringSetting", Some(json!("MISSING_CS")), "appConfiguration[1].connectionStringSetting: app setting MISSING_CS is not set"),
             ("/appConfiguration/1/connectionStringSetting", Some(json!("")), "appConfiguration[1].connectionStringSetting: must not be empty"),
             ("/appConfiguration", Some(json!({})), "appConfiguration: expected an array, got object"),
@@ -1016,10 +1090,6 @@ pub(super) mod tests {
             (
                 "/appConfiguration/0/endpoint",
                 Some(json!("https://appcs.appconfig.azure.com/")),
-            ),
-            (
-                "/appConfiguration/0/endpoint",
-                Some(json!("http://localhost:8483")),
             ),
             (
                 "/appConfiguration/0/keys/0/key",

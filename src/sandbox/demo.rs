@@ -291,6 +291,13 @@ pub(crate) fn env(
         ("IDENTITY_ENDPOINT", endpoints.identity.clone()),
         ("IDENTITY_HEADER", shared.identity.header.clone()),
         ("AZURE_CLOUD", "custom".into()),
+        // The sandbox's vaults and stores listen on loopback: its custom cloud declares that
+        // as their domain, so the rotator sends its vault and store tokens there and nowhere else.
+        ("AZURE_KEYVAULT_DNS_SUFFIX", "127.0.0.1".into()),
+        (
+            crate::azure::cloud::APP_CONFIGURATION_SUFFIX_SETTING,
+            "127.0.0.1".into(),
+        ),
         ("AZURE_AUTHORITY_HOST", endpoints.authority.clone()),
         (
             "AZURE_RESOURCE_MANAGER_ENDPOINT",

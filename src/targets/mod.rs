@@ -10,7 +10,7 @@ pub mod application_api;
 pub mod key_vault;
 
 use crate::azure::cloud::Cloud;
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
 use crate::mapping::AppsMapping;
 use crate::secret::ApiKey;
 use crate::settings::Settings;
@@ -205,6 +205,20 @@ pub struct TargetDeps {
 impl TargetDeps {
     /// The client of the vault at `vault_url`, made once per process and then shared.
     pub fn key_vault(&self, vault_url: &url::Url, label: &str) -> Result<Arc<key_vault::KeyVault>> {
+        // The mapping's vaults are checked when it is validated; this also covers the vaults
+        // that Key Vault references in a consumer's settings point to.
+        if !self.cloud.is_key_vault(vault_url) {
+            return Err(Error::new(
+                ErrorKind::PermissionDenied,
+                format!(
+                    "{} is not a vault of the {} cloud (expected a host under {}); the rotator sends its Key Vault token only to the cloud's vaults",
+                    vault_url.host_str().unwrap_or_default(),
+                    self.cloud.name,
+                    self.cloud.key_vault_suffix
+                ),
+            )
+            .with_code("VaultOutsideCloud"));
+        }
         let mut vaults = self.vaults.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(vault) = vaults.get(vault_url.as_str()) {
             return Ok(vault.clone());
