@@ -224,8 +224,8 @@ impl Vault {
         Value::Object(out)
     }
 
-    /// A SecretItem of `GET /secrets` (or, `deleted`, a DeletedSecretItem): the secret's id
-    /// without a version, and its latest version's properties, never a value.
+    /// A SecretItem of `GET /secrets` (a DeletedSecretItem when the secret is soft-deleted):
+    /// the secret's id without a version and its latest version's properties, never a value.
     fn item(&self, stored: &StoredSecret) -> Value {
         let v = &stored.versions[stored.latest()];
         let mut out = Map::new();
