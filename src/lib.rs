@@ -11,6 +11,7 @@ pub mod azure;
 pub mod cli;
 pub mod error;
 pub mod functions;
+pub mod json;
 pub mod logging;
 pub mod mapping;
 pub mod rotation;

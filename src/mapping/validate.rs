@@ -73,7 +73,8 @@ impl<'a> Walker<'a> {
     /// Parses and walks the JSON text of the part.
     pub fn part(&mut self, text: &str) -> Part {
         let mut part = Part::default();
-        let value: Value = match serde_json::from_str(text) {
+        // Duplicate keys are errors: a typo'd second "keyVault" must not hide the first.
+        let value: Value = match crate::json::from_str(text) {
             Ok(v) => v,
             Err(e) => {
                 let hint = if text.trim_start().starts_with("@Microsoft.KeyVault(") {
@@ -1171,6 +1172,22 @@ pub(super) mod tests {
                 "applicationApis[2].extra",
                 "webApps",
             ]
+        );
+    }
+
+    /// A key given twice is an error with its path, not a silent last-one-wins.
+    #[test]
+    fn duplicate_keys_are_errors() {
+        let text = r#"{"keyVault": [{"vaultName": "kv-one", "vaultName": "kv-two",
+            "secrets": [{"secretName": "s", "apimAppName": "a"}]}]}"#;
+        let cloud = Cloud::public();
+        let mut w = Walker::new("APIKEYROTATIONAPPS", &cloud, &|_| true);
+        w.part(text);
+        let errors: Vec<String> = w.errors.iter().map(|e| e.message.clone()).collect();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains("keyVault[0].vaultName: duplicate key"),
+            "{errors:?}"
         );
     }
 

@@ -1054,9 +1054,11 @@ mod tests {
                 .client
                 .request(method, format!("{base}{path}"))
                 .bearer_auth(&token);
-            if let Some(body) = body {
-                request = request.json(&body);
-            }
+            request = match body {
+                Some(body) => request.json(&body),
+                // Front ends refuse a bodiless POST without a length (411).
+                None => request.header("content-length", "0"),
+            };
             request.send()
         };
         let json = |r: reqwest::Response| async move {

@@ -83,7 +83,7 @@ pub fn parse_request(body: &[u8]) -> std::result::Result<ToolkitRequest, Toolkit
     if body.iter().all(u8::is_ascii_whitespace) {
         return bad(format!("body is empty; {EXPECTED}"));
     }
-    let value: Value = match serde_json::from_slice(body) {
+    let value: Value = match crate::json::from_slice(body) {
         Ok(v) => v,
         Err(e) => return bad(format!("body is not JSON ({e}); {EXPECTED}")),
     };
@@ -191,6 +191,11 @@ mod tests {
             ),
             ("empty", Vec::new(), "body is empty"),
             ("not JSON", b"appName=x".to_vec(), "body is not JSON"),
+            (
+                "duplicate key",
+                br#"{"appName": "a", "appName": "b"}"#.to_vec(),
+                "body is not JSON (appName: duplicate key",
+            ),
             ("array", b"[\"x\"]".to_vec(), "not a JSON object"),
             ("string", b"\"x\"".to_vec(), "not a JSON object"),
             ("{}", b"{}".to_vec(), "appName is required"),
