@@ -431,7 +431,12 @@ fn check_hmac(
     }
     let mut values = Vec::new();
     for name in &signed {
-        values.push(header(name).ok_or_else(|| HmacRefusal::NotProvided(name.clone()))?);
+        // Over HTTP/2 the host travels as the `:authority` pseudo-header, not as `Host`.
+        let value = match name.as_str() {
+            "host" => header(name).or(uri.authority().map(|a| a.as_str())),
+            _ => header(name),
+        };
+        values.push(value.ok_or_else(|| HmacRefusal::NotProvided(name.clone()))?);
     }
     // x-ms-date takes precedence over Date when both are sent.
     let date = header("x-ms-date")
@@ -1322,6 +1327,24 @@ mod tests {
                 "{signed}"
             );
         }
+        // HTTP/2: no Host header, the authority in the URI.
+        let mut headers = signing.headers(&store, "PUT", PQ, body);
+        headers.remove("host");
+        let uri: axum::http::Uri = format!("https://127.0.0.1:8443{PQ}").parse().unwrap();
+        let params = headers["authorization"].to_str().unwrap()["HMAC-SHA256 ".len()..].to_string();
+        let h2 = |uri: &axum::http::Uri| {
+            super::check_hmac(
+                &store,
+                &axum::http::Method::PUT,
+                uri,
+                &headers,
+                body,
+                &params,
+                now,
+            )
+        };
+        assert_eq!(h2(&uri), Ok(()));
+        assert_eq!(h2(&PQ.parse().unwrap()), Err(NotProvided("host".into())));
         let mut headers = signing.headers(&store, "PUT", PQ, body);
         headers.insert(
             "authorization",
