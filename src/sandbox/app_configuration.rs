@@ -1,10 +1,17 @@
 //! App Configuration (data plane), one HTTPS listener per store: get and put key-values by key
-//! and label, with ETags (`If-Match`, `If-None-Match`, 412 with an empty body), locks (409
-//! problem+json), Sync-Token headers, api-version required, and both authentications enforced:
-//! HMAC-SHA256 with the store's access key, and Entra ID bearer tokens the sandbox issued for
-//! `https://azconfig.io` (NOTES §2).
+//! and label, list them with key and label filters, with ETags (`If-Match`, `If-None-Match`, 412
+//! with an empty body), locks (409 problem+json), Sync-Token headers, api-version required, and
+//! both authentications enforced: HMAC-SHA256 with the store's access key, and Entra ID bearer
+//! tokens the sandbox issued for `https://azconfig.io` (NOTES §2).
+//!
+//! HMAC is checked the way the service's documentation describes it ("HMAC authentication - REST
+//! API reference") and the way every official SDK signs: the date in `x-ms-date` or `Date` (the
+//! former wins), in any HTTP-date form or the form the Python SDK sends, at most 15 minutes from
+//! the server clock; the `Authorization` parameters joined by `&` (.NET, Java, Python,
+//! JavaScript) or by `, ` (Go); signed header names in any case and order (Java signs
+//! `Host;Date;x-ms-content-sha256`). Refusals carry the documented `error_description`s.
 
-use super::{query_map, Shared};
+use super::Shared;
 use axum::body::{to_bytes, Body, Bytes};
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -30,6 +37,27 @@ const API_VERSIONS: [&str; 6] = [
     "2026-04-01",
 ];
 const KV_CONTENT_TYPE: &str = "application/vnd.microsoft.appconfig.kv+json; charset=utf-8";
+const KVSET_CONTENT_TYPE: &str = "application/vnd.microsoft.appconfig.kvset+json; charset=utf-8";
+/// The media types `PutKeyValue` consumes (appconfiguration.json 2023-11-01).
+const PUT_MEDIA_TYPES: [&str; 6] = [
+    "application/vnd.microsoft.appconfig.kv+json",
+    "application/vnd.microsoft.appconfig.kvset+json",
+    "application/json",
+    "text/json",
+    "application/*+json",
+    "application/json-patch+json",
+];
+/// The fields `$Select` may name.
+const KV_FIELDS: [&str; 8] = [
+    "key",
+    "label",
+    "content_type",
+    "value",
+    "last_modified",
+    "tags",
+    "locked",
+    "etag",
+];
 const PROBLEM_CONTENT_TYPE: &str = "application/problem+json; charset=utf-8";
 /// How far `x-ms-date` may be from the server clock.
 const CLOCK_SKEW: time::Duration = time::Duration::minutes(15);
@@ -161,6 +189,7 @@ struct AcState {
 pub(crate) fn router(shared: Arc<Shared>, store: Arc<Store>) -> Router {
     let state = AcState { shared, store };
     Router::new()
+        .route("/kv", get(list_kv))
         .route("/kv/{key}", get(get_kv).put(put_kv))
         .layer(from_fn_with_state(state.clone(), guard))
         .with_state(state)
@@ -212,9 +241,17 @@ fn unauthorized(hmac_reason: Option<&str>, bearer_reason: Option<&str>) -> Respo
     response
 }
 
+/// The query parameters by lower-case name: the service matches their names without regard to
+/// case (the Python SDK sends them lower-cased, `$select` for `$Select`).
+fn query_of(uri: &axum::http::Uri) -> std::collections::HashMap<String, String> {
+    url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.into_owned()))
+        .collect()
+}
+
 /// api-version, then authentication (HMAC or bearer); every answer carries a Sync-Token.
 async fn guard(State(state): State<AcState>, request: Request, next: Next) -> Response {
-    let query = query_map(request.uri());
+    let query = query_of(request.uri());
     let mut response = match query.get("api-version") {
         None => invalid_argument("api-version", "The 'api-version' parameter is required."),
         Some(v) if !API_VERSIONS.contains(&v.as_str()) => invalid_argument(
@@ -277,8 +314,9 @@ async fn authenticate(state: &AcState, request: Request) -> Result<Request, Resp
             &parts.headers,
             &bytes,
             params,
+            time::OffsetDateTime::now_utc(),
         )
-        .map_err(|reason| unauthorized(Some(reason), None))?;
+        .map_err(|reason| unauthorized(Some(&reason.to_string()), None))?;
         return Ok(Request::from_parts(parts, Body::from(bytes)));
     }
     if authorization.is_empty() {
@@ -301,7 +339,51 @@ async fn authenticate(state: &AcState, request: Request) -> Result<Request, Resp
     Err(unauthorized(None, Some(&reason)))
 }
 
-/// Verifies `HMAC-SHA256 Credential=..&SignedHeaders=..&Signature=..`; the reason on failure.
+/// The documented refusals of an HMAC-signed request (the `error_description` of the
+/// `WWW-Authenticate` challenge).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum HmacRefusal {
+    /// A `Credential`, `SignedHeaders` or `Signature` parameter is missing.
+    Required(&'static str),
+    /// `x-ms-date` (or `Date`), `host` or `x-ms-content-sha256` is not among the signed headers.
+    RequiredSigned(&'static str),
+    /// A signed header is not in the request.
+    NotProvided(String),
+    /// No date header, or one in no accepted form.
+    InvalidDate,
+    /// The date is more than 15 minutes from the server clock.
+    Expired,
+    InvalidCredential,
+    InvalidContentHash,
+    InvalidSignature,
+}
+
+impl std::fmt::Display for HmacRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Required(name) => write!(f, "{name} is required"),
+            Self::RequiredSigned(name) => write!(f, "{name} is required as a signed header"),
+            Self::NotProvided(name) => write!(f, "Signed request header '{name}' is not provided"),
+            Self::InvalidDate => f.write_str("Invalid access token date"),
+            Self::Expired => f.write_str("The access token has expired"),
+            Self::InvalidCredential => f.write_str("Invalid Credential"),
+            Self::InvalidContentHash => f.write_str("Invalid x-ms-content-sha256"),
+            Self::InvalidSignature => f.write_str("Invalid Signature"),
+        }
+    }
+}
+
+/// The parameters of `HMAC-SHA256 Credential=..&SignedHeaders=..&Signature=..`, joined by `&`
+/// or (as the Go SDK writes them) by `, `.
+fn hmac_parameters(params: &str) -> BTreeMap<&str, &str> {
+    params
+        .split(['&', ','])
+        .filter_map(|part| part.split_once('='))
+        .map(|(k, v)| (k.trim(), v.trim()))
+        .collect()
+}
+
+/// Verifies an HMAC-signed request against `store`'s access key at the time `now`.
 fn check_hmac(
     store: &Store,
     method: &Method,
@@ -309,46 +391,64 @@ fn check_hmac(
     headers: &HeaderMap,
     body: &[u8],
     params: &str,
-) -> Result<(), &'static str> {
+    now: time::OffsetDateTime,
+) -> Result<(), HmacRefusal> {
     use hmac::Mac;
     use sha2::Digest;
-    let mut fields = BTreeMap::new();
-    for part in params.split('&') {
-        let (k, v) = part.split_once('=').ok_or("Invalid Authorization header")?;
-        fields.insert(k.trim(), v.trim());
-    }
-    let (Some(credential), Some(signed), Some(signature)) = (
-        fields.get("Credential"),
-        fields.get("SignedHeaders"),
-        fields.get("Signature"),
-    ) else {
-        return Err("Invalid Authorization header");
+    let fields = hmac_parameters(params);
+    let field = |name: &'static str| {
+        fields
+            .get(name)
+            .copied()
+            .filter(|v| !v.is_empty())
+            .ok_or(HmacRefusal::Required(name))
     };
-    if *credential != store.credential_id {
-        return Err("Invalid Credential");
+    let (credential, signed, signature) = (
+        field("Credential")?,
+        field("SignedHeaders")?,
+        field("Signature")?,
+    );
+    if credential != store.credential_id {
+        return Err(HmacRefusal::InvalidCredential);
     }
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let signed: Vec<&str> = signed.split(';').collect();
+    let header = |name: &str| {
+        headers
+            .get(name.to_ascii_lowercase().as_str())
+            .and_then(|v| v.to_str().ok())
+    };
+    let signed: Vec<String> = signed
+        .split(';')
+        .map(|s| s.trim().to_ascii_lowercase())
+        .collect();
+    let is_signed = |name: &str| signed.iter().any(|s| s == name);
+    if !is_signed("x-ms-date") && !is_signed("date") {
+        return Err(HmacRefusal::RequiredSigned("x-ms-date"));
+    }
     for required in ["host", "x-ms-content-sha256"] {
-        if !signed.iter().any(|s| s.eq_ignore_ascii_case(required)) {
-            return Err("Signed headers must include host, x-ms-date and x-ms-content-sha256");
+        if !is_signed(required) {
+            return Err(HmacRefusal::RequiredSigned(required));
         }
-    }
-    let date = header("x-ms-date")
-        .or(header("date"))
-        .ok_or("Missing x-ms-date")?;
-    let date =
-        crate::targets::app_configuration::auth::parse_rfc1123(date).ok_or("Invalid x-ms-date")?;
-    if (time::OffsetDateTime::now_utc() - date).abs() > CLOCK_SKEW {
-        return Err("The x-ms-date is more than 15 minutes from the server time");
-    }
-    let hash = B64.encode(sha2::Sha256::digest(body));
-    if header("x-ms-content-sha256") != Some(hash.as_str()) {
-        return Err("Invalid x-ms-content-sha256");
     }
     let mut values = Vec::new();
     for name in &signed {
-        values.push(header(name).ok_or("A signed header is missing")?);
+        // Over HTTP/2 the host travels as the `:authority` pseudo-header, not as `Host`.
+        let value = match name.as_str() {
+            "host" => header(name).or(uri.authority().map(|a| a.as_str())),
+            _ => header(name),
+        };
+        values.push(value.ok_or_else(|| HmacRefusal::NotProvided(name.clone()))?);
+    }
+    // x-ms-date takes precedence over Date when both are sent.
+    let date = header("x-ms-date")
+        .or(header("date"))
+        .and_then(parse_http_date)
+        .ok_or(HmacRefusal::InvalidDate)?;
+    if (now - date).abs() > CLOCK_SKEW {
+        return Err(HmacRefusal::Expired);
+    }
+    let hash = B64.encode(sha2::Sha256::digest(body));
+    if header("x-ms-content-sha256") != Some(hash.as_str()) {
+        return Err(HmacRefusal::InvalidContentHash);
     }
     let path_and_query = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let to_sign = format!(
@@ -357,15 +457,159 @@ fn check_hmac(
         values.join(";")
     );
     let key = B64.decode(store.secret.expose()).unwrap_or_default();
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).map_err(|_| "Invalid key")?;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key)
+        .map_err(|_| HmacRefusal::InvalidSignature)?;
     mac.update(to_sign.as_bytes());
-    let expected = B64.decode(signature).map_err(|_| "Invalid Signature")?;
-    mac.verify_slice(&expected).map_err(|_| "Invalid Signature")
+    let expected = B64
+        .decode(signature)
+        .map_err(|_| HmacRefusal::InvalidSignature)?;
+    mac.verify_slice(&expected)
+        .map_err(|_| HmacRefusal::InvalidSignature)
+}
+
+/// Parses the date of an HMAC-signed request in every form the service accepts: the three
+/// HTTP-date forms of RFC 7231 §7.1.1.1 (RFC 1123 `Tue, 01 Dec 2026 09:05:12 GMT`, the .NET,
+/// Java, JavaScript and Go SDKs' form, also with a one-digit day, a numeric zone or fractional
+/// seconds; RFC 850 `Tuesday, 01-Dec-26 09:05:12 GMT`; asctime `Tue Dec  1 09:05:12 2026`) and
+/// the Python SDK's `Dec, 01 2026 09:05:12.123456 GMT`. A weekday, when given, must be the
+/// date's. `None` for anything else.
+fn parse_http_date(s: &str) -> Option<time::OffsetDateTime> {
+    let mut tokens: Vec<&str> = s
+        .split(|c: char| c.is_ascii_whitespace() || c == ',')
+        .filter(|t| !t.is_empty())
+        .collect();
+    let weekday = tokens.first().and_then(|t| weekday_of(t));
+    if weekday.is_some() {
+        tokens.remove(0);
+    }
+    let numeric = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    let (date, clock, offset) = match tokens.as_slice() {
+        // RFC 1123: 01 Dec 2026 09:05:12 GMT
+        [d, m, y, hms, zone] if numeric(d) => (ymd(y, m, d)?, clock_of(hms)?, zone_of(zone)?),
+        // The Python SDK: Dec 01 2026 09:05:12.123456 GMT
+        [m, d, y, hms, zone] => (ymd(y, m, d)?, clock_of(hms)?, zone_of(zone)?),
+        // RFC 850: 01-Dec-26 09:05:12 GMT
+        [dmy, hms, zone] => {
+            let mut parts = dmy.split('-');
+            let (d, m, y) = (parts.next()?, parts.next()?, parts.next()?);
+            if parts.next().is_some() || !zone.eq_ignore_ascii_case("GMT") {
+                return None;
+            }
+            (ymd(y, m, d)?, clock_of(hms)?, time::UtcOffset::UTC)
+        }
+        // asctime: Dec 1 09:05:12 2026 (always GMT)
+        [m, d, hms, y] => (ymd(y, m, d)?, clock_of(hms)?, time::UtcOffset::UTC),
+        _ => return None,
+    };
+    if weekday.is_some_and(|w| w != date.weekday()) {
+        return None;
+    }
+    Some(
+        time::PrimitiveDateTime::new(date, clock)
+            .assume_offset(offset)
+            .to_offset(time::UtcOffset::UTC),
+    )
+}
+
+/// `Tue` or `Tuesday`, in any case.
+fn weekday_of(token: &str) -> Option<time::Weekday> {
+    use time::Weekday::*;
+    let names = [
+        ("mon", "monday", Monday),
+        ("tue", "tuesday", Tuesday),
+        ("wed", "wednesday", Wednesday),
+        ("thu", "thursday", Thursday),
+        ("fri", "friday", Friday),
+        ("sat", "saturday", Saturday),
+        ("sun", "sunday", Sunday),
+    ];
+    let token = token.to_ascii_lowercase();
+    names
+        .iter()
+        .find(|(short, long, _)| token == *short || token == *long)
+        .map(|(_, _, day)| *day)
+}
+
+/// A date from year (four digits, or two as RFC 850 writes them: 00-49 is 20xx), month name
+/// (`Dec` or `December`, any case) and day of month (one or two digits).
+fn ymd(year: &str, month: &str, day: &str) -> Option<time::Date> {
+    let digits = |t: &str, n: std::ops::RangeInclusive<usize>| {
+        (n.contains(&t.len()) && t.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| t.parse::<i32>().ok())
+            .flatten()
+    };
+    let year = match year.len() {
+        4 => digits(year, 4..=4)?,
+        2 => {
+            let yy = digits(year, 2..=2)?;
+            if yy < 50 {
+                2000 + yy
+            } else {
+                1900 + yy
+            }
+        }
+        _ => return None,
+    };
+    let month = month.to_ascii_lowercase();
+    let month = (1..=12u8)
+        .map(|n| time::Month::try_from(n).unwrap())
+        .find(|m| {
+            let name = m.to_string().to_ascii_lowercase();
+            month == name || month == name[..3]
+        })?;
+    let day = u8::try_from(digits(day, 1..=2)?).ok()?;
+    time::Date::from_calendar_date(year, month, day).ok()
+}
+
+/// `HH:MM:SS` with an optional fraction of up to seven digits (.NET's precision).
+fn clock_of(token: &str) -> Option<time::Time> {
+    let (hms, fraction) = match token.split_once('.') {
+        Some((hms, f)) if (1..=7).contains(&f.len()) && f.bytes().all(|b| b.is_ascii_digit()) => {
+            (hms, f)
+        }
+        Some(_) => return None,
+        None => (token, ""),
+    };
+    let mut parts = hms.split(':');
+    let mut next = |max: u8| {
+        parts
+            .next()
+            .filter(|p| (1..=2).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|p| p.parse::<u8>().ok())
+            .filter(|v| *v <= max)
+    };
+    let (h, m, sec) = (next(23)?, next(59)?, next(59)?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let nanos = format!("{fraction:0<9}").parse::<u32>().ok()?;
+    time::Time::from_hms_nano(h, m, sec, nanos).ok()
+}
+
+/// `GMT`, `UTC`, `UT`, `Z`, or a numeric offset such as `+0000` or `-0130`.
+fn zone_of(token: &str) -> Option<time::UtcOffset> {
+    if ["GMT", "UTC", "UT", "Z"]
+        .iter()
+        .any(|z| token.eq_ignore_ascii_case(z))
+    {
+        return Some(time::UtcOffset::UTC);
+    }
+    let (sign, digits) = match token.as_bytes().first()? {
+        b'+' => (1i8, &token[1..]),
+        b'-' => (-1i8, &token[1..]),
+        _ => return None,
+    };
+    if digits.len() != 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let hours: i8 = digits[..2].parse().ok()?;
+    let minutes: i8 = digits[2..].parse().ok()?;
+    time::UtcOffset::from_hms(sign * hours, sign * minutes, 0).ok()
 }
 
 /// The label of the request: absent, or `%00`, is the null label.
 fn label_of(request: &Request) -> Option<String> {
-    query_map(request.uri())
+    query_of(request.uri())
         .get("label")
         .filter(|l| !l.is_empty() && l.as_str() != "\0")
         .cloned()
@@ -395,6 +639,127 @@ fn kv_response(store: &Store, key: &str, label: &Option<String>, kv: &KeyValue) 
             kv.last_modified,
         ))
         .unwrap(),
+    );
+    response
+}
+
+/// One filter of `GET /kv` (`key=` or `label=`): any, or a list of up to five exact names and
+/// prefixes (`abc*`), `\` escaping `*`, `,` and `\`; for labels `%00` (NUL) is the null label.
+#[derive(Debug, PartialEq, Eq)]
+enum Filter {
+    Any,
+    /// (name or prefix, is a prefix); `None` is the null label.
+    Names(Vec<(Option<String>, bool)>),
+}
+
+impl Filter {
+    /// Parses a filter; the error is the 400's detail (`{filter}(position): Invalid character`).
+    fn parse(raw: Option<&str>, is_label: bool) -> Result<Filter, String> {
+        let Some(raw) = raw else {
+            return Ok(Filter::Any);
+        };
+        if raw == "*" {
+            return Ok(Filter::Any);
+        }
+        let mut names = Vec::new();
+        let (mut current, mut prefix, mut escaped) = (String::new(), false, false);
+        let chars: Vec<char> = raw.chars().collect();
+        for (i, c) in chars.iter().enumerate() {
+            let invalid = || format!("{raw}({}): Invalid character", i + 1);
+            if escaped {
+                current.push(*c);
+                escaped = false;
+                continue;
+            }
+            match c {
+                '\\' => escaped = true,
+                ',' => {
+                    names.push((current.clone(), prefix));
+                    current.clear();
+                    prefix = false;
+                }
+                // Only a trailing `*` makes a prefix.
+                '*' if prefix => return Err(invalid()),
+                '*' if chars.get(i + 1).is_none_or(|n| *n == ',') => prefix = true,
+                '*' => return Err(invalid()),
+                _ if prefix => return Err(invalid()),
+                _ => current.push(*c),
+            }
+        }
+        if escaped {
+            return Err(format!("{raw}({}): Invalid character", chars.len()));
+        }
+        names.push((current, prefix));
+        if names.len() > 5 {
+            return Err(format!("{raw}: At most 5 names may be given"));
+        }
+        Ok(Filter::Names(
+            names
+                .into_iter()
+                .map(|(n, p)| {
+                    let null = is_label && !p && (n.is_empty() || n == "\0");
+                    (if null { None } else { Some(n) }, p)
+                })
+                .collect(),
+        ))
+    }
+
+    fn matches(&self, name: Option<&str>) -> bool {
+        match self {
+            Filter::Any => true,
+            Filter::Names(names) => names.iter().any(|(n, prefix)| match (n, name) {
+                (None, None) => true,
+                (Some(n), Some(name)) if *prefix => name.starts_with(n.as_str()),
+                (Some(n), Some(name)) => n == name,
+                _ => false,
+            }),
+        }
+    }
+}
+
+/// `GET /kv?key=&label=&$Select=`: the matching key-values, by key then label, in one page.
+async fn list_kv(State(state): State<AcState>, request: Request) -> Response {
+    let query = query_of(request.uri());
+    let keys = match Filter::parse(query.get("key").map(String::as_str), false) {
+        Ok(f) => f,
+        Err(detail) => return invalid_argument("key", &detail),
+    };
+    let labels = match Filter::parse(query.get("label").map(String::as_str), true) {
+        Ok(f) => f,
+        Err(detail) => return invalid_argument("label", &detail),
+    };
+    let select: Option<Vec<String>> = query.get("$select").map(|s| {
+        s.split(',')
+            .map(|f| f.trim().to_ascii_lowercase())
+            .collect()
+    });
+    if let Some(unknown) = select
+        .iter()
+        .flatten()
+        .find(|f| !KV_FIELDS.contains(&f.as_str()))
+    {
+        return invalid_argument("$Select", &format!("Invalid field '{unknown}'."));
+    }
+    let items: Vec<Value> = state
+        .store
+        .inner
+        .lock()
+        .unwrap()
+        .kvs
+        .iter()
+        .filter(|((k, l), _)| keys.matches(Some(k)) && labels.matches(l.as_deref()))
+        .map(|((k, l), kv)| {
+            let mut body = state.store.body(k, l, kv);
+            if let (Some(fields), Some(map)) = (&select, body.as_object_mut()) {
+                map.retain(|name, _| fields.iter().any(|f| f == name));
+            }
+            body
+        })
+        .collect();
+    let mut response = (StatusCode::OK, json!({ "items": items }).to_string()).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(KVSET_CONTENT_TYPE),
     );
     response
 }
@@ -469,7 +834,7 @@ async fn put_kv(
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    if media != "application/vnd.microsoft.appconfig.kv+json" && media != "application/json" {
+    if !PUT_MEDIA_TYPES.contains(&media.as_str()) {
         return problem(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             json!({"type": "https://azconfig.io/errors/unsupported-media-type", "title": "Unsupported Media Type",
@@ -669,10 +1034,11 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(r.status(), 401);
-        assert!(r.headers()["www-authenticate"]
-            .to_str()
-            .unwrap()
-            .contains("15 minutes"));
+        assert_eq!(
+            r.headers()["www-authenticate"],
+            "HMAC-SHA256 error=\"invalid_token\" error_description=\"The access token has expired\", Bearer"
+        );
+        assert!(r.bytes().await.unwrap().is_empty());
 
         let other = AccessKey::parse(&cs.replace("Secret=", "Secret=QUJD")).unwrap();
         let r = send(other.sign("PUT", &url, &body, &rfc1123_now()), body.clone())
@@ -729,5 +1095,338 @@ mod tests {
         let body: serde_json::Value = r.json().await.unwrap();
         assert_eq!(body["type"], "https://azconfig.io/errors/key-locked");
         h.sandbox.shutdown().await;
+    }
+
+    /// Signs like an official SDK: `date_header` carries `date`, `signed` names the signed
+    /// headers (in that order and spelling), `separator` joins the Authorization parameters.
+    struct SdkSigning {
+        date_header: &'static str,
+        date: String,
+        signed: &'static str,
+        separator: &'static str,
+        host: &'static str,
+    }
+
+    impl SdkSigning {
+        fn headers(
+            &self,
+            store: &super::Store,
+            method: &str,
+            pq: &str,
+            body: &[u8],
+        ) -> axum::http::HeaderMap {
+            use base64::Engine;
+            use hmac::Mac;
+            use sha2::Digest;
+            let b64 = base64::engine::general_purpose::STANDARD;
+            let hash = b64.encode(sha2::Sha256::digest(body));
+            let values: Vec<String> = self
+                .signed
+                .split(';')
+                .map(|h| match h.to_ascii_lowercase().as_str() {
+                    "host" => self.host.to_string(),
+                    "x-ms-content-sha256" => hash.clone(),
+                    _ => self.date.clone(),
+                })
+                .collect();
+            let to_sign = format!("{method}\n{pq}\n{}", values.join(";"));
+            let key = b64.decode(store.secret.expose()).unwrap();
+            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+            mac.update(to_sign.as_bytes());
+            let signature = b64.encode(mac.finalize().into_bytes());
+            let mut h = axum::http::HeaderMap::new();
+            h.insert("host", self.host.parse().unwrap());
+            h.insert(self.date_header, self.date.parse().unwrap());
+            h.insert("x-ms-content-sha256", hash.parse().unwrap());
+            let sep = self.separator;
+            h.insert(
+                "authorization",
+                format!(
+                    "HMAC-SHA256 Credential={}{sep}SignedHeaders={}{sep}Signature={signature}",
+                    store.credential_id, self.signed
+                )
+                .parse()
+                .unwrap(),
+            );
+            h
+        }
+    }
+
+    fn check(
+        store: &super::Store,
+        headers: &axum::http::HeaderMap,
+        body: &[u8],
+        now: time::OffsetDateTime,
+    ) -> Result<(), super::HmacRefusal> {
+        let uri: axum::http::Uri = "/kv/Orders%3AApiKey?label=prd&api-version=2023-11-01"
+            .parse()
+            .unwrap();
+        let params = headers["authorization"]
+            .to_str()
+            .unwrap()
+            .strip_prefix("HMAC-SHA256 ")
+            .unwrap()
+            .to_string();
+        super::check_hmac(
+            store,
+            &axum::http::Method::PUT,
+            &uri,
+            headers,
+            body,
+            &params,
+            now,
+        )
+    }
+
+    const PQ: &str = "/kv/Orders%3AApiKey?label=prd&api-version=2023-11-01";
+
+    fn at(s: &str) -> time::OffsetDateTime {
+        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).unwrap()
+    }
+
+    /// Each official SDK's signing, as its source writes it, is accepted; the same request with
+    /// a date 16 minutes off (either way) is refused as expired.
+    #[test]
+    fn every_official_sdk_signing_is_accepted() {
+        let store = super::Store::new("appcs-test", "https://127.0.0.1:8443");
+        let now = at("2026-12-01T09:05:12Z");
+        let sdks = [
+            // .NET AuthenticationPolicy: DateTimeOffset.ToString("r") in Date, signed lower-case.
+            (
+                "dotnet",
+                SdkSigning {
+                    date_header: "date",
+                    date: "Tue, 01 Dec 2026 09:05:12 GMT".into(),
+                    signed: "date;host;x-ms-content-sha256",
+                    separator: "&",
+                    host: "127.0.0.1:8443",
+                },
+            ),
+            // Java ConfigurationClientCredentials: DateTimeRfc1123 in Date, Host without the port,
+            // signed as Host;Date;x-ms-content-sha256.
+            (
+                "java",
+                SdkSigning {
+                    date_header: "date",
+                    date: "Tue, 01 Dec 2026 09:05:12 GMT".into(),
+                    signed: "Host;Date;x-ms-content-sha256",
+                    separator: "&",
+                    host: "127.0.0.1",
+                },
+            ),
+            // Python AppConfigRequestsCredentialsPolicy: "%b, %d %Y %H:%M:%S.%f GMT" in x-ms-date.
+            (
+                "python",
+                SdkSigning {
+                    date_header: "x-ms-date",
+                    date: "Dec, 01 2026 09:05:12.123456 GMT".into(),
+                    signed: "x-ms-date;host;x-ms-content-sha256",
+                    separator: "&",
+                    host: "127.0.0.1:8443",
+                },
+            ),
+            // JavaScript appConfigKeyCredentialPolicy: Date.toUTCString() in x-ms-date.
+            (
+                "javascript",
+                SdkSigning {
+                    date_header: "x-ms-date",
+                    date: "Tue, 01 Dec 2026 09:05:12 GMT".into(),
+                    signed: "x-ms-date;host;x-ms-content-sha256",
+                    separator: "&",
+                    host: "127.0.0.1:8443",
+                },
+            ),
+            // Go HMACPolicy: http.TimeFormat in Date, parameters joined by ", ".
+            (
+                "go",
+                SdkSigning {
+                    date_header: "date",
+                    date: "Tue, 01 Dec 2026 09:05:12 GMT".into(),
+                    signed: "date;host;x-ms-content-sha256",
+                    separator: ", ",
+                    host: "127.0.0.1:8443",
+                },
+            ),
+        ];
+        let body = br#"{"value":"v"}"#;
+        for (sdk, signing) in &sdks {
+            let headers = signing.headers(&store, "PUT", PQ, body);
+            assert_eq!(check(&store, &headers, body, now), Ok(()), "{sdk}");
+            assert_eq!(
+                check(&store, &headers, body, now + time::Duration::minutes(14)),
+                Ok(()),
+                "{sdk}: 14 minutes is within the skew"
+            );
+            for off in [16, -16] {
+                assert_eq!(
+                    check(&store, &headers, body, now + time::Duration::minutes(off)),
+                    Err(super::HmacRefusal::Expired),
+                    "{sdk}: {off} minutes"
+                );
+            }
+            // A tampered body still fails, whatever the signing shape.
+            assert_eq!(
+                check(&store, &headers, b"{}", now),
+                Err(super::HmacRefusal::InvalidContentHash),
+                "{sdk}"
+            );
+        }
+    }
+
+    /// `x-ms-date` wins over `Date`; the documented refusals name what is wrong.
+    #[test]
+    fn hmac_refusals_are_the_documented_ones() {
+        use super::HmacRefusal::*;
+        let store = super::Store::new("appcs-test", "https://127.0.0.1:8443");
+        let now = at("2026-12-01T09:05:12Z");
+        let body = b"";
+        let signing = SdkSigning {
+            date_header: "date",
+            date: "Tue, 01 Dec 2026 09:05:12 GMT".into(),
+            signed: "date;host;x-ms-content-sha256",
+            separator: "&",
+            host: "127.0.0.1:8443",
+        };
+        let mut headers = signing.headers(&store, "PUT", PQ, body);
+        assert_eq!(check(&store, &headers, body, now), Ok(()));
+        headers.insert(
+            "x-ms-date",
+            "Tue, 01 Dec 2026 08:05:12 GMT".parse().unwrap(),
+        );
+        assert_eq!(
+            check(&store, &headers, body, now),
+            Err(Expired),
+            "x-ms-date takes precedence"
+        );
+        headers.insert("x-ms-date", "yesterday".parse().unwrap());
+        assert_eq!(check(&store, &headers, body, now), Err(InvalidDate));
+        headers.remove("x-ms-date");
+        headers.remove("date");
+        assert_eq!(
+            check(&store, &headers, body, now),
+            Err(NotProvided("date".into()))
+        );
+        for (signed, refusal) in [
+            ("host;x-ms-content-sha256", RequiredSigned("x-ms-date")),
+            ("date;x-ms-content-sha256", RequiredSigned("host")),
+            ("date;host", RequiredSigned("x-ms-content-sha256")),
+        ] {
+            let s = SdkSigning {
+                signed,
+                ..SdkSigning {
+                    date_header: "date",
+                    date: signing.date.clone(),
+                    signed: "",
+                    separator: "&",
+                    host: signing.host,
+                }
+            };
+            assert_eq!(
+                check(&store, &s.headers(&store, "PUT", PQ, body), body, now),
+                Err(refusal),
+                "{signed}"
+            );
+        }
+        // HTTP/2: no Host header, the authority in the URI.
+        let mut headers = signing.headers(&store, "PUT", PQ, body);
+        headers.remove("host");
+        let uri: axum::http::Uri = format!("https://127.0.0.1:8443{PQ}").parse().unwrap();
+        let params = headers["authorization"].to_str().unwrap()["HMAC-SHA256 ".len()..].to_string();
+        let h2 = |uri: &axum::http::Uri| {
+            super::check_hmac(
+                &store,
+                &axum::http::Method::PUT,
+                uri,
+                &headers,
+                body,
+                &params,
+                now,
+            )
+        };
+        assert_eq!(h2(&uri), Ok(()));
+        assert_eq!(h2(&PQ.parse().unwrap()), Err(NotProvided("host".into())));
+        let mut headers = signing.headers(&store, "PUT", PQ, body);
+        headers.insert(
+            "authorization",
+            format!(
+                "HMAC-SHA256 Credential={}&SignedHeaders=date;host;x-ms-content-sha256",
+                store.credential_id
+            )
+            .parse()
+            .unwrap(),
+        );
+        assert_eq!(
+            check(&store, &headers, body, now),
+            Err(Required("Signature"))
+        );
+        headers.insert("authorization", "HMAC-SHA256 Credential=other&SignedHeaders=date;host;x-ms-content-sha256&Signature=AAAA".parse().unwrap());
+        assert_eq!(check(&store, &headers, body, now), Err(InvalidCredential));
+        assert_eq!(Expired.to_string(), "The access token has expired");
+        assert_eq!(InvalidDate.to_string(), "Invalid access token date");
+        assert_eq!(
+            NotProvided("date".into()).to_string(),
+            "Signed request header 'date' is not provided"
+        );
+        assert_eq!(
+            RequiredSigned("host").to_string(),
+            "host is required as a signed header"
+        );
+    }
+
+    /// Every HTTP-date form and the Python SDK's form parse to the same instant; malformed
+    /// dates, a wrong weekday and impossible values do not.
+    #[test]
+    fn http_dates_in_every_form() {
+        let want = at("2026-12-01T09:05:12Z");
+        for form in [
+            "Tue, 01 Dec 2026 09:05:12 GMT",
+            "Tue, 1 Dec 2026 09:05:12 GMT",
+            "tue, 01 dec 2026 09:05:12 gmt",
+            "01 Dec 2026 09:05:12 GMT",
+            "Tue, 01 Dec 2026 09:05:12 UTC",
+            "Tue, 01 Dec 2026 10:05:12 +0100",
+            "Tuesday, 01-Dec-26 09:05:12 GMT",
+            "Tue Dec  1 09:05:12 2026",
+            "Dec, 01 2026 09:05:12 GMT",
+        ] {
+            assert_eq!(super::parse_http_date(form), Some(want), "{form}");
+        }
+        assert_eq!(
+            super::parse_http_date("Dec, 01 2026 09:05:12.123456 GMT"),
+            Some(want + time::Duration::microseconds(123_456))
+        );
+        for bad in [
+            "",
+            "yesterday",
+            "Wed, 01 Dec 2026 09:05:12 GMT",
+            "Tue, 01 Dec 2026 09:05:12",
+            "Tue, 32 Dec 2026 09:05:12 GMT",
+            "Tue, 01 Dec 2026 24:05:12 GMT",
+            "Tue, 01 Dec 2026 09:05 GMT",
+            "Tue, 01 Foo 2026 09:05:12 GMT",
+            "Tue, 01 Dec 2026 09:05:12 PST",
+            "2026-12-01T09:05:12Z",
+            "Tuesday, 01-Dec-26 09:05:12 +0000",
+        ] {
+            assert_eq!(super::parse_http_date(bad), None, "{bad}");
+        }
+    }
+
+    /// Key and label filters as the service defines them; a bad filter is refused.
+    #[test]
+    fn list_filters() {
+        use super::Filter;
+        let any = Filter::parse(None, false).unwrap();
+        assert!(any.matches(Some("x")) && any.matches(None));
+        assert_eq!(Filter::parse(Some("*"), true).unwrap(), Filter::Any);
+        let f = Filter::parse(Some("Orders:*,Partner:ApiKey"), false).unwrap();
+        assert!(f.matches(Some("Orders:ApiKey")) && f.matches(Some("Partner:ApiKey")));
+        assert!(!f.matches(Some("Partner:ApiKeyRef")));
+        let null = Filter::parse(Some("\0"), true).unwrap();
+        assert!(null.matches(None) && !null.matches(Some("prd")));
+        let escaped = Filter::parse(Some(r"a\,b\*"), false).unwrap();
+        assert!(escaped.matches(Some("a,b*")) && !escaped.matches(Some("a,bc")));
+        assert!(Filter::parse(Some("*abc"), false).is_err());
+        assert!(Filter::parse(Some("a,b,c,d,e,f"), false).is_err());
     }
 }
