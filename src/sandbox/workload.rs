@@ -35,8 +35,8 @@ const LABEL: &str = "bench";
 pub struct Workload {
     /// API-manager apps: one issuer read each.
     pub apps: usize,
-    /// Apps whose key the run renews: one key creation each (create, add products, approve:
-    /// three Apigee calls).
+    /// Apps whose key the run renews: one key creation each (create, add products, mark the key
+    /// complete: three Apigee calls; the workload's product approves new keys by itself).
     pub renewals: usize,
     /// Mapped targets (secrets, key-values, settings, application-API keys).
     pub targets: usize,
