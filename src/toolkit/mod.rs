@@ -34,10 +34,12 @@ pub struct Credential {
     pub approved: bool,
     /// The key's API product associations, each with its state.
     pub api_products: Vec<ProductAssociation>,
-    /// Whether this is a key the rotator created and has not finished (products attached and
-    /// approved). The issuer keeps this mark in the API manager, so it survives a crash; such
-    /// a key is never current (see [`policy::recovery`]).
+    /// Whether this is a key the rotator created and whose products it has not attached yet.
+    /// The issuer keeps this mark in the API manager, so it survives a crash; such a key is
+    /// never current (see [`policy::recovery`]).
     pub unfinished: bool,
+    /// Whether the rotator created this key (its mark is on it, whatever the step).
+    pub made_by_rotator: bool,
 }
 
 impl Credential {
@@ -83,10 +85,10 @@ pub trait Issuer: Send + Sync {
     async fn list_credentials(&self, app_name: &str) -> Result<Vec<Credential>>;
 
     /// Creates `key` for the app with the given lifetime (`None`: it never expires), marked
-    /// unfinished from its creation on, associates `api_products` with it, approves every
-    /// association that is pending, then clears the mark; returns the complete key as stored.
-    /// Other keys of the app are left alone. On failure the half-made key is deleted when it
-    /// can be; when it cannot, the mark lets the next run recognise it.
+    /// unfinished from its creation on, associates `api_products` with it (marking it so) and
+    /// approves every association that is pending; returns the complete key as stored. Other
+    /// keys of the app are left alone. On failure the half-made key is deleted when it can be;
+    /// when it cannot, the mark lets the next run recognise it.
     async fn create_key(
         &self,
         app_name: &str,
@@ -95,8 +97,8 @@ pub trait Issuer: Send + Sync {
         api_products: &[String],
     ) -> Result<Credential>;
 
-    /// Finishes an unfinished key as [`Issuer::create_key`] would have: attaches those of
-    /// `api_products` it lacks, approves its pending associations with them, clears the mark;
+    /// Finishes a key whose renewal was interrupted as [`Issuer::create_key`] would have:
+    /// attaches those of `api_products` it lacks, approves its pending associations with them;
     /// returns it as stored.
     async fn finish_key(
         &self,
@@ -275,21 +277,21 @@ impl Toolkit {
         now: OffsetDateTime,
     ) -> Result<Vec<ApiKey>> {
         let mut finished = Vec::new();
-        let unfinished: Vec<Credential> = credentials
-            .iter()
-            .filter(|c| c.unfinished)
-            .cloned()
-            .collect();
-        for u in unfinished {
-            let at = credentials.iter().position(|c| c.key == u.key);
-            match policy::recovery(&u, credentials, now) {
+        let keys: Vec<ApiKey> = credentials.iter().map(|c| c.key.clone()).collect();
+        for key in keys {
+            let Some(at) = credentials.iter().position(|c| c.key == key) else {
+                continue;
+            };
+            let u = credentials[at].clone();
+            let Some(recovery) = policy::recovery(&u, credentials, now) else {
+                continue;
+            };
+            match recovery {
                 policy::Recovery::Finish { products } => {
                     match self.issuer.finish_key(app_name, &u.key, &products).await {
                         Ok(done) => {
                             tracing::info!(app = app_name, key = %done.key, "finished a key an earlier run left unfinished");
-                            if let Some(i) = at {
-                                credentials[i] = done;
-                            }
+                            credentials[at] = done;
                             finished.push(u.key.clone());
                         }
                         Err(e) => {
@@ -333,7 +335,10 @@ impl KeySource for Toolkit {
         let _guard = lock.lock().await;
         let mut credentials = self.issuer.list_credentials(app_name).await?;
         let now = OffsetDateTime::now_utc();
-        let unfinished = credentials.iter().filter(|c| c.unfinished).count();
+        let unfinished = credentials
+            .iter()
+            .filter(|c| policy::recovery(c, &credentials, now).is_some())
+            .count();
         let finished = if request.dry_run {
             Vec::new()
         } else {
@@ -515,6 +520,7 @@ mod tests {
                 approved: true,
                 api_products: approved(products),
                 unfinished: false,
+                made_by_rotator: true,
             };
             self.creds.lock().unwrap().push(c.clone());
             self.created.lock().unwrap().push((
@@ -557,6 +563,7 @@ mod tests {
             approved: true,
             api_products: approved(&["p1".into(), "p2".into()]),
             unfinished: false,
+            made_by_rotator: false,
         });
         let tk = Toolkit::new(issuer.clone(), RenewalPolicy::default());
         (issuer, tk)
@@ -681,6 +688,7 @@ mod tests {
             approved: true,
             api_products: vec![],
             unfinished: true,
+            made_by_rotator: true,
         });
     }
 

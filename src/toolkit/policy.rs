@@ -144,40 +144,57 @@ pub enum Recovery {
     },
 }
 
-/// Decides for one unfinished key of an app whose keys are `credentials`. A key is finished
-/// only while finishing it gives what the rotator meant to make: the key itself approved and
-/// unexpired, no association refused (revoked) by someone, and a complete key (or at least a
-/// key with approved products) telling which products it needs.
+/// Decides for one key of an app whose keys are `credentials`: `None` unless it is a key the
+/// rotator created and did not finish — its products not attached ([`Credential::unfinished`]),
+/// or attached but a pending association with one of the products it needs (the approval was
+/// interrupted) on a key issued after the current one. Such a key is finished only while
+/// finishing it gives what the rotator meant to make: the key itself approved and unexpired,
+/// no association refused (revoked) by someone, and a complete key (or at least a key with
+/// approved products) telling which products it needs.
 pub fn recovery(
-    unfinished: &Credential,
+    key: &Credential,
     credentials: &[Credential],
     now: OffsetDateTime,
-) -> Recovery {
-    if !unfinished.approved {
-        return Recovery::Remove {
+) -> Option<Recovery> {
+    let needed = products_to_copy(credentials, now);
+    if !key.unfinished {
+        let current = current_key(credentials, now);
+        let interrupted = key.made_by_rotator
+            && current.is_none_or(|cur| cur.key != key.key && key.issued_at > cur.issued_at)
+            && needed.as_ref().is_some_and(|needed| {
+                key.api_products
+                    .iter()
+                    .any(|a| a.status == AssociationStatus::Pending && needed.contains(&a.product))
+            });
+        if !interrupted {
+            return None;
+        }
+    }
+    if !key.approved {
+        return Some(Recovery::Remove {
             why: "the key is not approved",
-        };
+        });
     }
-    if unfinished.expires_at.is_some_and(|exp| exp <= now) {
-        return Recovery::Remove {
+    if key.expires_at.is_some_and(|exp| exp <= now) {
+        return Some(Recovery::Remove {
             why: "the key has expired",
-        };
+        });
     }
-    if unfinished
+    if key
         .api_products
         .iter()
         .any(|a| a.status == AssociationStatus::Revoked)
     {
-        return Recovery::Remove {
+        return Some(Recovery::Remove {
             why: "an API product association of the key was revoked",
-        };
+        });
     }
-    match products_to_copy(credentials, now) {
+    Some(match needed {
         Some(products) => Recovery::Finish { products },
         None => Recovery::Remove {
             why: "no other key tells which API products it needs",
         },
-    }
+    })
 }
 
 /// Whether `c`, on its own, may be complete: approved, finished by the rotator when the
@@ -266,6 +283,7 @@ mod tests {
             approved,
             api_products: vec![assoc("p1", AssociationStatus::Approved)],
             unfinished: false,
+            made_by_rotator: false,
         }
     }
 
@@ -473,6 +491,7 @@ mod tests {
         let half_made = Credential {
             api_products: vec![],
             unfinished: true,
+            made_by_rotator: true,
             ..cred("half", 1, Some(89), true)
         };
         let creds = vec![revoked.clone(), expired, half_made.clone()];
@@ -504,27 +523,49 @@ mod tests {
     }
 
     /// An unfinished key is finished with the current key's approved products, unless it can
-    /// never be complete: then it is removed.
+    /// never be complete: then it is removed. A key with its products attached is recovered only
+    /// while an association it needs is pending, and only when it is newer than the current key.
     #[test]
     fn recovery_of_unfinished_keys() {
         let current = cred("current", 60, Some(10), true);
         let half = Credential {
             api_products: vec![],
             unfinished: true,
+            made_by_rotator: true,
             ..cred("half", 1, Some(90), true)
         };
         let with = |u: &Credential| recovery(u, &[current.clone(), u.clone()], NOW);
         assert_eq!(
             with(&half),
-            Recovery::Finish {
+            Some(Recovery::Finish {
                 products: vec!["p1".into()]
-            }
+            })
         );
+        assert_eq!(with(&current), None, "a complete key");
         let pending = Credential {
             api_products: vec![assoc("p1", AssociationStatus::Pending)],
+            unfinished: false,
             ..half.clone()
         };
-        assert!(matches!(with(&pending), Recovery::Finish { .. }));
+        assert!(matches!(with(&pending), Some(Recovery::Finish { .. })));
+        let not_ours = Credential {
+            made_by_rotator: false,
+            ..pending.clone()
+        };
+        assert_eq!(with(&not_ours), None, "a key someone else made is theirs");
+        let older = Credential {
+            issued_at: Some(NOW - Duration::days(90)),
+            ..pending.clone()
+        };
+        assert_eq!(with(&older), None, "older than the current key");
+        let extra_pending = Credential {
+            api_products: vec![
+                assoc("p1", AssociationStatus::Approved),
+                assoc("p9", AssociationStatus::Pending),
+            ],
+            ..pending.clone()
+        };
+        assert_eq!(with(&extra_pending), None, "complete, p9 is not needed");
         let removed = [
             Credential {
                 approved: false,
@@ -540,11 +581,11 @@ mod tests {
             },
         ];
         for u in &removed {
-            assert!(matches!(with(u), Recovery::Remove { .. }), "{u:?}");
+            assert!(matches!(with(u), Some(Recovery::Remove { .. })), "{u:?}");
         }
         assert!(matches!(
             recovery(&half, std::slice::from_ref(&half), NOW),
-            Recovery::Remove { .. }
+            Some(Recovery::Remove { .. })
         ));
     }
 }

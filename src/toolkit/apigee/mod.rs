@@ -4,15 +4,17 @@
 //! Key URLs carry the consumer key in their path, so every error on them is built without the
 //! URL and scrubbed of the key before it leaves this module.
 //!
-//! A renewal is four kinds of calls, each as the discovery document defines it
+//! A renewal is three kinds of calls, each as the discovery document defines it
 //! (`tests/fixtures/reference/apigee/apigee-x-v1.discovery-excerpt.methods.txt`):
 //! `keys.create` (the key starts approved, without products, carrying the
-//! [`STATE_ATTRIBUTE`] mark `unfinished`), `keys.updateDeveloperAppKey` (adds the products;
-//! a product with `approvalType: manual` leaves its association `pending`),
+//! [`STATE_ATTRIBUTE`] mark [`UNFINISHED`]), `keys.updateDeveloperAppKey` (adds the products
+//! and sets the mark to [`PRODUCTS_ATTACHED`]; a product with `approvalType: manual` leaves
+//! its association `pending`), and
 //! `keys.apiproducts.updateDeveloperAppKeyApiProduct?action=approve` for each pending
-//! association, and `keys.updateDeveloperAppKey` again to set the mark to `complete`. The mark
-//! is a key attribute (`GoogleCloudApigeeV1Attribute` on the key), written with the key itself,
-//! so a key whose renewal was interrupted at any step is recognised on the next run.
+//! association. The mark is a key attribute (`GoogleCloudApigeeV1Attribute` on the key),
+//! written with the key itself and with its products, so a key whose renewal was interrupted at
+//! any step is recognised on the next run: without products it is [`UNFINISHED`]; with them, a
+//! pending association tells the approval is missing.
 
 pub mod auth;
 pub mod error;
@@ -35,12 +37,13 @@ use time::OffsetDateTime;
 const SERVICE: &str = "Apigee";
 
 /// The key attribute this rotator writes on the keys it creates: [`UNFINISHED`] from the
-/// creation on, [`COMPLETE`] once the key has its products, approved.
+/// creation on, [`PRODUCTS_ATTACHED`] from the call that attaches its products on.
 pub const STATE_ATTRIBUTE: &str = "ApiKeyRotatorState";
-/// [`STATE_ATTRIBUTE`] of a key that is not finished yet: never handed out.
+/// [`STATE_ATTRIBUTE`] of a key whose products are not attached yet: never handed out.
 pub const UNFINISHED: &str = "unfinished";
-/// [`STATE_ATTRIBUTE`] of a key the rotator finished.
-pub const COMPLETE: &str = "complete";
+/// [`STATE_ATTRIBUTE`] of a key whose products the rotator attached; it is complete once each
+/// of their associations is approved.
+pub const PRODUCTS_ATTACHED: &str = "productsAttached";
 
 /// The Apigee X issuer for one organization and developer.
 #[derive(Debug)]
@@ -166,6 +169,7 @@ impl KeyBody {
             approved: self.status.as_deref() == Some("approved"),
             api_products: self.associations(),
             unfinished: self.state() == Some(UNFINISHED),
+            made_by_rotator: self.state().is_some(),
             key: ApiKey::new(self.consumer_key),
         })
     }
@@ -369,9 +373,8 @@ impl ApigeeX {
     }
 
     /// Takes a key from `state` (as Apigee holds it) to complete: attaches those of
-    /// `api_products` it lacks, approves each association that is pending, then sets the mark
-    /// to `complete`, and checks Apigee's answer says so. Every step is skipped when already
-    /// done, so finishing a key again only costs the final write.
+    /// `api_products` it lacks (setting the mark to [`PRODUCTS_ATTACHED`] in the same call),
+    /// then approves each association that is pending. Steps already done are skipped.
     async fn finish(
         &self,
         app_name: &str,
@@ -390,35 +393,42 @@ impl ApigeeX {
             .map(String::as_str)
             .filter(|p| state.status_of(p).is_none())
             .collect();
-        if !missing.is_empty() {
-            let attributes = state.attributes_with_state(UNFINISHED);
+        if !missing.is_empty() || state.state() == Some(UNFINISHED) {
+            let attributes = state.attributes_with_state(PRODUCTS_ATTACHED);
             state = self
                 .update_key(app_name, key, &missing, &attributes)
                 .await?;
         }
+        let mut credential = state.into_credential()?;
         for product in api_products {
-            match state.status_of(product) {
+            let association = credential
+                .api_products
+                .iter_mut()
+                .find(|a| a.product == *product);
+            match association.as_ref().map(|a| a.status) {
                 Some(AssociationStatus::Approved) => {}
                 Some(AssociationStatus::Revoked) => {
                     return Err(Error::unexpected(format!(
                         "{SERVICE}: the new key's association with API product {product} is revoked"
                     )))
                 }
-                // Pending (manual approval), or not shown in the answer: approve it.
-                _ => self.approve_product(app_name, key, product).await?,
+                Some(AssociationStatus::Pending) => {
+                    self.approve_product(app_name, key, product).await?;
+                    // The approval answers an empty object: its success is the new state.
+                    if let Some(a) = association {
+                        a.status = AssociationStatus::Approved;
+                    }
+                }
+                None => {
+                    return Err(Error::unexpected(format!(
+                        "{SERVICE}: the new key has no association with API product {product} after it was added"
+                    )))
+                }
             }
-        }
-        let attributes = state.attributes_with_state(COMPLETE);
-        let stored = self.update_key(app_name, key, &[], &attributes).await?;
-        let credential = stored.into_credential()?;
-        if let Some(p) = api_products.iter().find(|p| !credential.is_approved_for(p)) {
-            return Err(Error::unexpected(format!(
-                "{SERVICE}: the new key is still not approved for API product {p}"
-            )));
         }
         if credential.unfinished || !credential.approved {
             return Err(Error::unexpected(format!(
-                "{SERVICE}: the new key was not stored as complete"
+                "{SERVICE}: the new key was not stored as finished"
             )));
         }
         Ok(credential)

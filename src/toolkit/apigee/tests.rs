@@ -305,7 +305,7 @@ async fn renews_through_apigee_and_converges() {
         assert_eq!(new["status"], "approved");
         assert_eq!(
             new["attributes"],
-            json!([{"name": STATE_ATTRIBUTE, "value": COMPLETE}])
+            json!([{"name": STATE_ATTRIBUTE, "value": PRODUCTS_ATTACHED}])
         );
         let key = first.api_key.expose();
         let prefix = format!("/v1/organizations/{ORG}/developers/{DEV}/apps/app1/keys");
@@ -321,9 +321,8 @@ async fn renews_through_apigee_and_converges() {
                 "POST ...",
                 "POST .../{key}",
                 "POST .../{key}/apiproducts/p1?action=approve",
-                "POST .../{key}",
             ],
-            "create, products, approve the pending association, mark complete"
+            "create, products (and the mark), approve the pending association"
         );
     }
 
@@ -565,7 +564,7 @@ async fn an_unfinished_key_is_finished_on_the_next_call() {
     );
     assert_eq!(
         half["attributes"],
-        json!([{"name": "Notes", "value": "kept"}, {"name": STATE_ATTRIBUTE, "value": COMPLETE}]),
+        json!([{"name": "Notes", "value": "kept"}, {"name": STATE_ATTRIBUTE, "value": PRODUCTS_ATTACHED}]),
         "other attributes are kept"
     );
     assert!(f
