@@ -530,6 +530,10 @@ async fn create_key(
     if !valid_key_part(&key) || !valid_key_part(&secret) {
         return google_error(StatusCode::BAD_REQUEST, "Consumer keys and secrets can contain letters, numbers, underscores, and hyphens, up to 2 KB each.");
     }
+    let attributes = match attribute_list(body.attributes) {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
     // Consumer keys are unique across the organization, not only within the app.
     let taken = shared
         .apigee
@@ -559,7 +563,7 @@ async fn create_key(
             status: "approved".into(),
             api_products: Vec::new(),
             scopes: body.scopes.unwrap_or_default(),
-            attributes: body.attributes.unwrap_or_default(),
+            attributes,
         };
         let json = credential.to_json();
         app.credentials.push(credential);
@@ -606,6 +610,34 @@ struct UpdateKeyBody {
     _status: Option<Value>,
 }
 
+/// A request's `attributes` as stored: `GoogleCloudApigeeV1Attribute`s (`name`, `value`, both
+/// strings); anything else is refused as proto3 JSON parsing refuses it.
+fn attribute_list(list: Option<Vec<Value>>) -> Result<Vec<Value>, Response> {
+    let bad = || {
+        google_error(
+            StatusCode::BAD_REQUEST,
+            "Invalid value at 'attributes': expected {\"name\": string, \"value\": string}.",
+        )
+    };
+    let mut out = Vec::new();
+    for item in list.unwrap_or_default() {
+        let Value::Object(o) = &item else {
+            return Err(bad());
+        };
+        if o.keys().any(|k| k != "name" && k != "value") {
+            return Err(bad());
+        }
+        let name = o.get("name").and_then(Value::as_str).ok_or_else(bad)?;
+        let value = match o.get("value") {
+            None => "",
+            Some(Value::String(v)) => v.as_str(),
+            Some(_) => return Err(bad()),
+        };
+        out.push(json!({"name": name, "value": value}));
+    }
+    Ok(out)
+}
+
 /// The name in an `apiProducts` item: a plain name, or an object naming `apiproduct`.
 fn product_name(item: &Value) -> Option<String> {
     match item {
@@ -630,13 +662,18 @@ async fn update_key(
         Ok(b) => b,
         Err(_) => return google_error(StatusCode::BAD_REQUEST, "The request body is too large."),
     };
-    let update: Option<UpdateKeyBody> = match (&action, body.is_empty()) {
+    let mut update: Option<UpdateKeyBody> = match (&action, body.is_empty()) {
         (Some(_), _) => None,
         (None, true) => Some(UpdateKeyBody::default()),
         (None, false) => match parse_json(&body) {
             Ok(b) => Some(b),
             Err(r) => return r,
         },
+    };
+    let attributes = match update.as_mut().map(|u| attribute_list(u.attributes.take())) {
+        Some(Err(r)) => return r,
+        Some(Ok(a)) => a,
+        None => Vec::new(),
     };
     with_app(&shared, &org, &dev, &name, |apigee, app| {
         let Some(credential) = app.credentials.iter_mut().find(|c| c.consumer_key == key) else {
@@ -679,7 +716,7 @@ async fn update_key(
                 // request": proto3 JSON cannot tell an absent list from an empty one, so a
                 // request without attributes leaves the key with none. Callers send the
                 // attributes they mean to keep.
-                credential.attributes = update.attributes.unwrap_or_default();
+                credential.attributes = attributes;
                 if let Some(scopes) = update.scopes {
                     credential.scopes = scopes;
                 }
@@ -971,6 +1008,13 @@ mod tests {
         assert_eq!(updated["status"], "approved");
         assert!(updated.get("attributes").is_none(), "replaced by none");
         assert_eq!(update(json!({"typo": 1})).await.unwrap().status(), 400);
+        assert_eq!(
+            update(json!({"attributes": [{"name": 1}]}))
+                .await
+                .unwrap()
+                .status(),
+            400
+        );
         assert_eq!(
             update(json!({"apiProducts": ["no-such-product"]}))
                 .await
