@@ -1,6 +1,6 @@
 //! The request count of a run is the minimum (PRODUCT.md §10, BENCHMARKS.md), counted in the
 //! sandbox's request log over a bulk workload (`apikey-rotator sandbox --workload`): per app one
-//! issuer read (and, when renewing, Apigee's three calls that make a key), per target one read
+//! issuer read (and, when renewing, Apigee's two calls that make a key), per target one read
 //! and at most one write, per site one list and at most one PUT, one token per audience, one
 //! authentication challenge per vault — and connections reused rather than opened per request.
 
@@ -53,7 +53,8 @@ async fn a_run_sends_the_minimal_requests_and_reuses_connections() {
             .cloned()
             .collect()
     };
-    // Issuer: one token, one read per app, create + products + approve per renewal.
+    // Issuer: one token, one read per app, create + products per renewal (the product approves
+    // new keys by itself).
     let apigee = of("apigee");
     assert_eq!(count(&apigee, |r| path(r) == "/token"), 1);
     assert_eq!(count(&apigee, |r| r["method"] == "GET"), APPS);
@@ -64,7 +65,7 @@ async fn a_run_sends_the_minimal_requests_and_reuses_connections() {
     );
     assert_eq!(
         count(&apigee, |r| r["method"] == "POST" && path(r) != "/token"),
-        3 * w.renewals
+        2 * w.renewals
     );
     // Identity: one token per audience (Key Vault, App Configuration, ARM, application API).
     let identity = of("identity");
@@ -103,7 +104,7 @@ async fn a_run_sends_the_minimal_requests_and_reuses_connections() {
     assert_eq!(count(&arm, |r| r["method"] == "PUT"), w.stale_sites);
     assert_eq!(arm.len(), w.sites + w.stale_sites, "{arm:#?}");
     assert_eq!(
-        vault_writes + config_writes + api_writes + w.stale_sites + 3 * w.renewals,
+        vault_writes + config_writes + api_writes + w.stale_sites + 2 * w.renewals,
         w.writes
     );
     assert_eq!((w.audiences, w.vaults), (5, 2));

@@ -1,6 +1,13 @@
 //! Apigee X: the Google OAuth token endpoint (JWT-bearer grant signed with the service-account
 //! key) and the developer-app key management API (`apigee.googleapis.com/v1`), with Google's
 //! error bodies and int64-as-string times.
+//!
+//! API products have an `approvalType`, as in Apigee: a key's new association with a `manual`
+//! product starts `pending` and opens nothing until
+//! `POST .../keys/{key}/apiproducts/{product}?action=approve`; with an `auto` product it starts
+//! `approved`. Keys carry attributes (`GoogleCloudApigeeV1Attribute`), stored as sent by
+//! `keys.create` and replaced whole by `keys.updateDeveloperAppKey`. Empty repeated fields are
+//! left out of answers, as Google's proto3 JSON does.
 
 use super::tokens::Refusal;
 use super::{json_response, now_ms, query_map, random_alphanumeric, Shared};
@@ -51,16 +58,42 @@ impl Credential {
             .iter()
             .map(|(p, s)| json!({"apiproduct": p, "status": s}))
             .collect();
-        json!({
-            "apiProducts": products,
-            "attributes": self.attributes,
+        let mut json = json!({
             "consumerKey": self.consumer_key,
             "consumerSecret": self.consumer_secret,
             "expiresAt": self.expires_at.to_string(),
             "issuedAt": self.issued_at.to_string(),
-            "scopes": self.scopes,
             "status": self.status,
-        })
+        });
+        // proto3 JSON leaves empty repeated fields out.
+        for (name, list) in [
+            ("apiProducts", products),
+            ("attributes", self.attributes.clone()),
+            ("scopes", self.scopes.iter().map(|s| json!(s)).collect()),
+        ] {
+            if !list.is_empty() {
+                json[name] = Value::Array(list);
+            }
+        }
+        json
+    }
+}
+
+/// An API product's `approvalType`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Approval {
+    /// New associations start `approved`.
+    Auto,
+    /// New associations start `pending` until approved.
+    Manual,
+}
+
+impl Approval {
+    fn initial_status(self) -> &'static str {
+        match self {
+            Approval::Auto => "approved",
+            Approval::Manual => "pending",
+        }
     }
 }
 
@@ -82,8 +115,8 @@ pub(crate) struct Apigee {
     pub developer_email: String,
     developer_id: String,
     pub service_account: ServiceAccount,
-    /// API products that exist in the organization.
-    pub products: Vec<String>,
+    /// API products that exist in the organization, with their `approvalType`.
+    pub products: BTreeMap<String, Approval>,
     apps: Mutex<BTreeMap<String, App>>,
 }
 
@@ -106,11 +139,13 @@ impl Apigee {
                 private_key_pem: Secret::new(key.serialize_pem()),
                 decoding_key,
             },
-            products: vec![
-                "healthcheck-product".into(),
-                "orders-product".into(),
-                "reference-product".into(),
-            ],
+            // The health check's product needs an administrator's approval for each new key
+            // (the renewal in the demo's first run meets it); the others approve by themselves.
+            products: BTreeMap::from([
+                ("healthcheck-product".into(), Approval::Manual),
+                ("orders-product".into(), Approval::Auto),
+                ("reference-product".into(), Approval::Auto),
+            ]),
             apps: Mutex::new(BTreeMap::new()),
         })
     }
@@ -169,7 +204,18 @@ impl Apigee {
                 )
             })
             .collect();
-        json!({"organization": self.organization, "developerEmail": self.developer_email, "apps": apps})
+        let products: serde_json::Map<String, Value> = self
+            .products
+            .iter()
+            .map(|(name, approval)| {
+                let kind = match approval {
+                    Approval::Auto => "auto",
+                    Approval::Manual => "manual",
+                };
+                (name.clone(), json!({"approvalType": kind}))
+            })
+            .collect();
+        json!({"organization": self.organization, "developerEmail": self.developer_email, "apiProducts": products, "apps": apps})
     }
 
     fn app_json(&self, name: &str, app: &App) -> Value {
@@ -224,6 +270,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route(
             &format!("{app}/keys/{{key}}"),
             get(get_key).post(update_key).delete(delete_key),
+        )
+        .route(
+            &format!("{app}/keys/{{key}}/apiproducts/{{product}}"),
+            post(update_key_product).delete(delete_key_product),
         )
         .route_layer(from_fn_with_state(shared.clone(), require_token));
     Router::new()
@@ -384,6 +434,7 @@ fn action(
 
 type AppPath = Path<(String, String, String)>;
 type KeyPath = Path<(String, String, String, String)>;
+type KeyProductPath = Path<(String, String, String, String, String)>;
 
 async fn get_app(State(shared): State<Arc<Shared>>, Path((org, dev, name)): AppPath) -> Response {
     with_app(&shared, &org, &dev, &name, |apigee, app| {
@@ -424,6 +475,11 @@ struct CreateKeyBody {
     _api_products: Option<Vec<Value>>,
     #[serde(default, rename = "status")]
     _status: Option<String>,
+    // Output fields of the schema: accepted and ignored.
+    #[serde(default, rename = "expiresAt")]
+    _expires_at: Option<Value>,
+    #[serde(default, rename = "issuedAt")]
+    _issued_at: Option<Value>,
     #[serde(default)]
     attributes: Option<Vec<Value>>,
     #[serde(default)]
@@ -474,6 +530,10 @@ async fn create_key(
     if !valid_key_part(&key) || !valid_key_part(&secret) {
         return google_error(StatusCode::BAD_REQUEST, "Consumer keys and secrets can contain letters, numbers, underscores, and hyphens, up to 2 KB each.");
     }
+    let attributes = match attribute_list(body.attributes) {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
     // Consumer keys are unique across the organization, not only within the app.
     let taken = shared
         .apigee
@@ -503,7 +563,7 @@ async fn create_key(
             status: "approved".into(),
             api_products: Vec::new(),
             scopes: body.scopes.unwrap_or_default(),
-            attributes: body.attributes.unwrap_or_default(),
+            attributes,
         };
         let json = credential.to_json();
         app.credentials.push(credential);
@@ -524,15 +584,70 @@ async fn get_key(
     })
 }
 
-#[derive(Deserialize)]
+/// `GoogleCloudApigeeV1DeveloperAppKey` as `keys.updateDeveloperAppKey` reads it: products to
+/// add, the attributes (replacing all), the scopes; "none of the other fields can be updated",
+/// so they are accepted and ignored. Unknown fields are refused, as proto3 JSON parsing does.
+#[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct UpdateKeyBody {
     #[serde(default)]
-    api_products: Option<Vec<String>>,
+    api_products: Option<Vec<Value>>,
     #[serde(default)]
     attributes: Option<Vec<Value>>,
     #[serde(default)]
     scopes: Option<Vec<String>>,
+    #[serde(default, rename = "consumerKey")]
+    _consumer_key: Option<Value>,
+    #[serde(default, rename = "consumerSecret")]
+    _consumer_secret: Option<Value>,
+    #[serde(default, rename = "expiresAt")]
+    _expires_at: Option<Value>,
+    #[serde(default, rename = "expiresInSeconds")]
+    _expires_in_seconds: Option<Value>,
+    #[serde(default, rename = "issuedAt")]
+    _issued_at: Option<Value>,
+    #[serde(default, rename = "status")]
+    _status: Option<Value>,
+}
+
+/// A request's `attributes` as stored: `GoogleCloudApigeeV1Attribute`s (`name`, `value`, both
+/// strings); anything else is refused as proto3 JSON parsing refuses it.
+fn attribute_list(list: Option<Vec<Value>>) -> Result<Vec<Value>, Response> {
+    let bad = || {
+        google_error(
+            StatusCode::BAD_REQUEST,
+            "Invalid value at 'attributes': expected {\"name\": string, \"value\": string}.",
+        )
+    };
+    let mut out = Vec::new();
+    for item in list.unwrap_or_default() {
+        let Value::Object(o) = &item else {
+            return Err(bad());
+        };
+        if o.keys().any(|k| k != "name" && k != "value") {
+            return Err(bad());
+        }
+        let name = o.get("name").and_then(Value::as_str).ok_or_else(bad)?;
+        let value = match o.get("value") {
+            None => "",
+            Some(Value::String(v)) => v.as_str(),
+            Some(_) => return Err(bad()),
+        };
+        out.push(json!({"name": name, "value": value}));
+    }
+    Ok(out)
+}
+
+/// The name in an `apiProducts` item: a plain name, or an object naming `apiproduct`.
+fn product_name(item: &Value) -> Option<String> {
+    match item {
+        Value::String(s) => Some(s.clone()),
+        Value::Object(o) => o
+            .get("apiproduct")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        _ => None,
+    }
 }
 
 async fn update_key(
@@ -547,17 +662,18 @@ async fn update_key(
         Ok(b) => b,
         Err(_) => return google_error(StatusCode::BAD_REQUEST, "The request body is too large."),
     };
-    let update: Option<UpdateKeyBody> = match (&action, body.is_empty()) {
+    let mut update: Option<UpdateKeyBody> = match (&action, body.is_empty()) {
         (Some(_), _) => None,
-        (None, true) => Some(UpdateKeyBody {
-            api_products: None,
-            attributes: None,
-            scopes: None,
-        }),
+        (None, true) => Some(UpdateKeyBody::default()),
         (None, false) => match parse_json(&body) {
             Ok(b) => Some(b),
             Err(r) => return r,
         },
+    };
+    let attributes = match update.as_mut().map(|u| attribute_list(u.attributes.take())) {
+        Some(Err(r)) => return r,
+        Some(Ok(a)) => a,
+        None => Vec::new(),
     };
     with_app(&shared, &org, &dev, &name, |apigee, app| {
         let Some(credential) = app.credentials.iter_mut().find(|c| c.consumer_key == key) else {
@@ -570,27 +686,123 @@ async fn update_key(
                 StatusCode::NO_CONTENT.into_response()
             }
             (None, Some(update)) => {
-                let products = update.api_products.unwrap_or_default();
-                if let Some(unknown) = products.iter().find(|p| !apigee.products.contains(p)) {
+                let mut products = Vec::new();
+                for item in update.api_products.unwrap_or_default() {
+                    match product_name(&item) {
+                        Some(p) => products.push(p),
+                        None => {
+                            return google_error(
+                                StatusCode::BAD_REQUEST,
+                                "Invalid value at 'api_products': expected API product names.",
+                            )
+                        }
+                    }
+                }
+                if let Some(unknown) = products.iter().find(|p| !apigee.products.contains_key(*p)) {
                     return google_error(
                         StatusCode::BAD_REQUEST,
                         &format!("API product {unknown} does not exist in organization {org}"),
                     );
                 }
                 for product in products {
+                    // An existing association keeps its status; a new one starts as the
+                    // product's approvalType says.
                     if !credential.api_products.iter().any(|(p, _)| *p == product) {
-                        credential.api_products.push((product, "approved".into()));
+                        let status = apigee.products[&product].initial_status();
+                        credential.api_products.push((product, status.into()));
                     }
                 }
-                if let Some(attributes) = update.attributes {
-                    credential.attributes = attributes;
-                }
+                // "This API replaces the existing attributes with those specified in the
+                // request": proto3 JSON cannot tell an absent list from an empty one, so a
+                // request without attributes leaves the key with none. Callers send the
+                // attributes they mean to keep.
+                credential.attributes = attributes;
                 if let Some(scopes) = update.scopes {
                     credential.scopes = scopes;
                 }
                 json_response(StatusCode::OK, credential.to_json())
             }
             (None, None) => google_error(StatusCode::BAD_REQUEST, "Invalid request."),
+        }
+    })
+}
+
+/// `keys.apiproducts.updateDeveloperAppKeyApiProduct`: `?action=approve|revoke` sets the key's
+/// association with one product. "The Content-Type header, if set, must be set to
+/// application/octet-stream, with empty body"; the answer is an empty JSON object.
+async fn update_key_product(
+    State(shared): State<Arc<Shared>>,
+    Path((org, dev, name, key, product)): KeyProductPath,
+    request: Request,
+) -> Response {
+    let query = query_map(request.uri());
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = match axum::body::to_bytes(request.into_body(), 1 << 20).await {
+        Ok(b) => b,
+        Err(_) => return google_error(StatusCode::BAD_REQUEST, "The request body is too large."),
+    };
+    if content_type
+        .as_deref()
+        .is_some_and(|t| !t.starts_with("application/octet-stream"))
+        || !body.is_empty()
+    {
+        return google_error(
+            StatusCode::BAD_REQUEST,
+            "To approve or revoke, send an empty body, with Content-Type application/octet-stream if any.",
+        );
+    }
+    let status = match query.get("action").map(String::as_str) {
+        Some("approve") => "approved",
+        Some("revoke") => "revoked",
+        other => {
+            return google_error(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "Invalid action {}; valid values are approve and revoke.",
+                    other.unwrap_or("")
+                ),
+            )
+        }
+    };
+    with_app(&shared, &org, &dev, &name, |_, app| {
+        let Some(credential) = app.credentials.iter_mut().find(|c| c.consumer_key == key) else {
+            return key_not_found(&name);
+        };
+        match credential.api_products.iter_mut().find(|(p, _)| *p == product) {
+            Some((_, s)) => {
+                *s = status.to_string();
+                json_response(StatusCode::OK, json!({}))
+            }
+            None => google_error(
+                StatusCode::NOT_FOUND,
+                &format!("API product {product} is not associated with the consumer key of DeveloperApp named {name}"),
+            ),
+        }
+    })
+}
+
+/// `keys.apiproducts.delete`: removes the key's association with one product; answers the key.
+async fn delete_key_product(
+    State(shared): State<Arc<Shared>>,
+    Path((org, dev, name, key, product)): KeyProductPath,
+) -> Response {
+    with_app(&shared, &org, &dev, &name, |_, app| {
+        let Some(credential) = app.credentials.iter_mut().find(|c| c.consumer_key == key) else {
+            return key_not_found(&name);
+        };
+        match credential.api_products.iter().position(|(p, _)| *p == product) {
+            Some(i) => {
+                credential.api_products.remove(i);
+                json_response(StatusCode::OK, credential.to_json())
+            }
+            None => google_error(
+                StatusCode::NOT_FOUND,
+                &format!("API product {product} is not associated with the consumer key of DeveloperApp named {name}"),
+            ),
         }
     })
 }
@@ -727,7 +939,7 @@ mod tests {
         assert_eq!(rsp.status(), 200);
         let created: Value = rsp.json().await.unwrap();
         assert_eq!(created["status"], "approved");
-        assert_eq!(created["apiProducts"], json!([]));
+        assert!(created.get("apiProducts").is_none(), "proto3 JSON omits it");
         let expires: i64 = created["expiresAt"].as_str().unwrap().parse().unwrap();
         let issued: i64 = created["issuedAt"].as_str().unwrap().parse().unwrap();
         assert_eq!(expires - issued, 7_776_000_000);
@@ -761,19 +973,99 @@ mod tests {
         assert_eq!(rsp.status(), 400);
 
         let key_url = format!("{keys}/{new_key}");
-        let rsp = h
-            .client
-            .post(&key_url)
-            .bearer_auth(&token)
-            .json(&json!({"apiProducts": ["healthcheck-product"]}))
-            .send()
+        let update = |body: Value| {
+            h.client
+                .post(&key_url)
+                .bearer_auth(&token)
+                .json(&body)
+                .send()
+        };
+        // A manual product's association starts pending; the attributes are replaced.
+        let rsp = update(json!({"apiProducts": ["healthcheck-product"], "attributes": [{"name": "a", "value": "1"}]}))
             .await
             .unwrap();
         assert_eq!(rsp.status(), 200);
         let updated: Value = rsp.json().await.unwrap();
         assert_eq!(
             updated["apiProducts"],
-            json!([{"apiproduct": "healthcheck-product", "status": "approved"}])
+            json!([{"apiproduct": "healthcheck-product", "status": "pending"}])
+        );
+        assert_eq!(updated["attributes"], json!([{"name": "a", "value": "1"}]));
+        // An auto product's starts approved; an existing association keeps its status; fields
+        // that cannot be updated are ignored, unknown ones refused.
+        let updated: Value = update(
+            json!({"apiProducts": ["orders-product", "healthcheck-product"], "status": "revoked"}),
+        )
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        assert_eq!(
+            updated["apiProducts"],
+            json!([{"apiproduct": "healthcheck-product", "status": "pending"}, {"apiproduct": "orders-product", "status": "approved"}])
+        );
+        assert_eq!(updated["status"], "approved");
+        assert!(updated.get("attributes").is_none(), "replaced by none");
+        assert_eq!(update(json!({"typo": 1})).await.unwrap().status(), 400);
+        assert_eq!(
+            update(json!({"attributes": [{"name": 1}]}))
+                .await
+                .unwrap()
+                .status(),
+            400
+        );
+        assert_eq!(
+            update(json!({"apiProducts": ["no-such-product"]}))
+                .await
+                .unwrap()
+                .status(),
+            400
+        );
+
+        let product_url =
+            |p: &str, action: &str| format!("{key_url}/apiproducts/{p}?action={action}");
+        let rsp = h
+            .client
+            .post(product_url("healthcheck-product", "approve"))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(rsp.status(), 400, "a Content-Type, if set, is octet-stream");
+        let rsp = h
+            .client
+            .post(product_url("reference-product", "approve"))
+            .bearer_auth(&token)
+            .header("content-type", "application/octet-stream")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(rsp.status(), 404, "not associated with the key");
+        let rsp = h
+            .client
+            .post(product_url("healthcheck-product", "approve"))
+            .bearer_auth(&token)
+            .header("content-type", "application/octet-stream")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(rsp.status(), 200);
+        assert_eq!(rsp.json::<Value>().await.unwrap(), json!({}));
+        let key: Value = h
+            .client
+            .get(&key_url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            key["apiProducts"][0],
+            json!({"apiproduct": "healthcheck-product", "status": "approved"})
         );
 
         let rsp = h

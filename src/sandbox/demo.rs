@@ -35,7 +35,9 @@ pub(crate) const SUBSCRIPTION: &str = "5a4db0c5-0000-4000-8000-00000000a5b1";
 pub(crate) fn seed(shared: &Shared) {
     let now = now_ms();
     let apigee = &shared.apigee;
-    // (app, product, expiry of the current key in days; None = never)
+    // (app, product, expiry of the current key in days; None = never). App1's product has
+    // `approvalType: manual` (see `Apigee::new`): the key the first run makes for it starts
+    // `pending` on that product, and the rotator approves it.
     let apps = [
         (APP1, "healthcheck-product", Some(10)),
         (APP2, "orders-product", Some(200)),

@@ -30,10 +30,51 @@ pub struct Credential {
     pub issued_at: Option<OffsetDateTime>,
     /// When it expires; `None` means never.
     pub expires_at: Option<OffsetDateTime>,
-    /// Whether the key is approved (usable).
+    /// Whether the key itself is approved (its own status, not its products').
     pub approved: bool,
-    /// API products associated with the key, except revoked associations.
-    pub api_products: Vec<String>,
+    /// The key's API product associations, each with its state.
+    pub api_products: Vec<ProductAssociation>,
+    /// Whether this is a key the rotator created and whose products it has not attached yet.
+    /// The issuer keeps this mark in the API manager, so it survives a crash; such a key is
+    /// never current (see [`policy::recovery`]).
+    pub unfinished: bool,
+    /// Whether the rotator created this key (its mark is on it, whatever the step).
+    pub made_by_rotator: bool,
+}
+
+impl Credential {
+    /// The products the key is approved for.
+    pub fn approved_products(&self) -> impl Iterator<Item = &str> {
+        self.api_products
+            .iter()
+            .filter(|a| a.status == AssociationStatus::Approved)
+            .map(|a| a.product.as_str())
+    }
+
+    /// Whether the key is approved for `product`.
+    pub fn is_approved_for(&self, product: &str) -> bool {
+        self.approved_products().any(|p| p == product)
+    }
+}
+
+/// A key's association with one API product.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductAssociation {
+    /// The API product's name.
+    pub product: String,
+    /// Whether the key may call the product's APIs.
+    pub status: AssociationStatus,
+}
+
+/// The state of a key's association with an API product.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AssociationStatus {
+    /// The key may call the product's APIs.
+    Approved,
+    /// Waiting for approval: a product with `approvalType: manual` starts new associations so.
+    Pending,
+    /// Refused by someone (or a state this rotator does not know): never approved by it.
+    Revoked,
 }
 
 /// An API manager that issues keys for apps.
@@ -43,9 +84,11 @@ pub trait Issuer: Send + Sync {
     /// API manager does not know the app. Never creates or changes anything.
     async fn list_credentials(&self, app_name: &str) -> Result<Vec<Credential>>;
 
-    /// Creates `key` for the app with the given lifetime (`None`: it never expires), associates
-    /// `api_products` with it and approves it; returns it as stored. Other keys of the app are left alone. On failure no
-    /// half-made key is left behind when the issuer can avoid it.
+    /// Creates `key` for the app with the given lifetime (`None`: it never expires), marked
+    /// unfinished from its creation on, associates `api_products` with it (marking it so) and
+    /// approves every association that is pending; returns the complete key as stored. Other
+    /// keys of the app are left alone. On failure the half-made key is deleted when it can be;
+    /// when it cannot, the mark lets the next run recognise it.
     async fn create_key(
         &self,
         app_name: &str,
@@ -53,6 +96,19 @@ pub trait Issuer: Send + Sync {
         lifetime: Option<time::Duration>,
         api_products: &[String],
     ) -> Result<Credential>;
+
+    /// Finishes a key whose renewal was interrupted as [`Issuer::create_key`] would have:
+    /// attaches those of `api_products` it lacks, approves its pending associations with them;
+    /// returns it as stored.
+    async fn finish_key(
+        &self,
+        app_name: &str,
+        key: &ApiKey,
+        api_products: &[String],
+    ) -> Result<Credential>;
+
+    /// Deletes a key. Only for unfinished keys, which no consumer holds.
+    async fn delete_key(&self, app_name: &str, key: &ApiKey) -> Result<()>;
 }
 
 /// The answer to "which key should consumers of this app use now".
@@ -193,9 +249,9 @@ fn describe_reason(
         ),
         (RenewReason::Forced, Some(c)) => format!("renewal of key {} was forced", c.key),
         (RenewReason::Forced, None) => {
-            "renewal was forced and the app has no approved, unexpired key".into()
+            "renewal was forced and the app has no complete, unexpired key".into()
         }
-        _ => "the app has no approved, unexpired key".into(),
+        _ => "the app has no complete, unexpired key".into(),
     }
 }
 
@@ -210,13 +266,101 @@ fn grant(app_name: &str, c: Credential, renewed: bool, message: String) -> KeyGr
     }
 }
 
+impl Toolkit {
+    /// Completes or removes every key of the app that the rotator created but did not finish
+    /// (a crash, or a failed clean-up, in an earlier run), updating `credentials` to match.
+    /// Returns the keys it finished.
+    async fn recover(
+        &self,
+        app_name: &str,
+        credentials: &mut Vec<Credential>,
+        now: OffsetDateTime,
+    ) -> Result<Vec<ApiKey>> {
+        let mut finished = Vec::new();
+        let keys: Vec<ApiKey> = credentials.iter().map(|c| c.key.clone()).collect();
+        for key in keys {
+            let Some(at) = credentials.iter().position(|c| c.key == key) else {
+                continue;
+            };
+            let u = credentials[at].clone();
+            let Some(recovery) = policy::recovery(&u, credentials, now) else {
+                continue;
+            };
+            match recovery {
+                policy::Recovery::Finish { products } => {
+                    match self.issuer.finish_key(app_name, &u.key, &products).await {
+                        Ok(done) => {
+                            tracing::info!(app = app_name, key = %done.key, "finished a key an earlier run left unfinished");
+                            credentials[at] = done;
+                            finished.push(u.key.clone());
+                        }
+                        Err(e) => {
+                            let e = e.with_context(
+                                "unfinished key",
+                                format!("{} (left by an earlier run) could not be finished", u.key),
+                            );
+                            if !e.is_temporary() {
+                                // It will not get better: remove it so the next run starts clean.
+                                if let Err(d) = self.issuer.delete_key(app_name, &u.key).await {
+                                    return Err(e.with_context("cleanup", d.to_string()));
+                                }
+                            }
+                            return Err(e);
+                        }
+                    }
+                }
+                policy::Recovery::Remove { why } => {
+                    self.issuer
+                        .delete_key(app_name, &u.key)
+                        .await
+                        .map_err(|e| {
+                            e.with_context(
+                                "unfinished key",
+                                format!("{} (left by an earlier run) could not be deleted", u.key),
+                            )
+                        })?;
+                    tracing::info!(app = app_name, key = %u.key, why, "deleted a key an earlier run left unfinished");
+                    credentials.retain(|c| c.key != u.key);
+                }
+            }
+        }
+        Ok(finished)
+    }
+}
+
 #[async_trait]
 impl KeySource for Toolkit {
     async fn current_key(&self, app_name: &str, request: KeyRequest) -> Result<KeyGrant> {
         let lock = self.lock_for(app_name);
         let _guard = lock.lock().await;
-        let credentials = self.issuer.list_credentials(app_name).await?;
+        let mut credentials = self.issuer.list_credentials(app_name).await?;
         let now = OffsetDateTime::now_utc();
+        let unfinished = credentials
+            .iter()
+            .filter(|c| policy::recovery(c, &credentials, now).is_some())
+            .count();
+        let finished = if request.dry_run {
+            Vec::new()
+        } else {
+            self.recover(app_name, &mut credentials, now).await?
+        };
+        // A finished key that is now current is the new key an interrupted renewal meant to
+        // make: it is handed out as renewed, and a repeated force does not make another one.
+        if let Some(c) =
+            policy::current_key(&credentials, now).filter(|c| finished.contains(&c.key))
+        {
+            let message = format!(
+                "Finished key {} of app '{app_name}' ({}), which an earlier run created but could not complete; the previous key stays valid until its own expiry.",
+                c.key,
+                describe_expiry(c.expires_at, now),
+            );
+            return Ok(grant(app_name, c.clone(), true, message));
+        }
+        let pending_note = if request.dry_run && unfinished > 0 {
+            format!(" {unfinished} unfinished key(s) left by an earlier run would be finished or removed.")
+        } else {
+            String::new()
+        };
         let decision = self
             .policy
             .decide(&credentials, now, request.force)
@@ -234,7 +378,7 @@ impl KeySource for Toolkit {
         match decision {
             Decision::Keep(c) => {
                 let message = format!(
-                    "Key {} of app '{app_name}' {}; no renewal needed (renewal window {} days).",
+                    "Key {} of app '{app_name}' {}; no renewal needed (renewal window {} days).{pending_note}",
                     c.key,
                     describe_expiry(c.expires_at, now),
                     self.policy.renew_before_expiry_days
@@ -253,12 +397,13 @@ impl KeySource for Toolkit {
                     let shown = current.or_else(|| {
                         credentials
                             .iter()
+                            .filter(|c| !c.unfinished)
                             .max_by_key(|c| (c.issued_at, c.expires_at.is_none(), c.expires_at))
                             .cloned()
                     });
                     let shown = shown.ok_or_else(|| Error::unexpected("no credential to show"))?;
                     let message = format!(
-                        "Dry run: would create a new key for app '{app_name}' valid for {} days because {why}; nothing was changed.",
+                        "Dry run: would create a new key for app '{app_name}' valid for {} days because {why}; nothing was changed.{pending_note}",
                         self.policy.new_key_lifetime_days
                     );
                     return Ok(grant(app_name, shown, false, message));
@@ -334,6 +479,19 @@ mod tests {
     struct FakeIssuer {
         creds: Mutex<Vec<Credential>>,
         created: Mutex<Vec<Created>>,
+        /// (key, products) of each finish_key call.
+        finished: Mutex<Vec<(String, Vec<String>)>>,
+        deleted: Mutex<Vec<String>>,
+    }
+
+    fn approved(products: &[String]) -> Vec<ProductAssociation> {
+        products
+            .iter()
+            .map(|p| ProductAssociation {
+                product: p.clone(),
+                status: AssociationStatus::Approved,
+            })
+            .collect()
     }
 
     #[async_trait]
@@ -360,7 +518,9 @@ mod tests {
                 issued_at: Some(now),
                 expires_at: lifetime.map(|l| now + l),
                 approved: true,
-                api_products: products.to_vec(),
+                api_products: approved(products),
+                unfinished: false,
+                made_by_rotator: true,
             };
             self.creds.lock().unwrap().push(c.clone());
             self.created.lock().unwrap().push((
@@ -369,6 +529,27 @@ mod tests {
                 products.to_vec(),
             ));
             Ok(c)
+        }
+        async fn finish_key(
+            &self,
+            _app: &str,
+            key: &ApiKey,
+            products: &[String],
+        ) -> Result<Credential> {
+            let mut creds = self.creds.lock().unwrap();
+            let c = creds.iter_mut().find(|c| c.key == *key).unwrap();
+            c.api_products = approved(products);
+            c.unfinished = false;
+            self.finished
+                .lock()
+                .unwrap()
+                .push((key.expose().to_string(), products.to_vec()));
+            Ok(c.clone())
+        }
+        async fn delete_key(&self, _app: &str, key: &ApiKey) -> Result<()> {
+            self.creds.lock().unwrap().retain(|c| c.key != *key);
+            self.deleted.lock().unwrap().push(key.expose().to_string());
+            Ok(())
         }
     }
 
@@ -380,7 +561,9 @@ mod tests {
             issued_at: Some(now - Duration::days(60)),
             expires_at: expires_in_days.map(|d| now + Duration::days(d)),
             approved: true,
-            api_products: vec!["p1".into(), "p2".into()],
+            api_products: approved(&["p1".into(), "p2".into()]),
+            unfinished: false,
+            made_by_rotator: false,
         });
         let tk = Toolkit::new(issuer.clone(), RenewalPolicy::default());
         (issuer, tk)
@@ -493,6 +676,80 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::NotFound);
         assert!(e.message().contains("'app1' has no key"), "{e}");
+    }
+
+    /// A key an earlier run created but did not finish (here: no products yet).
+    fn add_unfinished(issuer: &FakeIssuer, key: &str, expires_in_days: i64) {
+        let now = OffsetDateTime::now_utc();
+        issuer.creds.lock().unwrap().push(Credential {
+            key: ApiKey::new(key),
+            issued_at: Some(now - Duration::minutes(5)),
+            expires_at: Some(now + Duration::days(expires_in_days)),
+            approved: true,
+            api_products: vec![],
+            unfinished: true,
+            made_by_rotator: true,
+        });
+    }
+
+    /// The next run finishes the unfinished key with the current key's products and hands it
+    /// out as the renewed key, once: no second key, even when the renewal is forced again.
+    #[tokio::test]
+    async fn an_unfinished_key_is_finished_and_handed_out_once() {
+        let (issuer, tk) = toolkit_with(Some(10));
+        add_unfinished(&issuer, "HALFMADEHALFMADEHALFMADE0001", 90);
+        let forced = KeyRequest {
+            force: true,
+            dry_run: false,
+        };
+        let g = tk.current_key("app1", forced).await.unwrap();
+        assert!(g.renewed, "{}", g.message);
+        assert_eq!(g.api_key.expose(), "HALFMADEHALFMADEHALFMADE0001");
+        assert!(g.message.contains("could not complete"), "{}", g.message);
+        assert!(!g.message.contains("HALFMADEHALF"), "{}", g.message);
+        assert_eq!(
+            issuer.finished.lock().unwrap().clone(),
+            [(
+                "HALFMADEHALFMADEHALFMADE0001".to_string(),
+                vec!["p1".to_string(), "p2".to_string()]
+            )]
+        );
+        assert!(issuer.created.lock().unwrap().is_empty());
+        let again = tk.current_key("app1", KeyRequest::default()).await.unwrap();
+        assert!(!again.renewed);
+        assert_eq!(again.api_key, g.api_key);
+        assert_eq!(issuer.finished.lock().unwrap().len(), 1);
+    }
+
+    /// An unfinished key that can never be complete is deleted, and the renewal goes on.
+    #[tokio::test]
+    async fn an_unfinished_key_that_expired_is_removed() {
+        let (issuer, tk) = toolkit_with(Some(10));
+        add_unfinished(&issuer, "HALFMADEHALFMADEHALFMADE0002", -1);
+        let g = tk.current_key("app1", KeyRequest::default()).await.unwrap();
+        assert!(g.renewed);
+        assert_ne!(g.api_key.expose(), "HALFMADEHALFMADEHALFMADE0002");
+        assert_eq!(
+            issuer.deleted.lock().unwrap().clone(),
+            ["HALFMADEHALFMADEHALFMADE0002"]
+        );
+        assert_eq!(issuer.created.lock().unwrap().len(), 1);
+    }
+
+    /// A dry run touches no unfinished key, never shows one, and says what it would do.
+    #[tokio::test]
+    async fn a_dry_run_leaves_unfinished_keys_alone() {
+        let (issuer, tk) = toolkit_with(Some(80));
+        add_unfinished(&issuer, "HALFMADEHALFMADEHALFMADE0003", 90);
+        let req = KeyRequest {
+            force: false,
+            dry_run: true,
+        };
+        let g = tk.current_key("app1", req).await.unwrap();
+        assert_eq!(g.api_key.expose(), "OLDKEYOLDKEYOLDKEYOLDKEY0001");
+        assert!(g.message.contains("1 unfinished key"), "{}", g.message);
+        assert!(issuer.finished.lock().unwrap().is_empty());
+        assert!(issuer.deleted.lock().unwrap().is_empty());
     }
 
     #[test]

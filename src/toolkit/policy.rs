@@ -3,7 +3,7 @@
 //! Pure functions over a list of credentials and a clock reading, so every branch is tested
 //! with fixed times.
 
-use super::Credential;
+use super::{AssociationStatus, Credential};
 use crate::error::{Error, ErrorKind, Result};
 use serde::Deserialize;
 use time::{Duration, OffsetDateTime};
@@ -37,7 +37,7 @@ pub enum RenewReason {
     },
     /// The caller asked for renewal regardless of the window.
     Forced,
-    /// No approved, unexpired key exists; products are copied from the latest credential.
+    /// No complete, unexpired key exists; products are copied as [`products_to_copy`] says.
     NoUsableKey,
 }
 
@@ -85,8 +85,8 @@ impl RenewalPolicy {
         Duration::days(self.new_key_lifetime_days.into())
     }
 
-    /// Decides for one app. Errors with [`ErrorKind::NotFound`] when the app has no credential
-    /// at all, since there are no API products to give a new key.
+    /// Decides for one app. Errors with [`ErrorKind::NotFound`] when no key tells which API
+    /// products a new key needs (no key with an approved product at all).
     pub fn decide(
         &self,
         credentials: &[Credential],
@@ -104,19 +104,15 @@ impl RenewalPolicy {
             return Ok(match reason {
                 None => Decision::Keep(cur.clone()),
                 Some(reason) => Decision::Renew {
-                    products: cur.api_products.clone(),
+                    products: cur.approved_products().map(str::to_string).collect(),
                     reason,
                     current: Some(cur.clone()),
                 },
             });
         }
-        // Revoked or expired keys still tell which products the app is meant to have.
-        let latest = credentials
-            .iter()
-            .max_by_key(|c| (c.issued_at, c.expires_at.is_none(), c.expires_at));
-        match latest {
-            Some(c) => Ok(Decision::Renew {
-                products: c.api_products.clone(),
+        match products_to_copy(credentials, now) {
+            Some(products) => Ok(Decision::Renew {
+                products,
                 reason: if force {
                     RenewReason::Forced
                 } else {
@@ -132,23 +128,148 @@ impl RenewalPolicy {
     }
 }
 
-/// The key consumers should use now: approved, unexpired (`None` never expires), latest expiry;
-/// ties go to the latest issued.
-pub fn current_key(credentials: &[Credential], now: OffsetDateTime) -> Option<&Credential> {
-    credentials
+/// What to do with a key the rotator created but did not finish (PRODUCT.md §6: such keys are
+/// completed or removed on the next run).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recovery {
+    /// Attach these products (those it lacks) and approve its pending associations with them.
+    Finish {
+        /// The approved products of the key it was made to replace.
+        products: Vec<String>,
+    },
+    /// Delete it: it can never become complete. It was never current, so no consumer holds it.
+    Remove {
+        /// Why, for the log.
+        why: &'static str,
+    },
+}
+
+/// Decides for one key of an app whose keys are `credentials`: `None` unless it is a key the
+/// rotator created and did not finish — its products not attached ([`Credential::unfinished`]),
+/// or attached but a pending association with one of the products it needs (the approval was
+/// interrupted) on a key issued after the current one. Such a key is finished only while
+/// finishing it gives what the rotator meant to make: the key itself approved and unexpired,
+/// no association refused (revoked) by someone, and a complete key (or at least a key with
+/// approved products) telling which products it needs.
+pub fn recovery(
+    key: &Credential,
+    credentials: &[Credential],
+    now: OffsetDateTime,
+) -> Option<Recovery> {
+    let needed = products_to_copy(credentials, now);
+    if !key.unfinished {
+        let current = current_key(credentials, now);
+        let interrupted = key.made_by_rotator
+            && current.is_none_or(|cur| cur.key != key.key && key.issued_at > cur.issued_at)
+            && needed.as_ref().is_some_and(|needed| {
+                key.api_products
+                    .iter()
+                    .any(|a| a.status == AssociationStatus::Pending && needed.contains(&a.product))
+            });
+        if !interrupted {
+            return None;
+        }
+    }
+    if !key.approved {
+        return Some(Recovery::Remove {
+            why: "the key is not approved",
+        });
+    }
+    if key.expires_at.is_some_and(|exp| exp <= now) {
+        return Some(Recovery::Remove {
+            why: "the key has expired",
+        });
+    }
+    if key
+        .api_products
         .iter()
-        .filter(|c| c.approved && c.expires_at.is_none_or(|exp| exp > now))
+        .any(|a| a.status == AssociationStatus::Revoked)
+    {
+        return Some(Recovery::Remove {
+            why: "an API product association of the key was revoked",
+        });
+    }
+    Some(match needed {
+        Some(products) => Recovery::Finish { products },
+        None => Recovery::Remove {
+            why: "no other key tells which API products it needs",
+        },
+    })
+}
+
+/// Whether `c`, on its own, may be complete: approved, finished by the rotator when the
+/// rotator made it, and approved for at least one API product (a key without products opens
+/// nothing, and copying its empty list would break every later key).
+fn complete_alone(c: &Credential) -> bool {
+    c.approved && !c.unfinished && c.approved_products().next().is_some()
+}
+
+/// The complete keys of an app, in the order they were issued. A key is complete when it is
+/// approved (and finished, for a key the rotator made) and approved for every API product the
+/// complete key issued before it is approved for (PRODUCT.md §6). Expiry does not matter here:
+/// an expired key still tells which products its successor needs. A revoked key is not
+/// complete, so it does not bind its successors.
+pub fn complete_keys(credentials: &[Credential]) -> Vec<&Credential> {
+    let mut by_issue: Vec<&Credential> = credentials.iter().collect();
+    by_issue.sort_by_key(|c| (c.issued_at, c.expires_at.is_none(), c.expires_at));
+    let mut complete: Vec<&Credential> = Vec::new();
+    for c in by_issue {
+        if !complete_alone(c) {
+            continue;
+        }
+        let covers_previous = complete
+            .last()
+            .is_none_or(|prev| prev.approved_products().all(|p| c.is_approved_for(p)));
+        if covers_previous {
+            complete.push(c);
+        }
+    }
+    complete
+}
+
+/// The key consumers should use now: a complete, unexpired key (`None` never expires) with the
+/// latest expiry; ties go to the latest issued. A half-made key is never current.
+pub fn current_key(credentials: &[Credential], now: OffsetDateTime) -> Option<&Credential> {
+    complete_keys(credentials)
+        .into_iter()
+        .filter(|c| c.expires_at.is_none_or(|exp| exp > now))
         .max_by_key(|c| (c.expires_at.is_none(), c.expires_at, c.issued_at))
+}
+
+/// The API products a new key must be approved for: the approved products of the current key;
+/// without one, of the latest complete key (expired keys still tell which products the app is
+/// meant to have); without one, of the latest finished key with approved products (a revoked
+/// key, say). Pending associations are never copied: the rotator passes on access an
+/// administrator granted, never access one has not yet granted.
+pub fn products_to_copy(credentials: &[Credential], now: OffsetDateTime) -> Option<Vec<String>> {
+    let source = current_key(credentials, now)
+        .or_else(|| complete_keys(credentials).last().copied())
+        .or_else(|| {
+            credentials
+                .iter()
+                .filter(|c| !c.unfinished && c.approved_products().next().is_some())
+                .max_by_key(|c| (c.issued_at, c.expires_at.is_none(), c.expires_at))
+        })?;
+    Some(source.approved_products().map(str::to_string).collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::secret::ApiKey;
+    use crate::toolkit::ProductAssociation;
     use time::macros::datetime;
 
     const NOW: OffsetDateTime = datetime!(2026-11-22 06:00 UTC);
 
+    fn assoc(product: &str, status: AssociationStatus) -> ProductAssociation {
+        ProductAssociation {
+            product: product.into(),
+            status,
+        }
+    }
+
+    /// A finished key approved for `p1`.
     fn cred(
         key: &str,
         issued_days_ago: i64,
@@ -160,7 +281,9 @@ mod tests {
             issued_at: Some(NOW - Duration::days(issued_days_ago)),
             expires_at: expires_in_days.map(|d| NOW + Duration::days(d)),
             approved,
-            api_products: vec![format!("product-of-{key}")],
+            api_products: vec![assoc("p1", AssociationStatus::Approved)],
+            unfinished: false,
+            made_by_rotator: false,
         }
     }
 
@@ -212,6 +335,87 @@ mod tests {
         assert!(current_key(&expired_exactly_now, NOW).is_none());
     }
 
+    /// The previous key (approved for p1 and p2) and a newer key that is complete: the newer one
+    /// is current. Each row changes one thing about the newer key, which then is never current,
+    /// so the previous key stays current.
+    #[test]
+    fn only_a_complete_key_is_current() {
+        use AssociationStatus::{Approved, Pending, Revoked};
+        let previous = Credential {
+            api_products: vec![assoc("p1", Approved), assoc("p2", Approved)],
+            ..cred("previous", 60, Some(30), true)
+        };
+        let valid = Credential {
+            api_products: vec![assoc("p1", Approved), assoc("p2", Approved)],
+            ..cred("new", 1, Some(90), true)
+        };
+        let current_with = |new: &Credential| {
+            let creds = [previous.clone(), new.clone()];
+            current_key(&creds, NOW).map(|c| c.key.expose().to_string())
+        };
+        assert_eq!(
+            current_with(&valid).as_deref(),
+            Some("new"),
+            "the valid case"
+        );
+
+        type Tweak = fn(&mut Credential);
+        let tweaks: [(&str, Tweak); 8] = [
+            ("the key itself is revoked", |c| c.approved = false),
+            ("the key has no products", |c| c.api_products.clear()),
+            ("a product of the previous key is missing", |c| {
+                c.api_products.truncate(1)
+            }),
+            ("a product of the previous key is pending", |c| {
+                c.api_products[1].status = Pending
+            }),
+            ("a product of the previous key is revoked", |c| {
+                c.api_products[0].status = Revoked
+            }),
+            ("every product is pending", |c| {
+                c.api_products.iter_mut().for_each(|a| a.status = Pending)
+            }),
+            ("the rotator has not finished it", |c| c.unfinished = true),
+            ("it has expired", |c| {
+                c.expires_at = Some(NOW - Duration::days(1))
+            }),
+        ];
+        for (what, tweak) in tweaks {
+            let mut new = valid.clone();
+            tweak(&mut new);
+            assert_eq!(current_with(&new).as_deref(), Some("previous"), "{what}");
+        }
+
+        // An extra product, even pending, does not make the key incomplete.
+        let mut extra = valid.clone();
+        extra.api_products.push(assoc("p3", Pending));
+        assert_eq!(current_with(&extra).as_deref(), Some("new"));
+        // A revoked previous key does not bind its successor.
+        let creds = [
+            Credential {
+                approved: false,
+                ..previous.clone()
+            },
+            Credential {
+                api_products: vec![assoc("p1", Approved)],
+                ..valid.clone()
+            },
+        ];
+        assert_eq!(current_key(&creds, NOW).unwrap().key.expose(), "new");
+        // An expired previous key still does: it tells which products the app has.
+        let creds = [
+            Credential {
+                expires_at: Some(NOW - Duration::days(1)),
+                ..previous.clone()
+            },
+            Credential {
+                api_products: vec![assoc("p1", Approved)],
+                ..valid.clone()
+            },
+        ];
+        assert!(current_key(&creds, NOW).is_none());
+    }
+
     #[test]
     fn keeps_a_key_outside_the_window() {
         let creds = vec![cred("a", 10, Some(46), true)];
@@ -231,18 +435,22 @@ mod tests {
     }
 
     #[test]
-    fn renews_inside_the_window_with_the_current_products() {
-        let creds = vec![
-            cred("a", 10, Some(45), true),
-            cred("old", 100, Some(-5), true),
-        ];
+    fn renews_inside_the_window_with_the_current_approved_products() {
+        let mut current = cred("a", 10, Some(45), true);
+        current.api_products.extend([
+            assoc("p2", AssociationStatus::Pending),
+            assoc("p3", AssociationStatus::Revoked),
+            assoc("p4", AssociationStatus::Approved),
+        ]);
+        let creds = vec![current, cred("old", 100, Some(-5), true)];
         match policy().decide(&creds, NOW, false).unwrap() {
             Decision::Renew {
                 products,
                 reason,
                 current,
             } => {
-                assert_eq!(products, ["product-of-a"]);
+                // Access nobody approved (p2) or somebody refused (p3) is not passed on.
+                assert_eq!(products, ["p1", "p4"]);
                 assert_eq!(
                     reason,
                     RenewReason::ExpiresSoon {
@@ -262,7 +470,7 @@ mod tests {
             Decision::Renew {
                 products, reason, ..
             } => {
-                assert_eq!(products, ["product-of-a"]);
+                assert_eq!(products, ["p1"]);
                 assert_eq!(reason, RenewReason::Forced);
             }
             other => panic!("{other:?}"),
@@ -270,23 +478,41 @@ mod tests {
     }
 
     #[test]
-    fn no_usable_key_copies_products_from_the_latest_credential() {
-        let creds = vec![
-            cred("revoked", 3, Some(300), false),
-            cred("expired", 200, Some(-10), true),
-        ];
+    fn no_usable_key_copies_products_from_the_latest_complete_key() {
+        let revoked = Credential {
+            api_products: vec![assoc("of-revoked", AssociationStatus::Approved)],
+            ..cred("revoked", 3, Some(300), false)
+        };
+        let expired = Credential {
+            api_products: vec![assoc("of-expired", AssociationStatus::Approved)],
+            ..cred("expired", 200, Some(-10), true)
+        };
+        // A half-made key (the latest) tells nothing: its empty list is never copied.
+        let half_made = Credential {
+            api_products: vec![],
+            unfinished: true,
+            made_by_rotator: true,
+            ..cred("half", 1, Some(89), true)
+        };
+        let creds = vec![revoked.clone(), expired, half_made.clone()];
         match policy().decide(&creds, NOW, false).unwrap() {
             Decision::Renew {
                 products,
                 reason,
                 current,
             } => {
-                assert_eq!(products, ["product-of-revoked"]);
+                assert_eq!(products, ["of-expired"]);
                 assert_eq!(reason, RenewReason::NoUsableKey);
                 assert!(current.is_none());
             }
             other => panic!("{other:?}"),
         }
+        // Without any complete key, the latest key with approved products tells.
+        assert_eq!(
+            products_to_copy(&[revoked, half_made.clone()], NOW).unwrap(),
+            ["of-revoked"]
+        );
+        assert!(products_to_copy(&[half_made], NOW).is_none());
     }
 
     #[test]
@@ -294,5 +520,72 @@ mod tests {
         let e = policy().decide(&[], NOW, true).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::NotFound);
         assert_eq!(e.message(), "app has no approved key to renew");
+    }
+
+    /// An unfinished key is finished with the current key's approved products, unless it can
+    /// never be complete: then it is removed. A key with its products attached is recovered only
+    /// while an association it needs is pending, and only when it is newer than the current key.
+    #[test]
+    fn recovery_of_unfinished_keys() {
+        let current = cred("current", 60, Some(10), true);
+        let half = Credential {
+            api_products: vec![],
+            unfinished: true,
+            made_by_rotator: true,
+            ..cred("half", 1, Some(90), true)
+        };
+        let with = |u: &Credential| recovery(u, &[current.clone(), u.clone()], NOW);
+        assert_eq!(
+            with(&half),
+            Some(Recovery::Finish {
+                products: vec!["p1".into()]
+            })
+        );
+        assert_eq!(with(&current), None, "a complete key");
+        let pending = Credential {
+            api_products: vec![assoc("p1", AssociationStatus::Pending)],
+            unfinished: false,
+            ..half.clone()
+        };
+        assert!(matches!(with(&pending), Some(Recovery::Finish { .. })));
+        let not_ours = Credential {
+            made_by_rotator: false,
+            ..pending.clone()
+        };
+        assert_eq!(with(&not_ours), None, "a key someone else made is theirs");
+        let older = Credential {
+            issued_at: Some(NOW - Duration::days(90)),
+            ..pending.clone()
+        };
+        assert_eq!(with(&older), None, "older than the current key");
+        let extra_pending = Credential {
+            api_products: vec![
+                assoc("p1", AssociationStatus::Approved),
+                assoc("p9", AssociationStatus::Pending),
+            ],
+            ..pending.clone()
+        };
+        assert_eq!(with(&extra_pending), None, "complete, p9 is not needed");
+        let removed = [
+            Credential {
+                approved: false,
+                ..half.clone()
+            },
+            Credential {
+                expires_at: Some(NOW - Duration::days(1)),
+                ..half.clone()
+            },
+            Credential {
+                api_products: vec![assoc("p1", AssociationStatus::Revoked)],
+                ..half.clone()
+            },
+        ];
+        for u in &removed {
+            assert!(matches!(with(u), Some(Recovery::Remove { .. })), "{u:?}");
+        }
+        assert!(matches!(
+            recovery(&half, std::slice::from_ref(&half), NOW),
+            Some(Recovery::Remove { .. })
+        ));
     }
 }

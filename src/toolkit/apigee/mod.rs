@@ -3,6 +3,18 @@
 //!
 //! Key URLs carry the consumer key in their path, so every error on them is built without the
 //! URL and scrubbed of the key before it leaves this module.
+//!
+//! A renewal is three kinds of calls, each as the discovery document defines it
+//! (`tests/fixtures/reference/apigee/apigee-x-v1.discovery-excerpt.methods.txt`):
+//! `keys.create` (the key starts approved, without products, carrying the
+//! [`STATE_ATTRIBUTE`] mark [`UNFINISHED`]), `keys.updateDeveloperAppKey` (adds the products
+//! and sets the mark to [`PRODUCTS_ATTACHED`]; a product with `approvalType: manual` leaves
+//! its association `pending`), and
+//! `keys.apiproducts.updateDeveloperAppKeyApiProduct?action=approve` for each pending
+//! association. The mark is a key attribute (`GoogleCloudApigeeV1Attribute` on the key),
+//! written with the key itself and with its products, so a key whose renewal was interrupted at
+//! any step is recognised on the next run: without products it is [`UNFINISHED`]; with them, a
+//! pending association tells the approval is missing.
 
 pub mod auth;
 pub mod error;
@@ -10,7 +22,7 @@ pub mod error;
 pub use error::parse_error;
 
 use super::sealed::ApigeeXConfig;
-use super::{Credential, Issuer};
+use super::{AssociationStatus, Credential, Issuer, ProductAssociation};
 use crate::azure::http::transport_error;
 use crate::azure::retry::{self, Idempotency};
 use crate::error::{Error, ErrorKind, Result};
@@ -23,6 +35,15 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 const SERVICE: &str = "Apigee";
+
+/// The key attribute this rotator writes on the keys it creates: [`UNFINISHED`] from the
+/// creation on, [`PRODUCTS_ATTACHED`] from the call that attaches its products on.
+pub const STATE_ATTRIBUTE: &str = "ApiKeyRotatorState";
+/// [`STATE_ATTRIBUTE`] of a key whose products are not attached yet: never handed out.
+pub const UNFINISHED: &str = "unfinished";
+/// [`STATE_ATTRIBUTE`] of a key whose products the rotator attached; it is complete once each
+/// of their associations is approved.
+pub const PRODUCTS_ATTACHED: &str = "productsAttached";
 
 /// The Apigee X issuer for one organization and developer.
 #[derive(Debug)]
@@ -54,6 +75,16 @@ struct KeyBody {
     status: Option<String>,
     #[serde(default)]
     api_products: Vec<Value>,
+    #[serde(default)]
+    attributes: Vec<Attribute>,
+}
+
+/// `GoogleCloudApigeeV1Attribute`.
+#[derive(Deserialize, serde::Serialize, Clone, Debug, PartialEq, Eq)]
+struct Attribute {
+    name: String,
+    #[serde(default)]
+    value: String,
 }
 
 /// Milliseconds since the epoch, as Apigee X (string) or Edge (number) sends them; negative
@@ -76,26 +107,69 @@ fn millis(v: &Option<Value>) -> Result<Option<OffsetDateTime>> {
 }
 
 impl KeyBody {
-    fn into_credential(self) -> Result<Credential> {
-        // Products come as `{apiproduct, status}` on app reads and as plain names on some key
-        // responses; a revoked association must not be copied to a new key.
-        let api_products = self
-            .api_products
+    /// The key's associations: `{apiproduct, status}` objects on reads; a plain name (which
+    /// some key responses carry) says nothing about approval, so it counts as pending.
+    fn associations(&self) -> Vec<ProductAssociation> {
+        self.api_products
             .iter()
             .filter_map(|p| match p {
-                Value::String(name) => Some(name.clone()),
-                Value::Object(o) if o.get("status").and_then(Value::as_str) != Some("revoked") => o
-                    .get("apiproduct")
-                    .and_then(Value::as_str)
-                    .map(str::to_string),
+                Value::String(name) => Some(ProductAssociation {
+                    product: name.clone(),
+                    status: AssociationStatus::Pending,
+                }),
+                Value::Object(o) => {
+                    let product = o.get("apiproduct").and_then(Value::as_str)?.to_string();
+                    let status = match o.get("status").and_then(Value::as_str) {
+                        Some("approved") => AssociationStatus::Approved,
+                        Some("pending") => AssociationStatus::Pending,
+                        // Revoked, or a state we do not know: never approved by us.
+                        _ => AssociationStatus::Revoked,
+                    };
+                    Some(ProductAssociation { product, status })
+                }
                 _ => None,
             })
+            .collect()
+    }
+
+    fn state(&self) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|a| a.name == STATE_ATTRIBUTE)
+            .map(|a| a.value.as_str())
+    }
+
+    fn status_of(&self, product: &str) -> Option<AssociationStatus> {
+        self.associations()
+            .into_iter()
+            .find(|a| a.product == product)
+            .map(|a| a.status)
+    }
+
+    /// The attributes with the rotator's mark set to `state`, every other attribute kept
+    /// (`keys.updateDeveloperAppKey` replaces them all with those of the request).
+    fn attributes_with_state(&self, state: &str) -> Vec<Attribute> {
+        let mut attributes: Vec<Attribute> = self
+            .attributes
+            .iter()
+            .filter(|a| a.name != STATE_ATTRIBUTE)
+            .cloned()
             .collect();
+        attributes.push(Attribute {
+            name: STATE_ATTRIBUTE.into(),
+            value: state.into(),
+        });
+        attributes
+    }
+
+    fn into_credential(self) -> Result<Credential> {
         Ok(Credential {
             issued_at: millis(&self.issued_at)?,
             expires_at: millis(&self.expires_at)?,
             approved: self.status.as_deref() == Some("approved"),
-            api_products,
+            api_products: self.associations(),
+            unfinished: self.state() == Some(UNFINISHED),
+            made_by_rotator: self.state().is_some(),
             key: ApiKey::new(self.consumer_key),
         })
     }
@@ -244,57 +318,120 @@ impl ApigeeX {
         retry::send_checked(&format!("the key creation for {app_name}"), create, created).await
     }
 
-    async fn add_products(
+    /// `keys.get`: the key as Apigee holds it now.
+    async fn get_key(&self, app_name: &str, key: &ApiKey) -> Result<KeyBody> {
+        let url = self.app_url(app_name, &["keys", key.expose()])?;
+        let body = self
+            .call(Method::GET, url, None, false, Idempotency::Idempotent)
+            .await?;
+        parse_json(&body)
+    }
+
+    /// `keys.updateDeveloperAppKey` with a body: adds `products` (none: adds nothing) and
+    /// replaces the key's attributes with `attributes`.
+    async fn update_key(
         &self,
         app_name: &str,
         key: &ApiKey,
-        products: &[String],
+        products: &[&str],
+        attributes: &[Attribute],
     ) -> Result<KeyBody> {
         let url = self.app_url(app_name, &["keys", key.expose()])?;
+        let mut request = json!({ "attributes": attributes });
+        if !products.is_empty() {
+            request["apiProducts"] = json!(products);
+        }
         let body = self
             .call(
                 Method::POST,
                 url,
-                Some(&json!({ "apiProducts": products })),
+                Some(&request),
                 false,
-                // Sets the key's product list: repeating it sets the same list.
+                // Adds the same products and sets the same attributes when repeated.
                 Idempotency::Idempotent,
             )
             .await?;
         parse_json(&body)
     }
 
-    async fn approve(&self, app_name: &str, key: &ApiKey) -> Result<()> {
-        let mut url = self.app_url(app_name, &["keys", key.expose()])?;
+    /// `keys.apiproducts.updateDeveloperAppKeyApiProduct?action=approve`: empty body,
+    /// `Content-Type: application/octet-stream`, an empty JSON object back.
+    async fn approve_product(&self, app_name: &str, key: &ApiKey, product: &str) -> Result<()> {
+        let mut url = self.app_url(app_name, &["keys", key.expose(), "apiproducts", product])?;
         url.query_pairs_mut().append_pair("action", "approve");
         self.call(Method::POST, url, None, true, Idempotency::Idempotent)
             .await
             .map(|_| ())
     }
 
-    async fn delete_key(&self, app_name: &str, key: &ApiKey) -> Result<()> {
+    /// `keys.delete`.
+    async fn remove_key(&self, app_name: &str, key: &ApiKey) -> Result<()> {
         let url = self.app_url(app_name, &["keys", key.expose()])?;
         self.call(Method::DELETE, url, None, false, Idempotency::Idempotent)
             .await
             .map(|_| ())
     }
 
-    async fn finish_key(
+    /// Takes a key from `state` (as Apigee holds it) to complete: attaches those of
+    /// `api_products` it lacks (setting the mark to [`PRODUCTS_ATTACHED`] in the same call),
+    /// then approves each association that is pending. Steps already done are skipped.
+    async fn finish(
         &self,
         app_name: &str,
         key: &ApiKey,
-        created: KeyBody,
+        mut state: KeyBody,
         api_products: &[String],
     ) -> Result<Credential> {
-        let stored = if api_products.is_empty() {
-            created
-        } else {
-            self.add_products(app_name, key, api_products).await?
-        };
-        self.approve(app_name, key).await?;
-        let mut cred = stored.into_credential()?;
-        cred.approved = true;
-        Ok(cred)
+        if state.status.as_deref() != Some("approved") {
+            return Err(Error::unexpected(format!(
+                "{SERVICE}: the new key is {}, not approved",
+                state.status.as_deref().unwrap_or("without a status")
+            )));
+        }
+        let missing: Vec<&str> = api_products
+            .iter()
+            .map(String::as_str)
+            .filter(|p| state.status_of(p).is_none())
+            .collect();
+        if !missing.is_empty() || state.state() == Some(UNFINISHED) {
+            let attributes = state.attributes_with_state(PRODUCTS_ATTACHED);
+            state = self
+                .update_key(app_name, key, &missing, &attributes)
+                .await?;
+        }
+        let mut credential = state.into_credential()?;
+        for product in api_products {
+            let association = credential
+                .api_products
+                .iter_mut()
+                .find(|a| a.product == *product);
+            match association.as_ref().map(|a| a.status) {
+                Some(AssociationStatus::Approved) => {}
+                Some(AssociationStatus::Revoked) => {
+                    return Err(Error::unexpected(format!(
+                        "{SERVICE}: the new key's association with API product {product} is revoked"
+                    )))
+                }
+                Some(AssociationStatus::Pending) => {
+                    self.approve_product(app_name, key, product).await?;
+                    // The approval answers an empty object: its success is the new state.
+                    if let Some(a) = association {
+                        a.status = AssociationStatus::Approved;
+                    }
+                }
+                None => {
+                    return Err(Error::unexpected(format!(
+                        "{SERVICE}: the new key has no association with API product {product} after it was added"
+                    )))
+                }
+            }
+        }
+        if credential.unfinished || !credential.approved {
+            return Err(Error::unexpected(format!(
+                "{SERVICE}: the new key was not stored as finished"
+            )));
+        }
+        Ok(credential)
     }
 }
 
@@ -340,9 +477,12 @@ impl Issuer for ApigeeX {
         lifetime: Option<time::Duration>,
         api_products: &[String],
     ) -> Result<Credential> {
+        // keys.create: every key starts approved and without products (products sent here
+        // would be ignored), so no key-level approval is needed. The mark goes in with the key.
         let mut request = json!({
             "consumerKey": key.expose(),
             "consumerSecret": super::random_alphanumeric(32),
+            "attributes": [{"name": STATE_ATTRIBUTE, "value": UNFINISHED}],
         });
         // Without expiresInSeconds Apigee's default applies: -1, never expires.
         if let Some(lifetime) = lifetime {
@@ -353,21 +493,22 @@ impl Issuer for ApigeeX {
             .await
             .map_err(|e| scrub(e, key).with_context("app", app_name.to_string()))?;
         let finished = match created {
-            Ok(created) => self.finish_key(app_name, key, created, api_products).await,
+            Ok(created) => self.finish(app_name, key, created, api_products).await,
             Err(e) => Err(e),
         };
         match finished {
             Ok(c) => Ok(c),
             Err(e) => {
-                // A key without its products must not become the app's current key (it has the
-                // latest expiry), so the half-made key is removed and the next run starts over.
-                let cleanup = self.delete_key(app_name, key).await;
+                // A half-made key is never current (it is marked unfinished), but it should not
+                // linger either: remove it now; when that fails, the next run finishes or
+                // removes it.
+                let cleanup = self.remove_key(app_name, key).await;
                 let mut e = scrub(e, key).with_context("app", app_name.to_string());
                 if let Err(d) = cleanup {
                     e = e.with_context(
                         "cleanup",
                         format!(
-                            "the new key {} could not be deleted: {}",
+                            "the new key {} could not be deleted (the next run finishes or removes it): {}",
                             key,
                             scrub(d, key)
                         ),
@@ -376,6 +517,26 @@ impl Issuer for ApigeeX {
                 Err(e)
             }
         }
+    }
+
+    async fn finish_key(
+        &self,
+        app_name: &str,
+        key: &ApiKey,
+        api_products: &[String],
+    ) -> Result<Credential> {
+        let done = async {
+            let state = self.get_key(app_name, key).await?;
+            self.finish(app_name, key, state, api_products).await
+        };
+        done.await
+            .map_err(|e| scrub(e, key).with_context("app", app_name.to_string()))
+    }
+
+    async fn delete_key(&self, app_name: &str, key: &ApiKey) -> Result<()> {
+        self.remove_key(app_name, key)
+            .await
+            .map_err(|e| scrub(e, key).with_context("app", app_name.to_string()))
     }
 }
 

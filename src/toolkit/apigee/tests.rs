@@ -132,11 +132,16 @@ async fn apigee(
                 "products must not be sent on create"
             );
             assert_eq!(req["consumerSecret"].as_str().unwrap().len(), 32);
+            assert_eq!(
+                req["attributes"],
+                json!([{"name": STATE_ATTRIBUTE, "value": UNFINISHED}]),
+                "the key is marked unfinished from its creation on"
+            );
             let now = now_ms();
             let cred = json!({
                 "consumerKey": req["consumerKey"], "consumerSecret": req["consumerSecret"],
                 "issuedAt": now.to_string(), "expiresAt": (now + secs * 1000).to_string(),
-                "status": "approved", "apiProducts": [],
+                "status": "approved", "apiProducts": [], "attributes": req["attributes"],
             });
             if fake.refuse_creates > 0 {
                 fake.refuse_creates -= 1;
@@ -150,31 +155,55 @@ async fn apigee(
             }
             (StatusCode::CREATED, axum::Json(cred)).into_response()
         }
+        ("POST", ["keys", key, "apiproducts", product]) => {
+            let Some(cred) = creds.iter_mut().find(|c| c["consumerKey"] == *key) else {
+                return google_error(StatusCode::NOT_FOUND, "key not found", "NOT_FOUND");
+            };
+            assert_eq!(uri.query(), Some("action=approve"));
+            assert_eq!(headers["content-type"], "application/octet-stream");
+            assert!(body.is_empty());
+            let Some(assoc) = cred["apiProducts"]
+                .as_array_mut()
+                .unwrap()
+                .iter_mut()
+                .find(|a| a["apiproduct"] == *product)
+            else {
+                return google_error(StatusCode::NOT_FOUND, "not associated", "NOT_FOUND");
+            };
+            assoc["status"] = "approved".into();
+            axum::Json(json!({})).into_response()
+        }
         (m, ["keys", key]) => {
             let Some(i) = creds.iter().position(|c| c["consumerKey"] == *key) else {
                 return google_error(StatusCode::NOT_FOUND, "key not found", "NOT_FOUND");
             };
             match (m, uri.query()) {
-                ("POST", Some("action=approve")) => {
-                    assert_eq!(headers["content-type"], "application/octet-stream");
-                    assert!(body.is_empty());
-                    creds[i]["status"] = "approved".into();
-                    StatusCode::NO_CONTENT.into_response()
-                }
-                ("POST", None) if reject_products => google_error(
-                    StatusCode::BAD_REQUEST,
-                    &format!("Invalid consumer key {key} for given app"),
-                    "INVALID_ARGUMENT",
-                ),
+                ("GET", None) => axum::Json(creds[i].clone()).into_response(),
+                ("POST", Some(q)) => panic!("no key-level action is needed, got ?{q}"),
                 ("POST", None) => {
                     let req: Value = serde_json::from_slice(&body).unwrap();
-                    let products: Vec<Value> = req["apiProducts"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|p| json!({"apiproduct": p, "status": "approved"}))
-                        .collect();
-                    creds[i]["apiProducts"] = Value::Array(products);
+                    if let Some(products) = req.get("apiProducts") {
+                        if reject_products {
+                            return google_error(
+                                StatusCode::BAD_REQUEST,
+                                &format!("Invalid consumer key {key} for given app"),
+                                "INVALID_ARGUMENT",
+                            );
+                        }
+                        if creds[i].get("apiProducts").is_none() {
+                            creds[i]["apiProducts"] = json!([]);
+                        }
+                        for p in products.as_array().unwrap() {
+                            // p1 needs an administrator's approval (approvalType: manual).
+                            let status = if p == "p1" { "pending" } else { "approved" };
+                            creds[i]["apiProducts"]
+                                .as_array_mut()
+                                .unwrap()
+                                .push(json!({"apiproduct": p, "status": status}));
+                        }
+                    }
+                    // The attributes are replaced by those of the request.
+                    creds[i]["attributes"] = req.get("attributes").cloned().unwrap_or(json!([]));
                     axum::Json(creds[i].clone()).into_response()
                 }
                 ("DELETE", None) => axum::Json(creds.remove(i)).into_response(),
@@ -268,25 +297,32 @@ async fn renews_through_apigee_and_converges() {
             .iter()
             .find(|c| key_of(c) == first.api_key.expose())
             .unwrap();
-        let products: Vec<&str> = new["apiProducts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p["apiproduct"].as_str().unwrap())
-            .collect();
         assert_eq!(
-            products,
-            ["p1", "p2"],
-            "same products, minus the revoked association"
+            new["apiProducts"],
+            json!([{"apiproduct": "p1", "status": "approved"}]),
+            "the approved products only: not the pending (p2) or revoked (p3) association"
         );
         assert_eq!(new["status"], "approved");
+        assert_eq!(
+            new["attributes"],
+            json!([{"name": STATE_ATTRIBUTE, "value": PRODUCTS_ATTACHED}])
+        );
         let key = first.api_key.expose();
-        assert!(
-            f.requests
-                .iter()
-                .any(|r| r.ends_with(&format!("/apps/app1/keys/{key}?action=approve"))),
-            "{:?}",
-            f.requests
+        let prefix = format!("/v1/organizations/{ORG}/developers/{DEV}/apps/app1/keys");
+        let renewal: Vec<String> = f
+            .requests
+            .iter()
+            .filter(|r| !r.starts_with("GET "))
+            .map(|r| r.replace(key, "{key}").replace(&prefix, "..."))
+            .collect();
+        assert_eq!(
+            renewal,
+            [
+                "POST ...",
+                "POST .../{key}",
+                "POST .../{key}/apiproducts/p1?action=approve",
+            ],
+            "create, products (and the mark), approve the pending association"
         );
     }
 
@@ -432,7 +468,13 @@ fn times_are_int64_strings_or_edge_numbers() {
     assert_eq!(c.expires_at, None);
     assert_eq!(c.issued_at.unwrap().unix_timestamp(), 1_591_645_866);
     assert!(c.approved);
-    assert_eq!(c.api_products, ["gcloud-test2", "gcloud-test1"]);
+    assert_eq!(
+        c.approved_products().collect::<Vec<_>>(),
+        ["gcloud-test1"],
+        "gcloud-test2 is pending"
+    );
+    assert_eq!(c.api_products.len(), 2);
+    assert!(!c.unfinished);
     assert_eq!(
         millis(&Some(json!(1518459781278_i64)))
             .unwrap()
@@ -470,9 +512,9 @@ async fn a_lost_creation_answer_never_makes_two_keys() {
         .find(|c| key_of(c) == grant.api_key.expose())
         .unwrap();
     assert_eq!(
-        new["apiProducts"].as_array().unwrap().len(),
-        2,
-        "products added"
+        new["apiProducts"],
+        json!([{"apiproduct": "p1", "status": "approved"}]),
+        "products added and approved"
     );
 }
 
@@ -490,4 +532,43 @@ async fn a_refused_creation_is_made_again() {
     let f = fake.lock().unwrap();
     assert_eq!(creates(&f), 2, "{:?}", f.requests);
     assert_eq!(f.apps["app1"].len(), 3, "still one new key");
+}
+
+/// A key an earlier run created and left without products (the mark says `unfinished`) is
+/// finished by the next call: read, products added, the pending association approved, the mark
+/// set to `complete`; then it is the key handed out, and no other key is created.
+#[tokio::test]
+async fn an_unfinished_key_is_finished_on_the_next_call() {
+    let (fake, base) = start().await;
+    const HALF: &str = "HALFMADEHALFMADEHALFMADEHALF0001";
+    let day = 86_400_000;
+    fake.lock().unwrap().apps.get_mut("app1").unwrap().push(json!({
+        "consumerKey": HALF, "consumerSecret": "s3",
+        "issuedAt": (now_ms() - 60_000).to_string(), "expiresAt": (now_ms() + 90 * day).to_string(),
+        "status": "approved",
+        "attributes": [{"name": STATE_ATTRIBUTE, "value": UNFINISHED}, {"name": "Notes", "value": "kept"}],
+    }));
+    let source = key_source(&settings_for(&base), reqwest::Client::new()).unwrap();
+    let grant = source
+        .current_key("app1", KeyRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(grant.api_key.expose(), HALF);
+    assert!(grant.renewed, "{}", grant.message);
+    let f = fake.lock().unwrap();
+    assert_eq!(creates(&f), 0, "{:?}", f.requests);
+    let half = f.apps["app1"].iter().find(|c| key_of(c) == HALF).unwrap();
+    assert_eq!(
+        half["apiProducts"],
+        json!([{"apiproduct": "p1", "status": "approved"}])
+    );
+    assert_eq!(
+        half["attributes"],
+        json!([{"name": "Notes", "value": "kept"}, {"name": STATE_ATTRIBUTE, "value": PRODUCTS_ATTACHED}]),
+        "other attributes are kept"
+    );
+    assert!(f
+        .requests
+        .iter()
+        .any(|r| r.starts_with("GET ") && r.ends_with(&format!("/keys/{HALF}"))));
 }
