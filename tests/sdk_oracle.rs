@@ -18,20 +18,17 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 
-/// The official packages and every dependency they pull in, at exact versions.
-const REQUIREMENTS: [&str; 11] = [
-    "azure-appconfiguration==1.10.0",
-    "azure-mgmt-web==11.0.1",
-    "azure-core==1.41.0",
-    "azure-mgmt-core==1.6.0",
-    "isodate==0.7.2",
-    "requests==2.34.2",
-    "urllib3==2.8.0",
-    "certifi==2026.10.19.post1",
-    "charset-normalizer==3.5.3",
-    "idna==3.20",
-    "typing_extensions==4.16.0",
-];
+/// The official packages and every dependency they pull in, at exact versions (one per line;
+/// `.ci/run` installs the same file into the same venv).
+const REQUIREMENTS_TXT: &str = include_str!("oracle/requirements.txt");
+
+fn requirements() -> Vec<&'static str> {
+    REQUIREMENTS_TXT
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect()
+}
 
 /// The venv's Python, installed at most once per test process (and per machine, under a lock).
 fn python() -> &'static Path {
@@ -44,7 +41,7 @@ fn install_venv() -> PathBuf {
     let venv = PathBuf::from(home).join(".cache/apikey-rotator/venv-oracle");
     let python = venv.join("bin/python");
     let marker = venv.join(".requirements");
-    let wanted = REQUIREMENTS.join("\n") + "\n";
+    let wanted = REQUIREMENTS_TXT.to_string();
     let installed =
         || python.is_file() && std::fs::read_to_string(&marker).ok() == Some(wanted.clone());
     if installed() {
@@ -52,7 +49,7 @@ fn install_venv() -> PathBuf {
     }
     std::fs::create_dir_all(venv.parent().unwrap()).unwrap();
     // Test binaries run side by side: a directory created atomically is the install lock.
-    let _lock = DirLock::take(&venv.with_extension("install.lock"));
+    let _lock = common::azurite::DirLock::take(&venv.with_extension("install.lock"));
     if installed() {
         return python;
     }
@@ -64,7 +61,7 @@ fn install_venv() -> PathBuf {
             out.status.success(),
             "{what} failed ({}); the SDK oracle needs Python 3 and PyPI to install {}:\n{}{}",
             out.status,
-            REQUIREMENTS.join(" "),
+            requirements().join(" "),
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
@@ -85,49 +82,11 @@ fn install_venv() -> PathBuf {
                 "--disable-pip-version-check",
                 "--no-input",
             ])
-            .args(REQUIREMENTS),
+            .args(requirements()),
         "pip install",
     );
     std::fs::write(&marker, &wanted).unwrap();
     python
-}
-
-struct DirLock(PathBuf);
-
-impl DirLock {
-    fn take(path: &Path) -> DirLock {
-        let deadline = Instant::now() + Duration::from_secs(900);
-        loop {
-            match std::fs::create_dir(path) {
-                Ok(()) => return DirLock(path.to_path_buf()),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    // A lock left by a killed run is stale after fifteen minutes.
-                    let stale = std::fs::metadata(path)
-                        .and_then(|m| m.modified())
-                        .is_ok_and(|t| {
-                            SystemTime::now().duration_since(t).unwrap_or_default()
-                                > Duration::from_secs(900)
-                        });
-                    if stale {
-                        let _ = std::fs::remove_dir(path);
-                    }
-                    assert!(
-                        Instant::now() < deadline,
-                        "waited too long for {}",
-                        path.display()
-                    );
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-                Err(e) => panic!("cannot create {}: {e}", path.display()),
-            }
-        }
-    }
-}
-
-impl Drop for DirLock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir(&self.0);
-    }
 }
 
 /// Runs `tests/oracle/oracle.py GROUP sandbox.json` against `env`; its JSON report.

@@ -3,7 +3,7 @@
 
 use super::{ApiError, AppState};
 use crate::rotation::RunOptions;
-use axum::extract::{Query, State};
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -11,9 +11,9 @@ use std::collections::HashMap;
 
 pub(super) async fn handle(
     State(rotator): State<AppState>,
-    Query(query): Query<HashMap<String, String>>,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let options = run_options(&query)?;
+    let options = run_options(&super::strict_query(query.as_deref())?)?;
     let report = rotator.run(&options).await?;
     let status = if report.has_errors() {
         StatusCode::MULTI_STATUS

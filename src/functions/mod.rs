@@ -108,6 +108,24 @@ fn only(route: MethodRouter<AppState>, methods: &'static [Method]) -> MethodRout
     })
 }
 
+/// The query string as a map, refusing a parameter given twice (`?dryRun=true&dryRun=false`
+/// must not run for real because the last one won) with a 400 naming it.
+pub(crate) fn strict_query(
+    raw: Option<&str>,
+) -> Result<std::collections::HashMap<String, String>, ApiError> {
+    let mut query = std::collections::HashMap::new();
+    for (name, value) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        if query.insert(name.to_string(), value.into_owned()).is_some() {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                format!("query parameter {name} is given more than once; give it once"),
+            ));
+        }
+    }
+    Ok(query)
+}
+
 /// The host polls `GET /` until it answers; answer at once, whatever the settings.
 async fn ready() -> &'static str {
     "apikey-rotator ready"
@@ -181,6 +199,23 @@ mod tests {
             status,
             serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
         )
+    }
+
+    /// A parameter given twice is a 400 naming it, before anything runs.
+    #[tokio::test]
+    async fn duplicate_query_parameters_are_refused() {
+        let (status, body) = call(Method::GET, "/api/ApiKeyRotator?dryRun=true&dryRun=false").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("query parameter dryRun is given more than once"),
+            "{body}"
+        );
+        let q = strict_query(Some("app=a%20b&dryRun=true")).unwrap();
+        assert_eq!(q["app"], "a b");
+        assert!(strict_query(None).unwrap().is_empty());
     }
 
     /// Any spelling of a route reaches it, query kept; an unknown path is a JSON 404.

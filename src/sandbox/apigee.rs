@@ -1030,6 +1030,7 @@ mod tests {
             .post(product_url("healthcheck-product", "approve"))
             .bearer_auth(&token)
             .header("content-type", "application/json")
+            .header("content-length", "0")
             .send()
             .await
             .unwrap();
@@ -1039,6 +1040,7 @@ mod tests {
             .post(product_url("reference-product", "approve"))
             .bearer_auth(&token)
             .header("content-type", "application/octet-stream")
+            .header("content-length", "0")
             .send()
             .await
             .unwrap();
@@ -1048,6 +1050,7 @@ mod tests {
             .post(product_url("healthcheck-product", "approve"))
             .bearer_auth(&token)
             .header("content-type", "application/octet-stream")
+            .header("content-length", "0")
             .send()
             .await
             .unwrap();

@@ -114,10 +114,13 @@ pub fn azurite_blob() -> PathBuf {
     bin
 }
 
-struct DirLock(PathBuf);
+/// A lock held while a directory exists: test binaries run side by side, and creating a
+/// directory is atomic. A lock left by a killed run is taken over after ten minutes.
+pub struct DirLock(PathBuf);
 
 impl DirLock {
-    fn take(path: &Path) -> DirLock {
+    /// Waits (ten minutes at most) until the lock at `path` is ours.
+    pub fn take(path: &Path) -> DirLock {
         let deadline = Instant::now() + Duration::from_secs(600);
         loop {
             match std::fs::create_dir(path) {
