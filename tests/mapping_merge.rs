@@ -21,7 +21,7 @@ const SECTIONS: [&str; 6] = [
 
 /// App settings the generated mappings name (header auth, HMAC connection strings) are set.
 fn setting_exists(name: &str) -> bool {
-    name.starts_with("SET_")
+    name.starts_with("SET_") || name.starts_with("APPAPI_SECRET_")
 }
 
 fn parse(parts: &[(String, String)]) -> Result<AppsMapping, MappingErrors> {

@@ -296,3 +296,40 @@ async fn a_storage_account_that_never_answers_cannot_outlast_the_deadline() {
     assert!(body.to_string().contains("DeadlineExceeded"), "{body:#}");
     assert!(env.writes().await.is_empty());
 }
+
+/// Two instances of the real handler on one Azurite, asked by ToolkitApp for the same app's key
+/// at the same moment while key creation is slow: one key is created between them (a per-app
+/// renewal lease beside the run lock), both answer it, and only one says it renewed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_renew_one_app_once() {
+    let azurite = Azurite::start();
+    let env = Env::start().await;
+    let cs = azurite.connection_string();
+    let settings = env.settings(&[("AzureWebJobsStorage", cs.as_str())]);
+    let (first, second) = tokio::join!(Handler::start(&settings), Handler::start(&settings));
+    env.add_fault(&json!({"service": "apigee", "match": "/keys", "method": "POST", "delayMs": 1500, "times": 6}))
+        .await;
+    env.clear_requests().await;
+    let body = json!({"appName": "APIKeyRotator_TestApp1_Sandbox"}).to_string();
+    let ((s1, a), (s2, b)) = tokio::join!(first.toolkit(body.clone()), second.toolkit(body));
+    assert_eq!((s1, s2), (200, 200), "{a}\n{b}");
+    assert_eq!(
+        a["apiKey"], b["apiKey"],
+        "both instances hand out the one new key"
+    );
+    let renewed: Vec<bool> = [&a, &b].iter().map(|r| r["renewed"] == true).collect();
+    assert_eq!(renewed.iter().filter(|r| **r).count(), 1, "{a}\n{b}");
+    let log = env.requests().await;
+    let creations = log
+        .iter()
+        .filter(|r| {
+            r["service"] == "apigee"
+                && r["method"] == "POST"
+                && r["path"].as_str().unwrap().ends_with("/keys")
+        })
+        .count();
+    assert_eq!(
+        creations, 1,
+        "one key created for the app across both instances"
+    );
+}

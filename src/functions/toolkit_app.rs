@@ -1,33 +1,177 @@
 //! `POST /api/ToolkitApp` with `{"appName": "..."}`: the app's current key, renewed first when
-//! it is inside the expiry window. The one answer that carries a full key.
+//! it is inside the expiry window. The one answer that carries a full key, so every answer says
+//! `Cache-Control: no-store`, every key handed out is logged with who asked for it, and an
+//! optional allow-list ([`ALLOWED_PRINCIPALS_SETTING`]) says which Entra principals may ask
+//! for which app's key.
 
 use super::AppState;
 use crate::azure::retry;
 use crate::toolkit::request::{parse_request, response_body, ToolkitError};
 use crate::toolkit::KeyRequest;
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use std::collections::BTreeMap;
 
-pub(super) async fn handle(State(rotator): State<AppState>, body: Bytes) -> Response {
-    match answer(&rotator, &body).await {
-        Ok(body) => (StatusCode::OK, Json(body)).into_response(),
-        Err(e) => {
-            tracing::warn!(status = e.status, code = %e.code, "ToolkitApp: {}", e.message);
-            let status =
-                StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            (status, Json(e.body())).into_response()
+/// Setting: which Entra principals may ask for which app's key, as JSON
+/// `{"<apimAppName>": ["<principal object id or name>", ...], "*": [...]}` (`*`: every app).
+/// When it is set, ToolkitApp answers only callers that App Service Authentication has signed
+/// in (it forwards `X-MS-CLIENT-PRINCIPAL-ID` / `-NAME`, and strips those headers from what
+/// callers send, so they cannot be forged from outside).
+pub const ALLOWED_PRINCIPALS_SETTING: &str = "TOOLKIT_ALLOWED_PRINCIPALS";
+
+/// Who asked, as far as the host tells: the signed-in principal, a fingerprint of the function
+/// key (the host checks the key but does not forward its name), or nobody.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Caller {
+    /// Signed in by App Service Authentication.
+    Principal {
+        /// `X-MS-CLIENT-PRINCIPAL-ID` (the object id).
+        id: String,
+        /// `X-MS-CLIENT-PRINCIPAL-NAME`, if forwarded.
+        name: Option<String>,
+    },
+    /// A function key: the first 12 hex digits of its SHA-256, never the key.
+    FunctionKey(String),
+    /// Neither (local runs, `authLevel: anonymous`).
+    Unknown,
+}
+
+impl std::fmt::Display for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Caller::Principal { id, name: Some(n) } => write!(f, "principal {n} ({id})"),
+            Caller::Principal { id, name: None } => write!(f, "principal {id}"),
+            Caller::FunctionKey(fp) => write!(f, "function key sha256:{fp}"),
+            Caller::Unknown => f.write_str("unidentified caller"),
         }
     }
 }
 
+impl Caller {
+    /// Reads the caller from the forwarded request's headers and query.
+    pub(crate) fn from_request(headers: &HeaderMap, query: Option<&str>) -> Caller {
+        let get = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+        };
+        if let Some(id) = get("x-ms-client-principal-id") {
+            return Caller::Principal {
+                id,
+                name: get("x-ms-client-principal-name"),
+            };
+        }
+        let key = get("x-functions-key").or_else(|| {
+            url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+                .find(|(k, _)| k == "code")
+                .map(|(_, v)| v.into_owned())
+        });
+        match key {
+            Some(key) => {
+                use sha2::Digest;
+                let digest = sha2::Sha256::digest(key.as_bytes());
+                let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+                Caller::FunctionKey(hex)
+            }
+            None => Caller::Unknown,
+        }
+    }
+}
+
+/// Checks `caller` against the allow-list `setting` holds for `app_name`.
+fn authorize(setting: Option<&str>, caller: &Caller, app_name: &str) -> Result<(), ToolkitError> {
+    let Some(raw) = setting.map(str::trim).filter(|s| !s.is_empty()) else {
+        return Ok(());
+    };
+    let allowed: BTreeMap<String, Vec<String>> = crate::json::from_str(raw)
+        .ok()
+        .and_then(|v| serde_json::from_value(v).ok())
+        .ok_or_else(|| ToolkitError {
+            status: 500,
+            code: "ConfigurationError".into(),
+            message: format!(
+                "{ALLOWED_PRINCIPALS_SETTING}: expected JSON like {{\"<apimAppName>\": [\"<principal object id>\"], \"*\": [...]}}"
+            ),
+            retry_after: None,
+        })?;
+    let Caller::Principal { id, name } = caller else {
+        return Err(ToolkitError {
+            status: 401,
+            code: "Unauthenticated".into(),
+            message: format!(
+                "{ALLOWED_PRINCIPALS_SETTING} is set: sign in with Entra ID (App Service Authentication must be enabled on this function app)"
+            ),
+            retry_after: None,
+        });
+    };
+    let matches = |list: Option<&Vec<String>>| {
+        list.is_some_and(|l| {
+            l.iter().any(|p| {
+                p.eq_ignore_ascii_case(id)
+                    || name.as_deref().is_some_and(|n| p.eq_ignore_ascii_case(n))
+            })
+        })
+    };
+    if matches(allowed.get(app_name)) || matches(allowed.get("*")) {
+        Ok(())
+    } else {
+        Err(ToolkitError {
+            status: 403,
+            code: "Forbidden".into(),
+            message: format!(
+                "{caller} may not ask for the key of app '{app_name}' ({ALLOWED_PRINCIPALS_SETTING})"
+            ),
+            retry_after: None,
+        })
+    }
+}
+
+pub(super) async fn handle(
+    State(rotator): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let caller = Caller::from_request(&headers, query.as_deref());
+    let mut response = match answer(&rotator, &caller, &body).await {
+        Ok(body) => (StatusCode::OK, Json(body)).into_response(),
+        Err(e) => {
+            tracing::warn!(status = e.status, code = %e.code, caller = %caller, "ToolkitApp: {}", e.message);
+            let status =
+                StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let mut response = (status, Json(e.body())).into_response();
+            if let Some(seconds) = e.retry_after {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            }
+            response
+        }
+    };
+    // The body may carry a key: no cache between the caller and here may keep it.
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
 async fn answer(
     rotator: &crate::rotation::Rotator,
+    caller: &Caller,
     body: &[u8],
 ) -> Result<serde_json::Value, ToolkitError> {
     let request = parse_request(body)?;
+    authorize(
+        rotator.settings().get(ALLOWED_PRINCIPALS_SETTING),
+        caller,
+        &request.app_name,
+    )?;
     // Missing or invalid sealed details surface here as a configuration error (500).
     let keys = rotator
         .key_source()
@@ -44,6 +188,92 @@ async fn answer(
     let grant = retry::with_policy(rotator.policy(), retry::with_deadline(deadline, call))
         .await
         .map_err(|e| ToolkitError::from_error(&e))?;
-    tracing::info!(app = %grant.app_name, key = %grant.api_key, renewed = grant.renewed, "ToolkitApp answered");
+    tracing::info!(
+        app = %grant.app_name,
+        key = %grant.api_key,
+        renewed = grant.renewed,
+        forced = request.force,
+        caller = %caller,
+        "ToolkitApp handed out a key"
+    );
     Ok(response_body(&grant))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(
+                header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    /// The principal the host forwards wins; a function key is only fingerprinted.
+    #[test]
+    fn who_asked() {
+        let p = Caller::from_request(
+            &headers(&[
+                ("x-ms-client-principal-id", "0b5c"),
+                ("x-ms-client-principal-name", "ci@contoso.com"),
+                ("x-functions-key", "the-function-key-value"),
+            ]),
+            None,
+        );
+        assert_eq!(p.to_string(), "principal ci@contoso.com (0b5c)");
+        let k = Caller::from_request(
+            &headers(&[("x-functions-key", "the-function-key-value")]),
+            None,
+        );
+        let q = Caller::from_request(&headers(&[]), Some("code=the-function-key-value"));
+        assert_eq!(k, q);
+        assert!(k.to_string().starts_with("function key sha256:"));
+        assert!(!k.to_string().contains("the-function-key-value"));
+        assert_eq!(Caller::from_request(&headers(&[]), None), Caller::Unknown);
+    }
+
+    /// Without the setting anyone the host let in may ask; with it, only listed principals,
+    /// per app or for every app.
+    #[test]
+    fn allow_list() {
+        let alice = Caller::Principal {
+            id: "a1".into(),
+            name: Some("alice@contoso.com".into()),
+        };
+        let bob = Caller::Principal {
+            id: "b2".into(),
+            name: None,
+        };
+        assert!(authorize(None, &bob, "App1").is_ok());
+        let setting = r#"{"App1": ["alice@contoso.com"], "*": ["ops-id"]}"#;
+        assert!(authorize(Some(setting), &alice, "App1").is_ok());
+        assert_eq!(
+            authorize(Some(setting), &alice, "App2").unwrap_err().status,
+            403
+        );
+        assert_eq!(
+            authorize(Some(setting), &bob, "App1").unwrap_err().status,
+            403
+        );
+        let ops = Caller::Principal {
+            id: "OPS-ID".into(),
+            name: None,
+        };
+        assert!(authorize(Some(setting), &ops, "App2").is_ok());
+        let key = Caller::FunctionKey("abc".into());
+        assert_eq!(
+            authorize(Some(setting), &key, "App1").unwrap_err().status,
+            401
+        );
+        let e = authorize(Some(r#"{"App1": "alice"}"#), &alice, "App1").unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (500, "ConfigurationError"));
+        assert!(e.message.contains(ALLOWED_PRINCIPALS_SETTING));
+        let e = authorize(Some(r#"{"App1": [], "App1": ["alice"]}"#), &alice, "App1").unwrap_err();
+        assert_eq!(e.status, 500, "duplicate keys are not an allow-list");
+    }
 }

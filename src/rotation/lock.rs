@@ -156,6 +156,92 @@ impl RunLock {
     }
 }
 
+impl RunLock {
+    /// The per-app renewal leases beside this lock's blob (same account and container), when
+    /// the lock is a blob lease: `<site>/renewals/<sha256 of the app name>.lock`.
+    pub fn renewal_leases(&self) -> Option<RenewalLeases> {
+        let b = self.blob.as_ref()?;
+        let site = b.blob.rsplit_once('/').map_or("", |(site, _)| site);
+        Some(RenewalLeases {
+            client: b.client.clone(),
+            container: b.container.clone(),
+            prefix: format!("{site}/renewals"),
+        })
+    }
+}
+
+/// One blob lease per app, so two instances never renew the same app at once
+/// ([`crate::toolkit::RenewalLock`]).
+#[derive(Clone, Debug)]
+pub struct RenewalLeases {
+    client: BlobClient,
+    container: String,
+    prefix: String,
+}
+
+impl RenewalLeases {
+    /// The blob of `app_name`'s lease (app names may hold any character; the hash is a name).
+    pub fn blob(&self, app_name: &str) -> String {
+        use sha2::Digest;
+        let hash = sha2::Sha256::digest(app_name.as_bytes());
+        let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{}/{hex}.lock", self.prefix)
+    }
+}
+
+/// How long an instance waits for another one's renewal of the same app at most, when no run
+/// deadline says less (a renewal takes a few calls; a crashed holder's lease expires in 60 s).
+const RENEWAL_WAIT: Duration = Duration::from_secs(90);
+
+#[async_trait::async_trait]
+impl crate::toolkit::RenewalLock for RenewalLeases {
+    async fn hold(
+        &self,
+        app_name: &str,
+    ) -> crate::error::Result<Box<dyn crate::toolkit::HeldRenewal>> {
+        let lock = RunLock::blob(
+            self.client.clone(),
+            &self.container,
+            &self.blob(app_name),
+            LEASE,
+        );
+        let give_up = std::time::Instant::now() + RENEWAL_WAIT;
+        let give_up = crate::azure::retry::deadline().map_or(give_up, |d| d.min(give_up));
+        loop {
+            match lock.acquire().await {
+                Ok(guard) => return Ok(Box::new(guard)),
+                Err(LockError::Failed(e)) => {
+                    return Err(e.with_context("app", app_name.to_string()));
+                }
+                Err(LockError::InProgress(_)) if std::time::Instant::now() < give_up => {
+                    tracing::info!(
+                        app = app_name,
+                        "another instance is renewing this app; waiting"
+                    );
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(LockError::InProgress(_)) => {
+                    return Err(Error::new(
+                        ErrorKind::Unavailable,
+                        format!("another instance has been renewing app '{app_name}' for longer than this call can wait; its key is unchanged here, and the next run takes the renewed key"),
+                    )
+                    .with_code("RenewalInProgress")
+                    .set_temporary(true));
+                }
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::toolkit::HeldRenewal for RunGuard {
+    async fn release(self: Box<Self>) {
+        if let Some(note) = RunGuard::release(*self).await {
+            tracing::warn!("{note}");
+        }
+    }
+}
+
 impl BlobLease {
     fn where_(&self) -> String {
         format!(
@@ -199,7 +285,7 @@ impl BlobLease {
                 )))
             }
         };
-        tracing::info!(lock = %self.where_(), "run lock acquired");
+        tracing::info!(lock = %self.where_(), "lease acquired");
         let lost = Arc::new(Mutex::new(None));
         let renewer = tokio::spawn(renew(self.clone(), id.clone(), lost.clone()));
         Ok(HeldLease {

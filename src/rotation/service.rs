@@ -71,21 +71,28 @@ impl Rotator {
             .as_ref()
             .map_err(Clone::clone)
             .and_then(|h| credential::build(&settings, h));
+        let lock = RunLock::from_settings(
+            &settings,
+            http.as_ref().map_err(Clone::clone),
+            credential.clone(),
+        );
+        // Renewals take a per-app lease in the same storage account as the run lock, so that
+        // ToolkitApp calls on several instances never renew one app twice.
+        let renewal_lock = lock
+            .as_ref()
+            .ok()
+            .and_then(RunLock::renewal_leases)
+            .map(|l| Arc::new(l) as Arc<dyn toolkit::RenewalLock>);
         let keys = http
             .as_ref()
             .map_err(Clone::clone)
-            .and_then(|h| toolkit::key_source(&settings, h.clone()));
+            .and_then(|h| toolkit::key_source_with_lock(&settings, h.clone(), renewal_lock));
         for problem in settings.problems() {
             tracing::error!(setting = %problem.setting, "{problem}");
         }
         if let Err(e) = &keys {
             tracing::error!(code = e.code(), "toolkit unavailable: {e}");
         }
-        let lock = RunLock::from_settings(
-            &settings,
-            http.as_ref().map_err(Clone::clone),
-            credential.clone(),
-        );
         match &lock {
             Ok(lock) => tracing::info!(lock = %lock.describe(), "run lock"),
             Err(e) => tracing::error!(code = e.code(), "run lock unavailable: {e}"),

@@ -148,6 +148,32 @@ pub trait KeySource: Send + Sync {
     async fn current_key(&self, app_name: &str, request: KeyRequest) -> Result<KeyGrant>;
 }
 
+/// A lock on one app's renewals that every instance of the function app shares (a blob lease in
+/// the host storage account): a function app scales out, and two instances that both found an
+/// app due would otherwise both create a key, or one would take the other's half-made key for
+/// an abandoned one.
+#[async_trait]
+pub trait RenewalLock: Send + Sync {
+    /// Waits until this process holds `app_name`'s renewal lock (another instance may be
+    /// renewing the app), within the run's deadline. Errors when the lock's storage fails or
+    /// the wait runs out: nothing is renewed then, and the current key stays in place.
+    async fn hold(&self, app_name: &str) -> Result<Box<dyn HeldRenewal>>;
+}
+
+/// A held [`RenewalLock`]; dropping it releases it too, in the background.
+#[async_trait]
+pub trait HeldRenewal: Send {
+    /// Releases the lock.
+    async fn release(self: Box<Self>);
+}
+
+/// Setting: minutes that must pass after a key was issued before a forced renewal of the same
+/// app may replace it (default 60; `0` turns the limit off).
+pub const FORCE_INTERVAL_SETTING: &str = "TOOLKIT_FORCE_MIN_INTERVAL_MINUTES";
+
+/// Error code of a forced renewal refused by [`FORCE_INTERVAL_SETTING`].
+pub const FORCE_LIMITED_CODE: &str = "ForcedRenewalTooSoon";
+
 /// The in-process toolkit: the renewal policy applied through an [`Issuer`].
 pub struct Toolkit {
     issuer: Arc<dyn Issuer>,
@@ -155,6 +181,17 @@ pub struct Toolkit {
     // Serialises renewals of the same app inside this process, so two concurrent requests
     // cannot both create a key.
     app_locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    // The same across instances, when the host storage account is configured.
+    renewal_lock: Option<Arc<dyn RenewalLock>>,
+    // A forced renewal may not replace a key younger than this.
+    force_interval: time::Duration,
+}
+
+/// What one pass over an app's keys came to.
+enum Attempt {
+    Done(KeyGrant),
+    /// It must change the app's keys: only under the app's renewal lock.
+    NeedsLock,
 }
 
 impl std::fmt::Debug for Toolkit {
@@ -172,7 +209,21 @@ impl Toolkit {
             issuer,
             policy,
             app_locks: std::sync::Mutex::new(HashMap::new()),
+            renewal_lock: None,
+            force_interval: time::Duration::hours(1),
         }
+    }
+
+    /// This toolkit, renewing each app only under `lock` (shared by every instance).
+    pub fn with_renewal_lock(mut self, lock: Option<Arc<dyn RenewalLock>>) -> Self {
+        self.renewal_lock = lock;
+        self
+    }
+
+    /// This toolkit, refusing a forced renewal of a key younger than `interval` (zero: never).
+    pub fn with_force_interval(mut self, interval: time::Duration) -> Self {
+        self.force_interval = interval;
+        self
     }
 
     /// Unseals `COMPANYDETAILS` with `TOOLKITUUID` from settings, checks the location binding
@@ -196,7 +247,16 @@ impl Toolkit {
         let issuer: Arc<dyn Issuer> = match &details.issuer {
             sealed::IssuerConfig::ApigeeX(cfg) => Arc::new(apigee::ApigeeX::new(cfg, http)?),
         };
-        Ok(Self::new(issuer, details.policy))
+        let minutes = match settings.get(FORCE_INTERVAL_SETTING).map(str::trim) {
+            None | Some("") => 60,
+            Some(v) => v.parse::<u32>().map_err(|_| {
+                Error::config(format!(
+                    "{FORCE_INTERVAL_SETTING}: expected a whole number of minutes (0 turns the limit off), got \"{v}\""
+                ))
+            })?,
+        };
+        Ok(Self::new(issuer, details.policy)
+            .with_force_interval(time::Duration::minutes(i64::from(minutes))))
     }
 
     /// The policy in force.
@@ -333,12 +393,44 @@ impl KeySource for Toolkit {
     async fn current_key(&self, app_name: &str, request: KeyRequest) -> Result<KeyGrant> {
         let lock = self.lock_for(app_name);
         let _guard = lock.lock().await;
+        // Most calls change nothing and need no shared lock; one that must change the app's
+        // keys takes it, then reads the keys again: another instance may have renewed (or
+        // finished a half-made key) while this one waited.
+        if let Attempt::Done(grant) = self.attempt(app_name, request, false).await? {
+            return Ok(grant);
+        }
+        let held = match &self.renewal_lock {
+            Some(l) => l.hold(app_name).await?,
+            None => {
+                return Err(Error::unexpected(
+                    "a renewal lock was asked for without one",
+                ))
+            }
+        };
+        let result = self.attempt(app_name, request, true).await;
+        held.release().await;
+        match result? {
+            Attempt::Done(grant) => Ok(grant),
+            Attempt::NeedsLock => Err(Error::unexpected("the renewal lock is held but not seen")),
+        }
+    }
+}
+
+impl Toolkit {
+    /// One pass: read the app's keys, finish or remove half-made ones, decide, renew. Returns
+    /// [`Attempt::NeedsLock`] instead of changing anything when a renewal lock is configured
+    /// and `locked` is false.
+    async fn attempt(&self, app_name: &str, request: KeyRequest, locked: bool) -> Result<Attempt> {
+        let must_lock = !locked && !request.dry_run && self.renewal_lock.is_some();
         let mut credentials = self.issuer.list_credentials(app_name).await?;
         let now = OffsetDateTime::now_utc();
         let unfinished = credentials
             .iter()
             .filter(|c| policy::recovery(c, &credentials, now).is_some())
             .count();
+        if must_lock && unfinished > 0 {
+            return Ok(Attempt::NeedsLock);
+        }
         let finished = if request.dry_run {
             Vec::new()
         } else {
@@ -354,7 +446,7 @@ impl KeySource for Toolkit {
                 c.key,
                 describe_expiry(c.expires_at, now),
             );
-            return Ok(grant(app_name, c.clone(), true, message));
+            return Ok(Attempt::Done(grant(app_name, c.clone(), true, message)));
         }
         let pending_note = if request.dry_run && unfinished > 0 {
             format!(" {unfinished} unfinished key(s) left by an earlier run would be finished or removed.")
@@ -383,13 +475,16 @@ impl KeySource for Toolkit {
                     describe_expiry(c.expires_at, now),
                     self.policy.renew_before_expiry_days
                 );
-                Ok(grant(app_name, c, false, message))
+                Ok(Attempt::Done(grant(app_name, c, false, message)))
             }
             Decision::Renew {
                 products,
                 reason,
                 current,
             } => {
+                if reason == RenewReason::Forced {
+                    self.check_force_interval(app_name, current.as_ref(), now)?;
+                }
                 let why = describe_reason(&reason, &self.policy, current.as_ref());
                 if request.dry_run {
                     // Without a usable key there is nothing current to show; the latest
@@ -406,7 +501,10 @@ impl KeySource for Toolkit {
                         "Dry run: would create a new key for app '{app_name}' valid for {} days because {why}; nothing was changed.{pending_note}",
                         self.policy.new_key_lifetime_days
                     );
-                    return Ok(grant(app_name, shown, false, message));
+                    return Ok(Attempt::Done(grant(app_name, shown, false, message)));
+                }
+                if must_lock {
+                    return Ok(Attempt::NeedsLock);
                 }
                 let key = generate_key();
                 let lifetime = new_key_lifetime(&self.policy, &reason, current.as_ref(), now);
@@ -420,9 +518,42 @@ impl KeySource for Toolkit {
                     created.key,
                     describe_expiry(created.expires_at, now),
                 );
-                Ok(grant(app_name, created, true, message))
+                Ok(Attempt::Done(grant(app_name, created, true, message)))
             }
         }
+    }
+
+    /// Refuses a forced renewal that would replace a key issued less than the force interval
+    /// ago: a caller with the function key must not be able to mint keys without limit (each
+    /// lives for the whole key lifetime).
+    fn check_force_interval(
+        &self,
+        app_name: &str,
+        current: Option<&Credential>,
+        now: OffsetDateTime,
+    ) -> Result<()> {
+        let Some(issued) = current.and_then(|c| c.issued_at) else {
+            return Ok(());
+        };
+        let age = now - issued;
+        if self.force_interval.is_zero() || age >= self.force_interval {
+            return Ok(());
+        }
+        let wait = self.force_interval - age;
+        let key = current.map(|c| c.key.to_string()).unwrap_or_default();
+        Err(Error::new(
+            ErrorKind::RateLimited,
+            format!(
+                "forced renewal of app '{app_name}' refused: its current key {key} was issued {} minute(s) ago, and a forced renewal may replace a key only {} minute(s) after it was issued ({FORCE_INTERVAL_SETTING}); try again in {} minute(s)",
+                age.whole_minutes(),
+                self.force_interval.whole_minutes(),
+                wait.whole_minutes() + 1
+            ),
+        )
+        .with_code(FORCE_LIMITED_CODE)
+        .with_retry_after(Some(std::time::Duration::from_secs(
+            wait.whole_seconds().max(1) as u64,
+        ))))
     }
 }
 
@@ -448,6 +579,15 @@ fn new_key_lifetime(
 /// The key source the settings select: a [`remote::RemoteToolkit`] when `TOOLKIT_APP_URL` is
 /// set, otherwise the in-process [`Toolkit`].
 pub fn key_source(settings: &Settings, http: reqwest::Client) -> Result<Arc<dyn KeySource>> {
+    key_source_with_lock(settings, http, None)
+}
+
+/// [`key_source`], whose in-process toolkit renews each app only under `renewal_lock`.
+pub fn key_source_with_lock(
+    settings: &Settings,
+    http: reqwest::Client,
+    renewal_lock: Option<Arc<dyn RenewalLock>>,
+) -> Result<Arc<dyn KeySource>> {
     if let Some(remote) = remote::RemoteToolkit::from_settings(settings, http.clone()) {
         return Ok(Arc::new(remote));
     }
@@ -462,7 +602,9 @@ pub fn key_source(settings: &Settings, http: reqwest::Client) -> Result<Arc<dyn 
             .unwrap_or_else(|| format!("{TOOLKIT_APP_URL}: invalid"));
         return Err(Error::config(problem));
     }
-    Ok(Arc::new(Toolkit::from_settings(settings, http)?))
+    Ok(Arc::new(
+        Toolkit::from_settings(settings, http)?.with_renewal_lock(renewal_lock),
+    ))
 }
 
 #[cfg(test)]
@@ -567,6 +709,120 @@ mod tests {
         });
         let tk = Toolkit::new(issuer.clone(), RenewalPolicy::default());
         (issuer, tk)
+    }
+
+    /// Records each hold and release; the issuer's list count shows the keys were read again.
+    #[derive(Default)]
+    struct CountingLock {
+        holds: Mutex<Vec<String>>,
+        releases: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    struct CountingHeld(Arc<std::sync::atomic::AtomicUsize>);
+
+    #[async_trait]
+    impl HeldRenewal for CountingHeld {
+        async fn release(self: Box<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[async_trait]
+    impl RenewalLock for CountingLock {
+        async fn hold(&self, app_name: &str) -> Result<Box<dyn HeldRenewal>> {
+            self.holds.lock().unwrap().push(app_name.to_string());
+            Ok(Box::new(CountingHeld(self.releases.clone())))
+        }
+    }
+
+    /// A call that changes nothing takes no shared lock; a renewal takes it once, decides again
+    /// under it, and releases it.
+    #[tokio::test]
+    async fn renewals_take_the_shared_lock_and_decide_again_under_it() {
+        let lock = Arc::new(CountingLock::default());
+        let (issuer, tk) = toolkit_with(Some(80));
+        let tk = tk.with_renewal_lock(Some(lock.clone()));
+        let g = tk.current_key("app1", KeyRequest::default()).await.unwrap();
+        assert!(!g.renewed);
+        assert!(lock.holds.lock().unwrap().is_empty());
+
+        let (issuer2, tk2) = toolkit_with(Some(10));
+        let tk2 = tk2.with_renewal_lock(Some(lock.clone()));
+        let g = tk2
+            .current_key("app1", KeyRequest::default())
+            .await
+            .unwrap();
+        assert!(g.renewed);
+        assert_eq!(*lock.holds.lock().unwrap(), ["app1"]);
+        assert_eq!(lock.releases.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(issuer2.created.lock().unwrap().len(), 1);
+        assert!(issuer.created.lock().unwrap().is_empty());
+        // A dry run decides without the lock.
+        let (_, tk3) = toolkit_with(Some(10));
+        let tk3 = tk3.with_renewal_lock(Some(lock.clone()));
+        let req = KeyRequest {
+            force: false,
+            dry_run: true,
+        };
+        assert!(!tk3.current_key("app1", req).await.unwrap().renewed);
+        assert_eq!(lock.holds.lock().unwrap().len(), 1);
+    }
+
+    /// Another instance renewed while this one waited for the lock: the second read finds the
+    /// new key, and no second key is made.
+    #[tokio::test]
+    async fn a_renewal_done_elsewhere_meanwhile_is_taken_not_repeated() {
+        struct RenewsElsewhere(Arc<FakeIssuer>);
+        #[async_trait]
+        impl RenewalLock for RenewsElsewhere {
+            async fn hold(&self, _app: &str) -> Result<Box<dyn HeldRenewal>> {
+                // The other instance's renewal, done before ours gets the lock.
+                let now = OffsetDateTime::now_utc();
+                self.0.creds.lock().unwrap().push(Credential {
+                    key: ApiKey::new("OTHERINSTANCEKEYOTHERINSTANCE001"),
+                    issued_at: Some(now),
+                    expires_at: Some(now + Duration::days(90)),
+                    approved: true,
+                    api_products: approved(&["p1".into(), "p2".into()]),
+                    unfinished: false,
+                    made_by_rotator: true,
+                });
+                Ok(Box::new(CountingHeld(Default::default())))
+            }
+        }
+        let (issuer, tk) = toolkit_with(Some(10));
+        let tk = tk.with_renewal_lock(Some(Arc::new(RenewsElsewhere(issuer.clone()))));
+        let g = tk.current_key("app1", KeyRequest::default()).await.unwrap();
+        assert_eq!(g.api_key.expose(), "OTHERINSTANCEKEYOTHERINSTANCE001");
+        assert!(issuer.created.lock().unwrap().is_empty());
+    }
+
+    /// A forced renewal may not replace a key younger than the interval: 429-like error with
+    /// the wait; an older key, or a zero interval, renews.
+    #[tokio::test]
+    async fn forced_renewals_are_limited_per_app() {
+        let force = KeyRequest {
+            force: true,
+            dry_run: false,
+        };
+        let (issuer, tk) = toolkit_with(Some(80));
+        let first = tk.current_key("app1", force).await.unwrap();
+        assert!(first.renewed, "the old key was issued 60 days ago");
+        let e = tk.current_key("app1", force).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::RateLimited);
+        assert_eq!(e.code(), FORCE_LIMITED_CODE);
+        assert!(e.to_string().contains(FORCE_INTERVAL_SETTING), "{e}");
+        assert!(!e.to_string().contains(first.api_key.expose()), "{e}");
+        let wait = e.retry_after().unwrap();
+        assert!(
+            wait > std::time::Duration::from_secs(3500)
+                && wait <= std::time::Duration::from_secs(3600)
+        );
+        assert_eq!(issuer.created.lock().unwrap().len(), 1);
+        let tk = Toolkit::new(issuer.clone(), RenewalPolicy::default())
+            .with_force_interval(Duration::ZERO);
+        assert!(tk.current_key("app1", force).await.unwrap().renewed);
+        assert_eq!(issuer.created.lock().unwrap().len(), 2);
     }
 
     #[tokio::test]

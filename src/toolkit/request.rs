@@ -32,6 +32,8 @@ pub struct ToolkitError {
     pub code: String,
     /// Human-readable explanation; never contains a key.
     pub message: String,
+    /// Seconds to wait before asking again (`Retry-After` of a 429).
+    pub retry_after: Option<u64>,
 }
 
 impl ToolkitError {
@@ -41,6 +43,7 @@ impl ToolkitError {
             status: 400,
             code: "BadRequest".into(),
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -48,6 +51,10 @@ impl ToolkitError {
     /// ConfigInvalid -> 500 `ConfigurationError`, anything else -> 502 `ApiManagerError`.
     pub fn from_error(e: &Error) -> Self {
         let (status, code) = match e.kind() {
+            // A limit of the toolkit's own, not the API manager's throttling (which is a 502).
+            ErrorKind::RateLimited if e.code() == super::FORCE_LIMITED_CODE => {
+                (429, "TooManyRequests")
+            }
             ErrorKind::NotFound => (404, "AppNotFound"),
             ErrorKind::InvalidInput => (400, "BadRequest"),
             ErrorKind::ConfigInvalid => (500, "ConfigurationError"),
@@ -57,6 +64,9 @@ impl ToolkitError {
             status,
             code: code.into(),
             message: e.to_string(),
+            retry_after: (status == 429)
+                .then(|| e.retry_after().map(|d| d.as_secs().max(1)))
+                .flatten(),
         }
     }
 
