@@ -66,7 +66,8 @@ pub struct KeyGrant {
     pub issued_at: Option<OffsetDateTime>,
     /// When it expires; `None` means never.
     pub expires_at: Option<OffsetDateTime>,
-    /// Whether this call created the key.
+    /// Whether this call created the key; in a dry run (`KeyRequest::dry_run`), whether it
+    /// would have (`api_key` is then the current key, which the renewal would replace).
     pub renewed: bool,
     /// What happened, for humans; shows at most the last four characters of a key.
     pub message: String,
@@ -261,7 +262,7 @@ impl KeySource for Toolkit {
                         "Dry run: would create a new key for app '{app_name}' valid for {} days because {why}; nothing was changed.",
                         self.policy.new_key_lifetime_days
                     );
-                    return Ok(grant(app_name, shown, false, message));
+                    return Ok(grant(app_name, shown, true, message));
                 }
                 let key = generate_key();
                 let lifetime = new_key_lifetime(&self.policy, &reason, current.as_ref(), now);
@@ -434,7 +435,7 @@ mod tests {
             dry_run: true,
         };
         let g = tk.current_key("app1", req).await.unwrap();
-        assert!(!g.renewed);
+        assert!(g.renewed, "a dry run says it would renew");
         assert_eq!(g.api_key.expose(), "OLDKEYOLDKEYOLDKEYOLDKEY0001");
         assert!(
             g.message.contains("would create a new key"),
