@@ -13,10 +13,7 @@ fn offenders(dir: &Path, found: &mut Vec<String>) {
         if path.is_dir() {
             // The fixtures are the copies; fuzz/target and node_modules are build output.
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if !matches!(
-                name,
-                "fixtures" | "target" | "node_modules" | "artifacts" | "corpus"
-            ) {
+            if !matches!(name, "fixtures" | "target" | "node_modules" | "artifacts" | "corpus") {
                 offenders(&path, found);
             }
             continue;
@@ -25,10 +22,7 @@ fn offenders(dir: &Path, found: &mut Vec<String>) {
             continue;
         };
         // Built from pieces so this file does not name what it looks for.
-        let needles = [
-            format!("../{}", "shared"),
-            format!("{}/reference", "shared"),
-        ];
+        let needles = [format!("../{}", "shared"), format!("{}/reference", "shared")];
         for (n, line) in text.lines().enumerate() {
             if needles.iter().any(|needle| line.contains(needle.as_str())) {
                 found.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
@@ -41,9 +35,7 @@ fn offenders(dir: &Path, found: &mut Vec<String>) {
 fn nothing_reads_outside_the_repository() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut found = Vec::new();
-    for dir in [
-        "src", "tests", "benches", "scripts", ".ci", "fuzz", "examples", "infra",
-    ] {
+    for dir in ["src", "tests", "benches", "scripts", ".ci", "fuzz", "examples", "infra"] {
         offenders(&root.join(dir), &mut found);
     }
     assert!(
