@@ -47,10 +47,11 @@ pub enum Command {
         #[arg(long, env = "FUNCTIONS_CUSTOMHANDLER_PORT", default_value_t = 7071)]
         port: u16,
     },
-    /// Run one rotation now and print the report as JSON on stdout; on stderr a progress bar
-    /// (on a terminal) and, with text logs, a summary with what to do about each failure.
-    /// Exit 1 when a target failed, 2 when the run could not start, 3 when another run is in
-    /// progress.
+    /// Run one rotation now and print the report as JSON on stdout.
+    ///
+    /// On stderr: a progress bar (on a terminal only) and, with text logs, a summary that
+    /// marks each failure with its code and what to do. Exit 1 when a target failed, 2 when
+    /// the run could not start, 3 when another run is in progress.
     Rotate {
         /// Read the apps mapping from this file instead of APIKEYROTATIONAPPS(2,3).
         #[arg(long)]
@@ -66,9 +67,12 @@ pub enum Command {
         #[arg(long, requires = "app")]
         force: bool,
     },
-    /// Check the apps mapping (alone, by default); with --settings or --env, also every
-    /// setting, the sealed company details and the settings the mapping names. Every problem
-    /// is printed with its setting or JSON path; exit 2 when there is one.
+    /// Check the apps mapping, or with --settings / --env everything a run needs.
+    ///
+    /// By default the mapping alone (no settings needed: the settings it names are listed as
+    /// notes). With --settings or --env, also every setting, the sealed company details and
+    /// the settings the mapping names. Every problem is printed on stderr with its setting or
+    /// JSON path, what is valid on stdout; exit 2 when there is a problem.
     Validate {
         /// Read the apps mapping from this file instead of APIKEYROTATIONAPPS(2,3).
         #[arg(long)]
@@ -83,8 +87,11 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         env: Option<PathBuf>,
     },
-    /// Seal company details (JSON) into the value of the COMPANYDETAILS app setting, or with
-    /// --check show what a sealed value contains (secrets redacted).
+    /// Seal company details into the COMPANYDETAILS value, or --check a sealed value.
+    ///
+    /// Sealing reads the company-details JSON and prints the value of the COMPANYDETAILS app
+    /// setting; invalid details are refused with the field's path. --check shows what a
+    /// sealed value contains, its secrets redacted.
     Seal {
         /// The toolkit UUID (TOOLKITUUID); when sealing without it, a new one is generated and
         /// printed on stderr.
@@ -107,8 +114,9 @@ pub enum Command {
         #[arg(long, requires = "check", value_name = "SEALED")]
         value: Option<String>,
     },
-    /// Start the local doubles of every outside service and write DIR/sandbox.json; runs until
-    /// stopped (ctrl-c).
+    /// Start the local doubles of every outside service and write DIR/sandbox.json.
+    ///
+    /// Runs until stopped (ctrl-c).
     Sandbox {
         /// Where to write ca.pem and sandbox.json.
         #[arg(long, default_value = ".sandbox")]
@@ -124,15 +132,19 @@ pub enum Command {
         #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "local.settings.json")]
         write_local_settings: Option<PathBuf>,
     },
-    /// Start the sandbox and the handler, run ApiKeyRotator twice over HTTP (the first run
-    /// renews and updates, the second finds nothing to do) and print what happened.
+    /// Start the sandbox and the handler and run ApiKeyRotator twice over HTTP.
+    ///
+    /// The first run renews and updates, the second finds nothing to do; prints what
+    /// happened.
     Demo {
         /// Where to write the sandbox's files (a temporary folder when absent).
         #[arg(long)]
         dir: Option<PathBuf>,
     },
-    /// Print a shell completion script on stdout (for example
-    /// `apikey-rotator completions bash > /etc/bash_completion.d/apikey-rotator`).
+    /// Print a shell completion script on stdout.
+    ///
+    /// For example `apikey-rotator completions bash > /etc/bash_completion.d/apikey-rotator`,
+    /// or `apikey-rotator completions zsh > "${fpath[1]}/_apikey-rotator"`.
     Completions {
         /// The shell.
         #[arg(value_enum)]

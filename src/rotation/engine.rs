@@ -841,6 +841,37 @@ mod tests {
         assert_eq!((s.updated, s.unchanged, s.failed, s.renewed), (3, 1, 1, 1));
     }
 
+    /// Counts what a progress bar shows.
+    #[derive(Debug, Default)]
+    struct Counts(Mutex<(usize, usize, usize, usize)>);
+
+    impl Progress for Counts {
+        fn start(&self, apps: usize, targets: usize) {
+            let mut c = self.0.lock().unwrap();
+            (c.0, c.1) = (apps, targets);
+        }
+        fn key_done(&self) {
+            self.0.lock().unwrap().2 += 1;
+        }
+        fn targets_done(&self, targets: usize) {
+            self.0.lock().unwrap().3 += targets;
+        }
+    }
+
+    /// Progress counts every app's key and every target, failed ones included, once.
+    #[tokio::test]
+    async fn progress_counts_every_key_and_target() {
+        let (keys, _, plan, apps) = setup(Some("a"));
+        let counts = Arc::new(Counts::default());
+        let options = RunOptions {
+            progress: Some(counts.clone()),
+            ..RunOptions::default()
+        };
+        let report = run(&keys, &plan, &apps, &options, &NoVaults).await;
+        assert_eq!(*counts.0.lock().unwrap(), (3, 5, 3, 5));
+        assert_eq!(report.summary.failed, 2);
+    }
+
     /// A dry run plans what the real run does: a target holding the current key of an app the
     /// toolkit would renew is planned as an update (the real run writes the new key there),
     /// and nothing shows a key that does not exist yet.
