@@ -179,11 +179,11 @@ impl Settings {
             Some(v) => match v.parse::<u64>() {
                 Ok(n) if (1..=max).contains(&n) => n,
                 _ => {
+                    // The value is not repeated: a secret pasted into the wrong setting must
+                    // not reach a log.
                     problems.push(problem(
                         name,
-                        format!(
-                            "\"{v}\" is not a whole number from 1 to {max} (default {default})"
-                        ),
+                        format!("not a whole number from 1 to {max} (default {default})"),
                     ));
                     default
                 }
@@ -302,12 +302,14 @@ pub fn is_loopback(url: &url::Url) -> bool {
 }
 
 /// Checks an NCRONTAB expression: six fields (`second minute hour day month day-of-week`, the
-/// form Azure Functions documents) or five (minutes first), `%NAME%` not allowed here.
+/// form Azure Functions documents) or five (minutes first), `%NAME%` not allowed here. The
+/// message never repeats the expression (a secret pasted into the wrong setting must not
+/// reach a log).
 pub fn validate_schedule(expr: &str) -> Result<(), String> {
     let fields = expr.split_whitespace().count();
     if fields != 6 && fields != 5 {
         return Err(format!(
-            "\"{expr}\" has {fields} fields; expected an NCRONTAB expression with 6 fields \
+            "has {fields} fields; expected an NCRONTAB expression with 6 fields \
              (second minute hour day month day-of-week), e.g. \"{DEFAULT_SCHEDULE}\""
         ));
     }
@@ -318,7 +320,7 @@ pub fn validate_schedule(expr: &str) -> Result<(), String> {
     parser
         .parse()
         .map(|_| ())
-        .map_err(|e| format!("\"{expr}\" is not a valid NCRONTAB expression ({e}); expected e.g. \"{DEFAULT_SCHEDULE}\""))
+        .map_err(|_| format!("not a valid NCRONTAB expression (each field within its range: second 0-59, minute 0-59, hour 0-23, day 1-31, month 1-12, day-of-week 0-6); expected e.g. \"{DEFAULT_SCHEDULE}\""))
 }
 
 #[cfg(test)]
@@ -444,6 +446,25 @@ mod tests {
             "{:?}",
             s.problems()
         );
+    }
+
+    /// Issue 13: a value in the wrong setting (a secret, say) is never repeated.
+    #[test]
+    fn problems_never_repeat_the_value() {
+        let marker = "zq7marker";
+        let s = settings(&[
+            ("API_KEY_ROTATION_SCHEDULE", marker),
+            ("ROTATION_CONCURRENCY", marker),
+            ("ROTATION_REQUEST_TIMEOUT_SECONDS", marker),
+            ("TOOLKITUUID", marker),
+            ("TOOLKIT_APP_URL", marker),
+        ]);
+        assert_eq!(s.problems().len(), 5, "{:?}", s.problems());
+        let six = settings(&[("API_KEY_ROTATION_SCHEDULE", "zq7marker * * * * *")]);
+        for p in s.problems().iter().chain(six.problems()) {
+            assert!(!p.to_string().contains(marker), "{p}");
+        }
+        assert_eq!(six.problems().len(), 1);
     }
 
     #[test]

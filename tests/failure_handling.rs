@@ -22,7 +22,7 @@ fn count(requests: &[Value], service: &str, method: &str, path: &str) -> usize {
 }
 
 fn all_targets(report: &Value) -> Vec<String> {
-    let mut targets: Vec<String> = ["successes", "warnings", "errors"]
+    let mut targets: Vec<String> = ["successes", "unchanged", "errors"]
         .iter()
         .flat_map(|l| report[*l].as_array().unwrap().iter())
         .filter(|e| e["type"] != "TOOLKIT")

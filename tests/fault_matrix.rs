@@ -511,7 +511,7 @@ fn target_id(names: &[(String, String)], e: &Value) -> String {
 /// Every target entry of a report by [`target_id`]; asserts each target appears once.
 fn entries(names: &[(String, String)], report: &Value) -> BTreeMap<String, Entry> {
     let mut out = BTreeMap::new();
-    for list in ["successes", "warnings", "errors"] {
+    for list in ["successes", "unchanged", "errors"] {
         for e in report[list].as_array().unwrap() {
             if e["type"] == "TOOLKIT" {
                 continue;
@@ -739,7 +739,7 @@ async fn case(spot: Spot, fault: Fault, baseline: &BTreeMap<String, Entry>) -> S
         let expected = if failed.contains_key(id.as_str()) && was_updated {
             "successes"
         } else {
-            "warnings"
+            "unchanged"
         };
         assert_eq!(entry.0, expected, "{name}: {id} after the fault: {entry:?}");
     }

@@ -90,7 +90,7 @@ fn tail(text: &str, n: usize) -> String {
 
 /// The (type, target) of every target entry of a report, TOOLKIT entries left out.
 fn targets(report: &Value) -> Vec<(String, String)> {
-    let mut out: Vec<_> = ["successes", "warnings", "errors"]
+    let mut out: Vec<_> = ["successes", "unchanged", "errors"]
         .iter()
         .flat_map(|list| report[list].as_array().cloned().unwrap_or_default())
         .filter(|e| e["type"] != "TOOLKIT")

@@ -2,7 +2,8 @@
 //! twice over HTTP, and a short account of what happened.
 
 use crate::functions::router;
-use crate::logging::{self, LogTarget};
+use crate::logging::{self, LogFormat, LogStream};
+use crate::rotation::report::plural;
 use crate::rotation::Rotator;
 use crate::sandbox::{Sandbox, SandboxInfo, SandboxOptions};
 use crate::settings::Settings;
@@ -12,11 +13,18 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 /// Runs the demo; exit 0 when the first run succeeded and the second found nothing to do.
-pub fn run(dir: Option<PathBuf>) -> ExitCode {
+/// Its account is for a person, so logs (warnings only, unless `RUST_LOG` says otherwise) are
+/// text unless `log_format` asks for JSON.
+pub fn run(dir: Option<PathBuf>, log_format: Option<LogFormat>) -> ExitCode {
     if std::env::var_os("RUST_LOG").is_none() {
         std::env::set_var("RUST_LOG", "warn");
     }
-    logging::init(LogTarget::StderrText);
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    logging::init(
+        log_format.unwrap_or(LogFormat::Text),
+        LogStream::Stderr,
+        terminal,
+    );
     let dir = dir.unwrap_or_else(|| {
         std::env::temp_dir().join(format!("apikey-rotator-demo-{}", std::process::id()))
     });
@@ -145,11 +153,22 @@ fn describe(report: &Value) -> String {
         return format!("  error {}: {}", error["code"], error["message"]);
     }
     let s = &report["summary"];
+    let n = |k: &str| s[k].as_u64().unwrap_or_default() as usize;
     let mut out = format!(
-        "  {} apps, {} targets: {} updated, {} unchanged, {} failed; {} keys renewed",
-        s["apps"], s["targets"], s["updated"], s["unchanged"], s["failed"], s["renewed"]
+        "  {}, {}: {} updated, {} unchanged, {} failed; {} renewed",
+        plural(n("apps"), "app"),
+        plural(n("targets"), "target"),
+        n("updated"),
+        n("unchanged"),
+        n("failed"),
+        plural(n("renewed"), "key")
     );
-    for (list, mark) in [("successes", "+"), ("warnings", "="), ("errors", "!")] {
+    for (list, mark) in [
+        ("successes", "+"),
+        ("unchanged", "="),
+        ("warnings", "WARNING"),
+        ("errors", "FAILED"),
+    ] {
         for e in report[list].as_array().into_iter().flatten() {
             out.push_str(&format!(
                 "\n  {mark} [{}] {}",

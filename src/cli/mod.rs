@@ -1,15 +1,24 @@
-//! The command line (PRODUCT.md §8): `serve`, `rotate`, `validate`, `seal`, `sandbox`, `demo`.
+//! The command line (PRODUCT.md §8): `serve`, `rotate`, `validate`, `seal`, `sandbox`, `demo`,
+//! `completions`.
+//!
+//! Output for people and for programs: a command's result on stdout (the report as JSON, a
+//! sealed value); logs, the progress bar and the human summary on stderr. Logs are text for a
+//! person at a terminal and JSON lines otherwise ([`crate::logging::choose_format`],
+//! `--log-format` to choose).
 
 mod demo;
+mod progress;
+mod seal;
+mod validate;
 
 use crate::functions;
-use crate::logging::{self, LogTarget};
+use crate::logging::{self, LogFormat, LogStream};
 use crate::rotation::{Rotator, RunError, RunOptions};
 use crate::settings::{Settings, MAPPING_SETTINGS};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -22,6 +31,11 @@ pub struct Cli {
     /// What to do. Without a command, `serve` when FUNCTIONS_CUSTOMHANDLER_PORT is set.
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// Log lines as text (for a person) or json (one object per line). Default: text when
+    /// the logs go to a terminal, json when they are piped or redirected and under the
+    /// Functions host.
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
 }
 
 /// The subcommands.
@@ -33,13 +47,17 @@ pub enum Command {
         #[arg(long, env = "FUNCTIONS_CUSTOMHANDLER_PORT", default_value_t = 7071)]
         port: u16,
     },
-    /// Run one rotation now and print the report as JSON on stdout (exit 1 when a target
-    /// failed, 2 when the run could not start, 3 when another run is in progress).
+    /// Run one rotation now and print the report as JSON on stdout.
+    ///
+    /// On stderr: a progress bar (on a terminal only) and, with text logs, a summary that
+    /// marks each failure with its code and what to do. Exit 1 when a target failed, 2 when
+    /// the run could not start, 3 when another run is in progress.
     Rotate {
         /// Read the apps mapping from this file instead of APIKEYROTATIONAPPS(2,3).
         #[arg(long)]
         mapping: Option<PathBuf>,
-        /// Plan only: read and compare, renew nothing, write nothing.
+        /// Plan only: read and compare, renew nothing, write nothing. The report says what the
+        /// run would do (the renewals and every write they cause), counted as "would".
         #[arg(long)]
         dry_run: bool,
         /// Only this API-manager app.
@@ -49,23 +67,56 @@ pub enum Command {
         #[arg(long, requires = "app")]
         force: bool,
     },
-    /// Check the settings and the apps mapping, listing every problem with its JSON path.
+    /// Check the apps mapping, or with --settings / --env everything a run needs.
+    ///
+    /// By default the mapping alone (no settings needed: the settings it names are listed as
+    /// notes). With --settings or --env, also every setting, the sealed company details and
+    /// the settings the mapping names. Every problem is printed on stderr with its setting or
+    /// JSON path, what is valid on stdout; exit 2 when there is a problem.
     Validate {
         /// Read the apps mapping from this file instead of APIKEYROTATIONAPPS(2,3).
         #[arg(long)]
         mapping: Option<PathBuf>,
+        /// Also check every setting of the process environment: formats, COMPANYDETAILS
+        /// unsealed with TOOLKITUUID, the location binding against WEBSITE_SITE_NAME, the
+        /// credential, and that the settings the mapping names exist.
+        #[arg(long)]
+        settings: bool,
+        /// Like --settings, with the Values of this Core Tools local.settings.json
+        /// ({"IsEncrypted": false, "Values": {...}}) over the process environment.
+        #[arg(long, value_name = "FILE")]
+        env: Option<PathBuf>,
     },
-    /// Seal company details (JSON) into the value of the COMPANYDETAILS app setting.
+    /// Seal company details into the COMPANYDETAILS value, or --check a sealed value.
+    ///
+    /// Sealing reads the company-details JSON and prints the value of the COMPANYDETAILS app
+    /// setting; invalid details are refused with the field's path. --check shows what a
+    /// sealed value contains, its secrets redacted.
     Seal {
-        /// The toolkit UUID (TOOLKITUUID); a new one is generated and printed on stderr when absent.
+        /// The toolkit UUID (TOOLKITUUID); when sealing without it, a new one is generated and
+        /// printed on stderr.
         #[arg(long)]
         uuid: Option<String>,
         /// The company-details JSON file, or - for standard input.
-        #[arg(long = "in", value_name = "FILE")]
-        input: PathBuf,
+        #[arg(
+            long = "in",
+            value_name = "FILE",
+            required_unless_present = "check",
+            conflicts_with = "check"
+        )]
+        input: Option<PathBuf>,
+        /// Check a sealed value instead: open it with --uuid and print its contents as JSON,
+        /// the private key, client e-mail and IDs redacted; with WEBSITE_SITE_NAME set, also
+        /// check its location binding. Exit 2 when it does not open or is invalid.
+        #[arg(long, requires = "uuid")]
+        check: bool,
+        /// With --check: the sealed value (standard input when absent or -).
+        #[arg(long, requires = "check", value_name = "SEALED")]
+        value: Option<String>,
     },
-    /// Start the local doubles of every outside service and write DIR/sandbox.json; runs until
-    /// stopped (ctrl-c).
+    /// Start the local doubles of every outside service and write DIR/sandbox.json.
+    ///
+    /// Runs until stopped (ctrl-c).
     Sandbox {
         /// Where to write ca.pem and sandbox.json.
         #[arg(long, default_value = ".sandbox")]
@@ -76,19 +127,35 @@ pub enum Command {
         /// Milliseconds added to every answer of every double (the admin endpoint excepted).
         #[arg(long, value_name = "MS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=60_000))]
         latency_ms: u64,
+        /// Once started, also write a Core Tools local.settings.json (default: in the current
+        /// folder) holding every setting of the sandbox, for `func start` against it.
+        #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "local.settings.json")]
+        write_local_settings: Option<PathBuf>,
     },
-    /// Start the sandbox and the handler, run ApiKeyRotator twice over HTTP (the first run
-    /// renews and updates, the second finds nothing to do) and print what happened.
+    /// Start the sandbox and the handler and run ApiKeyRotator twice over HTTP.
+    ///
+    /// The first run renews and updates, the second finds nothing to do; prints what
+    /// happened.
     Demo {
         /// Where to write the sandbox's files (a temporary folder when absent).
         #[arg(long)]
         dir: Option<PathBuf>,
+    },
+    /// Print a shell completion script on stdout.
+    ///
+    /// For example `apikey-rotator completions bash > /etc/bash_completion.d/apikey-rotator`,
+    /// or `apikey-rotator completions zsh > "${fpath[1]}/_apikey-rotator"`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
 }
 
 /// Runs the command line; the process exits with the returned code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let log_format = cli.log_format;
     let command = match cli.command {
         Some(c) => c,
         None if std::env::var_os("FUNCTIONS_CUSTOMHANDLER_PORT").is_some() => Command::Serve {
@@ -98,15 +165,42 @@ pub fn main() -> ExitCode {
                 .unwrap_or(7071),
         },
         None => {
-            use clap::CommandFactory;
             let _ = Cli::command().print_help();
             return ExitCode::from(2);
         }
     };
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     match command {
-        Command::Demo { dir } => return demo::run(dir),
-        Command::Seal { uuid, input } => return seal(uuid, &input),
+        Command::Demo { dir } => return demo::run(dir, log_format),
+        Command::Seal {
+            uuid,
+            input,
+            check,
+            value,
+        } => {
+            return if check {
+                let site = std::env::var("WEBSITE_SITE_NAME")
+                    .ok()
+                    .filter(|s| !s.trim().is_empty());
+                seal::check(uuid.as_deref().unwrap_or_default(), value, site.as_deref())
+            } else {
+                seal::seal(uuid, input.as_deref().unwrap_or(Path::new("-")))
+            }
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "apikey-rotator",
+                &mut std::io::stdout(),
+            );
+            return ExitCode::SUCCESS;
+        }
+        Command::Validate {
+            mapping,
+            settings,
+            env,
+        } => return validate(mapping, settings, env.as_deref()),
         _ => {}
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -122,7 +216,12 @@ pub fn main() -> ExitCode {
     runtime.block_on(async move {
         match command {
             Command::Serve { port } => {
-                logging::init(LogTarget::StdoutJson);
+                let terminal = std::io::stdout().is_terminal();
+                logging::init(
+                    logging::choose_format(log_format, true, terminal),
+                    LogStream::Stdout,
+                    terminal,
+                );
                 let state = Arc::new(Rotator::new(Settings::from_env()));
                 match functions::serve(state, port).await {
                     Ok(()) => ExitCode::SUCCESS,
@@ -138,8 +237,8 @@ pub fn main() -> ExitCode {
                 app,
                 force,
             } => {
-                init_cli_logging();
-                let settings = match settings_with_mapping(mapping) {
+                let format = init_cli_logging(log_format);
+                let settings = match settings_with_mapping(std::env::vars().collect(), mapping) {
                     Ok(s) => s,
                     Err(code) => return code,
                 };
@@ -151,45 +250,55 @@ pub fn main() -> ExitCode {
                         force,
                         ..Default::default()
                     },
+                    format,
                 )
                 .await
-            }
-            Command::Validate { mapping } => {
-                init_cli_logging();
-                match settings_with_mapping(mapping) {
-                    Ok(s) => validate(&s),
-                    Err(code) => code,
-                }
             }
             Command::Sandbox {
                 dir,
                 workload,
                 latency_ms,
+                write_local_settings,
             } => {
-                init_cli_logging();
+                init_cli_logging(log_format);
                 let options = crate::sandbox::SandboxOptions {
                     dir,
                     workload: workload.map(|n| n as usize),
                     latency: std::time::Duration::from_millis(latency_ms),
                 };
-                sandbox(options).await
+                sandbox(options, write_local_settings).await
             }
-            Command::Demo { .. } | Command::Seal { .. } => unreachable!("handled above"),
+            Command::Demo { .. }
+            | Command::Seal { .. }
+            | Command::Completions { .. }
+            | Command::Validate { .. } => unreachable!("handled above"),
         }
     })
 }
 
-fn init_cli_logging() {
-    logging::init(if std::io::stderr().is_terminal() {
-        LogTarget::StderrText
-    } else {
-        LogTarget::StderrJson
-    });
+/// Logs on stderr, text for a person at a terminal, JSON lines otherwise (or as `flag` says).
+/// Under the host (FUNCTIONS_CUSTOMHANDLER_PORT set) every command logs JSON.
+fn init_cli_logging(flag: Option<LogFormat>) -> LogFormat {
+    let terminal = std::io::stderr().is_terminal();
+    let under_host = std::env::var_os("FUNCTIONS_CUSTOMHANDLER_PORT").is_some();
+    let format = logging::choose_format(flag, under_host, terminal);
+    logging::init(format, LogStream::Stderr, terminal);
+    format
 }
 
-/// The process environment, with the mapping read from `file` when given.
-fn settings_with_mapping(file: Option<PathBuf>) -> Result<Settings, ExitCode> {
-    let mut env: BTreeMap<String, String> = std::env::vars().collect();
+/// The settings of `env`, with the mapping read from `file` when given.
+fn settings_with_mapping(
+    env: BTreeMap<String, String>,
+    file: Option<PathBuf>,
+) -> Result<Settings, ExitCode> {
+    env_with_mapping(env, file).map(Settings::from_map)
+}
+
+/// `env`, with the mapping read from `file` when given (replacing APIKEYROTATIONAPPS(2,3)).
+fn env_with_mapping(
+    mut env: BTreeMap<String, String>,
+    file: Option<PathBuf>,
+) -> Result<BTreeMap<String, String>, ExitCode> {
     if let Some(file) = file {
         let text = std::fs::read_to_string(&file).map_err(|e| {
             eprintln!("error: --mapping {}: {e}", file.display());
@@ -200,17 +309,30 @@ fn settings_with_mapping(file: Option<PathBuf>) -> Result<Settings, ExitCode> {
         }
         env.insert(MAPPING_SETTINGS[0].to_string(), text);
     }
-    Ok(Settings::from_map(env))
+    Ok(env)
 }
 
-async fn rotate(rotator: Rotator, options: RunOptions) -> ExitCode {
-    match rotator.run(&options).await {
+async fn rotate(rotator: Rotator, mut options: RunOptions, format: LogFormat) -> ExitCode {
+    let bar = progress::wanted(
+        std::io::stderr().is_terminal(),
+        std::env::var("TERM").ok().as_deref(),
+    )
+    .then(|| Arc::new(progress::Bar::start()));
+    options.progress = bar.clone().map(|b| b as Arc<dyn crate::rotation::Progress>);
+    let result = rotator.run(&options).await;
+    if let Some(bar) = &bar {
+        bar.finish(result.is_ok());
+    }
+    match result {
         Ok(report) => {
             println!(
                 "{}",
                 serde_json::to_string_pretty(&report).expect("a report serialises")
             );
-            eprintln!("{}", report.human_summary());
+            // With JSON logs the "rotation run finished" line and the report say it all.
+            if format == LogFormat::Text {
+                eprintln!("{}", report.human_summary());
+            }
             if report.has_errors() {
                 ExitCode::from(1)
             } else {
@@ -228,69 +350,55 @@ async fn rotate(rotator: Rotator, options: RunOptions) -> ExitCode {
     }
 }
 
-fn validate(settings: &Settings) -> ExitCode {
-    let rotator = Rotator::new(settings.clone());
-    let mut ok = true;
-    for p in settings.check_for_rotation() {
-        ok = false;
-        eprintln!("setting {p}");
-    }
-    match rotator.mapping() {
-        Ok(m) => println!(
-            "mapping valid: {} apps, {} targets",
-            m.apim_app_names().len(),
-            m.target_count()
-        ),
-        Err(RunError::Mapping(errors)) => {
-            ok = false;
-            for e in errors.0 {
-                eprintln!("mapping {}: {}: {}", e.setting, e.path, e.message);
+/// `validate`: the mapping alone, or with `--settings`/`--env` everything a run needs. Every
+/// problem is printed on stderr, what is valid on stdout.
+fn validate(mapping: Option<PathBuf>, settings: bool, env_file: Option<&Path>) -> ExitCode {
+    let mut env: BTreeMap<String, String> = std::env::vars().collect();
+    if let Some(file) = env_file {
+        let values = std::fs::read_to_string(file)
+            .map_err(|e| e.to_string())
+            .and_then(|text| validate::local_settings(&text));
+        match values {
+            Ok(values) => env.extend(values),
+            Err(e) => {
+                eprintln!("error: --env {}: {e}", file.display());
+                return ExitCode::from(2);
             }
         }
-        Err(e) => {
-            ok = false;
-            eprintln!("{e}");
-        }
     }
-    if ok {
+    let settings_mode = settings || env_file.is_some();
+    let Ok(raw) = env_with_mapping(env, mapping) else {
+        return ExitCode::from(2);
+    };
+    let findings = if settings_mode {
+        validate::with_settings(&raw)
+    } else {
+        validate::mapping_only(&raw)
+    };
+    for line in &findings.valid {
+        println!("{line}");
+    }
+    for note in &findings.notes {
+        eprintln!("note: {note}");
+    }
+    for problem in &findings.problems {
+        eprintln!("error: {problem}");
+    }
+    if findings.problems.is_empty() {
         ExitCode::SUCCESS
     } else {
+        eprintln!(
+            "{} found",
+            crate::rotation::report::plural(findings.problems.len(), "problem")
+        );
         ExitCode::from(2)
     }
 }
 
-fn seal(uuid: Option<String>, input: &std::path::Path) -> ExitCode {
-    use std::io::Read;
-    let mut text = Vec::new();
-    let read = if input.as_os_str() == "-" {
-        std::io::stdin().read_to_end(&mut text).map(|_| ())
-    } else {
-        std::fs::read(input).map(|t| text = t)
-    };
-    if let Err(e) = read {
-        eprintln!("error: --in {}: {e}", input.display());
-        return ExitCode::from(2);
-    }
-    let uuid = uuid.unwrap_or_else(|| {
-        let generated = uuid::Uuid::new_v4().to_string();
-        eprintln!("TOOLKITUUID={generated}");
-        generated
-    });
-    // Invalid details are refused now, not at the first run.
-    let sealed = crate::toolkit::sealed::parse_details(&text)
-        .and_then(|_| crate::toolkit::sealed::seal(&uuid, &text));
-    let sealed = match sealed {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    println!("{sealed}");
-    ExitCode::SUCCESS
-}
-
-async fn sandbox(options: crate::sandbox::SandboxOptions) -> ExitCode {
+async fn sandbox(
+    options: crate::sandbox::SandboxOptions,
+    local_settings: Option<PathBuf>,
+) -> ExitCode {
     let dir = options.dir.clone();
     let sandbox = match crate::sandbox::Sandbox::start(options).await {
         Ok(s) => s,
@@ -299,6 +407,18 @@ async fn sandbox(options: crate::sandbox::SandboxOptions) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(path) = &local_settings {
+        let text = local_settings_json(&sandbox.info().env);
+        if let Err(e) = std::fs::write(path, text) {
+            eprintln!("error: --write-local-settings {}: {e}", path.display());
+            sandbox.shutdown().await;
+            return ExitCode::from(2);
+        }
+        eprintln!(
+            "wrote {} (Core Tools settings for this sandbox; `func start` reads it)",
+            path.display()
+        );
+    }
     println!(
         "sandbox running; endpoints and settings in {}",
         dir.join("sandbox.json").display()
@@ -310,4 +430,52 @@ async fn sandbox(options: crate::sandbox::SandboxOptions) -> ExitCode {
     let _ = tokio::signal::ctrl_c().await;
     sandbox.shutdown().await;
     ExitCode::SUCCESS
+}
+
+/// A Core Tools `local.settings.json` for the sandbox: the custom-handler runtime, Azurite
+/// for the host's storage, then every setting of the sandbox's `env` (which win).
+fn local_settings_json(env: &BTreeMap<String, String>) -> String {
+    let mut values = serde_json::Map::new();
+    values.insert("FUNCTIONS_WORKER_RUNTIME".into(), "custom".into());
+    values.insert(
+        "AzureWebJobsStorage".into(),
+        "UseDevelopmentStorage=true".into(),
+    );
+    for (k, v) in env {
+        values.insert(k.clone(), v.clone().into());
+    }
+    let file = serde_json::json!({ "IsEncrypted": false, "Values": values });
+    serde_json::to_string_pretty(&file).expect("JSON serialises") + "\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn local_settings_hold_the_runtime_and_every_sandbox_setting() {
+        let env: BTreeMap<String, String> =
+            [("TOOLKITUUID", "u"), ("FUNCTIONS_WORKER_RUNTIME", "custom")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+        let v: serde_json::Value = serde_json::from_str(&local_settings_json(&env)).unwrap();
+        assert_eq!(v["IsEncrypted"], false);
+        assert_eq!(v["Values"]["FUNCTIONS_WORKER_RUNTIME"], "custom");
+        assert_eq!(
+            v["Values"]["AzureWebJobsStorage"],
+            "UseDevelopmentStorage=true"
+        );
+        assert_eq!(v["Values"]["TOOLKITUUID"], "u");
+        let keys: Vec<&String> = v["Values"].as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys[..2],
+            ["FUNCTIONS_WORKER_RUNTIME", "AzureWebJobsStorage"]
+        );
+    }
 }

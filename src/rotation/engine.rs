@@ -13,6 +13,7 @@ use futures::future::{BoxFuture, FutureExt};
 use futures::stream::{self, StreamExt};
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How a run behaves.
@@ -32,6 +33,19 @@ pub struct RunOptions {
     /// Started by the HTTP function (whose default deadline is shorter, see
     /// [`crate::settings::Settings::deadline`]).
     pub http_triggered: bool,
+    /// Told how the run advances (the command line's progress bar); `None`: nobody listens.
+    pub progress: Option<Arc<dyn Progress>>,
+}
+
+/// Follows a run as it advances: apps whose key is known, targets finished. Called from the
+/// run's tasks, so it must be cheap and never block.
+pub trait Progress: Send + Sync + std::fmt::Debug {
+    /// The run starts with `apps` apps and `targets` targets.
+    fn start(&self, apps: usize, targets: usize);
+    /// One more app's key is known (or failed).
+    fn key_done(&self);
+    /// `targets` more targets are finished (updated, unchanged or failed).
+    fn targets_done(&self, targets: usize);
 }
 
 impl Default for RunOptions {
@@ -43,6 +57,7 @@ impl Default for RunOptions {
             concurrency: 16,
             deadline: None,
             http_triggered: false,
+            progress: None,
         }
     }
 }
@@ -84,6 +99,10 @@ async fn run_until(
     let mut report = Report::new(options.dry_run);
     report.summary.apps = apps.len();
     report.summary.targets = plan.iter().map(|p| p.entries.len()).sum();
+    let progress = options.progress.as_deref();
+    if let Some(p) = progress {
+        p.start(apps.len(), report.summary.targets);
+    }
 
     let grants = Grants {
         keys,
@@ -105,18 +124,25 @@ async fn run_until(
         let grants = &grants;
         async move {
             grants.get(app).await;
+            if let Some(p) = progress {
+                p.key_done();
+            }
         }
         .boxed()
     });
     let containers = plan.iter().map(|planned| {
         let grants = &grants;
         async move {
-            until(
+            let outcomes = until(
                 deadline,
                 rotate_container(planned, grants, options.dry_run, vaults),
             )
             .await
-            .unwrap_or_else(|| abandoned(planned, grants))
+            .unwrap_or_else(|| abandoned(planned, grants));
+            if let Some(p) = progress {
+                p.targets_done(outcomes.len());
+            }
+            outcomes
         }
         .boxed()
     });
@@ -128,6 +154,15 @@ async fn run_until(
 
     for app in apps {
         match grants.done(app) {
+            // In a dry run `renewed` says the toolkit would renew; the key shown is the
+            // current one, not the one it would create, so the entry carries none.
+            Ok(grant) if grant.renewed && options.dry_run => {
+                report.summary.renewed += 1;
+                tracing::info!(app = %app, "the key would be renewed in the API manager");
+                report
+                    .successes
+                    .push(ReportEntry::new("TOOLKIT", app, "", grant.message.clone()));
+            }
             Ok(grant) if grant.renewed => {
                 report.summary.renewed += 1;
                 tracing::info!(app = %app, key = %grant.api_key, "key renewed in the API manager");
@@ -136,13 +171,8 @@ async fn run_until(
                         .with_key(&grant.api_key),
                 );
             }
-            Ok(grant) if options.dry_run => {
-                report.warnings.push(
-                    ReportEntry::new("TOOLKIT", app, "", grant.message.clone())
-                        .with_key(&grant.api_key),
-                );
-            }
-            Ok(_) => {}
+            // No renewal needed: the same in a dry run and a real one, so not in the report.
+            Ok(grant) => tracing::debug!(app = %app, "{}", grant.message),
             Err(e) => {
                 tracing::warn!(app = %app, code = e.code(), error = %e, "the toolkit could not provide the key");
                 report
@@ -159,7 +189,7 @@ async fn run_until(
             }
             Outcome::Unchanged(e) => {
                 report.summary.unchanged += 1;
-                report.warnings.push(e);
+                report.unchanged.push(e);
             }
             Outcome::Failed(e) => {
                 report.summary.failed += 1;
@@ -329,19 +359,21 @@ async fn rotate_container(
         match stored {
             Err(e) => outcomes.push(failed(kind, &entry.apim_app_name, &label, &e)),
             Ok(Stored::KeyVaultReference(secret)) => references.push((entry, grant, secret)),
-            Ok(s) if s.holds(&grant.api_key) => outcomes.push(Outcome::Unchanged(
-                ReportEntry::new(
-                    kind.report_type(),
-                    &entry.apim_app_name,
-                    &label,
-                    format!(
-                        "No update needed for \"{}\" in {} {name}.",
-                        entry.name,
-                        kind.noun()
-                    ),
-                )
-                .with_key(&grant.api_key),
-            )),
+            Ok(s) if s.holds(&grant.api_key) && !would_renew(grant, dry_run) => {
+                outcomes.push(Outcome::Unchanged(
+                    ReportEntry::new(
+                        kind.report_type(),
+                        &entry.apim_app_name,
+                        &label,
+                        format!(
+                            "No update needed for \"{}\" in {} {name}.",
+                            entry.name,
+                            kind.noun()
+                        ),
+                    )
+                    .with_key(&grant.api_key),
+                ))
+            }
             Ok(s) => writes.push((
                 Write {
                     name: entry.name.clone(),
@@ -350,6 +382,7 @@ async fn rotate_container(
                     expires_at: grant.expires_at,
                 },
                 s == Stored::Missing,
+                would_renew(grant, dry_run),
             )),
         }
     }
@@ -368,12 +401,27 @@ async fn rotate_container(
     let results = if dry_run {
         writes.iter().map(|_| Ok(())).collect()
     } else {
-        let batch: Vec<Write> = writes.iter().map(|(w, _)| w.clone()).collect();
+        let batch: Vec<Write> = writes.iter().map(|(w, _, _)| w.clone()).collect();
         container.write(&batch).await
     };
-    for ((write, created), result) in writes.into_iter().zip(results) {
+    for ((write, created, renewing), result) in writes.into_iter().zip(results) {
         let label = target(&write.name);
         match result {
+            Ok(()) if renewing => {
+                tracing::info!(target_kind = kind.report_type(), target = %label, dry_run, "target would get the renewed key");
+                outcomes.push(Outcome::Updated(ReportEntry::new(
+                    kind.report_type(),
+                    &write.apim_app_name,
+                    &label,
+                    format!(
+                        "{} {} in {} {name} with the key that would be created for {}.",
+                        verb(created),
+                        describe(kind, &write.name),
+                        kind.noun(),
+                        write.apim_app_name
+                    ),
+                )))
+            }
             Ok(()) => {
                 tracing::info!(target_kind = kind.report_type(), target = %label, key = %write.key, dry_run, "target updated");
                 outcomes.push(Outcome::Updated(
@@ -412,6 +460,7 @@ async fn follow_references(
         let label = format!("{name}/{}", entry.name);
         let app = entry.apim_app_name.as_str();
         let entry_desc = format!("\"{}\" in {} {name}", entry.name, kind.noun());
+        let entry_name = entry.name.clone();
         if let Some(version) = &secret.version {
             let e = Error::new(
                 ErrorKind::ConfigInvalid,
@@ -443,7 +492,7 @@ async fn follow_references(
             .remove(0);
         match stored {
             Err(e) => outcomes.push(failed(kind, app, &label, &e)),
-            Ok(s) if s.holds(&grant.api_key) => outcomes.push(Outcome::Unchanged(
+            Ok(s) if s.holds(&grant.api_key) && !would_renew(grant, dry_run) => outcomes.push(Outcome::Unchanged(
                 ReportEntry::new(
                     kind.report_type(),
                     app,
@@ -463,16 +512,19 @@ async fn follow_references(
                 match result {
                     Ok(()) => {
                         let verb = if dry_run { "Would update" } else { "Updated" };
-                        refreshed.push((
-                            entry.name.clone(),
-                            ReportEntry::new(
-                                kind.report_type(),
-                                app,
-                                &label,
-                                format!("{verb} {in_vault}, which {entry_desc} refers to; the reference itself is unchanged."),
-                            )
-                            .with_key(&grant.api_key),
-                        ));
+                        let entry = ReportEntry::new(
+                            kind.report_type(),
+                            app,
+                            &label,
+                            format!("{verb} {in_vault}, which {entry_desc} refers to; the reference itself is unchanged."),
+                        );
+                        // A key still to be created has no last four characters to show.
+                        let entry = if would_renew(grant, dry_run) {
+                            entry
+                        } else {
+                            entry.with_key(&grant.api_key)
+                        };
+                        refreshed.push((entry_name, entry));
                     }
                     Err(e) => outcomes.push(failed(kind, app, &label, &e)),
                 }
@@ -504,6 +556,13 @@ async fn follow_references(
         }
     }
     outcomes
+}
+
+/// Whether, in a dry run, `grant` is the current key of an app the toolkit would renew: then
+/// every target of the app would be written (the new key differs from whatever they hold),
+/// which is what the real run that follows does.
+fn would_renew(grant: &KeyGrant, dry_run: bool) -> bool {
+    dry_run && grant.renewed
 }
 
 fn describe(kind: TargetKind, entry: &str) -> String {
@@ -542,7 +601,7 @@ mod tests {
 
     #[async_trait::async_trait]
     impl KeySource for FakeKeys {
-        async fn current_key(&self, app_name: &str, request: KeyRequest) -> Result<KeyGrant> {
+        async fn current_key(&self, app_name: &str, _: KeyRequest) -> Result<KeyGrant> {
             self.calls.lock().unwrap().push(app_name.to_string());
             if self.hang == Some(app_name) {
                 futures::future::pending::<()>().await;
@@ -556,7 +615,8 @@ mod tests {
                 api_key: ApiKey::new(*key),
                 issued_at: None,
                 expires_at: None,
-                renewed: app_name == "renewed" && !request.dry_run,
+                // A dry run says it would renew, as the toolkit does.
+                renewed: app_name == "renewed",
                 message: "m".into(),
             })
         }
@@ -707,8 +767,12 @@ mod tests {
             (3, 5, 3, 1, 1, 1)
         );
         assert_eq!(
-            report.warnings[0].message,
+            report.unchanged[0].message,
             "No update needed for \"b\" in Key Vault store."
+        );
+        assert!(
+            report.warnings.is_empty(),
+            "unchanged targets are not warnings"
         );
         let skipped = report
             .errors
@@ -762,16 +826,87 @@ mod tests {
         let messages: Vec<&str> = report
             .successes
             .iter()
+            .filter(|e| e.kind != "TOOLKIT")
             .map(|e| e.message.as_str())
             .collect();
         assert_eq!(
             messages,
             [
-                "Would update secret a in Key Vault store.",
-                "Would create secret c in Key Vault store.",
+                "Would update secret a in Key Vault store with the key that would be created for renewed.",
+                "Would create secret c in Key Vault store with the key that would be created for renewed.",
                 "Would create secret e in Key Vault store."
             ]
         );
+        let s = &report.summary;
+        assert_eq!((s.updated, s.unchanged, s.failed, s.renewed), (3, 1, 1, 1));
+    }
+
+    /// Counts what a progress bar shows.
+    #[derive(Debug, Default)]
+    struct Counts(Mutex<(usize, usize, usize, usize)>);
+
+    impl Progress for Counts {
+        fn start(&self, apps: usize, targets: usize) {
+            let mut c = self.0.lock().unwrap();
+            (c.0, c.1) = (apps, targets);
+        }
+        fn key_done(&self) {
+            self.0.lock().unwrap().2 += 1;
+        }
+        fn targets_done(&self, targets: usize) {
+            self.0.lock().unwrap().3 += targets;
+        }
+    }
+
+    /// Progress counts every app's key and every target, failed ones included, once.
+    #[tokio::test]
+    async fn progress_counts_every_key_and_target() {
+        let (keys, _, plan, apps) = setup(Some("a"));
+        let counts = Arc::new(Counts::default());
+        let options = RunOptions {
+            progress: Some(counts.clone()),
+            ..RunOptions::default()
+        };
+        let report = run(&keys, &plan, &apps, &options, &NoVaults).await;
+        assert_eq!(*counts.0.lock().unwrap(), (3, 5, 3, 5));
+        assert_eq!(report.summary.failed, 2);
+    }
+
+    /// A dry run plans what the real run does: a target holding the current key of an app the
+    /// toolkit would renew is planned as an update (the real run writes the new key there),
+    /// and nothing shows a key that does not exist yet.
+    #[tokio::test]
+    async fn dry_run_plans_the_writes_of_a_renewal() {
+        let (keys, store, plan, apps) = setup(None);
+        store
+            .values
+            .lock()
+            .unwrap()
+            .insert("a".into(), "key-renewed-0001".into());
+        let dry = RunOptions {
+            dry_run: true,
+            ..RunOptions::default()
+        };
+        let report = run(&keys, &plan, &apps, &dry, &NoVaults).await;
+        assert!(store.writes.lock().unwrap().is_empty());
+        let a = report
+            .successes
+            .iter()
+            .find(|e| e.target == "store/a")
+            .expect("a is planned as an update");
+        assert!(a.message.starts_with("Would update secret a"), "{a:?}");
+        assert_eq!(a.api_key, None, "the new key does not exist yet");
+        let toolkit = report
+            .successes
+            .iter()
+            .find(|e| e.kind == "TOOLKIT")
+            .unwrap();
+        assert_eq!(
+            (toolkit.app_name.as_str(), &toolkit.api_key),
+            ("renewed", &None)
+        );
+        assert_eq!(report.summary.renewed, 1);
+        assert!(report.unchanged.iter().all(|e| e.app_name != "renewed"));
     }
 
     #[tokio::test]
@@ -956,7 +1091,7 @@ mod tests {
         let mut targets: Vec<&str> = report
             .successes
             .iter()
-            .chain(&report.warnings)
+            .chain(&report.unchanged)
             .chain(&report.errors)
             .filter(|e| e.kind != "TOOLKIT")
             .map(|e| e.target.as_str())

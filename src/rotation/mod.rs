@@ -6,7 +6,7 @@ pub mod lock;
 pub mod report;
 pub mod service;
 
-pub use engine::{run, RunOptions};
+pub use engine::{run, Progress, RunOptions};
 pub use lock::{LockError, RunLock};
 pub use report::Report;
 pub use service::{Rotator, RunError};

@@ -6,17 +6,36 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 /// The report of one run.
+///
+/// Every target appears exactly once, in `successes`, `unchanged` or `errors`, so
+/// `summary.updated + summary.unchanged + summary.failed = summary.targets`.
+///
+/// **Dry runs** (`dryRun: true`) plan exactly what the same run would do: every list and every
+/// counter then means "would". A key the toolkit would renew counts in `summary.renewed` (its
+/// `TOOLKIT` entry is in `successes`, without `apiKey`: the key does not exist yet), and every
+/// target of that app counts in `summary.updated` ("Would update ..."/"Would create ..."),
+/// whatever it holds now, since the renewed key would differ from all of them. Entries planned
+/// for a key still to be created carry no `apiKey`.
+///
+/// **Compatibility with the seeds' shape**: `successes`, `warnings` and `errors` keep their
+/// names and their entries' fields. Unchanged targets, which the seeds listed under `warnings`
+/// ("No update needed ..."), now have their own list, `unchanged`; `warnings` holds only real
+/// warnings (the run lock could not be released, ...). A consumer that read unchanged targets
+/// from `warnings` reads `unchanged` instead.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Report {
     /// Identifies the run in logs.
     pub run_id: String,
-    /// Whether this was a plan only.
+    /// Whether this was a plan only: then every entry and counter means "would".
     pub dry_run: bool,
-    /// Targets updated (or, in a dry run, that would be) and keys renewed.
+    /// Targets updated (in a dry run: that would be) and keys renewed (that would be).
     pub successes: Vec<ReportEntry>,
-    /// Targets that needed nothing, and other notes.
+    /// Real warnings: something the run did not finish cleanly that needs no failed target
+    /// (the run lock's release, ...). Never the unchanged targets.
     pub warnings: Vec<ReportEntry>,
+    /// Targets that already held the current key: nothing was (or would be) written.
+    pub unchanged: Vec<ReportEntry>,
     /// Targets and apps that failed.
     pub errors: Vec<ReportEntry>,
     /// Counts.
@@ -76,7 +95,7 @@ impl ReportEntry {
     }
 }
 
-/// Counts of a run.
+/// Counts of a run. In a dry run each counter means "would" (see [`Report`]).
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Summary {
@@ -84,13 +103,13 @@ pub struct Summary {
     pub apps: usize,
     /// Targets in the run.
     pub targets: usize,
-    /// Targets written (or that would be, in a dry run).
+    /// Targets written (in a dry run: that would be written).
     pub updated: usize,
-    /// Targets that already held the current key.
+    /// Targets that already held the current key (the `unchanged` list).
     pub unchanged: usize,
     /// Targets that failed or could not be checked.
     pub failed: usize,
-    /// Keys renewed in the API manager.
+    /// Keys renewed in the API manager (in a dry run: that would be renewed).
     pub renewed: usize,
     /// Run time.
     pub duration_ms: u64,
@@ -104,6 +123,7 @@ impl Report {
             dry_run,
             successes: Vec::new(),
             warnings: Vec::new(),
+            unchanged: Vec::new(),
             errors: Vec::new(),
             summary: Summary::default(),
             lock: String::new(),
@@ -122,25 +142,132 @@ impl Report {
         self.timestamp = rfc3339(OffsetDateTime::now_utc());
     }
 
-    /// A few lines for a person: counts, then each error.
+    /// A few lines for a person: the counts (in a dry run, what would happen), then the
+    /// successes (the first [`SUCCESSES_SHOWN`]), the warnings, and every failure marked
+    /// `FAILED` with its code and a hint of what to do.
     pub fn human_summary(&self) -> String {
         let s = &self.summary;
+        let would = |verb: &str| {
+            if self.dry_run {
+                format!("would be {verb}")
+            } else {
+                verb.to_string()
+            }
+        };
         let mut out = format!(
-            "{}{} apps, {} targets: {} updated, {} unchanged, {} failed; {} keys renewed ({} ms)",
+            "{}{}, {}: {} {}, {} unchanged, {} failed; {} {} ({} ms)",
             if self.dry_run { "[dry run] " } else { "" },
-            s.apps,
-            s.targets,
+            plural(s.apps, "app"),
+            plural(s.targets, "target"),
             s.updated,
+            would("updated"),
             s.unchanged,
             s.failed,
-            s.renewed,
+            plural(s.renewed, "key"),
+            would("renewed"),
             s.duration_ms
         );
-        for e in self.successes.iter().chain(&self.errors) {
-            out.push_str(&format!("\n  {} {}: {}", e.kind, e.target, e.message));
+        let place = |e: &ReportEntry| match (e.target.is_empty(), e.app_name.is_empty()) {
+            (false, _) => format!("{} {}", e.kind, e.target),
+            (true, false) => format!("{} {}", e.kind, e.app_name),
+            (true, true) => e.kind.clone(),
+        };
+        for e in self.successes.iter().take(SUCCESSES_SHOWN) {
+            out.push_str(&format!("\n  + {}: {}", place(e), e.message));
+        }
+        if self.successes.len() > SUCCESSES_SHOWN {
+            out.push_str(&format!(
+                "\n  + ... and {} more (see the report)",
+                self.successes.len() - SUCCESSES_SHOWN
+            ));
+        }
+        for e in &self.warnings {
+            out.push_str(&format!("\n  WARNING {}: {}", place(e), e.message));
+        }
+        for e in &self.errors {
+            let code = e.code.as_deref().unwrap_or("Unexpected");
+            out.push_str(&format!("\n  FAILED {} [{code}]: {}", place(e), e.message));
+            if let Some(hint) = hint(&e.kind, code) {
+                out.push_str(&format!("\n      what to do: {hint}"));
+            }
         }
         out
     }
+}
+
+/// How many successes [`Report::human_summary`] lists before "... and N more".
+pub const SUCCESSES_SHOWN: usize = 20;
+
+/// `n` and the noun, in the plural unless `n` is 1 ("1 key", "2 keys", "0 apps").
+pub fn plural(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+/// What to do about a failure of code `code` on a target of report type `kind` (the README's
+/// "Failure handling" table, per target where the fix differs). Service codes are matched by
+/// what they mean (`ForbiddenByRbac`, `AuthorizationFailed`, `PERMISSION_DENIED` are all
+/// "forbidden").
+pub fn hint(kind: &str, code: &str) -> Option<&'static str> {
+    let c = code.to_ascii_lowercase().replace('_', "");
+    let forbidden = c.contains("forbidden")
+        || c.contains("authorizationfailed")
+        || c.contains("permissiondenied");
+    let not_found = c.contains("notfound");
+    let unauthenticated = c.contains("unauthenticated") || c.contains("unauthorized");
+    Some(match (kind, c.as_str()) {
+        (_, "deadlineexceeded") => {
+            "run again (targets that already hold the key are not written again), or raise ROTATION_DEADLINE_SECONDS"
+        }
+        (_, "keyunavailable") => "fix this app's TOOLKIT error first; the target was not checked",
+        (_, "toomanyrequests") => {
+            "the service is throttling: run again later, or lower ROTATION_CONCURRENCY_PER_HOST"
+        }
+        (_, "serviceunavailable") => "the service failed or did not answer: run again later and check its health",
+        (_, "pinnedkeyvaultreference") => {
+            "make the Key Vault reference versionless (drop the version from its SecretUri)"
+        }
+        (_, "malformedkeyvaultreference") => "fix the @Microsoft.KeyVault(...) reference",
+        (_, "keylocked") => "the key-value is locked in App Configuration: unlock it, or remove it from the mapping",
+        (_, "preconditionfailed" | "conflict") => "it changed during the run: run again",
+        (_, "noapprovedkey") => "approve the app's key and its API products in the API manager",
+        (_, "configinvalid") => "fix the setting or the company details the message names (apikey-rotator validate --settings)",
+        (_, "unexpected") => "an answer could not be read: check the service, or a proxy between it and the rotator",
+        ("TOOLKIT", _) if forbidden => {
+            "give the sealed service account an Apigee role with apigee.developerapps.get and apigee.appkeys.create (Apigee Developer Admin)"
+        }
+        ("TOOLKIT", _) if not_found => {
+            "check apimAppName in the mapping: the API manager has no such app for the company details' developerEmail"
+        }
+        ("TOOLKIT", _) if unauthenticated => "check the service-account key in the sealed company details (or TOOLKIT_APP_KEY)",
+        ("KEY_VAULT", _) if forbidden => {
+            "grant the rotator's identity Key Vault Secrets Officer on the vault (access-policy vaults: secret Get and Set)"
+        }
+        ("APP_CONFIG", _) if forbidden => {
+            "grant the rotator's identity App Configuration Data Owner on the store, or use connectionStringSetting with a read-write key"
+        }
+        ("FUNCTION_APP" | "WEB_APP" | "STATIC_WEB_APP", _) if forbidden => {
+            "grant the rotator's identity Website Contributor on the site (or a role with .../config/list/action and .../config/write)"
+        }
+        ("APPLICATION_API", _) if forbidden || unauthenticated => {
+            "check what the API requires: the app role for the mapping's scope, or the header setting's value"
+        }
+        (_, _) if forbidden => "grant the rotator's identity the role the target needs (README: roles per target)",
+        ("KEY_VAULT", _) if not_found => "check vaultName / vaultUrl in the mapping",
+        ("APP_CONFIG", _) if not_found => "check the store's endpoint in the mapping",
+        ("FUNCTION_APP" | "WEB_APP" | "STATIC_WEB_APP", _) if not_found => {
+            "check subscriptionId, resourceGroup, name and slot in the mapping"
+        }
+        ("APPLICATION_API", _) if not_found => "check httpURL and appName in the mapping",
+        (_, _) if not_found => "check the names in the mapping",
+        (_, _) if unauthenticated => {
+            "check the rotator's credential (managed identity, or AZURE_TENANT_ID / AZURE_CLIENT_ID / AZURE_CLIENT_SECRET)"
+        }
+        _ => return None,
+    })
 }
 
 /// RFC 3339 in UTC with milliseconds (`2026-11-22T06:00:01.123Z`).
@@ -172,8 +299,28 @@ mod tests {
         r.errors.push(
             ReportEntry::new("KEY_VAULT", "App1", "kv/other", "denied").with_code("Forbidden"),
         );
+        r.unchanged.push(ReportEntry::new(
+            "KEY_VAULT",
+            "App1",
+            "kv/same",
+            "No update needed",
+        ));
         r.finish(std::time::Instant::now());
         let v = serde_json::to_value(&r).unwrap();
+        let lists: Vec<&String> = v.as_object().unwrap().keys().collect();
+        assert_eq!(
+            lists[..6],
+            [
+                "runId",
+                "dryRun",
+                "successes",
+                "warnings",
+                "unchanged",
+                "errors"
+            ]
+        );
+        assert_eq!(v["unchanged"][0]["target"], "kv/same");
+        assert_eq!(v["warnings"], serde_json::json!([]));
         assert_eq!(v["successes"][0]["type"], "KEY_VAULT");
         assert_eq!(v["successes"][0]["apiKey"], "****9M1x");
         assert!(v["successes"][0].get("code").is_none());
@@ -191,6 +338,93 @@ mod tests {
         }
         assert!(v["timestamp"].as_str().unwrap().ends_with('Z'));
         assert!(!serde_json::to_string(&r).unwrap().contains("abcdefgh"));
+    }
+
+    #[test]
+    fn plurals() {
+        assert_eq!(plural(0, "key"), "0 keys");
+        assert_eq!(plural(1, "key"), "1 key");
+        assert_eq!(plural(2, "app"), "2 apps");
+    }
+
+    #[test]
+    fn the_summary_marks_failures_with_code_and_hint() {
+        let mut r = Report::new(false);
+        r.summary = Summary {
+            apps: 1,
+            targets: 3,
+            updated: 1,
+            unchanged: 1,
+            failed: 1,
+            renewed: 1,
+            duration_ms: 5,
+        };
+        r.successes.push(ReportEntry::new(
+            "KEY_VAULT",
+            "App1",
+            "kv/a",
+            "Updated secret a.",
+        ));
+        r.unchanged.push(ReportEntry::new(
+            "KEY_VAULT",
+            "App1",
+            "kv/b",
+            "No update needed.",
+        ));
+        r.errors.push(
+            ReportEntry::new("WEB_APP", "App1", "site/S", "denied")
+                .with_code("AuthorizationFailed"),
+        );
+        r.warnings.push(ReportEntry::new(
+            "LOCK",
+            "",
+            "",
+            "the lease was not released",
+        ));
+        let text = r.human_summary();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "1 app, 3 targets: 1 updated, 1 unchanged, 1 failed; 1 key renewed (5 ms)"
+        );
+        assert_eq!(lines[1], "  + KEY_VAULT kv/a: Updated secret a.");
+        assert_eq!(lines[2], "  WARNING LOCK: the lease was not released");
+        assert_eq!(
+            lines[3],
+            "  FAILED WEB_APP site/S [AuthorizationFailed]: denied"
+        );
+        assert!(
+            lines[4]
+                .trim()
+                .starts_with("what to do: grant the rotator's identity Website Contributor"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("No update needed"),
+            "unchanged targets are only counted"
+        );
+
+        r.dry_run = true;
+        assert!(r.human_summary().starts_with(
+            "[dry run] 1 app, 3 targets: 1 would be updated, 1 unchanged, 1 failed; 1 key would be renewed"
+        ));
+    }
+
+    #[test]
+    fn hints_per_code_and_target() {
+        let h = |kind, code| hint(kind, code).unwrap_or_default();
+        assert!(h("KEY_VAULT", "Forbidden").contains("Key Vault Secrets Officer"));
+        assert!(h("KEY_VAULT", "ForbiddenByRbac").contains("Key Vault Secrets Officer"));
+        assert!(h("APP_CONFIG", "Forbidden").contains("App Configuration Data Owner"));
+        assert!(h("STATIC_WEB_APP", "AuthorizationFailed").contains("Website Contributor"));
+        assert!(h("TOOLKIT", "PERMISSION_DENIED").contains("Apigee"));
+        assert!(h("TOOLKIT", "AppNotFound").contains("apimAppName"));
+        assert!(h("KEY_VAULT", "NotFound").contains("vaultName"));
+        assert!(h("FUNCTION_APP", "NotFound").contains("resourceGroup"));
+        assert!(h("APP_CONFIG", "TooManyRequests").contains("run again later"));
+        assert!(h("KEY_VAULT", "DeadlineExceeded").contains("ROTATION_DEADLINE_SECONDS"));
+        assert!(h("WEB_APP", "PinnedKeyVaultReference").contains("versionless"));
+        assert_eq!(hint("KEY_VAULT", "SomethingNew"), None);
     }
 
     #[test]

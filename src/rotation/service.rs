@@ -123,6 +123,25 @@ impl Rotator {
         self.http.as_ref().map_err(Clone::clone)
     }
 
+    /// What could not be set up (the HTTP client and its CA, the credential, the run lock),
+    /// each once, for `validate --settings`; the toolkit's problems are [`Rotator::key_source`]'s.
+    pub fn setup_problems(&self) -> Vec<Error> {
+        let mut out: Vec<Error> = Vec::new();
+        for e in [
+            self.http.as_ref().err(),
+            self.credential.as_ref().err(),
+            self.lock.as_ref().err(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if !out.iter().any(|o| o.to_string() == e.to_string()) {
+                out.push(e.clone());
+            }
+        }
+        out
+    }
+
     /// Where keys come from, or why the toolkit is unavailable.
     pub fn key_source(&self) -> Result<Arc<dyn KeySource>, Error> {
         self.keys.clone()

@@ -122,7 +122,8 @@ pub struct KeyGrant {
     pub issued_at: Option<OffsetDateTime>,
     /// When it expires; `None` means never.
     pub expires_at: Option<OffsetDateTime>,
-    /// Whether this call created the key.
+    /// Whether this call created the key; in a dry run (`KeyRequest::dry_run`), whether it
+    /// would have (`api_key` is then the current key, which the renewal would replace).
     pub renewed: bool,
     /// What happened, for humans; shows at most the last four characters of a key.
     pub message: String,
@@ -501,7 +502,7 @@ impl Toolkit {
                         "Dry run: would create a new key for app '{app_name}' valid for {} days because {why}; nothing was changed.{pending_note}",
                         self.policy.new_key_lifetime_days
                     );
-                    return Ok(Attempt::Done(grant(app_name, shown, false, message)));
+                    return Ok(Attempt::Done(grant(app_name, shown, true, message)));
                 }
                 if must_lock {
                     return Ok(Attempt::NeedsLock);
@@ -873,7 +874,7 @@ mod tests {
             dry_run: true,
         };
         let g = tk.current_key("app1", req).await.unwrap();
-        assert!(!g.renewed);
+        assert!(g.renewed, "a dry run says it would renew");
         assert_eq!(g.api_key.expose(), "OLDKEYOLDKEYOLDKEYOLDKEY0001");
         assert!(
             g.message.contains("would create a new key"),

@@ -122,9 +122,10 @@ fn default_token_uri() -> url::Url {
     url::Url::parse(DEFAULT_TOKEN_URI).expect("constant URL is valid")
 }
 
+// The message names what is wrong, never the value (it may be a pasted secret).
 fn url<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<url::Url, D::Error> {
     let s = String::deserialize(d)?;
-    url::Url::parse(&s).map_err(|e| serde::de::Error::custom(format!("not a URL ({e}): {s}")))
+    url::Url::parse(&s).map_err(|e| serde::de::Error::custom(format!("not a URL ({e})")))
 }
 
 fn optional_url<'de, D: Deserializer<'de>>(
@@ -201,11 +202,142 @@ pub fn open(uuid: &str, sealed: &str) -> Result<CompanyDetails> {
 }
 
 /// Parses and validates company-details JSON (what `seal` should check before sealing).
+///
+/// Errors name the field's path and what was expected (`COMPANYDETAILS:
+/// issuer.serviceAccountKey.private_key: expected a string, found an object`), never the
+/// value found there: a service-account key pasted as a string, or a PEM in the wrong field,
+/// must not end up in a CI log.
 pub fn parse_details(json: &[u8]) -> Result<CompanyDetails> {
+    let bad = |what: String| Error::config(format!("COMPANYDETAILS: {what}"));
+    // serde_json's syntax errors give a position and never quote the text.
+    let value: serde_json::Value = serde_json::from_slice(json).map_err(|e| {
+        bad(format!(
+            "not valid JSON ({e}); expected the company-details object"
+        ))
+    })?;
     let details: CompanyDetails =
-        serde_json::from_slice(json).map_err(|e| Error::config(format!("COMPANYDETAILS: {e}")))?;
+        serde_path_to_error::deserialize(&value).map_err(|e| bad(field_error(&value, e)))?;
     details.validate()?;
     Ok(details)
+}
+
+/// `path: what was expected` for a deserialization error. The issuer is an internally tagged
+/// enum, which serde reads from a buffer that loses the path inside it, so an error there is
+/// found again by reading the issuer's fields on their own.
+fn field_error(
+    value: &serde_json::Value,
+    e: serde_path_to_error::Error<serde_json::Error>,
+) -> String {
+    if e.path().to_string() == "issuer" {
+        if let Some(fields) = value
+            .get("issuer")
+            .and_then(|i| i.as_object())
+            .filter(|i| i.get("type").and_then(|t| t.as_str()) == Some("apigeeX"))
+        {
+            let mut fields = fields.clone();
+            fields.remove("type");
+            let fields = serde_json::Value::Object(fields);
+            if let Err(inner) = serde_path_to_error::deserialize::<_, ApigeeXConfig>(&fields) {
+                let inner_path = object_path(&inner);
+                let at = if inner_path == "." {
+                    "issuer".to_string()
+                } else {
+                    format!("issuer.{inner_path}")
+                };
+                return format!("{at}: {}", without_values(&inner.into_inner().to_string()));
+            }
+        }
+    }
+    let path = object_path(&e);
+    let message = without_values(&e.into_inner().to_string());
+    if path == "." {
+        message
+    } else {
+        format!("{path}: {message}")
+    }
+}
+
+/// The error's path; for an unknown field, the path of the object holding it (the message
+/// names the field).
+fn object_path(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    let path = e.path().to_string();
+    if !e.inner().to_string().starts_with("unknown field ") {
+        return path;
+    }
+    match path.rsplit_once('.') {
+        Some((parent, _)) => parent.to_string(),
+        None => ".".to_string(),
+    }
+}
+
+/// serde's message with the rejected value left out: `invalid type: string "-----BEGIN
+/// PRIVATE KEY...", expected u32` becomes `expected a whole number, found a string`. Field
+/// names stay (they are the JSON's keys, which a typo check needs), shortened when long.
+pub(crate) fn without_values(message: &str) -> String {
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            // The found value may itself contain ", expected ": the real separator is the last.
+            if let Some(at) = rest.rfind(", expected ") {
+                let found = found_kind(&rest[..at]);
+                let expected = expected_kind(&rest[at + ", expected ".len()..]);
+                return format!("expected {expected}, found {found}");
+            }
+            return "invalid value".to_string();
+        }
+    }
+    if let Some(rest) = message.strip_prefix("unknown variant ") {
+        let expected = rest.rsplit_once(", expected ").map(|(_, e)| e);
+        return match expected {
+            Some(e) => format!("unknown type; expected {e}"),
+            None => "unknown type".to_string(),
+        };
+    }
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        if let Some((name, tail)) = rest.split_once('`') {
+            let name: String = if name.chars().count() > 40 {
+                name.chars().take(40).chain("…".chars()).collect()
+            } else {
+                name.to_string()
+            };
+            return format!("unknown field `{name}`{tail}");
+        }
+    }
+    // Anything else quoting a string (a message this code does not know) loses the quote.
+    match message.split_once('"') {
+        Some((head, _)) => format!("{}…", head.trim_end()),
+        None => message.to_string(),
+    }
+}
+
+/// What serde's `Unexpected` names, without its value: `string "..."` is "a string".
+fn found_kind(unexpected: &str) -> &'static str {
+    let kind = unexpected
+        .split(['"', '`'])
+        .next()
+        .unwrap_or_default()
+        .trim();
+    match kind {
+        "string" => "a string",
+        "integer" | "floating point" => "a number",
+        "boolean" => "a boolean",
+        "character" => "a character",
+        "sequence" => "an array",
+        "map" => "an object",
+        "unit value" | "null" | "Option value" => "null",
+        _ => "another kind of value",
+    }
+}
+
+/// serde's expectation in words: `u32` is "a whole number", `struct X` "an object".
+fn expected_kind(expected: &str) -> String {
+    match expected {
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number".into(),
+        "i8" | "i16" | "i32" | "i64" | "isize" | "f32" | "f64" => "a number".into(),
+        e if e.starts_with("struct ") || e.starts_with("internally tagged enum ") => {
+            "an object".into()
+        }
+        e => e.to_string(),
+    }
 }
 
 impl CompanyDetails {
@@ -245,10 +377,13 @@ impl CompanyDetails {
                         "expected an https URL",
                     );
                 }
-                if let Some(t) = k.key_type.as_deref().filter(|t| *t != "service_account") {
+                if k.key_type
+                    .as_deref()
+                    .is_some_and(|t| t != "service_account")
+                {
                     return bad(
                         "issuer.serviceAccountKey.type",
-                        &format!("is \"{t}\"; expected \"service_account\""),
+                        "expected \"service_account\" (a Google service-account key file)",
                     );
                 }
                 if jsonwebtoken::EncodingKey::from_rsa_pem(k.private_key.expose().as_bytes())
@@ -262,6 +397,55 @@ impl CompanyDetails {
             }
         }
         Ok(())
+    }
+}
+
+impl CompanyDetails {
+    /// What the details contain, for `apikey-rotator seal --check`, with the secrets redacted:
+    /// the private key shows only its kind, the client e-mail its first two characters and its
+    /// domain, the key and client IDs their last characters (see [`crate::secret::redact`]).
+    pub fn redacted(&self) -> serde_json::Value {
+        let IssuerConfig::ApigeeX(c) = &self.issuer;
+        let k = &c.service_account_key;
+        let private_key =
+            match jsonwebtoken::EncodingKey::from_rsa_pem(k.private_key.expose().as_bytes()) {
+                Ok(_) => "RSA private key in PEM form (redacted)",
+                Err(_) => "not an RSA private key (redacted)",
+            };
+        serde_json::json!({
+            "company": self.company,
+            "issuer": {
+                "type": "apigeeX",
+                "endpoint": c.endpoint().as_str(),
+                "organization": c.organization,
+                "developerEmail": c.developer_email,
+                "serviceAccountKey": {
+                    "type": k.key_type,
+                    "project_id": k.project_id,
+                    "client_email": redact_email(&k.client_email),
+                    "client_id": k.client_id.as_deref().map(crate::secret::redact),
+                    "private_key_id": k.private_key_id.as_deref().map(crate::secret::redact),
+                    "private_key": private_key,
+                    "token_uri": k.token_uri.as_str(),
+                },
+            },
+            "policy": {
+                "renewBeforeExpiryDays": self.policy.renew_before_expiry_days,
+                "newKeyLifetimeDays": self.policy.new_key_lifetime_days,
+            },
+            "boundTo": self.bound_to.as_ref().map(|b| serde_json::json!({ "siteName": b.site_name })),
+        })
+    }
+}
+
+/// `ro****@contoso.iam.gserviceaccount.com`: enough to recognise the account, not to name it.
+fn redact_email(email: &str) -> String {
+    match email.split_once('@') {
+        Some((user, domain)) => {
+            let head: String = user.chars().take(2).collect();
+            format!("{head}****@{domain}")
+        }
+        None => crate::secret::redact(email),
     }
 }
 
@@ -427,7 +611,9 @@ pub(crate) mod tests {
         v["issuer"]["serviceAccountKey"]["private_key_idd"] = "typo".into();
         let e = open(UUID, &sealed(&v)).unwrap_err();
         assert!(
-            e.to_string().contains("unknown field `private_key_idd`"),
+            e.to_string().starts_with(
+                "COMPANYDETAILS: issuer.serviceAccountKey: unknown field `private_key_idd`"
+            ),
             "{e}"
         );
 
@@ -459,10 +645,11 @@ pub(crate) mod tests {
         v = details_json(serde_json::json!({}));
         v["issuer"]["type"] = "apigeeEdge".into();
         let e = open(UUID, &sealed(&v)).unwrap_err();
-        assert!(
-            e.to_string().contains("unknown variant `apigeeEdge`"),
-            "{e}"
+        assert_eq!(
+            e.to_string(),
+            "COMPANYDETAILS: issuer.type: unknown type; expected `apigeeX`"
         );
+        assert!(!e.to_string().contains("apigeeEdge"), "{e}");
 
         v = details_json(serde_json::json!({}));
         v["issuer"]["serviceAccountKey"]["token_uri"] = "http://evil.example/token".into();
@@ -471,6 +658,136 @@ pub(crate) mod tests {
             e.to_string().contains("token_uri: expected an https URL"),
             "{e}"
         );
+    }
+
+    /// Issue 13: no error of sealing or unsealing quotes a value. A marker sits in every
+    /// field that can hold one; then every field in turn gets a value of the wrong type (the
+    /// marker as a string, a PEM, a number, an array, an object, ...), and neither the marker
+    /// nor the private key appears in any error, for `seal`'s check and for unsealing at run
+    /// time. Errors about a field name its path.
+    #[test]
+    fn no_error_quotes_a_value() {
+        const MARKER: &str = "zq7marker";
+        let mut base = details_json(serde_json::json!({
+            "boundTo": { "siteName": format!("func-{MARKER}") },
+            "company": format!("Contoso {MARKER}"),
+        }));
+        let issuer = &mut base["issuer"];
+        issuer["organization"] = format!("org-{MARKER}").into();
+        issuer["developerEmail"] = format!("{MARKER}@contoso.com").into();
+        issuer["endpoint"] = format!("https://{MARKER}.example/").into();
+        let key = &mut issuer["serviceAccountKey"];
+        for field in [
+            "project_id",
+            "private_key_id",
+            "client_id",
+            "universe_domain",
+        ] {
+            key[field] = format!("{field}-{MARKER}").into();
+        }
+        key["client_email"] = format!("{MARKER}@contoso.iam.gserviceaccount.com").into();
+        key["token_uri"] = format!("https://{MARKER}.example/token").into();
+        key["auth_uri"] = format!("https://{MARKER}.example/auth").into();
+        assert!(parse_details(base.to_string().as_bytes()).is_ok());
+        let pem = test_pem();
+        let pem_line = pem.lines().nth(1).unwrap().to_string();
+
+        fn pointers(v: &serde_json::Value, at: String, out: &mut Vec<String>) {
+            if let Some(obj) = v.as_object() {
+                for (k, child) in obj {
+                    let p = format!("{at}/{k}");
+                    out.push(p.clone());
+                    pointers(child, p, out);
+                }
+            }
+        }
+        let mut paths = Vec::new();
+        pointers(&base, String::new(), &mut paths);
+        assert!(paths.len() > 20, "{paths:?}");
+        let wrong = [
+            serde_json::json!(MARKER),
+            serde_json::json!(format!("{pem}{MARKER}")),
+            serde_json::json!(base["issuer"]["serviceAccountKey"].to_string()),
+            serde_json::json!(7),
+            serde_json::json!(-1.5),
+            serde_json::json!(true),
+            serde_json::json!(null),
+            serde_json::json!([MARKER, pem]),
+            serde_json::json!({ "x": MARKER, "y": pem }),
+        ];
+        let mut errors = 0;
+        for path in &paths {
+            for replacement in &wrong {
+                let mut v = base.clone();
+                *v.pointer_mut(path).unwrap() = replacement.clone();
+                let text = v.to_string();
+                let sealed = seal(UUID, text.as_bytes()).unwrap();
+                for result in [parse_details(text.as_bytes()), open(UUID, &sealed)] {
+                    let Err(e) = result else { continue };
+                    errors += 1;
+                    let e = e.to_string();
+                    assert!(
+                        !e.contains(MARKER) && !e.contains(&pem_line) && !e.contains("PRIVATE KEY"),
+                        "{path} = {replacement}: the error quotes the value: {e}"
+                    );
+                    // The field is named: its own path, or its parent's (an unknown or
+                    // missing field, a check of the whole object).
+                    let dotted = path.trim_start_matches('/').replace('/', ".");
+                    let parent = dotted.rsplit_once('.').map(|(p, _)| p).unwrap_or("");
+                    assert!(
+                        e.contains(&format!("{dotted}:"))
+                            || e.contains(&format!("{parent}:"))
+                            || parent.is_empty(),
+                        "{path} = {replacement}: the error does not name the field: {e}"
+                    );
+                }
+            }
+        }
+        assert!(errors > paths.len() * 4, "only {errors} errors");
+        // The message for a key pasted as a string, as the issue reported it.
+        let mut v = base.clone();
+        v["issuer"]["serviceAccountKey"]["private_key"] = serde_json::json!(7);
+        assert_eq!(
+            parse_details(v.to_string().as_bytes()).unwrap_err().to_string(),
+            "COMPANYDETAILS: issuer.serviceAccountKey.private_key: expected a string, found a number"
+        );
+        v["issuer"]["serviceAccountKey"] = base["issuer"]["serviceAccountKey"].to_string().into();
+        assert_eq!(
+            parse_details(v.to_string().as_bytes())
+                .unwrap_err()
+                .to_string(),
+            "COMPANYDETAILS: issuer.serviceAccountKey: expected an object, found a string"
+        );
+        v = base.clone();
+        v["policy"]["newKeyLifetimeDays"] = pem.clone().into();
+        assert_eq!(
+            parse_details(v.to_string().as_bytes())
+                .unwrap_err()
+                .to_string(),
+            "COMPANYDETAILS: policy.newKeyLifetimeDays: expected a whole number, found a string"
+        );
+    }
+
+    #[test]
+    fn serde_messages_lose_their_values() {
+        for (message, expected) in [
+            (
+                r#"invalid type: string "-----BEGIN PRIVATE KEY-----, expected u32", expected u32"#,
+                "expected a whole number, found a string",
+            ),
+            (
+                "invalid value: integer `5`, expected a URL",
+                "expected a URL, found a number",
+            ),
+            (
+                "unknown variant `secret`, expected `apigeeX`",
+                "unknown type; expected `apigeeX`",
+            ),
+            ("missing field `company`", "missing field `company`"),
+            (r#"something "quoted" here"#, "something…"),
+        ] {
+            assert_eq!(without_values(message), expected, "{message}");
+        }
     }
 
     #[test]
