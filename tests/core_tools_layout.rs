@@ -379,3 +379,95 @@ fn the_docs_give_the_build_step_and_the_generated_local_settings() {
         "how to get a working local.settings.json"
     );
 }
+
+/// GitHub's anchor of a heading: lower case, punctuation other than `-` dropped, spaces to `-`.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || *c == '-' || *c == ' ' || *c == '_')
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+/// The anchors of a Markdown file's headings (outside code blocks).
+fn anchors(text: &str) -> Vec<String> {
+    let mut fenced = false;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if line.starts_with("```") {
+            fenced = !fenced;
+        } else if !fenced && line.starts_with('#') {
+            out.push(anchor(line.trim_start_matches('#')));
+        }
+    }
+    out
+}
+
+#[test]
+fn the_readme_and_docs_are_short_enough_and_their_links_resolve() {
+    let readme = read("README.md");
+    // A newcomer reads it to the end: the two commands, then deployment well before line 250.
+    assert!(
+        readme.lines().count() <= 250,
+        "README.md is {} lines",
+        readme.lines().count()
+    );
+    assert!(readme.contains("```sh\ncargo run --release -- demo\ncargo test\n```"));
+    let deploy = readme
+        .lines()
+        .position(|l| l.starts_with("## Deploy to Azure"))
+        .expect("a deploy section");
+    assert!(deploy < 80, "deployment starts at line {deploy}");
+    for step in 1..=10 {
+        assert!(readme.contains(&format!("**{step}. ")), "step {step}");
+    }
+    let mut files = vec!["README.md".to_string(), "infra/README.md".to_string()];
+    for e in std::fs::read_dir(root().join("docs")).unwrap() {
+        files.push(format!("docs/{}", e.unwrap().file_name().to_string_lossy()));
+    }
+    let mut checked = 0;
+    for file in &files {
+        let text = read(file);
+        let dir = Path::new(file).parent().unwrap();
+        for part in text.split("](").skip(1) {
+            let link = part.split(')').next().unwrap();
+            if link.starts_with("http") || link.contains(' ') || link.is_empty() {
+                continue;
+            }
+            let (path, fragment) = link.split_once('#').unwrap_or((link, ""));
+            let target = if path.is_empty() {
+                PathBuf::from(file)
+            } else {
+                dir.join(path)
+            };
+            let full = root().join(&target);
+            assert!(
+                full.exists(),
+                "{file}: link {link}: {} is missing",
+                target.display()
+            );
+            if !fragment.is_empty() {
+                let there = std::fs::read_to_string(&full).unwrap();
+                assert!(
+                    anchors(&there).iter().any(|a| a == fragment),
+                    "{file}: link {link}: no heading #{fragment} in {}",
+                    target.display()
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 20, "only {checked} links found");
+    // The roles table is in one place only.
+    let tables = files
+        .iter()
+        .filter(|f| read(f).contains("| target | role for the function app's identity |"))
+        .count();
+    assert_eq!(tables, 1, "one roles table");
+    assert_eq!(
+        anchor("The Microsoft.Web api-version"),
+        "the-microsoftweb-api-version"
+    );
+}
