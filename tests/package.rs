@@ -374,3 +374,144 @@ fn the_elf_check_reads_the_version_needs_of_a_real_binary() {
     );
     assert!(check_elf(b"#!/bin/sh\n")[0].contains("not an executable object"));
 }
+
+// ---- the release workflow: the zip and the CLI binaries, without a Rust toolchain --------
+
+/// `.github/workflows/release.yml` (no YAML crate in the tree: its key lines, and the shape
+/// given by indentation: top-level keys, jobs, steps).
+fn release_workflow() -> String {
+    std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".github/workflows/release.yml"),
+    )
+    .expect("release.yml")
+}
+
+/// The keys at `indent` spaces under the top-level key `section` (`jobs:` → job names).
+fn keys_under(yaml: &str, section: &str, indent: usize) -> Vec<String> {
+    let mut inside = false;
+    let mut keys = Vec::new();
+    for line in yaml.lines() {
+        if !line.starts_with(' ') && !line.trim().is_empty() && !line.starts_with('#') {
+            inside = line.trim_end() == format!("{section}:");
+            continue;
+        }
+        let spaces = line.len() - line.trim_start().len();
+        if inside
+            && spaces == indent
+            && line.trim_end().ends_with(':')
+            && !line.trim().starts_with('-')
+        {
+            keys.push(line.trim().trim_end_matches(':').to_string());
+        }
+    }
+    keys
+}
+
+/// The lines of one job (from `  <job>:` to the next job).
+fn job<'a>(yaml: &'a str, name: &str) -> Vec<&'a str> {
+    let mut out = Vec::new();
+    let mut inside = false;
+    for line in yaml.lines() {
+        let spaces = line.len() - line.trim_start().len();
+        if spaces == 2 && line.trim_end().ends_with(':') && !line.trim().starts_with('-') {
+            inside = line.trim() == format!("{name}:");
+            continue;
+        }
+        if inside {
+            out.push(line);
+        }
+    }
+    out
+}
+
+#[test]
+fn the_release_workflow_runs_on_version_tags_and_builds_every_platform() {
+    let y = release_workflow();
+    assert!(!y.contains('\t'), "YAML has no tabs");
+    let top: Vec<&str> = y
+        .lines()
+        .filter(|l| !l.starts_with(' ') && !l.starts_with('#') && l.contains(':'))
+        .map(|l| l.split(':').next().unwrap())
+        .collect();
+    assert_eq!(top, ["name", "on", "permissions", "env", "jobs"]);
+    assert!(
+        y.contains("on:\n  push:\n    tags: [\"v*\"]\n"),
+        "on a v* tag"
+    );
+    assert!(
+        y.contains("permissions:\n  contents: read\n"),
+        "read-only by default"
+    );
+    assert_eq!(
+        keys_under(&y, "jobs", 2),
+        ["linux", "macos", "windows", "publish"]
+    );
+    let linux = job(&y, "linux").join("\n");
+    assert!(linux.contains("runs-on: ubuntu-latest"));
+    assert!(
+        linux.contains("run: scripts/package.sh"),
+        "the zip, as CI builds it"
+    );
+    assert!(
+        linux.contains("cargo test --locked --test package"),
+        "checked before release"
+    );
+    assert!(linux.contains("for target in x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu; do"));
+    assert!(linux.contains(
+        "cargo zigbuild --release --locked --bin apikey-rotator --target \"$target.2.28\""
+    ));
+    assert!(linux.contains("cp dist/apikey-rotator.zip out/"));
+    let macos = job(&y, "macos").join("\n");
+    assert!(macos.contains("runs-on: macos-latest"));
+    assert!(macos.contains("target: [x86_64-apple-darwin, aarch64-apple-darwin]"));
+    let windows = job(&y, "windows").join("\n");
+    assert!(windows.contains("runs-on: windows-latest"));
+    assert!(windows.contains("target=x86_64-pc-windows-msvc"));
+    assert!(windows.contains("apikey-rotator.exe"));
+    // The zip name is the one package.sh writes and the docs give as packageUri.
+    let package = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/package.sh"),
+    )
+    .unwrap();
+    assert!(package.contains("out=${PACKAGE_OUT:-dist/apikey-rotator.zip}"));
+}
+
+#[test]
+fn the_release_is_published_with_checksums_and_a_deploy_to_azure_button() {
+    let y = release_workflow();
+    let publish = job(&y, "publish").join("\n");
+    assert!(publish.contains("needs: [linux, macos, windows]"));
+    // Only the publishing job may write, and only contents.
+    assert!(publish.contains("permissions:\n      contents: write"));
+    for other in ["linux", "macos", "windows"] {
+        assert!(
+            !job(&y, other).join("\n").contains("contents: write"),
+            "{other}"
+        );
+    }
+    assert!(publish.contains("sha256sum -- * > SHA256SUMS"));
+    // The button opens this tag's template from raw.githubusercontent.com (which serves the
+    // CORS header the portal needs), URL-encoded, built from the repository and the tag.
+    assert!(publish.contains("REPO: ${{ github.repository }}"));
+    assert!(publish.contains("TAG: ${{ github.ref_name }}"));
+    assert!(publish.contains(
+        "template=\"https://raw.githubusercontent.com/${REPO}/${TAG}/infra/azuredeploy.json\""
+    ));
+    assert!(publish.contains("encoded=$(jq -rn --arg u \"$template\" '$u|@uri')"));
+    assert!(publish.contains(
+        "[![Deploy to Azure](https://aka.ms/deploytoazurebutton)](https://portal.azure.com/#create/Microsoft.Template/uri/${encoded})"
+    ));
+    // The package URL the notes give is the template's packageUri parameter.
+    assert!(publish.contains(
+        "package=\"https://github.com/${REPO}/releases/download/${TAG}/apikey-rotator.zip\""
+    ));
+    assert!(publish.contains("packageUri=${package}"));
+    let template = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("infra/azuredeploy.json"),
+    )
+    .unwrap();
+    assert!(template.contains("\"packageUri\""));
+    assert!(publish.contains(
+        "gh release create \"$TAG\" out/* --repo \"${{ github.repository }}\" --title \"$TAG\" --notes-file notes.md --verify-tag"
+    ));
+}
