@@ -63,8 +63,10 @@ impl fmt::Display for SettingError {
     }
 }
 
-/// Every app setting the rotator reads.
-#[derive(Debug, Clone)]
+/// Every app setting the rotator reads. `Debug` names the raw settings but prints none of
+/// their values (any of them may be a secret: connection strings, header secrets, the sealed
+/// details), nor the mapping's text.
+#[derive(Clone)]
 pub struct Settings {
     /// All settings as given, for lookups by name (header values, connection strings).
     raw: BTreeMap<String, String>,
@@ -98,6 +100,38 @@ pub struct Settings {
     /// Requests in flight per service host ([`CONCURRENCY_PER_HOST`]).
     pub concurrency_per_host: usize,
     problems: Vec<SettingError>,
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.raw.keys().map(String::as_str).collect();
+        let parts: Vec<String> = self
+            .mapping_parts
+            .iter()
+            .map(|(name, text)| format!("{name} ({} bytes)", text.len()))
+            .collect();
+        f.debug_struct("Settings")
+            .field("raw", &names)
+            .field("mapping_parts", &parts)
+            .field("company_details", &self.company_details)
+            .field("toolkit_uuid", &self.toolkit_uuid)
+            .field(
+                "toolkit_app_url",
+                &self.toolkit_app_url.as_ref().map(url::Url::as_str),
+            )
+            .field("toolkit_app_key", &self.toolkit_app_key)
+            .field("schedule", &self.schedule)
+            .field("azure_client_id", &self.azure_client_id)
+            .field("cloud", &self.cloud.name)
+            .field("trusted_ca_file", &self.trusted_ca_file)
+            .field("site_name", &self.site_name)
+            .field("request_timeout", &self.request_timeout)
+            .field("deadline_setting", &self.deadline_setting)
+            .field("concurrency", &self.concurrency)
+            .field("concurrency_per_host", &self.concurrency_per_host)
+            .field("problems", &self.problems.len())
+            .finish()
+    }
 }
 
 impl Settings {
@@ -325,6 +359,29 @@ pub fn validate_schedule(expr: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    /// `Debug` prints names, never values, whatever setting holds the secret.
+    #[test]
+    fn debug_prints_no_value() {
+        let marker = "s3cr3t-marker-value";
+        let settings = Settings::from_map(
+            [
+                ("AZURE_CLIENT_SECRET", marker),
+                ("COMPANYDETAILS", marker),
+                ("TOOLKITUUID", marker),
+                ("TOOLKIT_APP_KEY", marker),
+                ("APPAPI_SECRET_X", marker),
+                ("APIKEYROTATIONAPPS", marker),
+                ("AzureWebJobsStorage", marker),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        );
+        let printed = format!("{settings:?} {settings:#?}");
+        assert!(!printed.contains(marker), "{printed}");
+        assert!(printed.contains("APPAPI_SECRET_X"), "{printed}");
+    }
+
     use super::*;
 
     fn settings(pairs: &[(&str, &str)]) -> Settings {

@@ -67,7 +67,8 @@ fn the_sample_mapping_validates_alone_on_a_machine_without_settings() {
     assert!(stdout.starts_with("mapping valid: "), "{stdout}");
     // The settings it names are notes here, not problems.
     assert!(
-        stderr.contains("note: the mapping reads app setting REFERENCEAPI_ADMIN_TOKEN"),
+        stderr
+            .contains("note: the mapping reads app setting APPAPI_SECRET_REFERENCEAPI_ADMIN_TOKEN"),
         "{stderr}"
     );
     assert!(!stderr.contains("error:"), "{stderr}");
@@ -83,7 +84,7 @@ fn the_sample_mapping_validates_alone_on_a_machine_without_settings() {
     for needle in [
         "error: setting COMPANYDETAILS: missing",
         "error: setting TOOLKITUUID: missing",
-        "valueSetting: app setting REFERENCEAPI_ADMIN_TOKEN is not set",
+        "valueSetting: app setting APPAPI_SECRET_REFERENCEAPI_ADMIN_TOKEN is not set",
         "connectionStringSetting: app setting APPCS_PARTNERS_CONNECTION_STRING is not set",
     ] {
         assert!(stderr.contains(needle), "{needle}:\n{stderr}");

@@ -50,7 +50,10 @@ async fn a_remote_toolkit_app_provides_the_keys() {
     assert_eq!(report["summary"]["renewed"], 1, "{report:#}");
     assert_eq!(report["summary"]["updated"], 13, "{report:#}");
     // The toolkit's own log shows it answered once per app.
-    let answered = toolkit.output().matches("ToolkitApp answered").count();
+    let answered = toolkit
+        .output()
+        .matches("ToolkitApp handed out a key")
+        .count();
     assert_eq!(answered, 3, "{}", toolkit.output());
     let keys = env.all_keys().await;
     toolkit.assert_no_key_leaked(&keys, &[]);

@@ -16,7 +16,6 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
-use std::time::Duration;
 
 /// The official packages and every dependency they pull in, at exact versions (one per line;
 /// `.ci/run` installs the same file into the same venv).

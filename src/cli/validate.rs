@@ -217,7 +217,7 @@ mod tests {
         assert!(
             f.notes
                 .iter()
-                .any(|n| n.contains("REFERENCEAPI_ADMIN_TOKEN")),
+                .any(|n| n.contains("APPAPI_SECRET_REFERENCEAPI_ADMIN_TOKEN")),
             "{f:?}"
         );
     }
@@ -229,7 +229,7 @@ mod tests {
         for needle in [
             "COMPANYDETAILS: missing",
             "TOOLKITUUID: missing",
-            "valueSetting: app setting REFERENCEAPI_ADMIN_TOKEN is not set",
+            "valueSetting: app setting APPAPI_SECRET_REFERENCEAPI_ADMIN_TOKEN is not set",
             "connectionStringSetting: app setting APPCS_PARTNERS_CONNECTION_STRING is not set",
         ] {
             assert!(all.contains(needle), "{needle} in {all}");

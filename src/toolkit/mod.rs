@@ -765,7 +765,8 @@ mod tests {
             force: false,
             dry_run: true,
         };
-        assert!(!tk3.current_key("app1", req).await.unwrap().renewed);
+        // (`renewed` there means "would renew".)
+        assert!(tk3.current_key("app1", req).await.unwrap().renewed);
         assert_eq!(lock.holds.lock().unwrap().len(), 1);
     }
 
