@@ -456,3 +456,68 @@ fn requests_off_the_specification_are_refused() {
     assert!(conforms(&web, &req("POST", list, "api-version=2026-03-15")).is_ok());
     assert!(conforms(&web, &req("GET", list, "api-version=2026-03-15")).is_err());
 }
+
+/// Google's official client for Apigee (google-api-python-client with the Apigee v1 discovery
+/// document it ships, google-auth's service-account credentials) against the Apigee double and
+/// its OAuth token endpoint: every key operation the product uses, with the service account
+/// from the sandbox's sealed company details.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apigee_passes_the_google_api_client() {
+    let env = Env::start().await;
+    let details = apikey_rotator::toolkit::sealed::open(
+        &env.info.env["TOOLKITUUID"],
+        &env.info.env["COMPANYDETAILS"],
+    )
+    .expect("the sandbox's company details open");
+    let apikey_rotator::toolkit::sealed::IssuerConfig::ApigeeX(apigee) = &details.issuer;
+    let sa = &apigee.service_account_key;
+    let sa_file = env.dir.path().join("service-account.json");
+    std::fs::write(
+        &sa_file,
+        serde_json::json!({
+            "type": "service_account",
+            "project_id": sa.project_id,
+            "private_key_id": sa.private_key_id,
+            "private_key": sa.private_key.expose(),
+            "client_email": sa.client_email,
+            "client_id": sa.client_id,
+            "token_uri": sa.token_uri.as_str(),
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let python = tokio::task::spawn_blocking(python).await.unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/oracle/apigee_oracle.py");
+    env.clear_requests().await;
+    let out = tokio::process::Command::new(python)
+        .arg(script)
+        .arg(env.dir.path().join("sandbox.json"))
+        .arg(&sa_file)
+        .arg(&apigee.organization)
+        .arg(&apigee.developer_email)
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env("no_proxy", "127.0.0.1,localhost")
+        .output()
+        .await
+        .expect("the venv's python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "Google's API client failed against the Apigee double:\n{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(
+        report["operations"].as_array().unwrap().len(),
+        7,
+        "{report}"
+    );
+    // The token came from the double's OAuth endpoint, and nothing was refused for auth.
+    let log = env.requests().await;
+    assert!(
+        log.iter()
+            .any(|r| r["service"] == "apigee" && r["path"].as_str().unwrap().contains("token")),
+        "{log:?}"
+    );
+    assert!(!log.iter().any(|r| r["status"] == 401), "{log:?}");
+}

@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 use std::sync::Arc;
+use std::time::Duration;
 use tower::ServiceExt;
 
 /// Shared state of the handler: one [`Rotator`] for the life of the process.
@@ -30,12 +31,78 @@ pub const ROUTES: [(&str, &[Method]); 4] = [
     ("/RotatorTimer", &[Method::POST]),
 ];
 
+/// How long a client may take over its request: slow clients must not hold connections (and
+/// the tasks behind them) forever.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerLimits {
+    /// From the connection's first byte (or the previous answer) to the end of the headers.
+    pub header_read: Duration,
+    /// From the end of the headers to the end of the body.
+    pub body_read: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            header_read: Duration::from_secs(10),
+            body_read: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Largest request body any function accepts (ToolkitApp's own limit is smaller).
+pub const MAX_REQUEST_BODY: usize = 1024 * 1024;
+
 /// The handler's routes. Tests call `router(state).oneshot(request)` without a socket.
 ///
 /// Paths match without regard to case, as the Functions host's routes do: the host forwards
 /// the path as the caller wrote it (`/api/apikeyrotator`), so a path that differs from a route
 /// only in case is rewritten to the route's spelling and routed again.
 pub fn router(state: AppState) -> Router {
+    router_with(state, ServerLimits::default())
+}
+
+/// [`router`] with these limits: a body not read within `body_read` is answered 408, one over
+/// [`MAX_REQUEST_BODY`] 413, both with the JSON error body.
+pub fn router_with(state: AppState, limits: ServerLimits) -> Router {
+    routes(state).layer(axum::middleware::from_fn(
+        move |request: Request, next: axum::middleware::Next| async move {
+            read_body_within(limits.body_read, request, next).await
+        },
+    ))
+}
+
+/// Reads the whole body before the function runs, within `limit`.
+async fn read_body_within(
+    limit: Duration,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    match tokio::time::timeout(limit, axum::body::to_bytes(body, MAX_REQUEST_BODY)).await {
+        Ok(Ok(bytes)) => {
+            next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+                .await
+        }
+        Ok(Err(_)) => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PayloadTooLarge",
+            format!("the request body is over {MAX_REQUEST_BODY} bytes or was cut short"),
+        )
+        .into_response(),
+        Err(_) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "RequestTimeout",
+            format!(
+                "the request body did not arrive within {} s",
+                limit.as_secs_f32()
+            ),
+        )
+        .into_response(),
+    }
+}
+
+fn routes(state: AppState) -> Router {
     let exact = Router::new()
         .route("/", only(get(ready), ROUTES[0].1))
         .route(
@@ -146,9 +213,55 @@ pub async fn serve(state: AppState, port: u16) -> std::io::Result<()> {
         port = listener.local_addr()?.port(),
         "custom handler listening"
     );
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
+    let limits = ServerLimits::default();
+    serve_on(
+        listener,
+        router_with(state, limits),
+        limits,
+        shutdown_signal(),
+    )
+    .await
+}
+
+/// Serves `app` on `listener` over HTTP/1.1 until `shutdown` completes, then lets the requests
+/// in flight finish. A connection whose request headers do not arrive within
+/// `limits.header_read` is closed (axum's own server has no such limit).
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: ServerLimits,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot accept a connection");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let service = hyper_util::service::TowerToHyperService::new(app.clone());
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(limits.header_read)
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::debug!(error = %e, "connection ended");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    graceful.shutdown().await;
+    Ok(())
 }
 
 async fn shutdown_signal() {
@@ -171,6 +284,7 @@ async fn shutdown_signal() {
 mod tests {
     use super::*;
     use axum::body::Body;
+    use futures::StreamExt;
 
     /// A router over empty settings: every function answers (with its settings error) but the
     /// routing is what is under test.
@@ -199,6 +313,71 @@ mod tests {
             status,
             serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
         )
+    }
+
+    /// A body that stops arriving is answered 408 with the JSON error once the limit passes.
+    #[tokio::test]
+    async fn a_slow_body_is_cut_off() {
+        let settings = crate::settings::Settings::from_map(Default::default());
+        let limits = ServerLimits {
+            header_read: Duration::from_secs(10),
+            body_read: Duration::from_millis(200),
+        };
+        let app = router_with(Arc::new(Rotator::new(settings)), limits);
+        let stream = futures::stream::once(async {
+            Ok::<_, std::io::Error>(axum::body::Bytes::from_static(b"{\"appName\""))
+        })
+        .chain(futures::stream::pending());
+        let response = app
+            .oneshot(
+                Request::builder()
+                    .method(Method::POST)
+                    .uri("/api/ToolkitApp")
+                    .body(Body::from_stream(stream))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(body["error"]["code"], "RequestTimeout");
+    }
+
+    /// A client that never finishes its headers is disconnected after the header limit; a
+    /// complete request on the same server is answered.
+    #[tokio::test]
+    async fn a_slow_client_cannot_hold_a_connection() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let settings = crate::settings::Settings::from_map(Default::default());
+        let limits = ServerLimits {
+            header_read: Duration::from_millis(300),
+            body_read: Duration::from_secs(5),
+        };
+        let app = router_with(Arc::new(Rotator::new(settings)), limits);
+        let server = tokio::spawn(serve_on(listener, app, limits, std::future::pending()));
+        let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        let mut buf = Vec::new();
+        // The guard only keeps a broken server from hanging the test.
+        let read = tokio::time::timeout(Duration::from_secs(20), slow.read_to_end(&mut buf)).await;
+        assert!(read.is_ok(), "the connection was not closed");
+        let mut ok = tokio::net::TcpStream::connect(addr).await.unwrap();
+        ok.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        ok.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        server.abort();
     }
 
     /// A parameter given twice is a 400 naming it, before anything runs.

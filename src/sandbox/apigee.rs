@@ -291,6 +291,9 @@ struct Claims {
     exp: i64,
 }
 
+/// The audience Google's documentation gives for a service-account assertion.
+const GOOGLE_TOKEN_AUDIENCE: &str = "https://oauth2.googleapis.com/token";
+
 async fn token(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     let apigee = &shared.apigee;
     let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
@@ -308,7 +311,10 @@ async fn token(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
         return oauth_error("invalid_request", "Missing required parameter: assertion");
     };
     let mut validation = Validation::new(Algorithm::RS256);
-    validation.set_audience(&[&apigee.token_uri]);
+    // Google's token endpoint takes its own well-known URL as the audience whatever URL the
+    // assertion was posted to (google-auth always signs that one, the oracle found), and the
+    // URL it was posted to.
+    validation.set_audience(&[apigee.token_uri.as_str(), GOOGLE_TOKEN_AUDIENCE]);
     validation.set_issuer(&[&apigee.service_account.email]);
     validation.set_required_spec_claims(&["exp", "iat", "aud", "iss"]);
     let claims = match jsonwebtoken::decode::<Claims>(
