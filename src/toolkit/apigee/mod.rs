@@ -231,7 +231,8 @@ impl ApigeeX {
     /// Sends one authenticated request under the shared retry policy (as `idempotency`
     /// allows); returns the body of a 2xx answer. A 401 drops the cached token and is tried
     /// once more with a fresh one: a refused token means the request was not applied, so
-    /// repeating it cannot double-apply anything.
+    /// repeating it cannot double-apply anything. The body holds the app's keys in full, so it
+    /// is wiped from memory when dropped.
     async fn call(
         &self,
         method: Method,
@@ -239,7 +240,7 @@ impl ApigeeX {
         body: Option<&Value>,
         octet_stream: bool,
         idempotency: Idempotency,
-    ) -> Result<Vec<u8>> {
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -267,7 +268,7 @@ impl ApigeeX {
                 .await
                 .map_err(|e| transport_error(SERVICE, &e.without_url()))?;
             if (200..300).contains(&status) {
-                return Ok(bytes.to_vec());
+                return Ok(zeroize::Zeroizing::new(bytes.to_vec()));
             }
             if status == 401 {
                 self.auth.invalidate().await;
