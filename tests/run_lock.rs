@@ -121,10 +121,29 @@ async fn slow_apigee(env: &Env) {
     assert!(r.status().is_success());
 }
 
-/// Two simultaneous GETs: one runs (200), the other is refused (409 RunInProgress).
-async fn two_overlapping_runs(handler: &Handler) -> (Value, Value) {
+/// Waits until the run in progress has made its first call to Apigee: it holds the run lock by
+/// then (the lock is taken before any outbound call), whatever the machine's load.
+async fn until_a_run_holds_the_lock(env: &Env) {
+    for _ in 0..600 {
+        if env
+            .requests()
+            .await
+            .iter()
+            .any(|r| r["service"] == "apigee")
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no run reached Apigee within 30 s");
+}
+
+/// Two overlapping GETs: one runs (200), the other, sent once the first holds the lock, is
+/// refused (409 RunInProgress).
+async fn two_overlapping_runs(env: &Env, handler: &Handler) -> (Value, Value) {
+    env.clear_requests().await;
     let (one, two) = tokio::join!(handler.rotate(""), async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        until_a_run_holds_the_lock(env).await;
         handler.rotate("").await
     });
     let mut both = [one, two];
@@ -157,8 +176,9 @@ async fn handler_instances_serialise_runs_with_a_blob_lease() {
     let settings = env.settings(&[("AzureWebJobsStorage", cs.as_str())]);
     let (first, second) = tokio::join!(Handler::start(&settings), Handler::start(&settings));
     slow_apigee(&env).await;
+    env.clear_requests().await;
     let ((ok_status, report), (refused_status, refused)) = tokio::join!(first.rotate(""), async {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        until_a_run_holds_the_lock(&env).await;
         second.rotate("").await
     });
     assert_eq!(
@@ -246,13 +266,14 @@ async fn without_storage_the_lock_is_local_and_still_refuses_overlaps() {
     let env = Env::start().await;
     let handler = Handler::start(&env.settings(&[])).await;
     slow_apigee(&env).await;
-    let (report, _) = two_overlapping_runs(&handler).await;
+    let (report, _) = two_overlapping_runs(&env, &handler).await;
     assert_eq!(report["lock"], "local (AzureWebJobsStorage is not set)");
 
     slow_apigee(&env).await;
     let timer = br#"{"Data":{"timer":{"Schedule":{"AdjustForDST":true},"ScheduleStatus":null,"IsPastDue":false}},"Metadata":{}}"#;
+    env.clear_requests().await;
     let (run, fired) = tokio::join!(handler.rotate(""), async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        until_a_run_holds_the_lock(&env).await;
         handler.timer(timer.to_vec()).await
     });
     assert_eq!(run.0, 200, "{}", run.1);
