@@ -28,10 +28,17 @@ impl ApiKey {
 
     /// Lower-case hex SHA-256 of the key, used to compare without revealing it.
     pub fn sha256_hex(&self) -> String {
-        use sha2::Digest;
-        let digest = sha2::Sha256::digest(self.0.as_bytes());
-        digest.iter().map(|b| format!("{b:02x}")).collect()
+        sha256_hex(self.0.as_bytes())
     }
+}
+
+/// Lower-case hex SHA-256 of `bytes`: a name or fingerprint that reveals nothing of them.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// `****` plus at most the last four characters of `value`; keys shorter than 12 characters

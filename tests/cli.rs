@@ -2,22 +2,7 @@
 
 mod common;
 
-use common::Env;
-use std::process::{Command, Output};
-
-fn binary() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_apikey-rotator"));
-    c.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
-    c
-}
-
-fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
+use common::{binary, text, Env};
 
 #[test]
 fn demo_runs_twice_and_passes() {

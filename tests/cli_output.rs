@@ -4,24 +4,10 @@
 
 mod common;
 
-use common::Env;
+use common::{binary, text, Env};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::process::{Command, Output};
-
-fn binary() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_apikey-rotator"));
-    c.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
-    c
-}
-
-fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
+use std::process::Command;
 
 fn rotate(settings: &BTreeMap<String, String>, args: &[&str]) -> (Option<i32>, Value, String) {
     let out = binary()

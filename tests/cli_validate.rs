@@ -5,26 +5,12 @@
 
 mod common;
 
-use common::Env;
+use common::{binary, text, Env};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 
 const UUID: &str = "3f2b7c1e-8d4a-4e2f-9b1c-0a5d6e7f8a9b";
-
-fn binary() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_apikey-rotator"));
-    c.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
-    c
-}
-
-fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
 
 fn sample() -> &'static Path {
     Path::new(concat!(

@@ -74,10 +74,7 @@ impl Caller {
         });
         match key {
             Some(key) => {
-                use sha2::Digest;
-                let digest = sha2::Sha256::digest(key.as_bytes());
-                let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
-                Caller::FunctionKey(hex)
+                Caller::FunctionKey(crate::secret::sha256_hex(key.as_bytes())[..12].to_string())
             }
             None => Caller::Unknown,
         }

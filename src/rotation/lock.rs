@@ -182,9 +182,7 @@ pub struct RenewalLeases {
 impl RenewalLeases {
     /// The blob of `app_name`'s lease (app names may hold any character; the hash is a name).
     pub fn blob(&self, app_name: &str) -> String {
-        use sha2::Digest;
-        let hash = sha2::Sha256::digest(app_name.as_bytes());
-        let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+        let hex = crate::secret::sha256_hex(app_name.as_bytes());
         format!("{}/{hex}.lock", self.prefix)
     }
 }

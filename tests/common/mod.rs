@@ -394,3 +394,20 @@ pub fn reference(path: &str) -> Vec<u8> {
     ))
     .unwrap()
 }
+
+/// The real binary with an empty environment (PATH only): what a user's shell gives it,
+/// without the test runner's settings.
+pub fn binary() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_apikey-rotator"));
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    c
+}
+
+/// A finished command's stdout and stderr as text.
+pub fn text(o: &std::process::Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
