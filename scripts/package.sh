@@ -56,7 +56,7 @@ if command -v rustup >/dev/null 2>&1; then
   fi
 fi
 
-# 2. The binary. profile.release has strip = true (tests/package.rs checks there is no symtab).
+# 2. The binary. profile.release has strip = true (tests/it/package.rs checks there is no symtab).
 log "cargo zigbuild --release --target $target.$glibc"
 export CARGO_TARGET_DIR="$target_dir"
 cargo zigbuild --release --locked --bin apikey-rotator --target "$target.$glibc"

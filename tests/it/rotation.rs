@@ -1,7 +1,7 @@
 //! End to end: the real binary against the sandbox over TLS renews the in-window key, updates
 //! stale stores, pushes to the application API, and on a second run writes nothing.
 
-mod common;
+use crate::common;
 
 use apikey_rotator::secret::ApiKey;
 use common::{Env, Handler};

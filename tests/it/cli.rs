@@ -1,6 +1,6 @@
 //! The command line: demo, rotate, validate and seal, run as a user runs them.
 
-mod common;
+use crate::common;
 
 use common::{binary, text, Env};
 

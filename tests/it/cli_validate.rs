@@ -3,7 +3,7 @@
 //! with the problem printed; `seal --check` shows a sealed value with its secrets redacted;
 //! `sandbox --write-local-settings` writes a Core Tools settings file that validates.
 
-mod common;
+use crate::common;
 
 use common::{binary, text, Env};
 use std::collections::BTreeMap;

@@ -1,7 +1,7 @@
 //! The contract with the Functions host: readiness, the timer invocation bodies the host
 //! really sends, and the invocation answer.
 
-mod common;
+use crate::common;
 
 use common::{reference, Env, Handler};
 use serde_json::{json, Value};

@@ -1,7 +1,7 @@
 //! The ways a deployment can be wired: a service principal instead of the managed identity,
 //! and a ToolkitApp in another function app (`TOOLKIT_APP_URL` with `x-functions-key`).
 
-mod common;
+use crate::common;
 
 use common::{Env, Handler};
 

@@ -3,7 +3,7 @@
 //! Vault references followed included), the same unchanged and failed targets, and the same
 //! counts, and it wrote nothing.
 
-mod common;
+use crate::common;
 
 use common::Env;
 use serde_json::Value;

@@ -453,7 +453,7 @@ fn the_release_workflow_runs_on_version_tags_and_builds_every_platform() {
         "the zip, as CI builds it"
     );
     assert!(
-        linux.contains("cargo test --locked --test package"),
+        linux.contains("cargo test --locked --test it package::"),
         "checked before release"
     );
     assert!(linux.contains("for target in x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu; do"));

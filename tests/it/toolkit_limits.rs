@@ -3,7 +3,7 @@
 //! who asked, and the optional Entra allow-list read from the principal headers App Service
 //! Authentication forwards.
 
-mod common;
+use crate::common;
 
 use common::{Env, Handler};
 use serde_json::{json, Value};

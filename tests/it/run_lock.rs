@@ -1,7 +1,7 @@
 //! The run lock (PRODUCT.md §10): a blob lease in Azurite across processes, a local mutex
 //! without `AzureWebJobsStorage`; a second run is refused with 409 / exit code 3.
 
-mod common;
+use crate::common;
 
 use apikey_rotator::azure::storage::{BlobClient, LeaseOutcome, StorageAccount};
 use apikey_rotator::rotation::lock::{LockError, RunGuard, RunLock, LOCK_CONTAINER};

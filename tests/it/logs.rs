@@ -3,7 +3,7 @@
 //! duplicate `target` would make `e.target` ambiguous), "target failed" with `target_kind`,
 //! `target` and `code`, and "rotation run finished" with the run's `run_id` and counts.
 
-mod common;
+use crate::common;
 
 use common::{Env, Handler};
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};

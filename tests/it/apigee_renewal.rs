@@ -10,7 +10,7 @@
 //! `pending`, so a renewal is create (marked `unfinished`), add products (marked
 //! `productsAttached`), approve.
 
-mod common;
+use crate::common;
 
 use common::{Env, Handler};
 use serde_json::{json, Value};

@@ -5,7 +5,7 @@
 //! (each mapped target exactly once) or a JSON error; and once the fault is cleared, a run
 //! converges and the next one writes nothing.
 
-mod common;
+use crate::common;
 
 use common::{Env, Handler};
 use serde_json::{json, Value};

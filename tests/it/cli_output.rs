@@ -2,7 +2,7 @@
 //! plurals for a person; JSON lines when piped; `--log-format` to choose; a progress bar on a
 //! terminal only; the report's `unchanged` list; shell completions.
 
-mod common;
+use crate::common;
 
 use common::{binary, text, Env};
 use serde_json::{json, Value};

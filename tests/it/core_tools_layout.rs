@@ -8,7 +8,7 @@
 //! executable are git-ignored; `local.settings.sample.json` is in Core Tools' format with
 //! values the rotator accepts.
 
-mod common;
+use crate::common;
 
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -247,7 +247,7 @@ fn funcignore_keeps_sources_out_and_the_app_in() {
     for path in [
         "src/main.rs",
         "target/release/apikey-rotator",
-        "tests/infra.rs",
+        "tests/it/infra.rs",
         "local.settings.json",
         "Cargo.toml",
         "README.md",

@@ -3,7 +3,7 @@
 //! before authentication. Sent over a raw TLS socket, since every HTTP client library frames
 //! bodies itself; then the same request with `Content-Length: 0` reaches the service.
 
-mod common;
+use crate::common;
 
 use base64::Engine;
 use common::Env;

@@ -5,7 +5,7 @@
 //! A new target kind is done when it has a [`Fixture`] in [`fixtures`] and every test here
 //! passes for it.
 
-mod common;
+use crate::common;
 
 use apikey_rotator::azure::{credential, http};
 use apikey_rotator::error::ErrorKind;

@@ -10,7 +10,7 @@
 //!   the product's own Key Vault client sends during a rotation has a path and method the spec
 //!   defines, with the query parameters it requires and no others.
 
-mod common;
+use crate::common;
 
 use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
 use azure_core::http::{ClientOptions, Transport};

@@ -1,7 +1,7 @@
 //! Failure handling against the sandbox with the real binary: transient failures retried on
 //! every service, throttling hints honoured, and the run deadline (README "Failure handling").
 
-mod common;
+use crate::common;
 
 use common::{Env, Handler};
 use serde_json::{json, Value};

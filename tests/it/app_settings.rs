@@ -1,7 +1,7 @@
 //! App settings targets (Function Apps, Web Apps with slots, Static Web Apps) end to end: the
 //! real binary against the sandbox's ARM double.
 
-mod common;
+use crate::common;
 
 use apikey_rotator::azure::{credential, http};
 use apikey_rotator::mapping::{AppsMapping, SettingMapping, SiteGroup, SiteKind};

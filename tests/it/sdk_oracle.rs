@@ -9,7 +9,7 @@
 //! (recorded in its `.requirements`, reinstalled when they change). Without Python 3 or PyPI the
 //! tests fail and say so; none is skipped.
 
-mod common;
+use crate::common;
 
 use common::{Env, Handler};
 use serde_json::Value;
@@ -19,7 +19,7 @@ use std::sync::OnceLock;
 
 /// The official packages and every dependency they pull in, at exact versions (one per line;
 /// `.ci/run` installs the same file into the same venv).
-const REQUIREMENTS_TXT: &str = include_str!("oracle/requirements.txt");
+const REQUIREMENTS_TXT: &str = include_str!("../oracle/requirements.txt");
 
 fn requirements() -> Vec<&'static str> {
     REQUIREMENTS_TXT

@@ -4,7 +4,7 @@
 //! and at most one write, per site one list and at most one PUT, one token per audience, one
 //! authentication challenge per vault — and connections reused rather than opened per request.
 
-mod common;
+use crate::common;
 
 use common::{is_arm_list, Env, Handler};
 use serde_json::Value;

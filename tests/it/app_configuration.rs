@@ -3,7 +3,7 @@
 //! reading again, a locked key is an error that changes nothing else, and a second run writes
 //! nothing.
 
-mod common;
+use crate::common;
 
 use apikey_rotator::azure::{credential, http};
 use apikey_rotator::error::ErrorKind;

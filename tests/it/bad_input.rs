@@ -1,6 +1,6 @@
 //! Bad input gets a clear error and changes nothing (checked in the sandbox's request log).
 
-mod common;
+use crate::common;
 
 use common::{Env, Handler};
 use serde_json::Value;

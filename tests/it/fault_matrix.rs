@@ -38,7 +38,7 @@
 //! waiting for backoff and timeouts (about 40 s for the three tables on two cores). A failing
 //! case does not stop the others: the test fails at the end, listing every failing case.
 
-mod common;
+use crate::common;
 
 use common::{Env, Handler};
 use futures::{FutureExt, StreamExt};

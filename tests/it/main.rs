@@ -1,0 +1,32 @@
+//! Every integration test, in one binary (one link of the library instead of one per file).
+//! Each module is a former `tests/<name>.rs`; `common` starts the sandbox and the real binary.
+
+mod common;
+
+mod apigee_renewal;
+mod app_configuration;
+mod app_settings;
+mod bad_input;
+mod cli;
+mod cli_dry_run;
+mod cli_output;
+mod cli_validate;
+mod conformance;
+mod core_tools_layout;
+mod deployment_modes;
+mod failure_handling;
+mod fault_matrix;
+mod front_end;
+mod functions_host;
+mod infra;
+mod key_vault_sdk;
+mod logs;
+mod mapping_merge;
+mod minimal_requests;
+mod package;
+mod redaction;
+mod rotation;
+mod run_lock;
+mod sdk_oracle;
+mod self_contained;
+mod toolkit_limits;
