@@ -22,7 +22,7 @@ pub mod error;
 pub use error::parse_error;
 
 use super::sealed::ApigeeXConfig;
-use super::{AssociationStatus, Credential, Issuer, ProductAssociation};
+use super::{AssociationStatus, IssuedKey, Issuer, ProductAssociation};
 use crate::azure::http::transport_error;
 use crate::azure::retry::{self, Idempotency};
 use crate::error::{Error, ErrorKind, Result};
@@ -162,8 +162,8 @@ impl KeyBody {
         attributes
     }
 
-    fn into_credential(self) -> Result<Credential> {
-        Ok(Credential {
+    fn into_credential(self) -> Result<IssuedKey> {
+        Ok(IssuedKey {
             issued_at: millis(&self.issued_at)?,
             expires_at: millis(&self.expires_at)?,
             approved: self.status.as_deref() == Some("approved"),
@@ -382,7 +382,7 @@ impl ApigeeX {
         key: &ApiKey,
         mut state: KeyBody,
         api_products: &[String],
-    ) -> Result<Credential> {
+    ) -> Result<IssuedKey> {
         if state.status.as_deref() != Some("approved") {
             return Err(Error::unexpected(format!(
                 "{SERVICE}: the new key is {}, not approved",
@@ -443,7 +443,7 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
 
 #[async_trait]
 impl Issuer for ApigeeX {
-    async fn list_credentials(&self, app_name: &str) -> Result<Vec<Credential>> {
+    async fn list_keys(&self, app_name: &str) -> Result<Vec<IssuedKey>> {
         let url = self.app_url(app_name, &[])?;
         let body = self
             .call(Method::GET, url, None, false, Idempotency::Idempotent)
@@ -477,7 +477,7 @@ impl Issuer for ApigeeX {
         key: &ApiKey,
         lifetime: Option<time::Duration>,
         api_products: &[String],
-    ) -> Result<Credential> {
+    ) -> Result<IssuedKey> {
         // keys.create: every key starts approved and without products (products sent here
         // would be ignored), so no key-level approval is needed. The mark goes in with the key.
         let mut request = json!({
@@ -525,7 +525,7 @@ impl Issuer for ApigeeX {
         app_name: &str,
         key: &ApiKey,
         api_products: &[String],
-    ) -> Result<Credential> {
+    ) -> Result<IssuedKey> {
         let done = async {
             let state = self.get_key(app_name, key).await?;
             self.finish(app_name, key, state, api_products).await
