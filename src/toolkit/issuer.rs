@@ -97,3 +97,41 @@ pub trait Issuer: Send + Sync {
     /// Deletes a key. Only for unfinished keys, which no consumer holds.
     async fn delete_key(&self, app_name: &str, key: &ApiKey) -> Result<()>;
 }
+
+/// An issuer's part of the sealed company details (the `issuer` object, told apart by its
+/// `type`): what the toolkit, `seal` and `validate` need from it. Implemented by each issuer's
+/// config type, which [`super::registry`] names.
+pub trait IssuerConfig: std::fmt::Debug + Send + Sync {
+    /// Checks what serde cannot (non-empty names, URL schemes, keys that parse). The problem
+    /// names a path inside `issuer` and never quotes a value (it may be a pasted secret).
+    fn validate(&self) -> std::result::Result<(), ConfigProblem>;
+
+    /// The `issuer` object with every secret redacted, `type` first, for `seal --check`.
+    fn redacted(&self) -> serde_json::Value;
+
+    /// One line for `validate`: which API manager and where, without any secret.
+    fn describe(&self) -> String;
+
+    /// The issuer, on the shared client. [`crate::error::ErrorKind::ConfigInvalid`] when part
+    /// of the config is unusable.
+    fn connect(&self, http: reqwest::Client) -> Result<std::sync::Arc<dyn Issuer>>;
+}
+
+/// A problem [`IssuerConfig::validate`] found: where inside `issuer`, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// The field's path inside `issuer` (`serviceAccountKey.token_uri`).
+    pub path: String,
+    /// What is wrong or expected (`expected an https URL`).
+    pub problem: String,
+}
+
+impl ConfigProblem {
+    /// A problem at `path`.
+    pub fn new(path: &str, problem: &str) -> Self {
+        Self {
+            path: path.to_string(),
+            problem: problem.to_string(),
+        }
+    }
+}

@@ -7,6 +7,7 @@
 pub mod apigee;
 pub mod issuer;
 pub mod policy;
+pub mod registry;
 pub mod remote;
 pub mod request;
 pub mod sealed;
@@ -20,7 +21,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use time::OffsetDateTime;
 
-pub use issuer::{AssociationStatus, IssuedKey, Issuer, ProductAssociation};
+pub use issuer::{AssociationStatus, IssuedKey, Issuer, IssuerConfig, ProductAssociation};
 pub use policy::RenewalPolicy;
 
 /// The answer to "which key should consumers of this app use now".
@@ -157,9 +158,7 @@ impl Toolkit {
         })?;
         let details = sealed::open(uuid.expose(), sealed.expose())?;
         sealed::check_location(&details, settings.site_name.as_deref())?;
-        let issuer: Arc<dyn Issuer> = match &details.issuer {
-            sealed::IssuerConfig::ApigeeX(cfg) => Arc::new(apigee::ApigeeX::new(cfg, http)?),
-        };
+        let issuer = details.issuer.config().connect(http)?;
         let minutes = match settings.get(FORCE_INTERVAL_SETTING).map(str::trim) {
             None | Some("") => 60,
             Some(v) => v.parse::<u32>().map_err(|_| {

@@ -17,11 +17,12 @@
 //! pending association tells the approval is missing.
 
 pub mod auth;
+pub mod config;
 pub mod error;
 
+pub use config::ApigeeXConfig;
 pub use error::parse_error;
 
-use super::sealed::ApigeeXConfig;
 use super::{AssociationStatus, IssuedKey, Issuer, ProductAssociation};
 use crate::azure::http::transport_error;
 use crate::azure::retry::{self, Idempotency};
