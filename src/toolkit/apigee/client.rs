@@ -1,35 +1,14 @@
-//! Apigee X / hybrid through its management API (`tests/fixtures/reference/apigee/`): one method per REST
-//! call, times as int64 strings in milliseconds, `"-1"` meaning never.
-//!
-//! Key URLs carry the consumer key in their path, so every error on them is built without the
-//! URL and scrubbed of the key before it leaves this module.
-//!
-//! A renewal is three kinds of calls, each as the discovery document defines it
-//! (`tests/fixtures/reference/apigee/apigee-x-v1.discovery-excerpt.methods.txt`):
-//! `keys.create` (the key starts approved, without products, carrying the
-//! [`STATE_ATTRIBUTE`] mark [`UNFINISHED`]), `keys.updateDeveloperAppKey` (adds the products
-//! and sets the mark to [`PRODUCTS_ATTACHED`]; a product with `approvalType: manual` leaves
-//! its association `pending`), and
-//! `keys.apiproducts.updateDeveloperAppKeyApiProduct?action=approve` for each pending
-//! association. The mark is a key attribute (`GoogleCloudApigeeV1Attribute` on the key),
-//! written with the key itself and with its products, so a key whose renewal was interrupted at
-//! any step is recognised on the next run: without products it is [`UNFINISHED`]; with them, a
-//! pending association tells the approval is missing.
+//! The Apigee X client: the [`Issuer`] over the management API.
 
-pub mod auth;
-pub mod config;
-pub mod error;
-
-pub use config::ApigeeXConfig;
-pub use error::parse_error;
-
-use super::{AssociationStatus, IssuedKey, Issuer, ProductAssociation};
+use super::auth::ServiceAccountAuth;
+use super::config::ApigeeXConfig;
+use super::error::parse_error;
 use crate::azure::http::transport_error;
 use crate::azure::retry::{self, Idempotency};
 use crate::error::{Error, ErrorKind, Result};
 use crate::secret::ApiKey;
+use crate::toolkit::{AssociationStatus, IssuedKey, Issuer, ProductAssociation};
 use async_trait::async_trait;
-use auth::ServiceAccountAuth;
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -483,7 +462,7 @@ impl Issuer for ApigeeX {
         // would be ignored), so no key-level approval is needed. The mark goes in with the key.
         let mut request = json!({
             "consumerKey": key.expose(),
-            "consumerSecret": super::random_alphanumeric(32),
+            "consumerSecret": crate::toolkit::random_alphanumeric(32),
             "attributes": [{"name": STATE_ATTRIBUTE, "value": UNFINISHED}],
         });
         // Without expiresInSeconds Apigee's default applies: -1, never expires.
@@ -542,5 +521,7 @@ impl Issuer for ApigeeX {
     }
 }
 
+// The client end to end, against an in-test Apigee (`tests.rs` beside this file).
 #[cfg(test)]
+#[path = "tests.rs"]
 mod tests;

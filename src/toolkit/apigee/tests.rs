@@ -2,6 +2,7 @@
 //! endpoint over plain http on loopback.
 
 use super::*;
+use crate::toolkit::apigee::auth;
 use crate::settings::Settings;
 use crate::toolkit::sealed::tests::{details_json, test_keys, UUID};
 use crate::toolkit::{key_source, KeyRequest};
