@@ -64,10 +64,11 @@ pub enum AssociationStatus {
     Revoked,
 }
 
-/// An API manager that issues keys for apps.
+/// An API manager that issues keys for apps. Every issuer passes the conformance suite
+/// (`tests/issuer_conformance.rs`) against its double in the sandbox.
 #[async_trait]
 pub trait Issuer: Send + Sync {
-    /// All credentials of the app, approved or not; a [`ErrorKind::NotFound`] error when the
+    /// All keys of the app, approved or not; a [`crate::error::ErrorKind::NotFound`] error when the
     /// API manager does not know the app. Never creates or changes anything.
     async fn list_keys(&self, app_name: &str) -> Result<Vec<IssuedKey>>;
 

@@ -3,6 +3,12 @@
 //! [`KeySource`] is what the rotation engine asks for an app's current key: either the
 //! in-process [`Toolkit`] (which talks to the API manager through an [`Issuer`]) or a
 //! [`remote::RemoteToolkit`] that calls a ToolkitApp in another function app.
+//!
+//! Everything here but the issuers' folders is the same for every API manager: the issuer
+//! contract ([`issuer`]), the one list of issuers ([`registry`]), the sealed envelope
+//! ([`sealed`]), the renewal decisions ([`policy`]), the ToolkitApp contract ([`request`],
+//! [`remote`]) and this module's [`Toolkit`]. An issuer is one folder (`apigee/`: its config
+//! inside the sealed details, auth, client, errors) and one line of [`registry`].
 
 pub mod apigee;
 pub mod issuer;

@@ -142,7 +142,7 @@ impl KeyBody {
         attributes
     }
 
-    fn into_credential(self) -> Result<IssuedKey> {
+    fn into_issued_key(self) -> Result<IssuedKey> {
         Ok(IssuedKey {
             issued_at: millis(&self.issued_at)?,
             expires_at: millis(&self.expires_at)?,
@@ -380,7 +380,7 @@ impl ApigeeX {
                 .update_key(app_name, key, &missing, &attributes)
                 .await?;
         }
-        let mut credential = state.into_credential()?;
+        let mut credential = state.into_issued_key()?;
         for product in api_products {
             let association = credential
                 .api_products
@@ -447,7 +447,7 @@ impl Issuer for ApigeeX {
         let app: AppBody = parse_json(&body)?;
         app.credentials
             .into_iter()
-            .map(KeyBody::into_credential)
+            .map(KeyBody::into_issued_key)
             .collect()
     }
 
