@@ -10,8 +10,11 @@ use serde::Deserialize;
 macro_rules! issuers {
     ($($(#[$doc:meta])* $type_name:literal => $variant:ident($config:ty),)+) => {
         /// Which API manager issues the keys: the `issuer` object of the sealed details.
+        /// Non-exhaustive: code outside the crate that takes one issuer's config out must say
+        /// what it does with the others, so adding an issuer breaks no test elsewhere.
         #[derive(Debug, Deserialize)]
         #[serde(tag = "type")]
+        #[non_exhaustive]
         pub enum IssuerDetails {
             $($(#[$doc])* #[serde(rename = $type_name)] $variant($config),)+
         }
@@ -56,7 +59,7 @@ mod tests {
     /// Each type the list names reads its own config: its fields are checked by that issuer.
     #[test]
     fn each_type_reads_its_own_fields() {
-        assert_eq!(TYPES, ["apigeeX"]);
+        assert!(TYPES.contains(&"apigeeX"), "{TYPES:?}");
         for t in TYPES {
             let e = fields_error(t, &serde_json::json!({})).expect("an empty config is refused");
             assert!(e.to_string().starts_with("missing field"), "{t}: {e}");

@@ -2,8 +2,8 @@
 //! endpoint over plain http on loopback.
 
 use super::*;
-use crate::toolkit::apigee::auth;
 use crate::settings::Settings;
+use crate::toolkit::apigee::auth;
 use crate::toolkit::sealed::tests::{details_json, test_keys, UUID};
 use crate::toolkit::{key_source, KeyRequest};
 use axum::body::Bytes;
