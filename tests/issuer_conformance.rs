@@ -37,6 +37,7 @@ macro_rules! conformance {
             case!($double, creates_a_key_and_approves_manual_products = creates_with_products(true));
             case!($double, an_unknown_app_or_key_is_not_found = not_found());
             case!($double, a_refused_creation_leaves_nothing = refused_creation());
+            case!($double, a_lost_creation_answer_makes_one_key = lost_creation_answer());
             case!($double, a_failed_renewal_deletes_its_key = failed_renewal_is_deleted());
             case!($double, a_key_left_without_products_is_marked_unfinished = left_unfinished());
             case!($double, a_key_left_unapproved_is_marked_products_attached = left_unapproved());
@@ -237,6 +238,39 @@ mod cases {
         assert_no_key(&e, key.expose());
         env.clear_faults().await;
         assert_eq!(stored(&env, double, app).await, before);
+    }
+
+    /// The creation is applied but its answer never arrives: the issuer finds the key it made
+    /// instead of making a second one, and finishes it.
+    pub async fn lost_creation_answer(double: &dyn IssuerDouble) {
+        let env = Env::start().await;
+        let issuer = double.issuer(&env);
+        let (app, product) = double.app_with_auto_product();
+        let before = stored(&env, double, app).await;
+        let mut lost = double.fault(Step::Create, 503);
+        lost["kind"] = "lost".into();
+        lost["times"] = 1.into();
+        env.add_fault(&lost).await;
+        let key = generate_key();
+        let created = issuer
+            .create_key(app, &key, None, &[product.to_string()])
+            .await
+            .expect("the key is created once");
+        assert!(created.is_approved_for(product), "{created:?}");
+        let after = stored(&env, double, app).await;
+        assert_eq!(after.len(), before.len() + 1, "one new key: {after:?}");
+        let new = after
+            .iter()
+            .find(|s| s.key == key.expose())
+            .expect("stored");
+        assert_eq!(new.mark, Mark::ProductsAttached);
+        let lost_answers = env
+            .requests()
+            .await
+            .into_iter()
+            .filter(|r| r["service"] == double.service() && r["status"].is_null())
+            .count();
+        assert_eq!(lost_answers, 1, "the answer to the creation was lost");
     }
 
     /// A renewal that fails after the key was created removes the key again.
