@@ -17,8 +17,9 @@ fuzz_target!(|data: &[u8]| {
             assert!(!r.app_name.chars().any(char::is_control));
         }
         Err(e) => {
-            assert_eq!(e.status, 400);
-            assert!(e.message.len() < 1024, "errors stay short");
+            // InvalidInput is the ToolkitApp's 400 (functions::ApiError).
+            assert_eq!(e.kind(), apikey_rotator::error::ErrorKind::InvalidInput);
+            assert!(e.to_string().len() < 1024, "errors stay short");
         }
     }
     if let Ok(strict) = json::from_slice(data) {

@@ -142,16 +142,14 @@ fn is_cloud_setting(name: &str) -> bool {
 
 /// One line on what the unsealed details say (no secret in it).
 fn describe_details(d: &sealed::CompanyDetails) -> String {
-    let sealed::IssuerConfig::ApigeeX(c) = &d.issuer;
     let bound = match &d.bound_to {
         Some(b) => format!("bound to function app {}", b.site_name),
         None => "not location-bound".to_string(),
     };
     format!(
-        "company details valid: {}, Apigee X organization {} (developer {}), renewal {} days before expiry, new keys valid {} days, {bound}",
+        "company details valid: {}, {}, renewal {} days before expiry, new keys valid {} days, {bound}",
         d.company,
-        c.organization,
-        c.developer_email,
+        d.issuer.config().describe(),
         d.policy.renew_before_expiry_days,
         d.policy.new_key_lifetime_days
     )

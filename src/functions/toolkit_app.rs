@@ -4,9 +4,10 @@
 //! optional allow-list ([`ALLOWED_PRINCIPALS_SETTING`]) says which Entra principals may ask
 //! for which app's key.
 
-use super::AppState;
+use super::{ApiError, AppState};
 use crate::azure::retry;
-use crate::toolkit::request::{parse_request, response_body, ToolkitError};
+use crate::error::Error;
+use crate::toolkit::request::{parse_request, response_body};
 use crate::toolkit::KeyRequest;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
@@ -82,30 +83,27 @@ impl Caller {
 }
 
 /// Checks `caller` against the allow-list `setting` holds for `app_name`.
-fn authorize(setting: Option<&str>, caller: &Caller, app_name: &str) -> Result<(), ToolkitError> {
+fn authorize(setting: Option<&str>, caller: &Caller, app_name: &str) -> Result<(), ApiError> {
     let Some(raw) = setting.map(str::trim).filter(|s| !s.is_empty()) else {
         return Ok(());
     };
     let allowed: BTreeMap<String, Vec<String>> = crate::json::from_str(raw)
         .ok()
         .and_then(|v| serde_json::from_value(v).ok())
-        .ok_or_else(|| ToolkitError {
-            status: 500,
-            code: "ConfigurationError".into(),
-            message: format!(
+        .ok_or_else(|| {
+            ApiError::from(Error::config(format!(
                 "{ALLOWED_PRINCIPALS_SETTING}: expected JSON like {{\"<apimAppName>\": [\"<principal object id>\"], \"*\": [...]}}"
-            ),
-            retry_after: None,
+            )))
         })?;
     let Caller::Principal { id, name } = caller else {
-        return Err(ToolkitError {
-            status: 401,
-            code: "Unauthenticated".into(),
-            message: format!(
+        // The caller's own sign-in, not the API manager's (which From<Error> makes a 502).
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "Unauthenticated",
+            format!(
                 "{ALLOWED_PRINCIPALS_SETTING} is set: sign in with Entra ID (App Service Authentication must be enabled on this function app)"
             ),
-            retry_after: None,
-        });
+        ));
     };
     let matches = |list: Option<&Vec<String>>| {
         list.is_some_and(|l| {
@@ -118,14 +116,13 @@ fn authorize(setting: Option<&str>, caller: &Caller, app_name: &str) -> Result<(
     if matches(allowed.get(app_name)) || matches(allowed.get("*")) {
         Ok(())
     } else {
-        Err(ToolkitError {
-            status: 403,
-            code: "Forbidden".into(),
-            message: format!(
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            format!(
                 "{caller} may not ask for the key of app '{app_name}' ({ALLOWED_PRINCIPALS_SETTING})"
             ),
-            retry_after: None,
-        })
+        ))
     }
 }
 
@@ -139,16 +136,8 @@ pub(super) async fn handle(
     let mut response = match answer(&rotator, &caller, &body).await {
         Ok(body) => (StatusCode::OK, Json(body)).into_response(),
         Err(e) => {
-            tracing::warn!(status = e.status, code = %e.code, caller = %caller, "ToolkitApp: {}", e.message);
-            let status =
-                StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let mut response = (status, Json(e.body())).into_response();
-            if let Some(seconds) = e.retry_after {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-            }
-            response
+            tracing::warn!(status = e.status().as_u16(), code = %e.code(), caller = %caller, "ToolkitApp: {}", e.message());
+            e.into_response()
         }
     };
     // The body may carry a key: no cache between the caller and here may keep it.
@@ -162,7 +151,7 @@ async fn answer(
     rotator: &crate::rotation::Rotator,
     caller: &Caller,
     body: &[u8],
-) -> Result<serde_json::Value, ToolkitError> {
+) -> Result<serde_json::Value, ApiError> {
     let request = parse_request(body)?;
     authorize(
         rotator.settings().get(ALLOWED_PRINCIPALS_SETTING),
@@ -170,9 +159,7 @@ async fn answer(
         &request.app_name,
     )?;
     // Missing or invalid sealed details surface here as a configuration error (500).
-    let keys = rotator
-        .key_source()
-        .map_err(|e| ToolkitError::from_error(&e))?;
+    let keys = rotator.key_source()?;
     // An HTTP-triggered call: the same retry policy and deadline as ApiKeyRotator's runs.
     let deadline = std::time::Instant::now() + rotator.settings().deadline(true);
     let call = keys.current_key(
@@ -182,9 +169,7 @@ async fn answer(
             dry_run: request.dry_run,
         },
     );
-    let grant = retry::with_policy(rotator.policy(), retry::with_deadline(deadline, call))
-        .await
-        .map_err(|e| ToolkitError::from_error(&e))?;
+    let grant = retry::with_policy(rotator.policy(), retry::with_deadline(deadline, call)).await?;
     tracing::info!(
         app = %grant.app_name,
         key = %grant.api_key,
@@ -250,12 +235,14 @@ mod tests {
         let setting = r#"{"App1": ["alice@contoso.com"], "*": ["ops-id"]}"#;
         assert!(authorize(Some(setting), &alice, "App1").is_ok());
         assert_eq!(
-            authorize(Some(setting), &alice, "App2").unwrap_err().status,
-            403
+            authorize(Some(setting), &alice, "App2")
+                .unwrap_err()
+                .status(),
+            StatusCode::FORBIDDEN
         );
         assert_eq!(
-            authorize(Some(setting), &bob, "App1").unwrap_err().status,
-            403
+            authorize(Some(setting), &bob, "App1").unwrap_err().status(),
+            StatusCode::FORBIDDEN
         );
         let ops = Caller::Principal {
             id: "OPS-ID".into(),
@@ -264,13 +251,17 @@ mod tests {
         assert!(authorize(Some(setting), &ops, "App2").is_ok());
         let key = Caller::FunctionKey("abc".into());
         assert_eq!(
-            authorize(Some(setting), &key, "App1").unwrap_err().status,
-            401
+            authorize(Some(setting), &key, "App1").unwrap_err().status(),
+            StatusCode::UNAUTHORIZED
         );
         let e = authorize(Some(r#"{"App1": "alice"}"#), &alice, "App1").unwrap_err();
-        assert_eq!((e.status, e.code.as_str()), (500, "ConfigurationError"));
-        assert!(e.message.contains(ALLOWED_PRINCIPALS_SETTING));
+        assert_eq!((e.status().as_u16(), e.code()), (500, "ConfigurationError"));
+        assert!(e.message().contains(ALLOWED_PRINCIPALS_SETTING));
         let e = authorize(Some(r#"{"App1": [], "App1": ["alice"]}"#), &alice, "App1").unwrap_err();
-        assert_eq!(e.status, 500, "duplicate keys are not an allow-list");
+        assert_eq!(
+            e.status().as_u16(),
+            500,
+            "duplicate keys are not an allow-list"
+        );
     }
 }

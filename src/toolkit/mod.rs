@@ -3,9 +3,17 @@
 //! [`KeySource`] is what the rotation engine asks for an app's current key: either the
 //! in-process [`Toolkit`] (which talks to the API manager through an [`Issuer`]) or a
 //! [`remote::RemoteToolkit`] that calls a ToolkitApp in another function app.
+//!
+//! Everything here but the issuers' folders is the same for every API manager: the issuer
+//! contract ([`issuer`]), the one list of issuers ([`registry`]), the sealed envelope
+//! ([`sealed`]), the renewal decisions ([`policy`]), the ToolkitApp contract ([`request`],
+//! [`remote`]) and this module's [`Toolkit`]. An issuer is one folder (`apigee/`: its config
+//! inside the sealed details, auth, client, errors) and one line of [`registry`].
 
 pub mod apigee;
+pub mod issuer;
 pub mod policy;
+pub mod registry;
 pub mod remote;
 pub mod request;
 pub mod sealed;
@@ -19,97 +27,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use time::OffsetDateTime;
 
+pub use issuer::{AssociationStatus, IssuedKey, Issuer, IssuerConfig, ProductAssociation};
 pub use policy::RenewalPolicy;
-
-/// One key of an app, as the API manager holds it.
-#[derive(Debug, Clone)]
-pub struct Credential {
-    /// The key (consumer key).
-    pub key: ApiKey,
-    /// When it was issued, if known.
-    pub issued_at: Option<OffsetDateTime>,
-    /// When it expires; `None` means never.
-    pub expires_at: Option<OffsetDateTime>,
-    /// Whether the key itself is approved (its own status, not its products').
-    pub approved: bool,
-    /// The key's API product associations, each with its state.
-    pub api_products: Vec<ProductAssociation>,
-    /// Whether this is a key the rotator created and whose products it has not attached yet.
-    /// The issuer keeps this mark in the API manager, so it survives a crash; such a key is
-    /// never current (see [`policy::recovery`]).
-    pub unfinished: bool,
-    /// Whether the rotator created this key (its mark is on it, whatever the step).
-    pub made_by_rotator: bool,
-}
-
-impl Credential {
-    /// The products the key is approved for.
-    pub fn approved_products(&self) -> impl Iterator<Item = &str> {
-        self.api_products
-            .iter()
-            .filter(|a| a.status == AssociationStatus::Approved)
-            .map(|a| a.product.as_str())
-    }
-
-    /// Whether the key is approved for `product`.
-    pub fn is_approved_for(&self, product: &str) -> bool {
-        self.approved_products().any(|p| p == product)
-    }
-}
-
-/// A key's association with one API product.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProductAssociation {
-    /// The API product's name.
-    pub product: String,
-    /// Whether the key may call the product's APIs.
-    pub status: AssociationStatus,
-}
-
-/// The state of a key's association with an API product.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AssociationStatus {
-    /// The key may call the product's APIs.
-    Approved,
-    /// Waiting for approval: a product with `approvalType: manual` starts new associations so.
-    Pending,
-    /// Refused by someone (or a state this rotator does not know): never approved by it.
-    Revoked,
-}
-
-/// An API manager that issues keys for apps.
-#[async_trait]
-pub trait Issuer: Send + Sync {
-    /// All credentials of the app, approved or not; a [`ErrorKind::NotFound`] error when the
-    /// API manager does not know the app. Never creates or changes anything.
-    async fn list_credentials(&self, app_name: &str) -> Result<Vec<Credential>>;
-
-    /// Creates `key` for the app with the given lifetime (`None`: it never expires), marked
-    /// unfinished from its creation on, associates `api_products` with it (marking it so) and
-    /// approves every association that is pending; returns the complete key as stored. Other
-    /// keys of the app are left alone. On failure the half-made key is deleted when it can be;
-    /// when it cannot, the mark lets the next run recognise it.
-    async fn create_key(
-        &self,
-        app_name: &str,
-        key: &ApiKey,
-        lifetime: Option<time::Duration>,
-        api_products: &[String],
-    ) -> Result<Credential>;
-
-    /// Finishes a key whose renewal was interrupted as [`Issuer::create_key`] would have:
-    /// attaches those of `api_products` it lacks, approves its pending associations with them;
-    /// returns it as stored.
-    async fn finish_key(
-        &self,
-        app_name: &str,
-        key: &ApiKey,
-        api_products: &[String],
-    ) -> Result<Credential>;
-
-    /// Deletes a key. Only for unfinished keys, which no consumer holds.
-    async fn delete_key(&self, app_name: &str, key: &ApiKey) -> Result<()>;
-}
 
 /// The answer to "which key should consumers of this app use now".
 #[derive(Debug, Clone)]
@@ -245,9 +164,7 @@ impl Toolkit {
         })?;
         let details = sealed::open(uuid.expose(), sealed.expose())?;
         sealed::check_location(&details, settings.site_name.as_deref())?;
-        let issuer: Arc<dyn Issuer> = match &details.issuer {
-            sealed::IssuerConfig::ApigeeX(cfg) => Arc::new(apigee::ApigeeX::new(cfg, http)?),
-        };
+        let issuer = details.issuer.config().connect(http)?;
         let minutes = match settings.get(FORCE_INTERVAL_SETTING).map(str::trim) {
             None | Some("") => 60,
             Some(v) => v.parse::<u32>().map_err(|_| {
@@ -299,7 +216,7 @@ fn describe_expiry(expires_at: Option<OffsetDateTime>, now: OffsetDateTime) -> S
 fn describe_reason(
     reason: &RenewReason,
     policy: &RenewalPolicy,
-    current: Option<&Credential>,
+    current: Option<&IssuedKey>,
 ) -> String {
     match (reason, current) {
         (RenewReason::ExpiresSoon { expires_at }, Some(c)) => format!(
@@ -316,7 +233,7 @@ fn describe_reason(
     }
 }
 
-fn grant(app_name: &str, c: Credential, renewed: bool, message: String) -> KeyGrant {
+fn grant(app_name: &str, c: IssuedKey, renewed: bool, message: String) -> KeyGrant {
     KeyGrant {
         app_name: app_name.to_string(),
         api_key: c.key,
@@ -334,7 +251,7 @@ impl Toolkit {
     async fn recover(
         &self,
         app_name: &str,
-        credentials: &mut Vec<Credential>,
+        credentials: &mut Vec<IssuedKey>,
         now: OffsetDateTime,
     ) -> Result<Vec<ApiKey>> {
         let mut finished = Vec::new();
@@ -423,7 +340,7 @@ impl Toolkit {
     /// and `locked` is false.
     async fn attempt(&self, app_name: &str, request: KeyRequest, locked: bool) -> Result<Attempt> {
         let must_lock = !locked && !request.dry_run && self.renewal_lock.is_some();
-        let mut credentials = self.issuer.list_credentials(app_name).await?;
+        let mut credentials = self.issuer.list_keys(app_name).await?;
         let now = OffsetDateTime::now_utc();
         let unfinished = credentials
             .iter()
@@ -530,7 +447,7 @@ impl Toolkit {
     fn check_force_interval(
         &self,
         app_name: &str,
-        current: Option<&Credential>,
+        current: Option<&IssuedKey>,
         now: OffsetDateTime,
     ) -> Result<()> {
         let Some(issued) = current.and_then(|c| c.issued_at) else {
@@ -565,7 +482,7 @@ impl Toolkit {
 fn new_key_lifetime(
     policy: &RenewalPolicy,
     reason: &RenewReason,
-    current: Option<&Credential>,
+    current: Option<&IssuedKey>,
     now: OffsetDateTime,
 ) -> Option<time::Duration> {
     let lifetime = policy.new_key_lifetime();
@@ -620,7 +537,7 @@ mod tests {
 
     #[derive(Default)]
     struct FakeIssuer {
-        creds: Mutex<Vec<Credential>>,
+        creds: Mutex<Vec<IssuedKey>>,
         created: Mutex<Vec<Created>>,
         /// (key, products) of each finish_key call.
         finished: Mutex<Vec<(String, Vec<String>)>>,
@@ -639,7 +556,7 @@ mod tests {
 
     #[async_trait]
     impl Issuer for FakeIssuer {
-        async fn list_credentials(&self, app_name: &str) -> Result<Vec<Credential>> {
+        async fn list_keys(&self, app_name: &str) -> Result<Vec<IssuedKey>> {
             if app_name != "app1" {
                 return Err(Error::new(
                     ErrorKind::NotFound,
@@ -654,9 +571,9 @@ mod tests {
             key: &ApiKey,
             lifetime: Option<time::Duration>,
             products: &[String],
-        ) -> Result<Credential> {
+        ) -> Result<IssuedKey> {
             let now = OffsetDateTime::now_utc();
-            let c = Credential {
+            let c = IssuedKey {
                 key: key.clone(),
                 issued_at: Some(now),
                 expires_at: lifetime.map(|l| now + l),
@@ -678,7 +595,7 @@ mod tests {
             _app: &str,
             key: &ApiKey,
             products: &[String],
-        ) -> Result<Credential> {
+        ) -> Result<IssuedKey> {
             let mut creds = self.creds.lock().unwrap();
             let c = creds.iter_mut().find(|c| c.key == *key).unwrap();
             c.api_products = approved(products);
@@ -699,7 +616,7 @@ mod tests {
     fn toolkit_with(expires_in_days: Option<i64>) -> (Arc<FakeIssuer>, Toolkit) {
         let now = OffsetDateTime::now_utc();
         let issuer = Arc::new(FakeIssuer::default());
-        issuer.creds.lock().unwrap().push(Credential {
+        issuer.creds.lock().unwrap().push(IssuedKey {
             key: ApiKey::new("OLDKEYOLDKEYOLDKEYOLDKEY0001"),
             issued_at: Some(now - Duration::days(60)),
             expires_at: expires_in_days.map(|d| now + Duration::days(d)),
@@ -780,7 +697,7 @@ mod tests {
             async fn hold(&self, _app: &str) -> Result<Box<dyn HeldRenewal>> {
                 // The other instance's renewal, done before ours gets the lock.
                 let now = OffsetDateTime::now_utc();
-                self.0.creds.lock().unwrap().push(Credential {
+                self.0.creds.lock().unwrap().push(IssuedKey {
                     key: ApiKey::new("OTHERINSTANCEKEYOTHERINSTANCE001"),
                     issued_at: Some(now),
                     expires_at: Some(now + Duration::days(90)),
@@ -939,7 +856,7 @@ mod tests {
     /// A key an earlier run created but did not finish (here: no products yet).
     fn add_unfinished(issuer: &FakeIssuer, key: &str, expires_in_days: i64) {
         let now = OffsetDateTime::now_utc();
-        issuer.creds.lock().unwrap().push(Credential {
+        issuer.creds.lock().unwrap().push(IssuedKey {
             key: ApiKey::new(key),
             issued_at: Some(now - Duration::minutes(5)),
             expires_at: Some(now + Duration::days(expires_in_days)),

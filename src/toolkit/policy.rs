@@ -3,7 +3,7 @@
 //! Pure functions over a list of credentials and a clock reading, so every branch is tested
 //! with fixed times.
 
-use super::{AssociationStatus, Credential};
+use super::{AssociationStatus, IssuedKey};
 use crate::error::{Error, ErrorKind, Result};
 use serde::Deserialize;
 use time::{Duration, OffsetDateTime};
@@ -45,7 +45,7 @@ pub enum RenewReason {
 #[derive(Debug, Clone)]
 pub enum Decision {
     /// The current key stays; hand it out.
-    Keep(super::Credential),
+    Keep(super::IssuedKey),
     /// Create a new key with these API products.
     Renew {
         /// API products of the key being replaced.
@@ -53,7 +53,7 @@ pub enum Decision {
         /// Why.
         reason: RenewReason,
         /// The key being replaced, when there is a usable one.
-        current: Option<super::Credential>,
+        current: Option<super::IssuedKey>,
     },
 }
 
@@ -89,7 +89,7 @@ impl RenewalPolicy {
     /// products a new key needs (no key with an approved product at all).
     pub fn decide(
         &self,
-        credentials: &[Credential],
+        credentials: &[IssuedKey],
         now: OffsetDateTime,
         force: bool,
     ) -> Result<Decision> {
@@ -145,15 +145,15 @@ pub enum Recovery {
 }
 
 /// Decides for one key of an app whose keys are `credentials`: `None` unless it is a key the
-/// rotator created and did not finish — its products not attached ([`Credential::unfinished`]),
+/// rotator created and did not finish — its products not attached ([`IssuedKey::unfinished`]),
 /// or attached but a pending association with one of the products it needs (the approval was
 /// interrupted) on a key issued after the current one. Such a key is finished only while
 /// finishing it gives what the rotator meant to make: the key itself approved and unexpired,
 /// no association refused (revoked) by someone, and a complete key (or at least a key with
 /// approved products) telling which products it needs.
 pub fn recovery(
-    key: &Credential,
-    credentials: &[Credential],
+    key: &IssuedKey,
+    credentials: &[IssuedKey],
     now: OffsetDateTime,
 ) -> Option<Recovery> {
     let needed = products_to_copy(credentials, now);
@@ -200,7 +200,7 @@ pub fn recovery(
 /// Whether `c`, on its own, may be complete: approved, finished by the rotator when the
 /// rotator made it, and approved for at least one API product (a key without products opens
 /// nothing, and copying its empty list would break every later key).
-fn complete_alone(c: &Credential) -> bool {
+fn complete_alone(c: &IssuedKey) -> bool {
     c.approved && !c.unfinished && c.approved_products().next().is_some()
 }
 
@@ -209,10 +209,10 @@ fn complete_alone(c: &Credential) -> bool {
 /// complete key issued before it is approved for (PRODUCT.md §6). Expiry does not matter here:
 /// an expired key still tells which products its successor needs. A revoked key is not
 /// complete, so it does not bind its successors.
-pub fn complete_keys(credentials: &[Credential]) -> Vec<&Credential> {
-    let mut by_issue: Vec<&Credential> = credentials.iter().collect();
+pub fn complete_keys(credentials: &[IssuedKey]) -> Vec<&IssuedKey> {
+    let mut by_issue: Vec<&IssuedKey> = credentials.iter().collect();
     by_issue.sort_by_key(|c| (c.issued_at, c.expires_at.is_none(), c.expires_at));
-    let mut complete: Vec<&Credential> = Vec::new();
+    let mut complete: Vec<&IssuedKey> = Vec::new();
     for c in by_issue {
         if !complete_alone(c) {
             continue;
@@ -229,7 +229,7 @@ pub fn complete_keys(credentials: &[Credential]) -> Vec<&Credential> {
 
 /// The key consumers should use now: a complete, unexpired key (`None` never expires) with the
 /// latest expiry; ties go to the latest issued. A half-made key is never current.
-pub fn current_key(credentials: &[Credential], now: OffsetDateTime) -> Option<&Credential> {
+pub fn current_key(credentials: &[IssuedKey], now: OffsetDateTime) -> Option<&IssuedKey> {
     complete_keys(credentials)
         .into_iter()
         .filter(|c| c.expires_at.is_none_or(|exp| exp > now))
@@ -241,7 +241,7 @@ pub fn current_key(credentials: &[Credential], now: OffsetDateTime) -> Option<&C
 /// meant to have); without one, of the latest finished key with approved products (a revoked
 /// key, say). Pending associations are never copied: the rotator passes on access an
 /// administrator granted, never access one has not yet granted.
-pub fn products_to_copy(credentials: &[Credential], now: OffsetDateTime) -> Option<Vec<String>> {
+pub fn products_to_copy(credentials: &[IssuedKey], now: OffsetDateTime) -> Option<Vec<String>> {
     let source = current_key(credentials, now)
         .or_else(|| complete_keys(credentials).last().copied())
         .or_else(|| {
@@ -275,8 +275,8 @@ mod tests {
         issued_days_ago: i64,
         expires_in_days: Option<i64>,
         approved: bool,
-    ) -> Credential {
-        Credential {
+    ) -> IssuedKey {
+        IssuedKey {
             key: ApiKey::new(key),
             issued_at: Some(NOW - Duration::days(issued_days_ago)),
             expires_at: expires_in_days.map(|d| NOW + Duration::days(d)),
@@ -341,15 +341,15 @@ mod tests {
     #[test]
     fn only_a_complete_key_is_current() {
         use AssociationStatus::{Approved, Pending, Revoked};
-        let previous = Credential {
+        let previous = IssuedKey {
             api_products: vec![assoc("p1", Approved), assoc("p2", Approved)],
             ..cred("previous", 60, Some(30), true)
         };
-        let valid = Credential {
+        let valid = IssuedKey {
             api_products: vec![assoc("p1", Approved), assoc("p2", Approved)],
             ..cred("new", 1, Some(90), true)
         };
-        let current_with = |new: &Credential| {
+        let current_with = |new: &IssuedKey| {
             let creds = [previous.clone(), new.clone()];
             current_key(&creds, NOW).map(|c| c.key.expose().to_string())
         };
@@ -359,7 +359,7 @@ mod tests {
             "the valid case"
         );
 
-        type Tweak = fn(&mut Credential);
+        type Tweak = fn(&mut IssuedKey);
         let tweaks: [(&str, Tweak); 8] = [
             ("the key itself is revoked", |c| c.approved = false),
             ("the key has no products", |c| c.api_products.clear()),
@@ -392,11 +392,11 @@ mod tests {
         assert_eq!(current_with(&extra).as_deref(), Some("new"));
         // A revoked previous key does not bind its successor.
         let creds = [
-            Credential {
+            IssuedKey {
                 approved: false,
                 ..previous.clone()
             },
-            Credential {
+            IssuedKey {
                 api_products: vec![assoc("p1", Approved)],
                 ..valid.clone()
             },
@@ -404,11 +404,11 @@ mod tests {
         assert_eq!(current_key(&creds, NOW).unwrap().key.expose(), "new");
         // An expired previous key still does: it tells which products the app has.
         let creds = [
-            Credential {
+            IssuedKey {
                 expires_at: Some(NOW - Duration::days(1)),
                 ..previous.clone()
             },
-            Credential {
+            IssuedKey {
                 api_products: vec![assoc("p1", Approved)],
                 ..valid.clone()
             },
@@ -479,16 +479,16 @@ mod tests {
 
     #[test]
     fn no_usable_key_copies_products_from_the_latest_complete_key() {
-        let revoked = Credential {
+        let revoked = IssuedKey {
             api_products: vec![assoc("of-revoked", AssociationStatus::Approved)],
             ..cred("revoked", 3, Some(300), false)
         };
-        let expired = Credential {
+        let expired = IssuedKey {
             api_products: vec![assoc("of-expired", AssociationStatus::Approved)],
             ..cred("expired", 200, Some(-10), true)
         };
         // A half-made key (the latest) tells nothing: its empty list is never copied.
-        let half_made = Credential {
+        let half_made = IssuedKey {
             api_products: vec![],
             unfinished: true,
             made_by_rotator: true,
@@ -528,13 +528,13 @@ mod tests {
     #[test]
     fn recovery_of_unfinished_keys() {
         let current = cred("current", 60, Some(10), true);
-        let half = Credential {
+        let half = IssuedKey {
             api_products: vec![],
             unfinished: true,
             made_by_rotator: true,
             ..cred("half", 1, Some(90), true)
         };
-        let with = |u: &Credential| recovery(u, &[current.clone(), u.clone()], NOW);
+        let with = |u: &IssuedKey| recovery(u, &[current.clone(), u.clone()], NOW);
         assert_eq!(
             with(&half),
             Some(Recovery::Finish {
@@ -542,23 +542,23 @@ mod tests {
             })
         );
         assert_eq!(with(&current), None, "a complete key");
-        let pending = Credential {
+        let pending = IssuedKey {
             api_products: vec![assoc("p1", AssociationStatus::Pending)],
             unfinished: false,
             ..half.clone()
         };
         assert!(matches!(with(&pending), Some(Recovery::Finish { .. })));
-        let not_ours = Credential {
+        let not_ours = IssuedKey {
             made_by_rotator: false,
             ..pending.clone()
         };
         assert_eq!(with(&not_ours), None, "a key someone else made is theirs");
-        let older = Credential {
+        let older = IssuedKey {
             issued_at: Some(NOW - Duration::days(90)),
             ..pending.clone()
         };
         assert_eq!(with(&older), None, "older than the current key");
-        let extra_pending = Credential {
+        let extra_pending = IssuedKey {
             api_products: vec![
                 assoc("p1", AssociationStatus::Approved),
                 assoc("p9", AssociationStatus::Pending),
@@ -567,15 +567,15 @@ mod tests {
         };
         assert_eq!(with(&extra_pending), None, "complete, p9 is not needed");
         let removed = [
-            Credential {
+            IssuedKey {
                 approved: false,
                 ..half.clone()
             },
-            Credential {
+            IssuedKey {
                 expires_at: Some(NOW - Duration::days(1)),
                 ..half.clone()
             },
-            Credential {
+            IssuedKey {
                 api_products: vec![assoc("p1", AssociationStatus::Revoked)],
                 ..half.clone()
             },

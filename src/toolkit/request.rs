@@ -1,8 +1,9 @@
-//! The ToolkitApp HTTP contract (PRODUCT.md §6) as pure functions: request parsing, the error
-//! mapping and the success body. The HTTP layer only moves bytes.
+//! The ToolkitApp HTTP contract (PRODUCT.md §6) as pure functions: request parsing and the
+//! success body. Errors are the domain's ([`ErrorKind::InvalidInput`] for a bad request);
+//! `functions::ApiError` turns them into the JSON error answer. The HTTP layer only moves bytes.
 
 use super::KeyGrant;
-use crate::error::{Error, ErrorKind};
+use crate::error::{Error, ErrorKind, Result};
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -23,68 +24,15 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Longest accepted `appName`, in characters.
 pub const MAX_APP_NAME_CHARS: usize = 256;
 
-/// A ToolkitApp error answer: HTTP status and the stable JSON error.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ToolkitError {
-    /// HTTP status to answer with.
-    pub status: u16,
-    /// Stable code (`BadRequest`, `AppNotFound`, `ConfigurationError`, `ApiManagerError`).
-    pub code: String,
-    /// Human-readable explanation; never contains a key.
-    pub message: String,
-    /// Seconds to wait before asking again (`Retry-After` of a 429).
-    pub retry_after: Option<u64>,
-}
-
-impl ToolkitError {
-    /// A 400 `BadRequest`.
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        Self {
-            status: 400,
-            code: "BadRequest".into(),
-            message: message.into(),
-            retry_after: None,
-        }
-    }
-
-    /// Maps a domain error: NotFound -> 404 `AppNotFound`, InvalidInput -> 400 `BadRequest`,
-    /// ConfigInvalid -> 500 `ConfigurationError`, anything else -> 502 `ApiManagerError`.
-    pub fn from_error(e: &Error) -> Self {
-        let (status, code) = match e.kind() {
-            // A limit of the toolkit's own, not the API manager's throttling (which is a 502).
-            ErrorKind::RateLimited if e.code() == super::FORCE_LIMITED_CODE => {
-                (429, "TooManyRequests")
-            }
-            ErrorKind::NotFound => (404, "AppNotFound"),
-            ErrorKind::InvalidInput => (400, "BadRequest"),
-            ErrorKind::ConfigInvalid => (500, "ConfigurationError"),
-            _ => (502, "ApiManagerError"),
-        };
-        Self {
-            status,
-            code: code.into(),
-            message: e.to_string(),
-            retry_after: (status == 429)
-                .then(|| e.retry_after().map(|d| d.as_secs().max(1)))
-                .flatten(),
-        }
-    }
-
-    /// The JSON body `{"error": {"code", "message"}}`.
-    pub fn body(&self) -> Value {
-        json!({ "error": { "code": self.code, "message": self.message } })
-    }
-}
-
 const EXPECTED: &str =
     r#"expected JSON like {"appName": "<API-manager app name>", "force": false, "dryRun": false}"#;
 
-/// Parses and validates a ToolkitApp body. 400 when the body is over [`MAX_BODY_BYTES`], not
+/// Parses and validates a ToolkitApp body. [`ErrorKind::InvalidInput`] (a 400) when the body is over [`MAX_BODY_BYTES`], not
 /// JSON, not an object, lacks `appName`, has an `appName` that is not a non-blank string of at
 /// most [`MAX_APP_NAME_CHARS`] characters without control characters, has a non-boolean
 /// `force`/`dryRun`, or has any other field.
-pub fn parse_request(body: &[u8]) -> std::result::Result<ToolkitRequest, ToolkitError> {
-    let bad = |m: String| Err(ToolkitError::bad_request(m));
+pub fn parse_request(body: &[u8]) -> Result<ToolkitRequest> {
+    let bad = |m: String| Err(Error::new(ErrorKind::InvalidInput, m));
     if body.len() > MAX_BODY_BYTES {
         return bad(format!(
             "body too large: at most 64 KiB ({MAX_BODY_BYTES} bytes) are accepted"
@@ -275,34 +223,14 @@ mod tests {
         ];
         for (name, body, expected) in cases {
             let e = parse_request(&body).unwrap_err();
-            assert_eq!(e.status, 400, "{name}");
-            assert_eq!(e.code, "BadRequest", "{name}");
-            assert!(e.message.contains(expected), "{name}: {}", e.message);
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{name}");
+            assert!(e.to_string().contains(expected), "{name}: {e}");
         }
         // Exactly 256 characters is still accepted.
         assert!(parse_request(&tweak(|o| {
             o.insert("appName".into(), json!("é".repeat(MAX_APP_NAME_CHARS)));
         }))
         .is_ok());
-    }
-
-    #[test]
-    fn errors_map_to_status_and_code() {
-        let cases = [
-            (ErrorKind::NotFound, 404, "AppNotFound"),
-            (ErrorKind::InvalidInput, 400, "BadRequest"),
-            (ErrorKind::ConfigInvalid, 500, "ConfigurationError"),
-            (ErrorKind::Unavailable, 502, "ApiManagerError"),
-            (ErrorKind::PermissionDenied, 502, "ApiManagerError"),
-        ];
-        for (kind, status, code) in cases {
-            let t = ToolkitError::from_error(&Error::new(kind, "boom").with_context("app", "a1"));
-            assert_eq!((t.status, t.code.as_str()), (status, code));
-            assert_eq!(
-                t.body(),
-                json!({ "error": { "code": code, "message": "boom (app: a1)" } })
-            );
-        }
     }
 
     #[test]

@@ -5,14 +5,14 @@
 //! different UUID fails authentication instead of producing garbage.
 
 use super::policy::RenewalPolicy;
+use super::registry::{self, IssuerDetails};
 use crate::error::{Error, Result};
-use crate::secret::Secret;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rand::RngCore;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 const PREFIX: &str = "v1.";
 const HKDF_SALT: &[u8] = b"apikey-rotator/companydetails/v1";
@@ -26,11 +26,6 @@ const NOT_SEALED: &str =
 /// The message when the UUID does not open the envelope (or the envelope was altered).
 pub const INCORRECT_UUID: &str = "Incorrect Toolkit UUID";
 
-/// Google's OAuth token endpoint, used when a service-account key names none.
-pub const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
-/// The Apigee X management API.
-pub const DEFAULT_APIGEE_ENDPOINT: &str = "https://apigee.googleapis.com";
-
 /// The company details once unsealed. `Debug` never shows the private key.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -38,76 +33,12 @@ pub struct CompanyDetails {
     /// The company's display name.
     pub company: String,
     /// The API manager that issues the keys, and how to reach it.
-    pub issuer: IssuerConfig,
+    pub issuer: IssuerDetails,
     /// When to renew and how long new keys live.
     #[serde(default)]
     pub policy: RenewalPolicy,
     /// The function app these details are restricted to, if any.
     pub bound_to: Option<BoundTo>,
-}
-
-/// Which API manager issues the keys.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type")]
-pub enum IssuerConfig {
-    /// Apigee X or hybrid, through the management API with a Google service account.
-    #[serde(rename = "apigeeX")]
-    ApigeeX(ApigeeXConfig),
-}
-
-/// How to reach an Apigee X / hybrid organization.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ApigeeXConfig {
-    /// Management API base URL; `None` means [`DEFAULT_APIGEE_ENDPOINT`].
-    #[serde(default, deserialize_with = "optional_url")]
-    pub endpoint: Option<url::Url>,
-    /// The Apigee organization.
-    pub organization: String,
-    /// The developer that owns the apps whose keys are rotated.
-    pub developer_email: String,
-    /// The Google service-account key JSON, as downloaded.
-    pub service_account_key: ServiceAccountKey,
-}
-
-impl ApigeeXConfig {
-    /// The management API base URL, defaulted.
-    pub fn endpoint(&self) -> url::Url {
-        self.endpoint.clone().unwrap_or_else(|| {
-            url::Url::parse(DEFAULT_APIGEE_ENDPOINT).expect("constant URL is valid")
-        })
-    }
-}
-
-/// A Google service-account key file. Field names are Google's (snake_case).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServiceAccountKey {
-    /// The service account's e-mail, the JWT issuer.
-    pub client_email: String,
-    /// The RSA private key in PEM form; never printed.
-    #[serde(deserialize_with = "secret_string")]
-    pub private_key: Secret,
-    /// Identifies the key to Google; sent as the JWT `kid`.
-    pub private_key_id: Option<String>,
-    /// Where the signed assertion is exchanged for a token (honoured, for private endpoints).
-    #[serde(default = "default_token_uri", deserialize_with = "url")]
-    pub token_uri: url::Url,
-    /// Always `service_account` in Google's files.
-    #[serde(rename = "type")]
-    pub key_type: Option<String>,
-    /// Google project of the service account.
-    pub project_id: Option<String>,
-    /// Numeric ID of the service account.
-    pub client_id: Option<String>,
-    /// Google's interactive authorization URI (unused).
-    pub auth_uri: Option<String>,
-    /// Google's certificate URL (unused).
-    pub auth_provider_x509_cert_url: Option<String>,
-    /// The service account's certificate URL (unused).
-    pub client_x509_cert_url: Option<String>,
-    /// Google universe, `googleapis.com` by default (unused).
-    pub universe_domain: Option<String>,
 }
 
 /// Restricts the details to one function app.
@@ -116,26 +47,6 @@ pub struct ServiceAccountKey {
 pub struct BoundTo {
     /// The `WEBSITE_SITE_NAME` the details may be used under.
     pub site_name: String,
-}
-
-fn default_token_uri() -> url::Url {
-    url::Url::parse(DEFAULT_TOKEN_URI).expect("constant URL is valid")
-}
-
-// The message names what is wrong, never the value (it may be a pasted secret).
-fn url<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<url::Url, D::Error> {
-    let s = String::deserialize(d)?;
-    url::Url::parse(&s).map_err(|e| serde::de::Error::custom(format!("not a URL ({e})")))
-}
-
-fn optional_url<'de, D: Deserializer<'de>>(
-    d: D,
-) -> std::result::Result<Option<url::Url>, D::Error> {
-    url(d).map(Some)
-}
-
-fn secret_string<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Secret, D::Error> {
-    String::deserialize(d).map(Secret::new)
 }
 
 fn cipher(uuid: &str) -> Result<Aes256Gcm> {
@@ -229,15 +140,15 @@ fn field_error(
     e: serde_path_to_error::Error<serde_json::Error>,
 ) -> String {
     if e.path().to_string() == "issuer" {
-        if let Some(fields) = value
+        if let Some((type_name, fields)) = value
             .get("issuer")
             .and_then(|i| i.as_object())
-            .filter(|i| i.get("type").and_then(|t| t.as_str()) == Some("apigeeX"))
+            .and_then(|i| Some((i.get("type")?.as_str()?, i)))
         {
             let mut fields = fields.clone();
             fields.remove("type");
             let fields = serde_json::Value::Object(fields);
-            if let Err(inner) = serde_path_to_error::deserialize::<_, ApigeeXConfig>(&fields) {
+            if let Some(inner) = registry::fields_error(type_name, &fields) {
                 let inner_path = object_path(&inner);
                 let at = if inner_path == "." {
                     "issuer".to_string()
@@ -356,45 +267,8 @@ impl CompanyDetails {
                 return bad("boundTo.siteName", "must not be empty");
             }
         }
-        match &self.issuer {
-            IssuerConfig::ApigeeX(c) => {
-                if c.organization.trim().is_empty() {
-                    return bad("issuer.organization", "must not be empty");
-                }
-                if c.developer_email.trim().is_empty() {
-                    return bad("issuer.developerEmail", "must not be empty");
-                }
-                if !secure_url(&c.endpoint()) {
-                    return bad("issuer.endpoint", "expected an https URL");
-                }
-                let k = &c.service_account_key;
-                if k.client_email.trim().is_empty() {
-                    return bad("issuer.serviceAccountKey.client_email", "must not be empty");
-                }
-                if !secure_url(&k.token_uri) {
-                    return bad(
-                        "issuer.serviceAccountKey.token_uri",
-                        "expected an https URL",
-                    );
-                }
-                if k.key_type
-                    .as_deref()
-                    .is_some_and(|t| t != "service_account")
-                {
-                    return bad(
-                        "issuer.serviceAccountKey.type",
-                        "expected \"service_account\" (a Google service-account key file)",
-                    );
-                }
-                if jsonwebtoken::EncodingKey::from_rsa_pem(k.private_key.expose().as_bytes())
-                    .is_err()
-                {
-                    return bad(
-                        "issuer.serviceAccountKey.private_key",
-                        "not an RSA private key in PEM form",
-                    );
-                }
-            }
+        if let Err(p) = self.issuer.config().validate() {
+            return bad(&format!("issuer.{}", p.path), &p.problem);
         }
         Ok(())
     }
@@ -405,30 +279,9 @@ impl CompanyDetails {
     /// the private key shows only its kind, the client e-mail its first two characters and its
     /// domain, the key and client IDs their last characters (see [`crate::secret::redact`]).
     pub fn redacted(&self) -> serde_json::Value {
-        let IssuerConfig::ApigeeX(c) = &self.issuer;
-        let k = &c.service_account_key;
-        let private_key =
-            match jsonwebtoken::EncodingKey::from_rsa_pem(k.private_key.expose().as_bytes()) {
-                Ok(_) => "RSA private key in PEM form (redacted)",
-                Err(_) => "not an RSA private key (redacted)",
-            };
         serde_json::json!({
             "company": self.company,
-            "issuer": {
-                "type": "apigeeX",
-                "endpoint": c.endpoint().as_str(),
-                "organization": c.organization,
-                "developerEmail": c.developer_email,
-                "serviceAccountKey": {
-                    "type": k.key_type,
-                    "project_id": k.project_id,
-                    "client_email": redact_email(&k.client_email),
-                    "client_id": k.client_id.as_deref().map(crate::secret::redact),
-                    "private_key_id": k.private_key_id.as_deref().map(crate::secret::redact),
-                    "private_key": private_key,
-                    "token_uri": k.token_uri.as_str(),
-                },
-            },
+            "issuer": self.issuer.config().redacted(),
             "policy": {
                 "renewBeforeExpiryDays": self.policy.renew_before_expiry_days,
                 "newKeyLifetimeDays": self.policy.new_key_lifetime_days,
@@ -436,23 +289,6 @@ impl CompanyDetails {
             "boundTo": self.bound_to.as_ref().map(|b| serde_json::json!({ "siteName": b.site_name })),
         })
     }
-}
-
-/// `ro****@contoso.iam.gserviceaccount.com`: enough to recognise the account, not to name it.
-fn redact_email(email: &str) -> String {
-    match email.split_once('@') {
-        Some((user, domain)) => {
-            let head: String = user.chars().take(2).collect();
-            format!("{head}****@{domain}")
-        }
-        None => crate::secret::redact(email),
-    }
-}
-
-/// The private key leaves the process only as a JWT signature, and the token comes back over
-/// this URL, so plain http is allowed only to loopback (tests, local doubles).
-fn secure_url(url: &url::Url) -> bool {
-    url.scheme() == "https" || (url.scheme() == "http" && crate::settings::is_loopback(url))
 }
 
 /// Refuses location-bound details outside their function app (`site_name` is
@@ -482,42 +318,13 @@ pub(crate) mod tests {
 
     pub(crate) const UUID: &str = "6f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f";
 
-    /// A test-only RSA key pair (private PEM, public PEM), generated once per test process.
-    pub(crate) fn test_keys() -> &'static (String, String) {
-        use std::sync::OnceLock;
-        // RSA generation is slow in debug builds; one key serves every test.
-        static KEYS: OnceLock<(String, String)> = OnceLock::new();
-        KEYS.get_or_init(|| {
-            let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).expect("RSA keygen");
-            (kp.serialize_pem(), kp.public_key_pem())
-        })
-    }
-
-    pub(crate) fn test_pem() -> String {
-        test_keys().0.clone()
-    }
+    // The fixture's issuer is Apigee's (the one issuer so far).
+    pub(crate) use crate::toolkit::apigee::config::tests::{test_keys, test_pem};
 
     pub(crate) fn details_json(extra: serde_json::Value) -> serde_json::Value {
         let mut v = serde_json::json!({
             "company": "Contoso",
-            "issuer": {
-                "type": "apigeeX",
-                "organization": "contoso-prd",
-                "developerEmail": "integrations@contoso.com",
-                "serviceAccountKey": {
-                    "type": "service_account",
-                    "project_id": "contoso",
-                    "private_key_id": "kid-1",
-                    "private_key": test_pem(),
-                    "client_email": "rotator@contoso.iam.gserviceaccount.com",
-                    "client_id": "123",
-                    "auth_uri": "https://accounts.google.com/o/oauth2/auth",
-                    "token_uri": "https://oauth2.googleapis.com/token",
-                    "auth_provider_x509_cert_url": "https://www.googleapis.com/oauth2/v1/certs",
-                    "client_x509_cert_url": "https://www.googleapis.com/robot/v1/metadata/x509/x",
-                    "universe_domain": "googleapis.com"
-                }
-            },
+            "issuer": crate::toolkit::apigee::config::tests::issuer_json(),
             "policy": { "renewBeforeExpiryDays": 45, "newKeyLifetimeDays": 90 }
         });
         if let (Some(obj), Some(extra)) = (v.as_object_mut(), extra.as_object()) {
@@ -538,9 +345,9 @@ pub(crate) mod tests {
         assert!(s.starts_with("v1."));
         let d = open(&UUID.to_uppercase(), &s).unwrap();
         assert_eq!(d.company, "Contoso");
-        let IssuerConfig::ApigeeX(c) = &d.issuer;
-        assert_eq!(c.organization, "contoso-prd");
-        assert_eq!(c.endpoint().as_str(), "https://apigee.googleapis.com/");
+        let issuer = d.issuer.config().redacted();
+        assert_eq!(issuer["organization"], "contoso-prd");
+        assert_eq!(issuer["endpoint"], "https://apigee.googleapis.com/");
         assert_eq!(d.policy.renew_before_expiry_days, 45);
         let simple = UUID.replace('-', "");
         assert!(open(&simple, &s).is_ok());

@@ -469,7 +469,9 @@ async fn apigee_passes_the_google_api_client() {
         &env.info.env["COMPANYDETAILS"],
     )
     .expect("the sandbox's company details open");
-    let apikey_rotator::toolkit::sealed::IssuerConfig::ApigeeX(apigee) = &details.issuer;
+    let apikey_rotator::toolkit::registry::IssuerDetails::ApigeeX(apigee) = &details.issuer else {
+        panic!("the sandbox's sealed details name Apigee X");
+    };
     let sa = &apigee.service_account_key;
     let sa_file = env.dir.path().join("service-account.json");
     std::fs::write(

@@ -1,12 +1,12 @@
 //! Google service-account authentication: a signed JWT assertion exchanged at the key's
 //! `token_uri` for a bearer token, cached until shortly before it expires.
 
+use super::config::ServiceAccountKey;
 use super::error::parse_error_from;
 use crate::azure::http::transport_error;
 use crate::azure::retry::{self, Idempotency};
 use crate::error::{Error, Result};
 use crate::secret::Secret;
-use crate::toolkit::sealed::ServiceAccountKey;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};

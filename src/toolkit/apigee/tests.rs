@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::settings::Settings;
+use crate::toolkit::apigee::auth;
 use crate::toolkit::sealed::tests::{details_json, test_keys, UUID};
 use crate::toolkit::{key_source, KeyRequest};
 use axum::body::Bytes;
@@ -463,7 +464,7 @@ fn times_are_int64_strings_or_edge_numbers() {
         .into_iter()
         .next()
         .unwrap()
-        .into_credential()
+        .into_issued_key()
         .unwrap();
     assert_eq!(c.expires_at, None);
     assert_eq!(c.issued_at.unwrap().unix_timestamp(), 1_591_645_866);

@@ -3,7 +3,9 @@
 //! log and the handler's captured output.
 #![allow(dead_code)]
 
+pub mod apigee;
 pub mod azurite;
+pub mod issuer;
 
 use apikey_rotator::sandbox::{Sandbox, SandboxInfo, SandboxOptions};
 use serde_json::Value;
@@ -147,8 +149,8 @@ impl Env {
         self.admin_get("/state").await
     }
 
-    /// Requests that changed something (anything but GET, the token endpoints, Apigee reads
-    /// and ARM's app-settings list calls, which are POSTs that only read).
+    /// Requests that changed something (anything but GET, the token endpoints, the issuers'
+    /// reads and ARM's app-settings list calls, which are POSTs that only read).
     pub async fn writes(&self) -> Vec<Value> {
         self.requests()
             .await
@@ -157,16 +159,19 @@ impl Env {
                 r["method"] != "GET"
                     && r["service"] != "identity"
                     && r["service"] != "authority"
-                    && !is_token_call(r)
+                    && !issuer::ISSUERS.iter().any(|i| i.only_reads(r))
                     && !is_arm_list(r)
             })
             .collect()
     }
 
-    /// Every full key the API manager holds (all apps, all credentials).
+    /// Every full key the API managers hold (all issuers, apps, credentials).
     pub async fn all_keys(&self) -> Vec<String> {
-        let mut keys = Vec::new();
-        collect_keys(&self.state().await["apigee"], &mut keys);
+        let state = self.state().await;
+        let mut keys: Vec<String> = issuer::ISSUERS
+            .iter()
+            .flat_map(|i| i.all_keys(&state))
+            .collect();
         keys.sort();
         keys.dedup();
         assert!(
@@ -184,25 +189,6 @@ pub fn is_arm_list(r: &Value) -> bool {
         && r["path"]
             .as_str()
             .is_some_and(|p| p.ends_with("/appsettings/list") || p.ends_with("/listAppSettings"))
-}
-
-fn is_token_call(r: &Value) -> bool {
-    r["service"] == "apigee" && r["path"].as_str().is_some_and(|p| p.ends_with("/token"))
-}
-
-fn collect_keys(v: &Value, out: &mut Vec<String>) {
-    match v {
-        Value::Object(m) => {
-            for (k, v) in m {
-                match (k.as_str(), v) {
-                    ("consumerKey", Value::String(s)) => out.push(s.clone()),
-                    _ => collect_keys(v, out),
-                }
-            }
-        }
-        Value::Array(a) => a.iter().for_each(|v| collect_keys(v, out)),
-        _ => {}
-    }
 }
 
 /// The real binary, serving as the Functions host starts it, with its output captured.
