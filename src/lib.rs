@@ -10,6 +10,7 @@
 pub mod azure;
 pub mod cli;
 pub mod error;
+pub mod fan_out;
 pub mod functions;
 pub mod json;
 pub mod logging;

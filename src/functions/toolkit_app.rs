@@ -175,14 +175,13 @@ async fn answer(
         .map_err(|e| ToolkitError::from_error(&e))?;
     // An HTTP-triggered call: the same retry policy and deadline as ApiKeyRotator's runs.
     let deadline = std::time::Instant::now() + rotator.settings().deadline(true);
-    let call = keys.current_key(
-        &request.app_name,
-        KeyRequest {
-            force: request.force,
-            dry_run: request.dry_run,
-        },
-    );
-    let grant = retry::with_policy(rotator.policy(), retry::with_deadline(deadline, call))
+    let call = retry::Call::new(rotator.policy(), Some(deadline));
+    let request_options = KeyRequest {
+        force: request.force,
+        dry_run: request.dry_run,
+    };
+    let grant = keys
+        .current_key(&call, &request.app_name, request_options)
         .await
         .map_err(|e| ToolkitError::from_error(&e))?;
     tracing::info!(
