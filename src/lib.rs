@@ -15,6 +15,7 @@ pub mod functions;
 pub mod json;
 pub mod logging;
 pub mod mapping;
+pub mod rfc3339;
 pub mod rotation;
 pub mod sandbox;
 pub mod secret;

@@ -4,7 +4,6 @@
 use super::KeyGrant;
 use crate::error::{Error, ErrorKind};
 use serde_json::{json, Value};
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 /// A validated ToolkitApp request.
@@ -139,7 +138,7 @@ pub fn parse_request(body: &[u8]) -> std::result::Result<ToolkitRequest, Toolkit
 }
 
 fn rfc3339(t: Option<OffsetDateTime>) -> Value {
-    t.and_then(|t| t.format(&Rfc3339).ok())
+    t.map(|t| crate::rfc3339::format(t, crate::rfc3339::Fraction::AsNeeded))
         .map_or(Value::Null, Value::String)
 }
 

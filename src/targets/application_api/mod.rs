@@ -119,7 +119,7 @@ impl ApplicationApi {
             "appName": write.name,
             "apimAppName": write.apim_app_name,
             "apiKey": write.key.expose(),
-            "expiresAt": write.expires_at.map(crate::rotation::report::rfc3339),
+            "expiresAt": write.expires_at.map(|t| crate::rfc3339::format(t, crate::rfc3339::Fraction::Millis)),
         });
         let response = self
             .send(|| self.deps.http.post(self.url.clone()).json(&body))

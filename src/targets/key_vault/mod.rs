@@ -134,7 +134,10 @@ impl VaultClient {
         tags.insert("apimAppName".into(), write.apim_app_name.clone());
         tags.insert("rotatedBy".into(), "apikey-rotator".into());
         match write.expires_at {
-            Some(t) => tags.insert("keyExpiresAt".into(), crate::rotation::report::rfc3339(t)),
+            Some(t) => tags.insert(
+                "keyExpiresAt".into(),
+                crate::rfc3339::format(t, crate::rfc3339::Fraction::Millis),
+            ),
             None => tags.remove("keyExpiresAt"),
         };
         let params = SetSecretParameters {
