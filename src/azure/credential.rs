@@ -131,7 +131,7 @@ fn managed_identity(
     http: &reqwest::Client,
     user_assigned: Option<UserAssignedId>,
 ) -> Result<Arc<dyn TokenCredential>> {
-    let policy = Arc::new(RetryPolicy::from_settings(settings));
+    let policy = Arc::new(RetryPolicy::from_limits(&settings.outbound));
     ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
         user_assigned_id: user_assigned,
         client_options: client_options(http, &settings.cloud, SdkPolicy::Process(policy)),
@@ -147,7 +147,7 @@ fn client_secret(
     client_id: &str,
     secret: &str,
 ) -> Result<Arc<dyn TokenCredential>> {
-    let policy = Arc::new(RetryPolicy::from_settings(settings));
+    let policy = Arc::new(RetryPolicy::from_limits(&settings.outbound));
     ClientSecretCredential::new(
         tenant_id,
         client_id.to_string(),

@@ -99,18 +99,18 @@ impl RetryPolicy {
         self
     }
 
-    /// The policy the settings give (request timeout, concurrency, per-host cap; retry
-    /// numbers fixed).
-    pub fn from_settings(settings: &crate::settings::Settings) -> Self {
+    /// The policy of these limits (request timeout, concurrency, per-host cap; the retry
+    /// numbers are fixed).
+    pub fn from_limits(limits: &crate::settings::OutboundLimits) -> Self {
         let d = Self::default();
         Self::new(
             d.max_attempts,
             d.base_delay,
             d.max_delay,
-            settings.request_timeout,
-            settings.concurrency_per_host,
+            limits.request_timeout,
+            limits.concurrency_per_host,
         )
-        .with_total(settings.concurrency)
+        .with_total(limits.concurrency)
     }
 
     /// Full jitter: a random delay in `[0, min(max_delay, base_delay · 2^retry)]`.

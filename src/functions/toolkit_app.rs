@@ -5,7 +5,6 @@
 //! for which app's key.
 
 use super::AppState;
-use crate::azure::retry;
 use crate::toolkit::request::{parse_request, response_body, ToolkitError};
 use crate::toolkit::KeyRequest;
 use axum::body::Bytes;
@@ -174,8 +173,7 @@ async fn answer(
         .key_source()
         .map_err(|e| ToolkitError::from_error(&e))?;
     // An HTTP-triggered call: the same retry policy and deadline as ApiKeyRotator's runs.
-    let deadline = std::time::Instant::now() + rotator.settings().deadline(true);
-    let call = retry::Call::new(rotator.policy(), Some(deadline));
+    let call = rotator.call(true);
     let request_options = KeyRequest {
         force: request.force,
         dry_run: request.dry_run,

@@ -30,7 +30,7 @@ pub struct RunOptions {
     /// Renew now regardless of the SLA window (only honoured with `app`).
     pub force: bool,
     /// Started by the HTTP function (whose default deadline is shorter, see
-    /// [`crate::settings::Settings::deadline`]).
+    /// [`crate::settings::Deadlines::for_run`]).
     pub http_triggered: bool,
     /// Told how the run advances (the command line's progress bar); `None`: nobody listens.
     pub progress: Option<Arc<dyn Progress>>,

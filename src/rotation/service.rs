@@ -64,9 +64,9 @@ impl Rotator {
     /// Sets everything up once; a failure is kept and reported by each run, never fatal here.
     pub fn new(settings: Settings) -> Self {
         let settings = Arc::new(settings);
-        let policy = Arc::new(retry::RetryPolicy::from_settings(&settings));
+        let policy = Arc::new(retry::RetryPolicy::from_limits(&settings.outbound));
         let http = load_ca(&settings)
-            .and_then(|ca| http::build_client(ca.as_deref(), settings.request_timeout));
+            .and_then(|ca| http::build_client(ca.as_deref(), settings.outbound.request_timeout));
         let credential = http
             .as_ref()
             .map_err(Clone::clone)
@@ -118,6 +118,14 @@ impl Rotator {
         self.policy.clone()
     }
 
+    /// The call of one run or one ToolkitApp request starting now: this process's retry
+    /// policy, and the deadline the settings give the entry point (`http_triggered`: the HTTP
+    /// functions, whose host gives up sooner).
+    pub fn call(&self, http_triggered: bool) -> Call {
+        let deadline = Instant::now() + self.settings.deadlines.for_run(http_triggered);
+        Call::new(self.policy.clone(), Some(deadline))
+    }
+
     /// The shared HTTP client, or why there is none.
     pub fn http(&self) -> Result<&reqwest::Client, Error> {
         self.http.as_ref().map_err(Clone::clone)
@@ -154,8 +162,8 @@ impl Rotator {
     /// The deadline counts from the call: taking the lock spends it too, so an HTTP-triggered
     /// run answers within its deadline however slow the storage account is.
     pub async fn run(&self, options: &RunOptions) -> Result<Report, RunError> {
-        let deadline = Instant::now() + self.settings.deadline(options.http_triggered);
-        let call = Call::new(self.policy.clone(), Some(deadline));
+        let call = self.call(options.http_triggered);
+        let deadline = call.deadline().unwrap_or_else(Instant::now);
         self.run_checked(options, &call, deadline).await
     }
 
