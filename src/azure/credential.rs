@@ -179,19 +179,19 @@ fn credential_error(which: &str, e: &azure_core::Error) -> Error {
 /// another caller's) ends at the deadline.
 pub struct CachedCredential {
     inner: Arc<dyn TokenCredential>,
-    tokens: Mutex<HashMap<String, Arc<Cell>>>,
+    tokens: Mutex<HashMap<String, Arc<ScopeTokens>>>,
 }
 
 /// One scope: how many fetches have ended, and what the last one gave.
 #[derive(Default)]
-struct Cell {
+struct ScopeTokens {
     fetches: std::sync::atomic::AtomicU64,
-    slot: Mutex<Slot>,
+    state: Mutex<TokenState>,
 }
 
 /// What is known of one scope's token.
 #[derive(Default)]
-enum Slot {
+enum TokenState {
     #[default]
     Empty,
     Token(AccessToken),
@@ -294,14 +294,14 @@ impl CachedCredential {
             map.entry(scopes.join(" ")).or_default().clone()
         };
         let seen = cell.fetches.load(std::sync::atomic::Ordering::Acquire);
-        let mut slot = cell.slot.lock().await;
-        match &*slot {
-            Slot::Token(token)
+        let mut state = cell.state.lock().await;
+        match &*state {
+            TokenState::Token(token)
                 if token.expires_on > OffsetDateTime::now_utc() + time::Duration::minutes(5) =>
             {
                 return Ok(token.clone());
             }
-            Slot::Failed {
+            TokenState::Failed {
                 fetch,
                 run: failed_in,
                 error,
@@ -317,12 +317,12 @@ impl CachedCredential {
             + 1;
         match result {
             Ok(token) => {
-                *slot = Slot::Token(token.clone());
+                *state = TokenState::Token(token.clone());
                 Ok(token)
             }
             Err(e) => {
                 let error = Arc::new(e);
-                *slot = Slot::Failed {
+                *state = TokenState::Failed {
                     fetch,
                     run,
                     error: error.clone(),

@@ -245,7 +245,7 @@ impl crate::toolkit::HeldRenewal for RunGuard {
 }
 
 impl BlobLease {
-    fn where_(&self) -> String {
+    fn location(&self) -> String {
         format!(
             "{}/{}/{}",
             self.client.account().name,
@@ -257,7 +257,7 @@ impl BlobLease {
     async fn acquire(&self, call: &Call) -> Result<HeldLease, LockError> {
         let seconds = self.lease.as_secs() as i32;
         let proposed = uuid::Uuid::new_v4().to_string();
-        let failed = |e: Error| LockError::Failed(e.with_context("lock", self.where_()));
+        let failed = |e: Error| LockError::Failed(e.with_context("lock", self.location()));
         let mut outcome = self
             .client
             .acquire_lease(call, &self.container, &self.blob, seconds, &proposed)
@@ -282,12 +282,12 @@ impl BlobLease {
             LeaseOutcome::AlreadyLeased => {
                 return Err(LockError::InProgress(format!(
                     "another rotation run holds the lease on {}; try again when it has finished (the lease of a run that crashed expires within {} s)",
-                    self.where_(),
+                    self.location(),
                     seconds
                 )))
             }
         };
-        tracing::info!(lock = %self.where_(), "lease acquired");
+        tracing::info!(lock = %self.location(), "lease acquired");
         let lost = Arc::new(Mutex::new(None));
         // Renewals go on in the background for as long as the run holds the lock: the run's
         // deadline does not bound them (the release stops them).
@@ -317,12 +317,12 @@ async fn renew(lease: BlobLease, id: String, lost: Arc<Mutex<Option<String>>>, c
             .renew_lease(&call, &lease.container, &lease.blob, &id)
             .await
         {
-            Ok(()) => tracing::debug!(lock = %lease.where_(), "run lock renewed"),
+            Ok(()) => tracing::debug!(lock = %lease.location(), "run lock renewed"),
             Err(e) => {
-                tracing::error!(lock = %lease.where_(), code = e.code(), "cannot renew the run lock: {e}");
+                tracing::error!(lock = %lease.location(), code = e.code(), "cannot renew the run lock: {e}");
                 *lost.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!(
                     "The run lock's lease on {} could not be renewed ({e}); another run may have overlapped this one.",
-                    lease.where_()
+                    lease.location()
                 ));
                 if matches!(
                     e.kind(),
@@ -353,14 +353,14 @@ impl HeldLease {
             .await;
         match released {
             Ok(()) => {
-                tracing::info!(lock = %self.lease.where_(), "run lock released");
+                tracing::info!(lock = %self.lease.location(), "run lock released");
                 lost
             }
             Err(e) => {
-                tracing::warn!(lock = %self.lease.where_(), code = e.code(), "cannot release the run lock: {e}");
+                tracing::warn!(lock = %self.lease.location(), code = e.code(), "cannot release the run lock: {e}");
                 lost.or(Some(format!(
                     "The run lock's lease on {} could not be released ({e}); it expires on its own within {} s.",
-                    self.lease.where_(),
+                    self.lease.location(),
                     self.lease.lease.as_secs()
                 )))
             }
@@ -398,7 +398,7 @@ impl Drop for RunGuard {
                     runtime.spawn(lease.release(self.call.with_deadline(None)));
                 }
                 Err(_) => tracing::warn!(
-                    lock = %lease.lease.where_(),
+                    lock = %lease.lease.location(),
                     "run lock dropped outside the runtime; its lease expires on its own"
                 ),
             }
