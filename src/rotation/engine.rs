@@ -14,7 +14,6 @@ use crate::targets::{
     Container, Entry, Planned, SecretRef, Stored, TargetKind, VaultResolver, Write,
 };
 use crate::toolkit::{KeyGrant, KeyRequest, KeySource};
-use futures::future::FutureExt;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -116,27 +115,21 @@ async fn run_over(
     // container works through its entries, each entry as soon as its app's key is known (a
     // container asking first fetches it itself). The retry policy's caps bound what is in
     // flight, so the run keeps as many requests going as it may, from start to end.
-    let fetches = apps.iter().map(|app| {
-        async move {
-            keys.get(app).await;
-            if let Some(p) = progress {
-                p.key_done();
-            }
+    let fetches = apps.iter().map(|app| async move {
+        keys.get(app).await;
+        if let Some(p) = progress {
+            p.key_done();
         }
-        .boxed()
     });
     let rotation = &rotation;
-    let containers = plan.iter().map(|planned| {
-        async move {
-            let outcomes = tokio::time::timeout_at(deadline.into(), rotation.container(planned))
-                .await
-                .unwrap_or_else(|_| abandoned(planned, keys));
-            if let Some(p) = progress {
-                p.targets_done(outcomes.len());
-            }
-            outcomes
+    let containers = plan.iter().map(|planned| async move {
+        let outcomes = tokio::time::timeout_at(deadline.into(), rotation.container(planned))
+            .await
+            .unwrap_or_else(|_| abandoned(planned, keys));
+        if let Some(p) = progress {
+            p.targets_done(outcomes.len());
         }
-        .boxed()
+        outcomes
     });
     let (_, outcomes) = futures::future::join(
         crate::fan_out::bounded(call.concurrency(), fetches),

@@ -113,11 +113,6 @@ impl Rotator {
         &self.settings
     }
 
-    /// The retry policy every outbound call of this process follows.
-    pub fn policy(&self) -> Arc<retry::RetryPolicy> {
-        self.policy.clone()
-    }
-
     /// The call of one run or one ToolkitApp request starting now: this process's retry
     /// policy, and the deadline the settings give the entry point (`http_triggered`: the HTTP
     /// functions, whose host gives up sooner).
