@@ -27,6 +27,10 @@ pub enum ErrorKind {
     Conflict,
     /// The service is unreachable or answered with a server error.
     Unavailable,
+    /// The run's (or the request's) deadline passed before the work finished. Final: the next
+    /// run starts over with a deadline of its own. Reported, answered and logged as a service
+    /// being unavailable (a 503 where an HTTP status is due), with the code `DeadlineExceeded`.
+    DeadlineExceeded,
     /// Anything else, including malformed answers.
     Unexpected,
 }
@@ -44,6 +48,7 @@ impl ErrorKind {
             ErrorKind::ConditionNotMatch => "PreconditionFailed",
             ErrorKind::Conflict => "Conflict",
             ErrorKind::Unavailable => "ServiceUnavailable",
+            ErrorKind::DeadlineExceeded => "DeadlineExceeded",
             ErrorKind::Unexpected => "Unexpected",
         }
     }
@@ -81,6 +86,15 @@ impl Error {
     /// Shorthand for a [`ErrorKind::ConfigInvalid`] error.
     pub fn config(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::ConfigInvalid, message)
+    }
+
+    /// The error of work (`what`) abandoned at the run's deadline: [`ErrorKind::DeadlineExceeded`],
+    /// not temporary (repeating it within the same run cannot help).
+    pub fn deadline_exceeded(what: &str) -> Self {
+        Self::new(
+            ErrorKind::DeadlineExceeded,
+            format!("{what}: the run's deadline passed before it finished"),
+        )
     }
 
     /// Shorthand for an [`ErrorKind::Unexpected`] error.
@@ -194,6 +208,19 @@ mod tests {
         assert!(!e.is_temporary());
         let e = e.with_code("SecretNotFound");
         assert_eq!(e.code(), "SecretNotFound");
+    }
+
+    /// A passed deadline is its own kind, with the code reports have always shown, and final.
+    #[test]
+    fn a_passed_deadline_is_a_kind_of_its_own() {
+        let e = Error::deadline_exceeded("Key Vault kv1");
+        assert_eq!(e.kind(), ErrorKind::DeadlineExceeded);
+        assert_eq!(e.code(), "DeadlineExceeded");
+        assert!(!e.is_temporary());
+        assert_eq!(
+            e.to_string(),
+            "Key Vault kv1: the run's deadline passed before it finished"
+        );
     }
 
     #[test]

@@ -10,10 +10,12 @@
 pub mod azure;
 pub mod cli;
 pub mod error;
+pub mod fan_out;
 pub mod functions;
 pub mod json;
 pub mod logging;
 pub mod mapping;
+pub mod rfc3339;
 pub mod rotation;
 pub mod sandbox;
 pub mod secret;

@@ -90,16 +90,44 @@ pub struct Settings {
     pub trusted_ca_file: Option<std::path::PathBuf>,
     /// `WEBSITE_SITE_NAME`, the function app's name when running in Azure.
     pub site_name: Option<String>,
+    /// How outbound requests are paced (the retry policy is made from these).
+    pub outbound: OutboundLimits,
+    /// When runs must end.
+    pub deadlines: Deadlines,
+    problems: Vec<SettingError>,
+}
+
+/// The settings that pace outbound requests: what [`crate::azure::retry::RetryPolicy`] is made
+/// from, and all it needs of the settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboundLimits {
     /// Timeout of one outbound request ([`REQUEST_TIMEOUT`]).
     pub request_timeout: std::time::Duration,
-    /// The run deadline when [`DEADLINE`] is set (else a default per entry point, see
-    /// [`Settings::deadline`]).
-    pub deadline_setting: Option<std::time::Duration>,
     /// Requests in flight at most across a run ([`CONCURRENCY`]).
     pub concurrency: usize,
     /// Requests in flight per service host ([`CONCURRENCY_PER_HOST`]).
     pub concurrency_per_host: usize,
-    problems: Vec<SettingError>,
+}
+
+/// The settings that say when a run (or a ToolkitApp request) must end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadlines {
+    /// The run deadline when [`DEADLINE`] is set (else a default per entry point, see
+    /// [`Deadlines::for_run`]).
+    pub configured: Option<std::time::Duration>,
+}
+
+impl Deadlines {
+    /// The run deadline: [`DEADLINE`] when set, else 200 s for the HTTP functions
+    /// (`http_triggered`) and 540 s for the timer and the command line.
+    pub fn for_run(self, http_triggered: bool) -> std::time::Duration {
+        self.configured
+            .unwrap_or(std::time::Duration::from_secs(if http_triggered {
+                DEFAULT_HTTP_DEADLINE_SECONDS
+            } else {
+                DEFAULT_DEADLINE_SECONDS
+            }))
+    }
 }
 
 impl fmt::Debug for Settings {
@@ -125,10 +153,8 @@ impl fmt::Debug for Settings {
             .field("cloud", &self.cloud.name)
             .field("trusted_ca_file", &self.trusted_ca_file)
             .field("site_name", &self.site_name)
-            .field("request_timeout", &self.request_timeout)
-            .field("deadline_setting", &self.deadline_setting)
-            .field("concurrency", &self.concurrency)
-            .field("concurrency_per_host", &self.concurrency_per_host)
+            .field("outbound", &self.outbound)
+            .field("deadlines", &self.deadlines)
             .field("problems", &self.problems.len())
             .finish()
     }
@@ -234,10 +260,14 @@ impl Settings {
         ) as usize;
 
         Self {
-            request_timeout: std::time::Duration::from_secs(request_timeout),
-            deadline_setting: deadline_setting.map(std::time::Duration::from_secs),
-            concurrency,
-            concurrency_per_host,
+            outbound: OutboundLimits {
+                request_timeout: std::time::Duration::from_secs(request_timeout),
+                concurrency,
+                concurrency_per_host,
+            },
+            deadlines: Deadlines {
+                configured: deadline_setting.map(std::time::Duration::from_secs),
+            },
             mapping_parts,
             company_details: get(COMPANY_DETAILS).map(Secret::new),
             toolkit_uuid: get(TOOLKIT_UUID).map(Secret::new),
@@ -257,17 +287,6 @@ impl Settings {
     /// `require_*` checks of each function).
     pub fn problems(&self) -> &[SettingError] {
         &self.problems
-    }
-
-    /// The run deadline: [`DEADLINE`] when set, else 200 s for the HTTP function (`http`)
-    /// and 540 s for the timer and the command line.
-    pub fn deadline(&self, http: bool) -> std::time::Duration {
-        self.deadline_setting
-            .unwrap_or(std::time::Duration::from_secs(if http {
-                DEFAULT_HTTP_DEADLINE_SECONDS
-            } else {
-                DEFAULT_DEADLINE_SECONDS
-            }))
     }
 
     /// A setting's value by name (trimmed; `None` when unset or empty).
@@ -466,20 +485,26 @@ mod tests {
     #[test]
     fn limits_have_defaults_and_bad_values_name_the_setting() {
         let s = settings(&[]);
-        assert_eq!(s.request_timeout.as_secs(), 20);
-        assert_eq!(s.deadline(true).as_secs(), 200);
-        assert_eq!(s.deadline(false).as_secs(), 540);
-        assert_eq!((s.concurrency, s.concurrency_per_host), (16, 4));
+        assert_eq!(s.outbound.request_timeout.as_secs(), 20);
+        assert_eq!(s.deadlines.for_run(true).as_secs(), 200);
+        assert_eq!(s.deadlines.for_run(false).as_secs(), 540);
+        assert_eq!(
+            (s.outbound.concurrency, s.outbound.concurrency_per_host),
+            (16, 4)
+        );
 
         let s = settings(&[
             ("ROTATION_DEADLINE_SECONDS", "30"),
             ("ROTATION_CONCURRENCY", "2"),
         ]);
         assert_eq!(
-            (s.deadline(true).as_secs(), s.deadline(false).as_secs()),
+            (
+                s.deadlines.for_run(true).as_secs(),
+                s.deadlines.for_run(false).as_secs()
+            ),
             (30, 30)
         );
-        assert_eq!(s.concurrency, 2);
+        assert_eq!(s.outbound.concurrency, 2);
         assert!(s.problems().is_empty(), "{:?}", s.problems());
 
         let s = settings(&[

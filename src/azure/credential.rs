@@ -1,14 +1,15 @@
 //! Azure credentials from the official `azure_identity` crate, chosen from the settings, with one
 //! token per audience cached for the life of the process.
 
+use crate::azure::call::Call;
 use crate::azure::cloud::Cloud;
 use crate::azure::http::{describe, kind_for_status};
-use crate::azure::retry::{self, HostLimit, RetryPolicy, SdkRetry};
+use crate::azure::retry::{HostLimit, RetryPolicy, SdkCall, SdkPolicy};
 use crate::error::{Error, ErrorKind, Result};
 use crate::settings::Settings;
 use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
 use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
-use azure_core::http::{ClientOptions, RetryOptions, Transport};
+use azure_core::http::{ClientMethodOptions, ClientOptions, RetryOptions, Transport};
 use azure_identity::{
     AzureCliCredential, ClientSecretCredential, ClientSecretCredentialOptions,
     ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId,
@@ -47,12 +48,9 @@ impl CredentialKind {
 }
 
 /// `azure_core` client options that send through the shared client, know the cloud, and
-/// follow `policy` (the same retries, hints, deadline and per-host cap as the REST calls).
-pub fn client_options(
-    http: &reqwest::Client,
-    cloud: &Cloud,
-    policy: &Arc<RetryPolicy>,
-) -> ClientOptions {
+/// follow the [`Call`] each request carries (the same retries, hints, deadline and per-host cap
+/// as the REST calls); `policy` says what a request without one follows.
+pub fn client_options(http: &reqwest::Client, cloud: &Cloud, policy: SdkPolicy) -> ClientOptions {
     let cloud_config = match cloud.name.as_str() {
         "china" => CloudConfiguration::AzureChina,
         "usgovernment" => CloudConfiguration::AzureGovernment,
@@ -64,12 +62,13 @@ pub fn client_options(
         _ => CloudConfiguration::AzurePublic,
     };
     // The SDK's default (8 retries within 60 s per call) would let one throttled vault eat
-    // most of an HTTP-triggered run's 230 s: the project's policy and deadline apply instead.
-    let retry = RetryOptions::custom(Arc::new(SdkRetry::new(policy.clone())));
+    // most of an HTTP-triggered run's 230 s: the project's policy and deadline apply instead,
+    // as a per-call policy reading each request's call (the client's own retry is off).
     ClientOptions {
         transport: Some(Transport::new(Arc::new(http.clone()))),
-        retry,
-        per_try_policies: vec![Arc::new(HostLimit::new(policy.clone()))],
+        retry: RetryOptions::none(),
+        per_call_policies: vec![Arc::new(SdkCall::new(policy.clone()))],
+        per_try_policies: vec![Arc::new(HostLimit::new(policy))],
         cloud: Some(Arc::new(cloud_config)),
         ..Default::default()
     }
@@ -132,10 +131,10 @@ fn managed_identity(
     http: &reqwest::Client,
     user_assigned: Option<UserAssignedId>,
 ) -> Result<Arc<dyn TokenCredential>> {
-    let policy = Arc::new(RetryPolicy::from_settings(settings));
+    let policy = Arc::new(RetryPolicy::from_limits(&settings.outbound));
     ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
         user_assigned_id: user_assigned,
-        client_options: client_options(http, &settings.cloud, &policy),
+        client_options: client_options(http, &settings.cloud, SdkPolicy::Process(policy)),
     }))
     .map(|c| c as Arc<dyn TokenCredential>)
     .map_err(|e| credential_error("managed identity", &e))
@@ -148,13 +147,13 @@ fn client_secret(
     client_id: &str,
     secret: &str,
 ) -> Result<Arc<dyn TokenCredential>> {
-    let policy = Arc::new(RetryPolicy::from_settings(settings));
+    let policy = Arc::new(RetryPolicy::from_limits(&settings.outbound));
     ClientSecretCredential::new(
         tenant_id,
         client_id.to_string(),
         secret.to_string().into(),
         Some(ClientSecretCredentialOptions {
-            client_options: client_options(http, &settings.cloud, &policy),
+            client_options: client_options(http, &settings.cloud, SdkPolicy::Process(policy)),
         }),
     )
     .map(|c| c as Arc<dyn TokenCredential>)
@@ -180,19 +179,19 @@ fn credential_error(which: &str, e: &azure_core::Error) -> Error {
 /// another caller's) ends at the deadline.
 pub struct CachedCredential {
     inner: Arc<dyn TokenCredential>,
-    tokens: Mutex<HashMap<String, Arc<Cell>>>,
+    tokens: Mutex<HashMap<String, Arc<ScopeTokens>>>,
 }
 
 /// One scope: how many fetches have ended, and what the last one gave.
 #[derive(Default)]
-struct Cell {
+struct ScopeTokens {
     fetches: std::sync::atomic::AtomicU64,
-    slot: Mutex<Slot>,
+    state: Mutex<TokenState>,
 }
 
 /// What is known of one scope's token.
 #[derive(Default)]
-enum Slot {
+enum TokenState {
     #[default]
     Empty,
     Token(AccessToken),
@@ -263,8 +262,13 @@ impl TokenCredential for CachedCredential {
         scopes: &[&str],
         options: Option<TokenRequestOptions<'_>>,
     ) -> azure_core::Result<AccessToken> {
-        let fetch = self.get_token_now(scopes, options);
-        match retry::deadline() {
+        // The deadline of the run that asks, carried in the request's context.
+        let run = options
+            .as_ref()
+            .and_then(|o| Call::of_sdk(&o.method_options.context))
+            .and_then(Call::deadline);
+        let fetch = self.get_token_now(scopes, options, run);
+        match run {
             Some(deadline) => tokio::time::timeout_at(deadline.into(), fetch)
                 .await
                 .unwrap_or_else(|_| {
@@ -283,21 +287,21 @@ impl CachedCredential {
         &self,
         scopes: &[&str],
         options: Option<TokenRequestOptions<'_>>,
+        run: Option<Instant>,
     ) -> azure_core::Result<AccessToken> {
-        let run = retry::deadline();
         let cell = {
             let mut map = self.tokens.lock().await;
             map.entry(scopes.join(" ")).or_default().clone()
         };
         let seen = cell.fetches.load(std::sync::atomic::Ordering::Acquire);
-        let mut slot = cell.slot.lock().await;
-        match &*slot {
-            Slot::Token(token)
+        let mut state = cell.state.lock().await;
+        match &*state {
+            TokenState::Token(token)
                 if token.expires_on > OffsetDateTime::now_utc() + time::Duration::minutes(5) =>
             {
                 return Ok(token.clone());
             }
-            Slot::Failed {
+            TokenState::Failed {
                 fetch,
                 run: failed_in,
                 error,
@@ -313,12 +317,12 @@ impl CachedCredential {
             + 1;
         match result {
             Ok(token) => {
-                *slot = Slot::Token(token.clone());
+                *state = TokenState::Token(token.clone());
                 Ok(token)
             }
             Err(e) => {
                 let error = Arc::new(e);
-                *slot = Slot::Failed {
+                *state = TokenState::Failed {
                     fetch,
                     run,
                     error: error.clone(),
@@ -329,10 +333,16 @@ impl CachedCredential {
     }
 }
 
-/// Gets a bearer token for `scope`; failures as [`token_error`] maps them.
-pub async fn bearer(credential: &dyn TokenCredential, scope: &str) -> Result<String> {
+/// Gets a bearer token for `scope` under `call` (its deadline bounds the fetch, and the
+/// credential's own requests follow its policy); failures as [`token_error`] maps them.
+pub async fn bearer(call: &Call, credential: &dyn TokenCredential, scope: &str) -> Result<String> {
+    let options = TokenRequestOptions {
+        method_options: ClientMethodOptions {
+            context: call.sdk_context(),
+        },
+    };
     credential
-        .get_token(&[scope], None)
+        .get_token(&[scope], Some(options))
         .await
         .map(|t| t.token.secret().to_string())
         .map_err(|e| token_error(&format!("cannot get a token for {scope}"), &e))
@@ -349,7 +359,7 @@ pub fn token_error(what: &str, e: &azure_core::Error) -> Error {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(c) = cause {
         if c.is::<DeadlinePassed>() {
-            return retry::deadline_exceeded(what);
+            return Error::deadline_exceeded(what);
         }
         match c.downcast_ref::<azure_core::Error>().map(|e| e.kind()) {
             Some(Sdk::HttpResponse { status, .. }) => {
@@ -369,6 +379,14 @@ pub fn token_error(what: &str, e: &azure_core::Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn no_deadline() -> Call {
+        Call::new(Arc::new(RetryPolicy::default()), None)
+    }
+
+    fn run_until(deadline: Instant) -> Call {
+        Call::new(Arc::new(RetryPolicy::default()), Some(deadline))
+    }
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[derive(Debug, Default)]
@@ -397,6 +415,7 @@ mod tests {
             let c = cached.clone();
             async move {
                 bearer(
+                    &no_deadline(),
                     c.as_ref(),
                     if i % 2 == 0 {
                         "a/.default"
@@ -450,7 +469,7 @@ mod tests {
         let calls = (0..6).map(|_| {
             let c = cached.clone();
             async move {
-                bearer(c.as_ref(), "a/.default")
+                bearer(&no_deadline(), c.as_ref(), "a/.default")
                     .await
                     .unwrap_err()
                     .to_string()
@@ -466,7 +485,9 @@ mod tests {
             1,
             "the queued callers share the one failure"
         );
-        bearer(cached.as_ref(), "a/.default").await.unwrap_err();
+        bearer(&no_deadline(), cached.as_ref(), "a/.default")
+            .await
+            .unwrap_err();
         assert_eq!(
             failing.0.load(Ordering::SeqCst),
             2,
@@ -481,15 +502,15 @@ mod tests {
         let failing = Arc::new(Failing::default());
         let cached = Arc::new(CachedCredential::new(failing.clone()));
         let first_run = Instant::now() + std::time::Duration::from_secs(60);
-        retry::with_deadline(first_run, async {
-            for _ in 0..3 {
-                bearer(cached.as_ref(), "a/.default").await.unwrap_err();
-            }
-        })
-        .await;
+        let first = run_until(first_run);
+        for _ in 0..3 {
+            bearer(&first, cached.as_ref(), "a/.default")
+                .await
+                .unwrap_err();
+        }
         assert_eq!(failing.0.load(Ordering::SeqCst), 1, "one fetch per run");
         let next_run = first_run + std::time::Duration::from_secs(1);
-        retry::with_deadline(next_run, bearer(cached.as_ref(), "a/.default"))
+        bearer(&run_until(next_run), cached.as_ref(), "a/.default")
             .await
             .unwrap_err();
         assert_eq!(
@@ -509,12 +530,15 @@ mod tests {
         let deadline = started + std::time::Duration::from_millis(300);
         let calls = (0..3).map(|_| {
             let c = cached.clone();
-            retry::with_deadline(deadline, async move {
-                bearer(c.as_ref(), "a/.default").await.unwrap_err()
-            })
+            async move {
+                bearer(&run_until(deadline), c.as_ref(), "a/.default")
+                    .await
+                    .unwrap_err()
+            }
         });
         for e in futures::future::join_all(calls).await {
             assert_eq!(e.code(), "DeadlineExceeded", "{e}");
+            assert_eq!(e.kind(), ErrorKind::DeadlineExceeded);
         }
         let took = started.elapsed();
         assert!(took < std::time::Duration::from_secs(2), "took {took:?}");

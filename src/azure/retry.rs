@@ -3,11 +3,12 @@
 //! attempt count, a per-request timeout, the run's deadline and a cap of requests in flight
 //! per service host.
 //!
-//! Hand-written REST calls go through [`send`]; the Azure SDK clients get the same numbers
-//! through [`SdkRetry`] and [`HostLimit`] (see [`crate::azure::credential::client_options`]).
-//! The policy and the deadline of the current run are task-local ([`with_policy`],
-//! [`with_deadline`]), so the adapters need no extra parameters.
+//! Hand-written REST calls go through [`send`], which takes the [`Call`] (policy and deadline)
+//! of the run they belong to; the Azure SDK clients get the same numbers through [`SdkCall`]
+//! and [`HostLimit`] (see [`crate::azure::credential::client_options`]), which read the `Call`
+//! each request carries in its SDK context.
 
+pub use crate::azure::call::Call;
 use crate::azure::http::transport_error;
 use crate::error::{Error, Result};
 use azure_core::http::policies::{Policy, PolicyResult, RetryHeaders};
@@ -16,7 +17,7 @@ use rand::Rng;
 use reqwest::header::{HeaderMap, HeaderName};
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::Semaphore;
 
@@ -98,18 +99,18 @@ impl RetryPolicy {
         self
     }
 
-    /// The policy the settings give (request timeout, concurrency, per-host cap; retry
-    /// numbers fixed).
-    pub fn from_settings(settings: &crate::settings::Settings) -> Self {
+    /// The policy of these limits (request timeout, concurrency, per-host cap; the retry
+    /// numbers are fixed).
+    pub fn from_limits(limits: &crate::settings::OutboundLimits) -> Self {
         let d = Self::default();
         Self::new(
             d.max_attempts,
             d.base_delay,
             d.max_delay,
-            settings.request_timeout,
-            settings.concurrency_per_host,
+            limits.request_timeout,
+            limits.concurrency_per_host,
         )
-        .with_total(settings.concurrency)
+        .with_total(limits.concurrency)
     }
 
     /// Full jitter: a random delay in `[0, min(max_delay, base_delay · 2^retry)]`.
@@ -195,51 +196,6 @@ pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     Some(at.duration_since(now).unwrap_or_default())
 }
 
-static DEFAULT_POLICY: LazyLock<Arc<RetryPolicy>> = LazyLock::new(Default::default);
-
-tokio::task_local! {
-    static POLICY: Arc<RetryPolicy>;
-    static DEADLINE: Instant;
-}
-
-/// Runs `f` with `policy` as the policy of every call it makes.
-pub async fn with_policy<F: Future>(policy: Arc<RetryPolicy>, f: F) -> F::Output {
-    POLICY.scope(policy, f).await
-}
-
-/// Runs `f` under `deadline`: no call it makes starts, waits or lasts beyond it.
-pub async fn with_deadline<F: Future>(deadline: Instant, f: F) -> F::Output {
-    DEADLINE.scope(deadline, f).await
-}
-
-/// The policy in force (the defaults outside [`with_policy`]).
-pub fn policy() -> Arc<RetryPolicy> {
-    POLICY
-        .try_with(Arc::clone)
-        .unwrap_or_else(|_| DEFAULT_POLICY.clone())
-}
-
-/// How many calls one piece of work (a container's reads, say) starts at once: as many as
-/// the policy in force lets be in flight, within reason; the caps do the rest.
-pub fn fan_out() -> usize {
-    policy().total.clamp(1, 256)
-}
-
-/// The deadline in force, if any.
-pub fn deadline() -> Option<Instant> {
-    DEADLINE.try_with(|d| *d).ok()
-}
-
-/// The error of work abandoned at the run's deadline.
-pub fn deadline_exceeded(what: &str) -> Error {
-    Error::new(
-        crate::error::ErrorKind::Unavailable,
-        format!("{what}: the run's deadline passed before it finished"),
-    )
-    .with_code("DeadlineExceeded")
-    .set_temporary(false)
-}
-
 /// Whether the request that failed with `e` may have been applied: a server error or a
 /// transport failure (a reset, no answer). A refusal (a 4xx, throttling) was not applied; a
 /// passed deadline is final. Callers that may not repeat a request blindly check what the
@@ -256,14 +212,19 @@ pub fn outcome_unknown(e: &Error) -> bool {
 /// `Retry-After`, never past the deadline. A refusal (throttling already retried by [`send`],
 /// a 4xx) ends it; so does a failed check, since repeating could apply the request twice.
 /// `what` names the request in logs and in the check's error.
-pub async fn send_checked<T, A, AF, C, CF>(what: &str, mut attempt: A, mut check: C) -> Result<T>
+pub async fn send_checked<T, A, AF, C, CF>(
+    call: &Call,
+    what: &str,
+    mut attempt: A,
+    mut check: C,
+) -> Result<T>
 where
     A: FnMut() -> AF,
     AF: Future<Output = Result<T>>,
     C: FnMut() -> CF,
     CF: Future<Output = Result<Option<T>>>,
 {
-    let policy = policy();
+    let policy = call.policy();
     let mut attempts = 0;
     loop {
         attempts += 1;
@@ -291,7 +252,7 @@ where
         if attempts >= policy.max_attempts {
             return Err(err);
         }
-        let Some(delay) = policy.delay(attempts, err.retry_after(), deadline()) else {
+        let Some(delay) = policy.delay(attempts, err.retry_after(), call.deadline()) else {
             return Err(err);
         };
         tracing::warn!(
@@ -313,11 +274,12 @@ fn host_port(url: &url::Url) -> String {
 }
 
 /// Sends the request `build` makes (called again for every attempt, so tokens and signatures
-/// are fresh) under the policy in force: each attempt holds a slot of its host's cap and has
+/// are fresh) under `call`'s policy and deadline: each attempt holds a slot of its host's cap and has
 /// the request timeout (never beyond the deadline); retryable statuses and transport failures
 /// are retried as [`Idempotency`] allows. Returns the last response, whatever its status, or a
 /// transport error named after `service`; a passed deadline gives a `DeadlineExceeded` error.
 pub async fn send<F, Fut>(
+    call: &Call,
     service: &str,
     idempotency: Idempotency,
     mut build: F,
@@ -326,8 +288,8 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<reqwest::RequestBuilder>>,
 {
-    let policy = policy();
-    let deadline = deadline();
+    let policy = call.policy();
+    let deadline = call.deadline();
     let mut attempt = 0;
     let mut waited = Duration::ZERO;
     loop {
@@ -335,7 +297,7 @@ where
         let timeout = match deadline {
             Some(d) => match d.checked_duration_since(Instant::now()) {
                 Some(left) if !left.is_zero() => policy.request_timeout.min(left),
-                _ => return Err(deadline_exceeded(service)),
+                _ => return Err(Error::deadline_exceeded(service)),
             },
             None => policy.request_timeout,
         };
@@ -365,7 +327,7 @@ where
                     Idempotency::NotIdempotent => e.is_connect(),
                 };
                 let e = if deadline.is_some_and(|d| Instant::now() >= d) {
-                    deadline_exceeded(service)
+                    Error::deadline_exceeded(service)
                 } else {
                     transport_error(service, &e.without_url())
                 };
@@ -404,20 +366,20 @@ async fn read_body(response: reqwest::Response) -> reqwest::Result<reqwest::Resp
     Ok(read.into())
 }
 
-/// The policy in the Azure SDK's terms, for `ClientOptions.retry` (Key Vault, identity): the
-/// same statuses, attempts, backoff, hints and deadline as [`send`].
+/// A call's policy in the Azure SDK's terms: the same statuses, attempts, backoff, hints and
+/// deadline as [`send`]. Made for each SDK request by [`SdkCall`] from the [`Call`] it carries.
 #[derive(Debug)]
 pub struct SdkRetry {
-    policy: Arc<RetryPolicy>,
+    call: Call,
     headers: RetryHeaders,
     statuses: Vec<StatusCode>,
 }
 
 impl SdkRetry {
-    /// The SDK form of `policy`.
-    pub fn new(policy: Arc<RetryPolicy>) -> Self {
+    /// The SDK form of `call`'s policy and deadline.
+    pub fn new(call: Call) -> Self {
         Self {
-            policy,
+            call,
             headers: RetryHeaders {
                 retry_headers: vec![
                     azure_core::http::headers::HeaderName::from_static("retry-after-ms"),
@@ -436,9 +398,10 @@ impl SdkRetry {
 #[async_trait::async_trait]
 impl azure_core::http::policies::RetryPolicy for SdkRetry {
     fn is_expired(&self, since_start: time::Duration, retry_count: u32) -> bool {
-        retry_count + 1 >= self.policy.max_attempts
-            || since_start >= self.policy.max_wait
-            || deadline().is_some_and(|d| Instant::now() >= d)
+        let policy = self.call.policy();
+        retry_count + 1 >= policy.max_attempts
+            || since_start >= policy.max_wait
+            || self.call.deadline().is_some_and(|d| Instant::now() >= d)
     }
 
     fn retry_headers(&self) -> Option<&RetryHeaders> {
@@ -450,16 +413,17 @@ impl azure_core::http::policies::RetryPolicy for SdkRetry {
     }
 
     fn sleep_duration(&self, retry_count: u32) -> time::Duration {
-        let d = self.policy.backoff(retry_count.saturating_sub(1));
+        let d = self.call.policy().backoff(retry_count.saturating_sub(1));
         time::Duration::try_from(d).unwrap_or(time::Duration::ZERO)
     }
 
     async fn wait(&self, retry_count: u32, retry_after: Option<time::Duration>) {
         let hint = retry_after.and_then(|d| Duration::try_from(d).ok());
-        let delay = match self.policy.delay(retry_count, hint, deadline()) {
+        let deadline = self.call.deadline();
+        let delay = match self.call.policy().delay(retry_count, hint, deadline) {
             Some(d) => d,
             // Waiting longer is pointless: the engine abandons the work at the deadline.
-            None => deadline()
+            None => deadline
                 .and_then(|d| d.checked_duration_since(Instant::now()))
                 .unwrap_or_default(),
         };
@@ -467,18 +431,71 @@ impl azure_core::http::policies::RetryPolicy for SdkRetry {
     }
 }
 
-/// A per-try SDK policy: holds a slot of the caps around each attempt, its body included. (The deadline
-/// needs nothing here: the engine abandons the work at the deadline, and [`SdkRetry`] never
-/// waits past it.)
+/// Where an SDK client finds the [`Call`] of a request: in the request's context, or, for a
+/// client made for the whole process (a credential, built from the settings), its own policy
+/// when the request carries none. A client shared across runs has no policy of its own: its
+/// requests must carry their run's `Call`.
+#[derive(Debug, Clone)]
+pub enum SdkPolicy {
+    /// Only the `Call` each request carries (a Key Vault client kept across runs).
+    PerRequest,
+    /// The request's `Call`, else this policy without a deadline (the identity credentials:
+    /// their token requests carry the caller's `Call` when the caller has one).
+    Process(Arc<RetryPolicy>),
+}
+
+impl SdkPolicy {
+    fn call(&self, ctx: &Context) -> azure_core::Result<Call> {
+        match (Call::of_sdk(ctx), self) {
+            (Some(call), _) => Ok(call.clone()),
+            (None, SdkPolicy::Process(policy)) => Ok(Call::new(policy.clone(), None)),
+            (None, SdkPolicy::PerRequest) => Err(azure_core::Error::with_message(
+                azure_core::error::ErrorKind::Other,
+                "an SDK request was sent without its run's call context",
+            )),
+        }
+    }
+}
+
+/// The SDK per-call policy that retries (the client's own retry is off): [`SdkRetry`] of the
+/// request's [`Call`].
+#[derive(Debug)]
+pub struct SdkCall {
+    source: SdkPolicy,
+}
+
+impl SdkCall {
+    /// Retries as the `Call` found through `source` says.
+    pub fn new(source: SdkPolicy) -> Self {
+        Self { source }
+    }
+}
+
+#[async_trait::async_trait]
+impl Policy for SdkCall {
+    async fn send(
+        &self,
+        ctx: &Context,
+        request: &mut Request,
+        next: &[Arc<dyn Policy>],
+    ) -> PolicyResult {
+        let retry = SdkRetry::new(self.source.call(ctx)?);
+        Policy::send(&retry, ctx, request, next).await
+    }
+}
+
+/// A per-try SDK policy: holds a slot of the caps of the request's [`Call`] around each
+/// attempt, its body included. (The deadline needs nothing here: the engine abandons the work
+/// at the deadline, and [`SdkRetry`] never waits past it.)
 #[derive(Debug)]
 pub struct HostLimit {
-    policy: Arc<RetryPolicy>,
+    source: SdkPolicy,
 }
 
 impl HostLimit {
-    /// The SDK per-try policy of `policy`.
-    pub fn new(policy: Arc<RetryPolicy>) -> Self {
-        Self { policy }
+    /// The caps of the `Call` found through `source`.
+    pub fn new(source: SdkPolicy) -> Self {
+        Self { source }
     }
 }
 
@@ -490,7 +507,8 @@ impl Policy for HostLimit {
         request: &mut Request,
         next: &[Arc<dyn Policy>],
     ) -> PolicyResult {
-        let _slot = self.policy.slot(&host_port(request.url())).await;
+        let call = self.source.call(ctx)?;
+        let _slot = call.policy().slot(&host_port(request.url())).await;
         let (status, headers, body) = next[0].send(ctx, request, &next[1..]).await?.deconstruct();
         let body = body.collect().await?;
         Ok(azure_core::http::AsyncRawResponse::from_bytes(
@@ -551,9 +569,13 @@ mod tests {
         ))
     }
 
-    async fn get(url: &str, idempotency: Idempotency) -> Result<reqwest::Response> {
+    async fn get(call: &Call, url: &str, idempotency: Idempotency) -> Result<reqwest::Response> {
         let client = reqwest::Client::new();
-        send("test", idempotency, || async { Ok(client.post(url)) }).await
+        send(call, "test", idempotency, || async { Ok(client.post(url)) }).await
+    }
+
+    fn fast_call() -> Call {
+        Call::new(fast(), None)
     }
 
     /// Full jitter: every delay lies in [0, min(cap, base·2^n)], and they are not all equal.
@@ -669,7 +691,7 @@ mod tests {
             .unwrap()
             .extend([(503, None), (503, None)]);
         let url = serve(script.clone()).await;
-        let r = with_policy(fast(), get(&url, Idempotency::Idempotent))
+        let r = get(&fast_call(), &url, Idempotency::Idempotent)
             .await
             .unwrap();
         assert_eq!(r.status().as_u16(), 200);
@@ -682,7 +704,7 @@ mod tests {
         let script = Arc::new(Script::default());
         script.answers.lock().unwrap().extend([(500, None); 10]);
         let url = serve(script.clone()).await;
-        let r = with_policy(fast(), get(&url, Idempotency::Idempotent))
+        let r = get(&fast_call(), &url, Idempotency::Idempotent)
             .await
             .unwrap();
         assert_eq!(r.status().as_u16(), 500);
@@ -696,7 +718,7 @@ mod tests {
         let script = Arc::new(Script::default());
         script.answers.lock().unwrap().extend([(503, None)]);
         let url = serve(script.clone()).await;
-        let r = with_policy(fast(), get(&url, Idempotency::NotIdempotent))
+        let r = get(&fast_call(), &url, Idempotency::NotIdempotent)
             .await
             .unwrap();
         assert_eq!(r.status().as_u16(), 503);
@@ -705,7 +727,7 @@ mod tests {
         let script = Arc::new(Script::default());
         script.answers.lock().unwrap().extend([(429, Some("0"))]);
         let url = serve(script.clone()).await;
-        let r = with_policy(fast(), get(&url, Idempotency::NotIdempotent))
+        let r = get(&fast_call(), &url, Idempotency::NotIdempotent)
             .await
             .unwrap();
         assert_eq!(r.status().as_u16(), 200);
@@ -719,7 +741,7 @@ mod tests {
         script.answers.lock().unwrap().extend([(429, Some("1"))]);
         let url = serve(script.clone()).await;
         let started = Instant::now();
-        let r = with_policy(fast(), get(&url, Idempotency::Idempotent))
+        let r = get(&fast_call(), &url, Idempotency::Idempotent)
             .await
             .unwrap();
         assert_eq!(r.status().as_u16(), 200);
@@ -737,7 +759,7 @@ mod tests {
         script.answers.lock().unwrap().extend([(429, Some("60"))]);
         let url = serve(script.clone()).await;
         let started = Instant::now();
-        let r = with_policy(fast(), get(&url, Idempotency::Idempotent))
+        let r = get(&fast_call(), &url, Idempotency::Idempotent)
             .await
             .unwrap();
         assert_eq!(r.status().as_u16(), 429);
@@ -750,7 +772,7 @@ mod tests {
     #[tokio::test]
     async fn the_sdk_policy_uses_the_same_numbers_and_the_deadline() {
         use azure_core::http::policies::RetryPolicy as _;
-        let sdk = SdkRetry::new(fast());
+        let sdk = SdkRetry::new(fast_call());
         assert!(!sdk.is_expired(time::Duration::ZERO, 2));
         assert!(sdk.is_expired(time::Duration::ZERO, 3), "4 attempts in all");
         assert!(
@@ -764,10 +786,11 @@ mod tests {
             .collect();
         assert_eq!(statuses, RETRY_STATUSES);
         let started = Instant::now();
-        with_deadline(
-            started + Duration::from_millis(200),
-            sdk.wait(1, Some(time::Duration::seconds(10))),
-        )
+        SdkRetry::new(Call::new(
+            fast(),
+            Some(started + Duration::from_millis(200)),
+        ))
+        .wait(1, Some(time::Duration::seconds(10)))
         .await;
         assert!(
             started.elapsed() < Duration::from_secs(2),
@@ -789,7 +812,9 @@ mod tests {
     async fn checked_requests_are_repeated_only_when_not_applied() {
         let run = |failure: Error, applied: Option<u8>| async move {
             let (attempts, checks) = (AtomicUsize::new(0), AtomicUsize::new(0));
+            let call = fast_call();
             let result = send_checked(
+                &call,
                 "the creation",
                 || async {
                     attempts.fetch_add(1, Ordering::SeqCst);
@@ -800,7 +825,7 @@ mod tests {
                     Ok(applied)
                 },
             );
-            let result = with_policy(fast(), result).await;
+            let result = result.await;
             (result.ok(), attempts.into_inner(), checks.into_inner())
         };
         let unknown = Error::new(crate::error::ErrorKind::Unavailable, "503");
@@ -822,9 +847,8 @@ mod tests {
             ..Script::default()
         });
         let url = serve(script.clone()).await;
-        let policy = fast();
-        let calls =
-            (0..12).map(|_| with_policy(policy.clone(), get(&url, Idempotency::Idempotent)));
+        let call = fast_call();
+        let calls = (0..12).map(|_| get(&call, &url, Idempotency::Idempotent));
         for r in futures::future::join_all(calls).await {
             assert_eq!(r.unwrap().status().as_u16(), 200);
         }
@@ -842,13 +866,10 @@ mod tests {
         let url = serve(script.clone()).await;
         let started = Instant::now();
         let deadline = started + Duration::from_millis(300);
-        let e = with_policy(
-            fast(),
-            with_deadline(deadline, get(&url, Idempotency::Idempotent)),
-        )
-        .await
-        .unwrap_err();
+        let call = Call::new(fast(), Some(deadline));
+        let e = get(&call, &url, Idempotency::Idempotent).await.unwrap_err();
         assert_eq!(e.code(), "DeadlineExceeded");
+        assert_eq!(e.kind(), crate::error::ErrorKind::DeadlineExceeded);
         assert!(
             started.elapsed() < Duration::from_secs(2),
             "{:?}",

@@ -3,6 +3,7 @@
 //! storage SDK is in use), authenticated with Shared Key (a connection string, or Azurite's
 //! development account) or with an Entra ID token (identity-based `AzureWebJobsStorage__*`).
 
+use crate::azure::call::Call;
 use crate::azure::http::{kind_for_status, transport_error};
 use crate::error::{Error, ErrorKind, Result};
 use crate::secret::Secret;
@@ -307,9 +308,15 @@ impl BlobClient {
     }
 
     /// Creates `container` (private); an existing one is fine.
-    pub async fn create_container(&self, container: &str) -> Result<()> {
+    pub async fn create_container(&self, call: &Call, container: &str) -> Result<()> {
         let r = self
-            .send(Method::PUT, container, &[("restype", "container")], &[])
+            .send(
+                call,
+                Method::PUT,
+                container,
+                &[("restype", "container")],
+                &[],
+            )
             .await?;
         match r.status().as_u16() {
             201 => Ok(()),
@@ -319,10 +326,15 @@ impl BlobClient {
     }
 
     /// Creates an empty block blob unless one exists (a leased one included).
-    pub async fn create_empty_blob_if_missing(&self, container: &str, blob: &str) -> Result<()> {
+    pub async fn create_empty_blob_if_missing(
+        &self,
+        call: &Call,
+        container: &str,
+        blob: &str,
+    ) -> Result<()> {
         let path = format!("{container}/{blob}");
         let headers = [("x-ms-blob-type", "BlockBlob"), ("if-none-match", "*")];
-        let r = self.send(Method::PUT, &path, &[], &headers).await?;
+        let r = self.send(call, Method::PUT, &path, &[], &headers).await?;
         match r.status().as_u16() {
             // 409 BlobAlreadyExists; 412 when it exists and is leased (LeaseIdMissing) or the
             // condition failed: in every case the blob is there.
@@ -335,6 +347,7 @@ impl BlobClient {
     /// A missing container or blob is a [`ErrorKind::NotFound`] error.
     pub async fn acquire_lease(
         &self,
+        call: &Call,
         container: &str,
         blob: &str,
         seconds: i32,
@@ -346,7 +359,7 @@ impl BlobClient {
             ("x-ms-lease-duration", seconds.as_str()),
             ("x-ms-proposed-lease-id", proposed),
         ];
-        let r = self.lease(container, blob, &headers).await?;
+        let r = self.lease(call, container, blob, &headers).await?;
         match r.status().as_u16() {
             200 | 201 => Ok(LeaseOutcome::Acquired(
                 r.headers()
@@ -361,9 +374,15 @@ impl BlobClient {
     }
 
     /// Renews the lease `id` for another lease period.
-    pub async fn renew_lease(&self, container: &str, blob: &str, id: &str) -> Result<()> {
+    pub async fn renew_lease(
+        &self,
+        call: &Call,
+        container: &str,
+        blob: &str,
+        id: &str,
+    ) -> Result<()> {
         let headers = [("x-ms-lease-action", "renew"), ("x-ms-lease-id", id)];
-        let r = self.lease(container, blob, &headers).await?;
+        let r = self.lease(call, container, blob, &headers).await?;
         match r.status().as_u16() {
             200 => Ok(()),
             _ => Err(parse_error(r).await),
@@ -371,9 +390,15 @@ impl BlobClient {
     }
 
     /// Releases the lease `id`, so another caller may acquire at once.
-    pub async fn release_lease(&self, container: &str, blob: &str, id: &str) -> Result<()> {
+    pub async fn release_lease(
+        &self,
+        call: &Call,
+        container: &str,
+        blob: &str,
+        id: &str,
+    ) -> Result<()> {
         let headers = [("x-ms-lease-action", "release"), ("x-ms-lease-id", id)];
-        let r = self.lease(container, blob, &headers).await?;
+        let r = self.lease(call, container, blob, &headers).await?;
         match r.status().as_u16() {
             200 => Ok(()),
             _ => Err(parse_error(r).await),
@@ -382,18 +407,20 @@ impl BlobClient {
 
     async fn lease(
         &self,
+        call: &Call,
         container: &str,
         blob: &str,
         headers: &[(&str, &str)],
     ) -> Result<reqwest::Response> {
         let path = format!("{container}/{blob}");
-        self.send(Method::PUT, &path, &[("comp", "lease")], headers)
+        self.send(call, Method::PUT, &path, &[("comp", "lease")], headers)
             .await
     }
 
     /// Sends a request with an empty body, signed or with a bearer token.
     async fn send(
         &self,
+        call: &Call,
         method: Method,
         path: &str,
         query: &[(&str, &str)],
@@ -421,7 +448,7 @@ impl BlobClient {
             }
             StorageAuth::Token(credential) => format!(
                 "Bearer {}",
-                crate::azure::credential::bearer(credential.as_ref(), STORAGE_SCOPE).await?
+                crate::azure::credential::bearer(call, credential.as_ref(), STORAGE_SCOPE).await?
             ),
         };
         let mut request = self

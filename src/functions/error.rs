@@ -173,7 +173,7 @@ mod tests {
             assert_eq!(a.retry_after(), None);
         }
         // A passed deadline is the API manager not answering in time, as before.
-        let a = ApiError::from(crate::azure::retry::deadline_exceeded("Apigee"));
+        let a = ApiError::from(crate::error::Error::deadline_exceeded("Apigee"));
         assert_eq!((a.status().as_u16(), a.code()), (502, "ApiManagerError"));
     }
 

@@ -17,7 +17,6 @@ use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 use std::sync::Arc;
 use std::time::Duration;
-use tower::ServiceExt;
 
 /// Shared state of the handler: one [`Rotator`] for the life of the process.
 pub type AppState = Arc<Rotator>;
@@ -53,7 +52,7 @@ impl Default for ServerLimits {
 /// Largest request body any function accepts (ToolkitApp's own limit is smaller).
 pub const MAX_REQUEST_BODY: usize = 1024 * 1024;
 
-/// The handler's routes. Tests call `router(state).oneshot(request)` without a socket.
+/// The handler's routes. Tests send requests through them with [`dispatch`], without a socket.
 ///
 /// Paths match without regard to case, as the Functions host's routes do: the host forwards
 /// the path as the caller wrote it (`/api/apikeyrotator`), so a path that differs from a route
@@ -131,12 +130,23 @@ async fn case_insensitive(canonical: Router, request: Request) -> Response {
         Some(uri) => {
             let (mut parts, body) = request.into_parts();
             parts.uri = uri;
-            canonical
-                .oneshot(Request::from_parts(parts, body))
-                .await
-                .into_response()
+            dispatch(canonical, Request::from_parts(parts, body)).await
         }
         None => not_found(request.uri().clone()).await.into_response(),
+    }
+}
+
+/// Sends `request` through `app` (its routing, middleware and handlers), as the server's
+/// connections do: a direct call of the router as a service, through the hyper adapter the
+/// server uses anyway.
+async fn dispatch(app: Router, request: Request) -> Response {
+    use hyper::service::Service as _;
+    match hyper_util::service::TowerToHyperService::new(app)
+        .call(request)
+        .await
+    {
+        Ok(response) => response,
+        Err(never) => match never {},
     }
 }
 
@@ -294,17 +304,16 @@ mod tests {
     }
 
     async fn call(method: Method, uri: &str) -> (StatusCode, serde_json::Value) {
-        let response = app()
-            .oneshot(
-                Request::builder()
-                    .method(method)
-                    .uri(uri)
-                    .header("content-type", "application/json")
-                    .body(Body::from("{}"))
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
+        let response = dispatch(
+            app(),
+            Request::builder()
+                .method(method)
+                .uri(uri)
+                .header("content-type", "application/json")
+                .body(Body::from("{}"))
+                .unwrap(),
+        )
+        .await;
         let status = response.status();
         let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
             .await
@@ -328,16 +337,15 @@ mod tests {
             Ok::<_, std::io::Error>(axum::body::Bytes::from_static(b"{\"appName\""))
         })
         .chain(futures::stream::pending());
-        let response = app
-            .oneshot(
-                Request::builder()
-                    .method(Method::POST)
-                    .uri("/api/ToolkitApp")
-                    .body(Body::from_stream(stream))
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
+        let response = dispatch(
+            app,
+            Request::builder()
+                .method(Method::POST)
+                .uri("/api/ToolkitApp")
+                .body(Body::from_stream(stream))
+                .unwrap(),
+        )
+        .await;
         assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
         let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
             .await

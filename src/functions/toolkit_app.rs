@@ -5,7 +5,6 @@
 //! for which app's key.
 
 use super::{ApiError, AppState};
-use crate::azure::retry;
 use crate::error::Error;
 use crate::toolkit::request::{parse_request, response_body};
 use crate::toolkit::KeyRequest;
@@ -161,15 +160,14 @@ async fn answer(
     // Missing or invalid sealed details surface here as a configuration error (500).
     let keys = rotator.key_source()?;
     // An HTTP-triggered call: the same retry policy and deadline as ApiKeyRotator's runs.
-    let deadline = std::time::Instant::now() + rotator.settings().deadline(true);
-    let call = keys.current_key(
-        &request.app_name,
-        KeyRequest {
-            force: request.force,
-            dry_run: request.dry_run,
-        },
-    );
-    let grant = retry::with_policy(rotator.policy(), retry::with_deadline(deadline, call)).await?;
+    let call = rotator.call(true);
+    let request_options = KeyRequest {
+        force: request.force,
+        dry_run: request.dry_run,
+    };
+    let grant = keys
+        .current_key(&call, &request.app_name, request_options)
+        .await?;
     tracing::info!(
         app = %grant.app_name,
         key = %grant.api_key,

@@ -1,23 +1,26 @@
 //! The run: one toolkit call per app, then, container by container, read every mapped entry,
 //! compare it with the app's current key, and write only what differs.
+//!
+//! A dry run is the same run over read-only decorators ([`super::dry_run`]): the engine reads
+//! and compares as always, and its writes and renewals are recorded, never sent. The engine
+//! knows it is a dry run only to word the report ("Would update ...").
 
+use super::dry_run;
 use super::report::{Report, ReportEntry};
-use crate::azure::retry;
+use crate::azure::call::Call;
 use crate::error::Error;
 use crate::error::ErrorKind;
 use crate::targets::{
     Container, Entry, Planned, SecretRef, Stored, TargetKind, VaultResolver, Write,
 };
 use crate::toolkit::{KeyGrant, KeyRequest, KeySource};
-use futures::future::{BoxFuture, FutureExt};
-use futures::stream::{self, StreamExt};
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How a run behaves.
-#[derive(Debug, Clone)]
+/// How a run behaves (what the caller asked for; the retry policy, the concurrency and the
+/// deadline travel in the run's [`Call`]).
+#[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     /// Plan only: read and compare, renew nothing, write nothing.
     pub dry_run: bool,
@@ -25,13 +28,8 @@ pub struct RunOptions {
     pub app: Option<String>,
     /// Renew now regardless of the SLA window (only honoured with `app`).
     pub force: bool,
-    /// How many apps, and how many containers, are worked on at once.
-    pub concurrency: usize,
-    /// When the run must end: work not finished by then is abandoned and its targets are
-    /// reported as `DeadlineExceeded` errors. `None`: no deadline.
-    pub deadline: Option<Duration>,
     /// Started by the HTTP function (whose default deadline is shorter, see
-    /// [`crate::settings::Settings::deadline`]).
+    /// [`crate::settings::Deadlines::for_run`]).
     pub http_triggered: bool,
     /// Told how the run advances (the command line's progress bar); `None`: nobody listens.
     pub progress: Option<Arc<dyn Progress>>,
@@ -48,26 +46,33 @@ pub trait Progress: Send + Sync + std::fmt::Debug {
     fn targets_done(&self, targets: usize);
 }
 
-impl Default for RunOptions {
-    fn default() -> Self {
-        Self {
-            dry_run: false,
-            app: None,
-            force: false,
-            concurrency: 16,
-            deadline: None,
-            http_triggered: false,
-            progress: None,
-        }
-    }
-}
-
-/// Runs one rotation over `plan` for `apps` and reports every outcome. Never fails as a whole:
-/// a failing app or target becomes an error entry and the others go on.
+/// Runs one rotation over `plan` for `apps` under `call` and reports every outcome. Never
+/// fails as a whole: a failing app or target becomes an error entry and the others go on.
+/// Work not finished by `call`'s deadline is abandoned and its targets are reported as
+/// `DeadlineExceeded` errors; `call` sets how many apps, and how many containers, are worked
+/// on at once. The plan's containers carry the same call for their own requests.
 ///
 /// Entries that hold a Key Vault reference are followed: the referenced secret is compared and
 /// written through `vaults`, and the entry keeps its reference.
 pub async fn run(
+    call: &Call,
+    keys: &dyn KeySource,
+    plan: &[Planned],
+    apps: &[String],
+    options: &RunOptions,
+    vaults: &dyn VaultResolver,
+) -> Report {
+    if !options.dry_run {
+        return run_over(call, keys, plan, apps, options, vaults).await;
+    }
+    let keys = dry_run::ReadOnlyKeys::new(keys);
+    let plan = dry_run::read_only(plan);
+    let vaults = dry_run::ReadOnlyVaults::new(vaults);
+    run_over(call, &keys, &plan, apps, options, &vaults).await
+}
+
+async fn run_over(
+    call: &Call,
     keys: &dyn KeySource,
     plan: &[Planned],
     apps: &[String],
@@ -76,26 +81,9 @@ pub async fn run(
 ) -> Report {
     let started = Instant::now();
     // Far enough to never matter, and still a valid instant on every platform.
-    let deadline = started
-        + options
-            .deadline
-            .unwrap_or(Duration::from_secs(100 * 365 * 86_400));
-    retry::with_deadline(
-        deadline,
-        run_until(keys, plan, apps, options, vaults, started, deadline),
-    )
-    .await
-}
-
-async fn run_until(
-    keys: &dyn KeySource,
-    plan: &[Planned],
-    apps: &[String],
-    options: &RunOptions,
-    vaults: &dyn VaultResolver,
-    started: Instant,
-    deadline: Instant,
-) -> Report {
+    let deadline = call
+        .deadline()
+        .unwrap_or(started + Duration::from_secs(100 * 365 * 86_400));
     let mut report = Report::new(options.dry_run);
     report.summary.apps = apps.len();
     report.summary.targets = plan.iter().map(|p| p.entries.len()).sum();
@@ -104,56 +92,53 @@ async fn run_until(
         p.start(apps.len(), report.summary.targets);
     }
 
-    let grants = Grants {
-        keys,
-        request: KeyRequest {
-            force: options.force && options.app.is_some(),
-            dry_run: options.dry_run,
+    let rotation = Rotation {
+        keys: AppKeys {
+            call,
+            source: keys,
+            // A dry run's read-only key source asks the toolkit for a dry run itself.
+            request: KeyRequest {
+                force: options.force && options.app.is_some(),
+                dry_run: false,
+            },
+            deadline,
+            cells: apps
+                .iter()
+                .map(|app| (app.clone(), tokio::sync::OnceCell::new()))
+                .collect(),
         },
-        deadline,
-        cells: apps
-            .iter()
-            .map(|app| (app.clone(), tokio::sync::OnceCell::new()))
-            .collect(),
+        vaults,
+        dry_run: options.dry_run,
     };
+    let keys = &rotation.keys;
     // No phase waits for another: every app's key is fetched in app order while every
     // container works through its entries, each entry as soon as its app's key is known (a
     // container asking first fetches it itself). The retry policy's caps bound what is in
     // flight, so the run keeps as many requests going as it may, from start to end.
-    let fetches = apps.iter().map(|app| {
-        let grants = &grants;
-        async move {
-            grants.get(app).await;
-            if let Some(p) = progress {
-                p.key_done();
-            }
+    let fetches = apps.iter().map(|app| async move {
+        keys.get(app).await;
+        if let Some(p) = progress {
+            p.key_done();
         }
-        .boxed()
     });
-    let containers = plan.iter().map(|planned| {
-        let grants = &grants;
-        async move {
-            let outcomes = until(
-                deadline,
-                rotate_container(planned, grants, options.dry_run, vaults),
-            )
+    let rotation = &rotation;
+    let containers = plan.iter().map(|planned| async move {
+        let outcomes = tokio::time::timeout_at(deadline.into(), rotation.container(planned))
             .await
-            .unwrap_or_else(|| abandoned(planned, grants));
-            if let Some(p) = progress {
-                p.targets_done(outcomes.len());
-            }
-            outcomes
+            .unwrap_or_else(|_| abandoned(planned, keys));
+        if let Some(p) = progress {
+            p.targets_done(outcomes.len());
         }
-        .boxed()
+        outcomes
     });
     let (_, outcomes) = futures::future::join(
-        bounded(fetches.collect(), options.concurrency),
-        bounded(containers.collect(), options.concurrency),
+        crate::fan_out::bounded(call.concurrency(), fetches),
+        crate::fan_out::bounded(call.concurrency(), containers),
     )
     .await;
 
     for app in apps {
-        match grants.done(app) {
+        match keys.done(app) {
             // In a dry run `renewed` says the toolkit would renew; the key shown is the
             // current one, not the one it would create, so the entry carries none.
             Ok(grant) if grant.renewed && options.dry_run => {
@@ -210,23 +195,33 @@ async fn run_until(
     report
 }
 
+/// One run in progress: the apps' keys, where referenced vaults are found, and whether it is
+/// a dry run (for the report's wording only: the decorators make it read-only).
+struct Rotation<'a> {
+    keys: AppKeys<'a>,
+    vaults: &'a dyn VaultResolver,
+    dry_run: bool,
+}
+
 /// Each app's key, fetched once by whichever part of the run asks first; the others wait for
 /// that fetch.
-struct Grants<'a> {
-    keys: &'a dyn KeySource,
+struct AppKeys<'a> {
+    call: &'a Call,
+    source: &'a dyn KeySource,
     request: KeyRequest,
     deadline: Instant,
     cells: HashMap<String, tokio::sync::OnceCell<Result<KeyGrant, Error>>>,
 }
 
-impl Grants<'_> {
+impl AppKeys<'_> {
     /// `app`'s key: fetched now, or by the caller that asked first. Never beyond the deadline.
     async fn get(&self, app: &str) -> &Result<KeyGrant, Error> {
         self.cells[app]
             .get_or_init(|| async {
-                until(self.deadline, self.keys.current_key(app, self.request))
+                let fetch = self.source.current_key(self.call, app, self.request);
+                tokio::time::timeout_at(self.deadline.into(), fetch)
                     .await
-                    .unwrap_or_else(|| Err(key_deadline(app)))
+                    .unwrap_or_else(|_| Err(key_deadline(app)))
             })
             .await
     }
@@ -243,35 +238,12 @@ impl Grants<'_> {
 
 /// The error of an app whose key did not come before the deadline.
 fn key_deadline(app: &str) -> Error {
-    retry::deadline_exceeded(&format!("the toolkit call for {app}"))
-}
-
-/// Runs `calls` with at most `limit` at once, whichever finishes first making room for the
-/// next; results in the order of `calls`. (Boxing first keeps the futures `Send` for any
-/// lifetime, which the handlers' futures need.)
-async fn bounded<'a, T: Send + 'a>(calls: Vec<BoxFuture<'a, T>>, limit: usize) -> Vec<T> {
-    let numbered: Vec<BoxFuture<'a, (usize, T)>> = calls
-        .into_iter()
-        .enumerate()
-        .map(|(i, call)| async move { (i, call.await) }.boxed())
-        .collect();
-    let mut done: Vec<(usize, T)> = stream::iter(numbered)
-        .buffer_unordered(limit.max(1))
-        .collect()
-        .await;
-    done.sort_unstable_by_key(|(i, _)| *i);
-    done.into_iter().map(|(_, out)| out).collect()
-}
-
-/// `f`'s output, or `None` when `deadline` passes first (then `f` is dropped, abandoning
-/// whatever it had in flight).
-async fn until<F: Future>(deadline: Instant, f: F) -> Option<F::Output> {
-    tokio::time::timeout_at(deadline.into(), f).await.ok()
+    Error::deadline_exceeded(&format!("the toolkit call for {app}"))
 }
 
 /// The outcomes of a container abandoned at the deadline: every entry failed, with
 /// `DeadlineExceeded` unless its key was unavailable anyway.
-fn abandoned(planned: &Planned, grants: &Grants<'_>) -> Vec<Outcome> {
+fn abandoned(planned: &Planned, keys: &AppKeys<'_>) -> Vec<Outcome> {
     let container = planned.container.as_ref();
     let (kind, name) = (container.kind(), container.name());
     planned
@@ -279,11 +251,11 @@ fn abandoned(planned: &Planned, grants: &Grants<'_>) -> Vec<Outcome> {
         .iter()
         .map(|entry| {
             let label = format!("{name}/{}", entry.name);
-            match grants.done(&entry.apim_app_name) {
+            match keys.done(&entry.apim_app_name) {
                 // Without its key the entry was never written.
                 Err(e) => key_unavailable(kind, entry, &label, &e),
                 Ok(_) => {
-                    let e = retry::deadline_exceeded(&format!("{} {name}", kind.noun()));
+                    let e = Error::deadline_exceeded(&format!("{} {name}", kind.noun()));
                     let e = Error::new(
                         e.kind(),
                         format!(
@@ -291,8 +263,7 @@ fn abandoned(planned: &Planned, grants: &Grants<'_>) -> Vec<Outcome> {
                             entry.name
                         ),
                     )
-                    .with_code(e.code())
-                    .set_temporary(false);
+                    .with_code(e.code());
                     failed(kind, &entry.apim_app_name, &label, &e)
                 }
             }
@@ -302,7 +273,7 @@ fn abandoned(planned: &Planned, grants: &Grants<'_>) -> Vec<Outcome> {
 
 /// The outcome of an entry whose app's key the toolkit could not provide.
 fn key_unavailable(kind: TargetKind, entry: &Entry, label: &str, cause: &Error) -> Outcome {
-    let (code, why) = if cause.code() == "DeadlineExceeded" {
+    let (code, why) = if cause.kind() == ErrorKind::DeadlineExceeded {
         (
             "DeadlineExceeded",
             "the run's deadline passed before the toolkit provided",
@@ -327,142 +298,135 @@ enum Outcome {
     Failed(ReportEntry),
 }
 
-/// Reads every entry of one container, then writes, in one batch, those that differ.
-async fn rotate_container(
-    planned: &Planned,
-    grants: &Grants<'_>,
-    dry_run: bool,
-    vaults: &dyn VaultResolver,
-) -> Vec<Outcome> {
-    let container = planned.container.as_ref();
-    let (kind, name) = (container.kind(), container.name());
-    let target = |entry: &str| format!("{name}/{entry}");
-    let mut outcomes = Vec::new();
+impl Rotation<'_> {
+    /// Reads every entry of one container, then writes, in one batch, those that differ.
+    async fn container(&self, planned: &Planned) -> Vec<Outcome> {
+        let dry_run = self.dry_run;
+        let container = planned.container.as_ref();
+        let (kind, name) = (container.kind(), container.name());
+        let target = |entry: &str| format!("{name}/{entry}");
+        let mut outcomes = Vec::new();
 
-    let mut ready = Vec::new();
-    for entry in &planned.entries {
-        match grants.get(&entry.apim_app_name).await {
-            Ok(grant) => ready.push((entry, grant)),
-            Err(e) => outcomes.push(key_unavailable(kind, entry, &target(&entry.name), e)),
-        }
-    }
-    if ready.is_empty() {
-        return outcomes;
-    }
-
-    let names: Vec<String> = ready.iter().map(|(e, _)| e.name.clone()).collect();
-    let stored = container.read(&names).await;
-    let mut writes = Vec::new();
-    let mut references = Vec::new();
-    for ((entry, grant), stored) in ready.into_iter().zip(stored) {
-        let label = target(&entry.name);
-        match stored {
-            Err(e) => outcomes.push(failed(kind, &entry.apim_app_name, &label, &e)),
-            Ok(Stored::KeyVaultReference(secret)) => references.push((entry, grant, secret)),
-            Ok(s) if s.holds(&grant.api_key) && !would_renew(grant, dry_run) => {
-                outcomes.push(Outcome::Unchanged(
-                    ReportEntry::new(
-                        kind.report_type(),
-                        &entry.apim_app_name,
-                        &label,
-                        format!(
-                            "No update needed for \"{}\" in {} {name}.",
-                            entry.name,
-                            kind.noun()
-                        ),
-                    )
-                    .with_key(&grant.api_key),
-                ))
+        let mut ready = Vec::new();
+        for entry in &planned.entries {
+            match self.keys.get(&entry.apim_app_name).await {
+                Ok(grant) => ready.push((entry, grant)),
+                Err(e) => outcomes.push(key_unavailable(kind, entry, &target(&entry.name), e)),
             }
-            Ok(s) => writes.push((
-                Write {
-                    name: entry.name.clone(),
-                    apim_app_name: entry.apim_app_name.clone(),
-                    key: grant.api_key.clone(),
-                    expires_at: grant.expires_at,
-                },
-                s == Stored::Missing,
-                would_renew(grant, dry_run),
-            )),
         }
-    }
-    if !references.is_empty() {
-        outcomes.extend(follow_references(container, references, dry_run, vaults).await);
-    }
-    if writes.is_empty() {
-        return outcomes;
-    }
-    let verb = |created: bool| match (dry_run, created) {
-        (true, true) => "Would create",
-        (true, false) => "Would update",
-        (false, true) => "Created",
-        (false, false) => "Updated",
-    };
-    let results = if dry_run {
-        writes.iter().map(|_| Ok(())).collect()
-    } else {
+        if ready.is_empty() {
+            return outcomes;
+        }
+
+        let names: Vec<String> = ready.iter().map(|(e, _)| e.name.clone()).collect();
+        let stored = container.read(&names).await;
+        let mut writes = Vec::new();
+        let mut references = Vec::new();
+        for ((entry, grant), stored) in ready.into_iter().zip(stored) {
+            let label = target(&entry.name);
+            match stored {
+                Err(e) => outcomes.push(failed(kind, &entry.apim_app_name, &label, &e)),
+                Ok(Stored::KeyVaultReference(secret)) => references.push((entry, grant, secret)),
+                Ok(s) if s.holds(&grant.api_key) && !would_renew(grant, dry_run) => {
+                    outcomes.push(Outcome::Unchanged(
+                        ReportEntry::new(
+                            kind.report_type(),
+                            &entry.apim_app_name,
+                            &label,
+                            format!(
+                                "No update needed for \"{}\" in {} {name}.",
+                                entry.name,
+                                kind.noun()
+                            ),
+                        )
+                        .with_key(&grant.api_key),
+                    ))
+                }
+                Ok(s) => writes.push((
+                    Write {
+                        name: entry.name.clone(),
+                        apim_app_name: entry.apim_app_name.clone(),
+                        key: grant.api_key.clone(),
+                        expires_at: grant.expires_at,
+                    },
+                    s == Stored::Missing,
+                    would_renew(grant, dry_run),
+                )),
+            }
+        }
+        if !references.is_empty() {
+            outcomes.extend(self.follow_references(container, references).await);
+        }
+        if writes.is_empty() {
+            return outcomes;
+        }
+        let verb = |created: bool| match (dry_run, created) {
+            (true, true) => "Would create",
+            (true, false) => "Would update",
+            (false, true) => "Created",
+            (false, false) => "Updated",
+        };
         let batch: Vec<Write> = writes.iter().map(|(w, _, _)| w.clone()).collect();
-        container.write(&batch).await
-    };
-    for ((write, created, renewing), result) in writes.into_iter().zip(results) {
-        let label = target(&write.name);
-        match result {
-            Ok(()) if renewing => {
-                tracing::info!(target_kind = kind.report_type(), target = %label, dry_run, "target would get the renewed key");
-                outcomes.push(Outcome::Updated(ReportEntry::new(
-                    kind.report_type(),
-                    &write.apim_app_name,
-                    &label,
-                    format!(
-                        "{} {} in {} {name} with the key that would be created for {}.",
-                        verb(created),
-                        describe(kind, &write.name),
-                        kind.noun(),
-                        write.apim_app_name
-                    ),
-                )))
-            }
-            Ok(()) => {
-                tracing::info!(target_kind = kind.report_type(), target = %label, key = %write.key, dry_run, "target updated");
-                outcomes.push(Outcome::Updated(
-                    ReportEntry::new(
+        let results = container.write(&batch).await;
+        for ((write, created, renewing), result) in writes.into_iter().zip(results) {
+            let label = target(&write.name);
+            match result {
+                Ok(()) if renewing => {
+                    tracing::info!(target_kind = kind.report_type(), target = %label, dry_run, "target would get the renewed key");
+                    outcomes.push(Outcome::Updated(ReportEntry::new(
                         kind.report_type(),
                         &write.apim_app_name,
                         &label,
                         format!(
-                            "{} {} in {} {name}.",
+                            "{} {} in {} {name} with the key that would be created for {}.",
                             verb(created),
                             describe(kind, &write.name),
-                            kind.noun()
+                            kind.noun(),
+                            write.apim_app_name
                         ),
-                    )
-                    .with_key(&write.key),
-                ))
+                    )))
+                }
+                Ok(()) => {
+                    tracing::info!(target_kind = kind.report_type(), target = %label, key = %write.key, dry_run, "target updated");
+                    outcomes.push(Outcome::Updated(
+                        ReportEntry::new(
+                            kind.report_type(),
+                            &write.apim_app_name,
+                            &label,
+                            format!(
+                                "{} {} in {} {name}.",
+                                verb(created),
+                                describe(kind, &write.name),
+                                kind.noun()
+                            ),
+                        )
+                        .with_key(&write.key),
+                    ))
+                }
+                Err(e) => outcomes.push(failed(kind, &write.apim_app_name, &label, &e)),
             }
-            Err(e) => outcomes.push(failed(kind, &write.apim_app_name, &label, &e)),
         }
+        outcomes
     }
-    outcomes
-}
 
-/// Updates the Key Vault secrets that entries of `container` refer to, leaving the entries'
-/// references as they are, then lets the container refresh what its consumers see.
-async fn follow_references(
-    container: &dyn Container,
-    references: Vec<(&Entry, &KeyGrant, SecretRef)>,
-    dry_run: bool,
-    vaults: &dyn VaultResolver,
-) -> Vec<Outcome> {
-    let (kind, name) = (container.kind(), container.name());
-    let mut outcomes = Vec::new();
-    let mut refreshed = Vec::new();
-    for (entry, grant, secret) in references {
-        let label = format!("{name}/{}", entry.name);
-        let app = entry.apim_app_name.as_str();
-        let entry_desc = format!("\"{}\" in {} {name}", entry.name, kind.noun());
-        let entry_name = entry.name.clone();
-        if let Some(version) = &secret.version {
-            let e = Error::new(
+    /// Updates the Key Vault secrets that entries of `container` refer to, leaving the entries'
+    /// references as they are, then lets the container refresh what its consumers see.
+    async fn follow_references(
+        &self,
+        container: &dyn Container,
+        references: Vec<(&Entry, &KeyGrant, SecretRef)>,
+    ) -> Vec<Outcome> {
+        let dry_run = self.dry_run;
+        let (kind, name) = (container.kind(), container.name());
+        let mut outcomes = Vec::new();
+        let mut refreshed = Vec::new();
+        for (entry, grant, secret) in references {
+            let label = format!("{name}/{}", entry.name);
+            let app = entry.apim_app_name.as_str();
+            let entry_desc = format!("\"{}\" in {} {name}", entry.name, kind.noun());
+            let entry_name = entry.name.clone();
+            if let Some(version) = &secret.version {
+                let e = Error::new(
                 ErrorKind::ConfigInvalid,
                 format!(
                     "{entry_desc} refers to version {version} of Key Vault secret {}: a new version would not be seen; \
@@ -471,26 +435,26 @@ async fn follow_references(
                 ),
             )
             .with_code("PinnedKeyVaultReference");
-            outcomes.push(failed(kind, app, &label, &e));
-            continue;
-        }
-        let vault = match vaults.vault(&secret.vault_url) {
-            Ok(v) => v,
-            Err(e) => {
                 outcomes.push(failed(kind, app, &label, &e));
                 continue;
             }
-        };
-        let in_vault = format!(
-            "Key Vault secret {} in {}",
-            secret.secret_name,
-            vault.name()
-        );
-        let stored = vault
-            .read(std::slice::from_ref(&secret.secret_name))
-            .await
-            .remove(0);
-        match stored {
+            let vault = match self.vaults.vault(&secret.vault_url) {
+                Ok(v) => v,
+                Err(e) => {
+                    outcomes.push(failed(kind, app, &label, &e));
+                    continue;
+                }
+            };
+            let in_vault = format!(
+                "Key Vault secret {} in {}",
+                secret.secret_name,
+                vault.name()
+            );
+            let stored = vault
+                .read(std::slice::from_ref(&secret.secret_name))
+                .await
+                .remove(0);
+            match stored {
             Err(e) => outcomes.push(failed(kind, app, &label, &e)),
             Ok(s) if s.holds(&grant.api_key) && !would_renew(grant, dry_run) => outcomes.push(Outcome::Unchanged(
                 ReportEntry::new(
@@ -508,7 +472,7 @@ async fn follow_references(
                     key: grant.api_key.clone(),
                     expires_at: grant.expires_at,
                 };
-                let result = if dry_run { Ok(()) } else { vault.write(&[write]).await.remove(0) };
+                let result = vault.write(&[write]).await.remove(0);
                 match result {
                     Ok(()) => {
                         let verb = if dry_run { "Would update" } else { "Updated" };
@@ -530,32 +494,29 @@ async fn follow_references(
                 }
             }
         }
-    }
-    if refreshed.is_empty() {
-        return outcomes;
-    }
-    let names: Vec<String> = refreshed.iter().map(|(n, _)| n.clone()).collect();
-    let refresh = if dry_run {
-        Ok(())
-    } else {
-        container.references_updated(&names).await
-    };
-    match refresh {
-        Ok(()) => outcomes.extend(refreshed.into_iter().map(|(_, e)| Outcome::Updated(e))),
-        Err(e) => {
-            // The secrets hold the new key; consumers see it only once their cache expires.
-            tracing::warn!(target_kind = kind.report_type(), container = name, code = e.code(), error = %e, "refresh of Key Vault references failed");
-            outcomes.extend(refreshed.into_iter().map(|(_, mut entry)| {
-                entry.message = format!(
-                    "{} But {} {name} could not refresh its Key Vault references: {e}",
-                    entry.message,
-                    kind.noun()
-                );
-                Outcome::Failed(entry.with_code(e.code()))
-            }));
         }
+        if refreshed.is_empty() {
+            return outcomes;
+        }
+        let names: Vec<String> = refreshed.iter().map(|(n, _)| n.clone()).collect();
+        let refresh = container.references_updated(&names).await;
+        match refresh {
+            Ok(()) => outcomes.extend(refreshed.into_iter().map(|(_, e)| Outcome::Updated(e))),
+            Err(e) => {
+                // The secrets hold the new key; consumers see it only once their cache expires.
+                tracing::warn!(target_kind = kind.report_type(), container = name, code = e.code(), error = %e, "refresh of Key Vault references failed");
+                outcomes.extend(refreshed.into_iter().map(|(_, mut entry)| {
+                    entry.message = format!(
+                        "{} But {} {name} could not refresh its Key Vault references: {e}",
+                        entry.message,
+                        kind.noun()
+                    );
+                    Outcome::Failed(entry.with_code(e.code()))
+                }));
+            }
+        }
+        outcomes
     }
-    outcomes
 }
 
 /// Whether, in a dry run, `grant` is the current key of an app the toolkit would renew: then
@@ -591,6 +552,18 @@ mod tests {
     use crate::targets::{Container, Entry};
     use std::sync::{Arc, Mutex};
 
+    /// A run's call in the unit tests: the default policy, no deadline.
+    fn call() -> Call {
+        Call::new(Arc::new(crate::azure::retry::RetryPolicy::default()), None)
+    }
+
+    fn call_until(deadline: Instant) -> Call {
+        Call::new(
+            Arc::new(crate::azure::retry::RetryPolicy::default()),
+            Some(deadline),
+        )
+    }
+
     /// Keys by app; an app missing here fails. Counts calls per app.
     struct FakeKeys {
         keys: HashMap<String, &'static str>,
@@ -601,7 +574,7 @@ mod tests {
 
     #[async_trait::async_trait]
     impl KeySource for FakeKeys {
-        async fn current_key(&self, app_name: &str, _: KeyRequest) -> Result<KeyGrant> {
+        async fn current_key(&self, _: &Call, app_name: &str, _: KeyRequest) -> Result<KeyGrant> {
             self.calls.lock().unwrap().push(app_name.to_string());
             if self.hang == Some(app_name) {
                 futures::future::pending::<()>().await;
@@ -743,7 +716,15 @@ mod tests {
     #[tokio::test]
     async fn one_key_call_per_app_and_one_batched_write_of_what_differs() {
         let (keys, store, plan, apps) = setup(None);
-        let report = run(&keys, &plan, &apps, &RunOptions::default(), &NoVaults).await;
+        let report = run(
+            &call(),
+            &keys,
+            &plan,
+            &apps,
+            &RunOptions::default(),
+            &NoVaults,
+        )
+        .await;
         assert_eq!(
             keys.calls.lock().unwrap().len(),
             3,
@@ -788,7 +769,15 @@ mod tests {
             .unwrap()
             .contains("key-renewed-0001"));
 
-        let again = run(&keys, &plan, &apps, &RunOptions::default(), &NoVaults).await;
+        let again = run(
+            &call(),
+            &keys,
+            &plan,
+            &apps,
+            &RunOptions::default(),
+            &NoVaults,
+        )
+        .await;
         assert_eq!(again.summary.updated, 0, "a second run converges");
         assert_eq!(store.writes.lock().unwrap().len(), 1);
     }
@@ -796,7 +785,15 @@ mod tests {
     #[tokio::test]
     async fn a_failing_entry_does_not_stop_the_others() {
         let (keys, store, plan, apps) = setup(Some("a"));
-        let report = run(&keys, &plan, &apps, &RunOptions::default(), &NoVaults).await;
+        let report = run(
+            &call(),
+            &keys,
+            &plan,
+            &apps,
+            &RunOptions::default(),
+            &NoVaults,
+        )
+        .await;
         assert_eq!(*store.writes.lock().unwrap(), vec![vec!["c", "e"]]);
         let denied = report
             .errors
@@ -811,6 +808,7 @@ mod tests {
     async fn dry_run_writes_nothing_and_says_what_it_would_do() {
         let (keys, store, plan, apps) = setup(None);
         let report = run(
+            &call(),
             &keys,
             &plan,
             &apps,
@@ -867,7 +865,7 @@ mod tests {
             progress: Some(counts.clone()),
             ..RunOptions::default()
         };
-        let report = run(&keys, &plan, &apps, &options, &NoVaults).await;
+        let report = run(&call(), &keys, &plan, &apps, &options, &NoVaults).await;
         assert_eq!(*counts.0.lock().unwrap(), (3, 5, 3, 5));
         assert_eq!(report.summary.failed, 2);
     }
@@ -887,7 +885,7 @@ mod tests {
             dry_run: true,
             ..RunOptions::default()
         };
-        let report = run(&keys, &plan, &apps, &dry, &NoVaults).await;
+        let report = run(&call(), &keys, &plan, &apps, &dry, &NoVaults).await;
         assert!(store.writes.lock().unwrap().is_empty());
         let a = report
             .successes
@@ -947,6 +945,7 @@ mod tests {
             ],
         }];
         let report = run(
+            &call(),
             &keys,
             &plan,
             &["same".to_string()],
@@ -1006,11 +1005,16 @@ mod tests {
                 }],
             },
         );
-        let options = RunOptions {
-            deadline: Some(Duration::from_millis(300)),
-            ..RunOptions::default()
-        };
-        let report = run(&keys, &plan, &apps, &options, &NoVaults).await;
+        let call = call_until(Instant::now() + Duration::from_millis(300));
+        let report = run(
+            &call,
+            &keys,
+            &plan,
+            &apps,
+            &RunOptions::default(),
+            &NoVaults,
+        )
+        .await;
         assert_eq!(*other.writes.lock().unwrap(), vec![vec!["x"]]);
         let written: Vec<String> = store.writes.lock().unwrap().concat();
         assert!(
@@ -1064,11 +1068,16 @@ mod tests {
             ],
         });
         let started = Instant::now();
-        let options = RunOptions {
-            deadline: Some(Duration::from_millis(300)),
-            ..RunOptions::default()
-        };
-        let report = run(&keys, &plan, &apps, &options, &NoVaults).await;
+        let call = call_until(Instant::now() + Duration::from_millis(300));
+        let report = run(
+            &call,
+            &keys,
+            &plan,
+            &apps,
+            &RunOptions::default(),
+            &NoVaults,
+        )
+        .await;
         assert!(
             started.elapsed() < Duration::from_secs(2),
             "{:?}",

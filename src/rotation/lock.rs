@@ -5,6 +5,7 @@
 //! account of `AzureWebJobsStorage` does: finite (60 s), renewed in the background while the
 //! run lasts and released at its end, so a crashed holder's lease expires on its own.
 
+use crate::azure::call::Call;
 use crate::azure::storage::{
     BlobClient, LeaseOutcome, StorageAccount, StorageIdentity, UserAssigned, STORAGE_SETTING,
 };
@@ -141,17 +142,18 @@ impl RunLock {
     /// Takes the lock, or says who holds it. Hold the guard for the whole run and end it with
     /// [`RunGuard::release`]; dropping it (an error or a panic) releases it too, in the
     /// background.
-    pub async fn acquire(&self) -> Result<RunGuard, LockError> {
+    pub async fn acquire(&self, call: &Call) -> Result<RunGuard, LockError> {
         let local = self.local.clone().try_lock_owned().map_err(|_| {
             LockError::InProgress("another rotation run is in progress in this process".into())
         })?;
         let lease = match &self.blob {
             None => None,
-            Some(b) => Some(b.acquire().await?),
+            Some(b) => Some(b.acquire(call).await?),
         };
         Ok(RunGuard {
             _local: local,
             lease,
+            call: call.clone(),
         })
     }
 }
@@ -195,6 +197,7 @@ const RENEWAL_WAIT: Duration = Duration::from_secs(90);
 impl crate::toolkit::RenewalLock for RenewalLeases {
     async fn hold(
         &self,
+        call: &Call,
         app_name: &str,
     ) -> crate::error::Result<Box<dyn crate::toolkit::HeldRenewal>> {
         let lock = RunLock::blob(
@@ -204,9 +207,9 @@ impl crate::toolkit::RenewalLock for RenewalLeases {
             LEASE,
         );
         let give_up = std::time::Instant::now() + RENEWAL_WAIT;
-        let give_up = crate::azure::retry::deadline().map_or(give_up, |d| d.min(give_up));
+        let give_up = call.deadline().map_or(give_up, |d| d.min(give_up));
         loop {
-            match lock.acquire().await {
+            match lock.acquire(call).await {
                 Ok(guard) => return Ok(Box::new(guard)),
                 Err(LockError::Failed(e)) => {
                     return Err(e.with_context("app", app_name.to_string()));
@@ -234,14 +237,15 @@ impl crate::toolkit::RenewalLock for RenewalLeases {
 #[async_trait::async_trait]
 impl crate::toolkit::HeldRenewal for RunGuard {
     async fn release(self: Box<Self>) {
-        if let Some(note) = RunGuard::release(*self).await {
+        let call = self.call.clone();
+        if let Some(note) = RunGuard::release(*self, &call).await {
             tracing::warn!("{note}");
         }
     }
 }
 
 impl BlobLease {
-    fn where_(&self) -> String {
+    fn location(&self) -> String {
         format!(
             "{}/{}/{}",
             self.client.account().name,
@@ -250,27 +254,27 @@ impl BlobLease {
         )
     }
 
-    async fn acquire(&self) -> Result<HeldLease, LockError> {
+    async fn acquire(&self, call: &Call) -> Result<HeldLease, LockError> {
         let seconds = self.lease.as_secs() as i32;
         let proposed = uuid::Uuid::new_v4().to_string();
-        let failed = |e: Error| LockError::Failed(e.with_context("lock", self.where_()));
+        let failed = |e: Error| LockError::Failed(e.with_context("lock", self.location()));
         let mut outcome = self
             .client
-            .acquire_lease(&self.container, &self.blob, seconds, &proposed)
+            .acquire_lease(call, &self.container, &self.blob, seconds, &proposed)
             .await;
         if matches!(&outcome, Err(e) if e.kind() == ErrorKind::NotFound) {
             // The first run on this account: create the container and the blob, then retry.
             self.client
-                .create_container(&self.container)
+                .create_container(call, &self.container)
                 .await
                 .map_err(failed)?;
             self.client
-                .create_empty_blob_if_missing(&self.container, &self.blob)
+                .create_empty_blob_if_missing(call, &self.container, &self.blob)
                 .await
                 .map_err(failed)?;
             outcome = self
                 .client
-                .acquire_lease(&self.container, &self.blob, seconds, &proposed)
+                .acquire_lease(call, &self.container, &self.blob, seconds, &proposed)
                 .await;
         }
         let id = match outcome.map_err(failed)? {
@@ -278,14 +282,21 @@ impl BlobLease {
             LeaseOutcome::AlreadyLeased => {
                 return Err(LockError::InProgress(format!(
                     "another rotation run holds the lease on {}; try again when it has finished (the lease of a run that crashed expires within {} s)",
-                    self.where_(),
+                    self.location(),
                     seconds
                 )))
             }
         };
-        tracing::info!(lock = %self.where_(), "lease acquired");
+        tracing::info!(lock = %self.location(), "lease acquired");
         let lost = Arc::new(Mutex::new(None));
-        let renewer = tokio::spawn(renew(self.clone(), id.clone(), lost.clone()));
+        // Renewals go on in the background for as long as the run holds the lock: the run's
+        // deadline does not bound them (the release stops them).
+        let renewer = tokio::spawn(renew(
+            self.clone(),
+            id.clone(),
+            lost.clone(),
+            call.with_deadline(None),
+        ));
         Ok(HeldLease {
             lease: self.clone(),
             id,
@@ -297,21 +308,21 @@ impl BlobLease {
 
 /// Renews every third of the lease period; a failure is remembered for the report, and a lease
 /// another holder took over (409/412) stops the renewals.
-async fn renew(lease: BlobLease, id: String, lost: Arc<Mutex<Option<String>>>) {
+async fn renew(lease: BlobLease, id: String, lost: Arc<Mutex<Option<String>>>, call: Call) {
     let every = lease.lease / 3;
     loop {
         tokio::time::sleep(every).await;
         match lease
             .client
-            .renew_lease(&lease.container, &lease.blob, &id)
+            .renew_lease(&call, &lease.container, &lease.blob, &id)
             .await
         {
-            Ok(()) => tracing::debug!(lock = %lease.where_(), "run lock renewed"),
+            Ok(()) => tracing::debug!(lock = %lease.location(), "run lock renewed"),
             Err(e) => {
-                tracing::error!(lock = %lease.where_(), code = e.code(), "cannot renew the run lock: {e}");
+                tracing::error!(lock = %lease.location(), code = e.code(), "cannot renew the run lock: {e}");
                 *lost.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!(
                     "The run lock's lease on {} could not be renewed ({e}); another run may have overlapped this one.",
-                    lease.where_()
+                    lease.location()
                 ));
                 if matches!(
                     e.kind(),
@@ -332,24 +343,24 @@ struct HeldLease {
 }
 
 impl HeldLease {
-    async fn release(self) -> Option<String> {
+    async fn release(self, call: Call) -> Option<String> {
         self.renewer.abort();
         let lost = self.lost.lock().unwrap_or_else(|p| p.into_inner()).take();
         let released = self
             .lease
             .client
-            .release_lease(&self.lease.container, &self.lease.blob, &self.id)
+            .release_lease(&call, &self.lease.container, &self.lease.blob, &self.id)
             .await;
         match released {
             Ok(()) => {
-                tracing::info!(lock = %self.lease.where_(), "run lock released");
+                tracing::info!(lock = %self.lease.location(), "run lock released");
                 lost
             }
             Err(e) => {
-                tracing::warn!(lock = %self.lease.where_(), code = e.code(), "cannot release the run lock: {e}");
+                tracing::warn!(lock = %self.lease.location(), code = e.code(), "cannot release the run lock: {e}");
                 lost.or(Some(format!(
                     "The run lock's lease on {} could not be released ({e}); it expires on its own within {} s.",
-                    self.lease.where_(),
+                    self.lease.location(),
                     self.lease.lease.as_secs()
                 )))
             }
@@ -362,14 +373,16 @@ impl HeldLease {
 pub struct RunGuard {
     _local: OwnedMutexGuard<()>,
     lease: Option<HeldLease>,
+    /// The call that took the lock (a renewal lease's release follows it).
+    call: Call,
 }
 
 impl RunGuard {
-    /// Stops renewing and releases the lease. Returns a note for the report when the lease was
-    /// lost during the run or could not be released.
-    pub async fn release(mut self) -> Option<String> {
+    /// Stops renewing and releases the lease under `call`. Returns a note for the report when
+    /// the lease was lost during the run or could not be released.
+    pub async fn release(mut self, call: &Call) -> Option<String> {
         match self.lease.take() {
-            Some(lease) => lease.release().await,
+            Some(lease) => lease.release(call.clone()).await,
             None => None,
         }
     }
@@ -381,10 +394,11 @@ impl Drop for RunGuard {
             lease.renewer.abort();
             match tokio::runtime::Handle::try_current() {
                 Ok(runtime) => {
-                    runtime.spawn(lease.release());
+                    // In the background, beyond the run: no deadline.
+                    runtime.spawn(lease.release(self.call.with_deadline(None)));
                 }
                 Err(_) => tracing::warn!(
-                    lock = %lease.lease.where_(),
+                    lock = %lease.lease.location(),
                     "run lock dropped outside the runtime; its lease expires on its own"
                 ),
             }
@@ -400,15 +414,16 @@ mod tests {
     async fn local_lock_refuses_a_second_run_until_the_first_ends() {
         let lock = RunLock::local();
         assert_eq!(lock.describe(), "local (AzureWebJobsStorage is not set)");
-        let first = lock.acquire().await.expect("free");
-        match lock.acquire().await {
+        let call = Call::new(Arc::new(crate::azure::retry::RetryPolicy::default()), None);
+        let first = lock.acquire(&call).await.expect("free");
+        match lock.acquire(&call).await {
             Err(LockError::InProgress(m)) => assert!(m.contains("in progress"), "{m}"),
             other => panic!("expected InProgress, got {:?}", other.map(|_| ())),
         }
-        assert_eq!(first.release().await, None);
-        let again = lock.acquire().await.expect("free after release");
+        assert_eq!(first.release(&call).await, None);
+        let again = lock.acquire(&call).await.expect("free after release");
         drop(again);
-        lock.acquire().await.expect("free after drop");
+        lock.acquire(&call).await.expect("free after drop");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The rotation run: one toolkit call per app, then read, compare and write per target, the
 //! report of what happened, and the lock that keeps runs from overlapping.
 
+pub mod dry_run;
 pub mod engine;
 pub mod lock;
 pub mod report;

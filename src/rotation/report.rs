@@ -1,6 +1,7 @@
 //! The run report (PRODUCT.md §7): what was updated, what needed nothing, what failed.
 //! Keys appear only as `****` plus their last four characters.
 
+use crate::rfc3339;
 use crate::secret::ApiKey;
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -139,7 +140,7 @@ impl Report {
     /// Stamps the end time.
     pub fn finish(&mut self, started: std::time::Instant) {
         self.summary.duration_ms = started.elapsed().as_millis() as u64;
-        self.timestamp = rfc3339(OffsetDateTime::now_utc());
+        self.timestamp = rfc3339::format(OffsetDateTime::now_utc(), rfc3339::Fraction::Millis);
     }
 
     /// A few lines for a person: the counts (in a dry run, what would happen), then the
@@ -268,21 +269,6 @@ pub fn hint(kind: &str, code: &str) -> Option<&'static str> {
         }
         _ => return None,
     })
-}
-
-/// RFC 3339 in UTC with milliseconds (`2026-11-22T06:00:01.123Z`).
-pub fn rfc3339(t: OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
 }
 
 #[cfg(test)]
@@ -425,11 +411,5 @@ mod tests {
         assert!(h("KEY_VAULT", "DeadlineExceeded").contains("ROTATION_DEADLINE_SECONDS"));
         assert!(h("WEB_APP", "PinnedKeyVaultReference").contains("versionless"));
         assert_eq!(hint("KEY_VAULT", "SomethingNew"), None);
-    }
-
-    #[test]
-    fn rfc3339_has_millis_and_z() {
-        let t = time::macros::datetime!(2026-11-22 06:00:01.123 UTC);
-        assert_eq!(rfc3339(t), "2026-11-22T06:00:01.123Z");
     }
 }

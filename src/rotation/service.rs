@@ -4,6 +4,7 @@
 use super::engine::{run, RunOptions};
 use super::lock::{LockError, RunLock};
 use super::report::Report;
+use crate::azure::call::Call;
 use crate::azure::{credential, http, retry};
 use crate::error::Error;
 use crate::mapping::{self, MappingErrors};
@@ -55,8 +56,7 @@ pub struct Rotator {
     http: Result<reqwest::Client, Error>,
     credential: Result<Arc<dyn TokenCredential>, Error>,
     keys: Result<Arc<dyn KeySource>, Error>,
-    vaults:
-        Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<targets::key_vault::KeyVault>>>>,
+    vaults: targets::key_vault::VaultClients,
     lock: Result<RunLock, Error>,
 }
 
@@ -64,9 +64,9 @@ impl Rotator {
     /// Sets everything up once; a failure is kept and reported by each run, never fatal here.
     pub fn new(settings: Settings) -> Self {
         let settings = Arc::new(settings);
-        let policy = Arc::new(retry::RetryPolicy::from_settings(&settings));
+        let policy = Arc::new(retry::RetryPolicy::from_limits(&settings.outbound));
         let http = load_ca(&settings)
-            .and_then(|ca| http::build_client(ca.as_deref(), settings.request_timeout));
+            .and_then(|ca| http::build_client(ca.as_deref(), settings.outbound.request_timeout));
         let credential = http
             .as_ref()
             .map_err(Clone::clone)
@@ -113,9 +113,12 @@ impl Rotator {
         &self.settings
     }
 
-    /// The retry policy every outbound call of this process follows.
-    pub fn policy(&self) -> Arc<retry::RetryPolicy> {
-        self.policy.clone()
+    /// The call of one run or one ToolkitApp request starting now: this process's retry
+    /// policy, and the deadline the settings give the entry point (`http_triggered`: the HTTP
+    /// functions, whose host gives up sooner).
+    pub fn call(&self, http_triggered: bool) -> Call {
+        let deadline = Instant::now() + self.settings.deadlines.for_run(http_triggered);
+        Call::new(self.policy.clone(), Some(deadline))
     }
 
     /// The shared HTTP client, or why there is none.
@@ -154,21 +157,15 @@ impl Rotator {
     /// The deadline counts from the call: taking the lock spends it too, so an HTTP-triggered
     /// run answers within its deadline however slow the storage account is.
     pub async fn run(&self, options: &RunOptions) -> Result<Report, RunError> {
-        let deadline = Instant::now() + self.settings.deadline(options.http_triggered);
-        let options = RunOptions {
-            concurrency: self.settings.concurrency,
-            ..options.clone()
-        };
-        retry::with_policy(
-            self.policy.clone(),
-            retry::with_deadline(deadline, self.run_checked(&options, deadline)),
-        )
-        .await
+        let call = self.call(options.http_triggered);
+        let deadline = call.deadline().unwrap_or_else(Instant::now);
+        self.run_checked(options, &call, deadline).await
     }
 
     async fn run_checked(
         &self,
         options: &RunOptions,
+        call: &Call,
         deadline: Instant,
     ) -> Result<Report, RunError> {
         let problems = self.settings.check_for_rotation();
@@ -197,32 +194,32 @@ impl Rotator {
             cloud: self.settings.cloud.clone(),
             settings: self.settings.clone(),
             vaults: self.vaults.clone(),
+            call: call.clone(),
         };
         let plan = targets::plan(&mapping, &deps).map_err(RunError::Setup)?;
         let lock = self.lock.as_ref().map_err(|e| RunError::Setup(e.clone()))?;
-        let guard = tokio::time::timeout_at(deadline.into(), lock.acquire())
+        let guard = tokio::time::timeout_at(deadline.into(), lock.acquire(call))
             .await
-            .map_err(|_| RunError::Setup(retry::deadline_exceeded("taking the run lock")))?
+            .map_err(|_| RunError::Setup(Error::deadline_exceeded("taking the run lock")))?
             .map_err(|e| match e {
                 LockError::InProgress(m) => RunError::InProgress(m),
                 LockError::Failed(e) => RunError::Setup(e),
             })?;
-        let options = RunOptions {
-            deadline: Some(deadline.saturating_duration_since(Instant::now())),
-            ..options.clone()
-        };
         let mut report = run(
+            call,
             keys.as_ref(),
             &plan,
             &mapping.apim_app_names(),
-            &options,
+            options,
             &deps,
         )
         .await;
         report.lock = lock.describe();
         // Releasing gets a few seconds beyond the deadline at most (every call it makes ends
         // by then): a lease left behind expires on its own.
-        let note = retry::with_deadline(deadline + RELEASE_GRACE, guard.release()).await;
+        let note = guard
+            .release(&call.with_deadline(Some(deadline + RELEASE_GRACE)))
+            .await;
         if let Some(note) = note {
             report
                 .warnings

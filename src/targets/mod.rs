@@ -199,11 +199,14 @@ pub struct TargetDeps {
     pub settings: Arc<Settings>,
     /// Vault clients kept across runs, so each vault's authentication challenge is answered
     /// once per process rather than once per run.
-    pub vaults: Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<key_vault::KeyVault>>>>,
+    pub vaults: key_vault::VaultClients,
+    /// The run's retry policy and deadline, which every request of the targets follows.
+    pub call: crate::azure::call::Call,
 }
 
 impl TargetDeps {
-    /// The client of the vault at `vault_url`, made once per process and then shared.
+    /// The vault at `vault_url` for this run: its client is made once per process and then
+    /// shared; its requests follow this run's call.
     pub fn key_vault(&self, vault_url: &url::Url, label: &str) -> Result<Arc<key_vault::KeyVault>> {
         // The mapping's vaults are checked when it is validated; this also covers the vaults
         // that Key Vault references in a consumer's settings point to.
@@ -219,13 +222,11 @@ impl TargetDeps {
             )
             .with_code("VaultOutsideCloud"));
         }
-        let mut vaults = self.vaults.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(vault) = vaults.get(vault_url.as_str()) {
-            return Ok(vault.clone());
-        }
-        let vault = Arc::new(key_vault::KeyVault::new(vault_url, label, self)?);
-        vaults.insert(vault_url.to_string(), vault.clone());
-        Ok(vault)
+        let client = self.vaults.client(vault_url, label, self)?;
+        Ok(Arc::new(key_vault::KeyVault::new(
+            client,
+            self.call.clone(),
+        )))
     }
 }
 
@@ -233,23 +234,6 @@ impl VaultResolver for TargetDeps {
     fn vault(&self, vault_url: &url::Url) -> Result<Arc<dyn Container>> {
         Ok(self.key_vault(vault_url, &crate::mapping::vault_label(vault_url))?)
     }
-}
-
-/// `call` for every item, as many at once as the retry policy in force lets be in flight
-/// ([`crate::azure::retry::fan_out`]; its caps do the rest), results in the order of `items`.
-/// (Boxing first keeps the futures `Send` for any lifetime, which the handlers need.)
-pub(crate) async fn each<'a, I, T, F, Fut>(items: &'a [I], call: F) -> Vec<T>
-where
-    F: Fn(&'a I) -> Fut,
-    Fut: std::future::Future<Output = T> + Send + 'a,
-{
-    use futures::future::{BoxFuture, FutureExt};
-    use futures::stream::{self, StreamExt};
-    let calls: Vec<BoxFuture<'a, T>> = items.iter().map(|i| call(i).boxed()).collect();
-    stream::iter(calls)
-        .buffered(crate::azure::retry::fan_out())
-        .collect()
-        .await
 }
 
 /// Builds one container per vault, per application API endpoint (URL and auth) and per site,

@@ -3,6 +3,7 @@
 //! (`toolkit/<issuer>/`) and implements [`Issuer`]; the registry ([`super::registry`]) builds it
 //! from its part of the sealed company details.
 
+use crate::azure::retry::Call;
 use crate::error::Result;
 use crate::secret::ApiKey;
 use async_trait::async_trait;
@@ -70,7 +71,7 @@ pub enum AssociationStatus {
 pub trait Issuer: Send + Sync {
     /// All keys of the app, approved or not; a [`crate::error::ErrorKind::NotFound`] error when the
     /// API manager does not know the app. Never creates or changes anything.
-    async fn list_keys(&self, app_name: &str) -> Result<Vec<IssuedKey>>;
+    async fn list_keys(&self, call: &Call, app_name: &str) -> Result<Vec<IssuedKey>>;
 
     /// Creates `key` for the app with the given lifetime (`None`: it never expires), marked
     /// unfinished from its creation on, associates `api_products` with it (marking it so) and
@@ -79,6 +80,7 @@ pub trait Issuer: Send + Sync {
     /// when it cannot, the mark lets the next run recognise it.
     async fn create_key(
         &self,
+        call: &Call,
         app_name: &str,
         key: &ApiKey,
         lifetime: Option<time::Duration>,
@@ -90,13 +92,14 @@ pub trait Issuer: Send + Sync {
     /// returns it as stored.
     async fn finish_key(
         &self,
+        call: &Call,
         app_name: &str,
         key: &ApiKey,
         api_products: &[String],
     ) -> Result<IssuedKey>;
 
     /// Deletes a key. Only for unfinished keys, which no consumer holds.
-    async fn delete_key(&self, app_name: &str, key: &ApiKey) -> Result<()>;
+    async fn delete_key(&self, call: &Call, app_name: &str, key: &ApiKey) -> Result<()>;
 }
 
 /// An issuer's part of the sealed company details (the `issuer` object, told apart by its

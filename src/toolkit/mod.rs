@@ -18,6 +18,7 @@ pub mod remote;
 pub mod request;
 pub mod sealed;
 
+pub use crate::azure::call::Call;
 use crate::error::{Error, ErrorKind, Result};
 use crate::secret::ApiKey;
 use crate::settings::{Settings, COMPANY_DETAILS, TOOLKIT_APP_URL, TOOLKIT_UUID};
@@ -65,7 +66,12 @@ pub trait KeySource: Send + Sync {
     /// same key until it is next due for renewal. Errors: [`ErrorKind::NotFound`] for an unknown
     /// app, [`ErrorKind::ConfigInvalid`] for configuration problems, other kinds when the API
     /// manager fails.
-    async fn current_key(&self, app_name: &str, request: KeyRequest) -> Result<KeyGrant>;
+    async fn current_key(
+        &self,
+        call: &Call,
+        app_name: &str,
+        request: KeyRequest,
+    ) -> Result<KeyGrant>;
 }
 
 /// A lock on one app's renewals that every instance of the function app shares (a blob lease in
@@ -77,7 +83,7 @@ pub trait RenewalLock: Send + Sync {
     /// Waits until this process holds `app_name`'s renewal lock (another instance may be
     /// renewing the app), within the run's deadline. Errors when the lock's storage fails or
     /// the wait runs out: nothing is renewed then, and the current key stays in place.
-    async fn hold(&self, app_name: &str) -> Result<Box<dyn HeldRenewal>>;
+    async fn hold(&self, call: &Call, app_name: &str) -> Result<Box<dyn HeldRenewal>>;
 }
 
 /// A held [`RenewalLock`]; dropping it releases it too, in the background.
@@ -250,6 +256,7 @@ impl Toolkit {
     /// Returns the keys it finished.
     async fn recover(
         &self,
+        call: &Call,
         app_name: &str,
         credentials: &mut Vec<IssuedKey>,
         now: OffsetDateTime,
@@ -266,7 +273,11 @@ impl Toolkit {
             };
             match recovery {
                 policy::Recovery::Finish { products } => {
-                    match self.issuer.finish_key(app_name, &u.key, &products).await {
+                    match self
+                        .issuer
+                        .finish_key(call, app_name, &u.key, &products)
+                        .await
+                    {
                         Ok(done) => {
                             tracing::info!(app = app_name, key = %done.key, "finished a key an earlier run left unfinished");
                             credentials[at] = done;
@@ -279,7 +290,8 @@ impl Toolkit {
                             );
                             if !e.is_temporary() {
                                 // It will not get better: remove it so the next run starts clean.
-                                if let Err(d) = self.issuer.delete_key(app_name, &u.key).await {
+                                if let Err(d) = self.issuer.delete_key(call, app_name, &u.key).await
+                                {
                                     return Err(e.with_context("cleanup", d.to_string()));
                                 }
                             }
@@ -289,7 +301,7 @@ impl Toolkit {
                 }
                 policy::Recovery::Remove { why } => {
                     self.issuer
-                        .delete_key(app_name, &u.key)
+                        .delete_key(call, app_name, &u.key)
                         .await
                         .map_err(|e| {
                             e.with_context(
@@ -308,24 +320,29 @@ impl Toolkit {
 
 #[async_trait]
 impl KeySource for Toolkit {
-    async fn current_key(&self, app_name: &str, request: KeyRequest) -> Result<KeyGrant> {
+    async fn current_key(
+        &self,
+        call: &Call,
+        app_name: &str,
+        request: KeyRequest,
+    ) -> Result<KeyGrant> {
         let lock = self.lock_for(app_name);
         let _guard = lock.lock().await;
         // Most calls change nothing and need no shared lock; one that must change the app's
         // keys takes it, then reads the keys again: another instance may have renewed (or
         // finished a half-made key) while this one waited.
-        if let Attempt::Done(grant) = self.attempt(app_name, request, false).await? {
+        if let Attempt::Done(grant) = self.attempt(call, app_name, request, false).await? {
             return Ok(grant);
         }
         let held = match &self.renewal_lock {
-            Some(l) => l.hold(app_name).await?,
+            Some(l) => l.hold(call, app_name).await?,
             None => {
                 return Err(Error::unexpected(
                     "a renewal lock was asked for without one",
                 ))
             }
         };
-        let result = self.attempt(app_name, request, true).await;
+        let result = self.attempt(call, app_name, request, true).await;
         held.release().await;
         match result? {
             Attempt::Done(grant) => Ok(grant),
@@ -338,9 +355,15 @@ impl Toolkit {
     /// One pass: read the app's keys, finish or remove half-made ones, decide, renew. Returns
     /// [`Attempt::NeedsLock`] instead of changing anything when a renewal lock is configured
     /// and `locked` is false.
-    async fn attempt(&self, app_name: &str, request: KeyRequest, locked: bool) -> Result<Attempt> {
+    async fn attempt(
+        &self,
+        call: &Call,
+        app_name: &str,
+        request: KeyRequest,
+        locked: bool,
+    ) -> Result<Attempt> {
         let must_lock = !locked && !request.dry_run && self.renewal_lock.is_some();
-        let mut credentials = self.issuer.list_keys(app_name).await?;
+        let mut credentials = self.issuer.list_keys(call, app_name).await?;
         let now = OffsetDateTime::now_utc();
         let unfinished = credentials
             .iter()
@@ -352,7 +375,7 @@ impl Toolkit {
         let finished = if request.dry_run {
             Vec::new()
         } else {
-            self.recover(app_name, &mut credentials, now).await?
+            self.recover(call, app_name, &mut credentials, now).await?
         };
         // A finished key that is now current is the new key an interrupted renewal meant to
         // make: it is handed out as renewed, and a repeated force does not make another one.
@@ -428,7 +451,7 @@ impl Toolkit {
                 let lifetime = new_key_lifetime(&self.policy, &reason, current.as_ref(), now);
                 let created = self
                     .issuer
-                    .create_key(app_name, &key, lifetime, &products)
+                    .create_key(call, app_name, &key, lifetime, &products)
                     .await?;
                 tracing::info!(app = app_name, key = %created.key, "created a new API key");
                 let message = format!(
@@ -528,6 +551,11 @@ pub fn key_source_with_lock(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Calls of the unit tests: the default policy, no deadline.
+    fn call() -> Call {
+        Call::new(Arc::new(crate::azure::retry::RetryPolicy::default()), None)
+    }
     use std::sync::Mutex;
     use time::Duration;
 
@@ -556,7 +584,7 @@ mod tests {
 
     #[async_trait]
     impl Issuer for FakeIssuer {
-        async fn list_keys(&self, app_name: &str) -> Result<Vec<IssuedKey>> {
+        async fn list_keys(&self, _: &Call, app_name: &str) -> Result<Vec<IssuedKey>> {
             if app_name != "app1" {
                 return Err(Error::new(
                     ErrorKind::NotFound,
@@ -567,6 +595,7 @@ mod tests {
         }
         async fn create_key(
             &self,
+            _: &Call,
             _app: &str,
             key: &ApiKey,
             lifetime: Option<time::Duration>,
@@ -592,6 +621,7 @@ mod tests {
         }
         async fn finish_key(
             &self,
+            _: &Call,
             _app: &str,
             key: &ApiKey,
             products: &[String],
@@ -606,7 +636,7 @@ mod tests {
                 .push((key.expose().to_string(), products.to_vec()));
             Ok(c.clone())
         }
-        async fn delete_key(&self, _app: &str, key: &ApiKey) -> Result<()> {
+        async fn delete_key(&self, _: &Call, _app: &str, key: &ApiKey) -> Result<()> {
             self.creds.lock().unwrap().retain(|c| c.key != *key);
             self.deleted.lock().unwrap().push(key.expose().to_string());
             Ok(())
@@ -647,7 +677,7 @@ mod tests {
 
     #[async_trait]
     impl RenewalLock for CountingLock {
-        async fn hold(&self, app_name: &str) -> Result<Box<dyn HeldRenewal>> {
+        async fn hold(&self, _: &Call, app_name: &str) -> Result<Box<dyn HeldRenewal>> {
             self.holds.lock().unwrap().push(app_name.to_string());
             Ok(Box::new(CountingHeld(self.releases.clone())))
         }
@@ -660,14 +690,17 @@ mod tests {
         let lock = Arc::new(CountingLock::default());
         let (issuer, tk) = toolkit_with(Some(80));
         let tk = tk.with_renewal_lock(Some(lock.clone()));
-        let g = tk.current_key("app1", KeyRequest::default()).await.unwrap();
+        let g = tk
+            .current_key(&call(), "app1", KeyRequest::default())
+            .await
+            .unwrap();
         assert!(!g.renewed);
         assert!(lock.holds.lock().unwrap().is_empty());
 
         let (issuer2, tk2) = toolkit_with(Some(10));
         let tk2 = tk2.with_renewal_lock(Some(lock.clone()));
         let g = tk2
-            .current_key("app1", KeyRequest::default())
+            .current_key(&call(), "app1", KeyRequest::default())
             .await
             .unwrap();
         assert!(g.renewed);
@@ -683,7 +716,7 @@ mod tests {
             dry_run: true,
         };
         // (`renewed` there means "would renew".)
-        assert!(tk3.current_key("app1", req).await.unwrap().renewed);
+        assert!(tk3.current_key(&call(), "app1", req).await.unwrap().renewed);
         assert_eq!(lock.holds.lock().unwrap().len(), 1);
     }
 
@@ -694,7 +727,7 @@ mod tests {
         struct RenewsElsewhere(Arc<FakeIssuer>);
         #[async_trait]
         impl RenewalLock for RenewsElsewhere {
-            async fn hold(&self, _app: &str) -> Result<Box<dyn HeldRenewal>> {
+            async fn hold(&self, _: &Call, _app: &str) -> Result<Box<dyn HeldRenewal>> {
                 // The other instance's renewal, done before ours gets the lock.
                 let now = OffsetDateTime::now_utc();
                 self.0.creds.lock().unwrap().push(IssuedKey {
@@ -711,7 +744,10 @@ mod tests {
         }
         let (issuer, tk) = toolkit_with(Some(10));
         let tk = tk.with_renewal_lock(Some(Arc::new(RenewsElsewhere(issuer.clone()))));
-        let g = tk.current_key("app1", KeyRequest::default()).await.unwrap();
+        let g = tk
+            .current_key(&call(), "app1", KeyRequest::default())
+            .await
+            .unwrap();
         assert_eq!(g.api_key.expose(), "OTHERINSTANCEKEYOTHERINSTANCE001");
         assert!(issuer.created.lock().unwrap().is_empty());
     }
@@ -725,9 +761,9 @@ mod tests {
             dry_run: false,
         };
         let (issuer, tk) = toolkit_with(Some(80));
-        let first = tk.current_key("app1", force).await.unwrap();
+        let first = tk.current_key(&call(), "app1", force).await.unwrap();
         assert!(first.renewed, "the old key was issued 60 days ago");
-        let e = tk.current_key("app1", force).await.unwrap_err();
+        let e = tk.current_key(&call(), "app1", force).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::RateLimited);
         assert_eq!(e.code(), FORCE_LIMITED_CODE);
         assert!(e.to_string().contains(FORCE_INTERVAL_SETTING), "{e}");
@@ -740,14 +776,22 @@ mod tests {
         assert_eq!(issuer.created.lock().unwrap().len(), 1);
         let tk = Toolkit::new(issuer.clone(), RenewalPolicy::default())
             .with_force_interval(Duration::ZERO);
-        assert!(tk.current_key("app1", force).await.unwrap().renewed);
+        assert!(
+            tk.current_key(&call(), "app1", force)
+                .await
+                .unwrap()
+                .renewed
+        );
         assert_eq!(issuer.created.lock().unwrap().len(), 2);
     }
 
     #[tokio::test]
     async fn keeps_a_key_outside_the_window() {
         let (issuer, tk) = toolkit_with(Some(80));
-        let g = tk.current_key("app1", KeyRequest::default()).await.unwrap();
+        let g = tk
+            .current_key(&call(), "app1", KeyRequest::default())
+            .await
+            .unwrap();
         assert!(!g.renewed);
         assert_eq!(g.api_key.expose(), "OLDKEYOLDKEYOLDKEYOLDKEY0001");
         assert!(g.message.contains("no renewal needed"), "{}", g.message);
@@ -758,7 +802,10 @@ mod tests {
     #[tokio::test]
     async fn renews_once_then_returns_the_same_key() {
         let (issuer, tk) = toolkit_with(Some(10));
-        let first = tk.current_key("app1", KeyRequest::default()).await.unwrap();
+        let first = tk
+            .current_key(&call(), "app1", KeyRequest::default())
+            .await
+            .unwrap();
         assert!(first.renewed);
         assert_eq!(first.api_key.expose().len(), 32);
         assert!(first
@@ -776,7 +823,10 @@ mod tests {
         assert_eq!(created[0].1, Some(Duration::days(90)));
         assert_eq!(created[0].2, ["p1", "p2"]);
 
-        let second = tk.current_key("app1", KeyRequest::default()).await.unwrap();
+        let second = tk
+            .current_key(&call(), "app1", KeyRequest::default())
+            .await
+            .unwrap();
         assert!(!second.renewed);
         assert_eq!(second.api_key, first.api_key);
         assert_eq!(issuer.created.lock().unwrap().len(), 1);
@@ -791,7 +841,7 @@ mod tests {
             force: false,
             dry_run: true,
         };
-        let g = tk.current_key("app1", req).await.unwrap();
+        let g = tk.current_key(&call(), "app1", req).await.unwrap();
         assert!(g.renewed, "a dry run says it would renew");
         assert_eq!(g.api_key.expose(), "OLDKEYOLDKEYOLDKEYOLDKEY0001");
         assert!(
@@ -809,13 +859,16 @@ mod tests {
             force: true,
             dry_run: false,
         };
-        let g = tk.current_key("app1", req).await.unwrap();
+        let g = tk.current_key(&call(), "app1", req).await.unwrap();
         assert!(g.renewed);
         assert!(g.message.contains("forced"), "{}", g.message);
         assert_eq!(issuer.created.lock().unwrap().len(), 1);
         // The replacement must become the current key, so it cannot expire before the old one.
         assert_eq!(issuer.created.lock().unwrap()[0].1, None);
-        let again = tk.current_key("app1", KeyRequest::default()).await.unwrap();
+        let again = tk
+            .current_key(&call(), "app1", KeyRequest::default())
+            .await
+            .unwrap();
         assert_eq!(
             again.api_key, g.api_key,
             "the forced key is the current key afterwards"
@@ -829,10 +882,13 @@ mod tests {
             force: true,
             dry_run: false,
         };
-        let g = tk.current_key("app1", forced).await.unwrap();
+        let g = tk.current_key(&call(), "app1", forced).await.unwrap();
         let lifetime = issuer.created.lock().unwrap()[0].1.unwrap();
         assert!(lifetime > Duration::days(200), "{lifetime}");
-        let again = tk.current_key("app1", KeyRequest::default()).await.unwrap();
+        let again = tk
+            .current_key(&call(), "app1", KeyRequest::default())
+            .await
+            .unwrap();
         assert_eq!(again.api_key, g.api_key);
     }
 
@@ -840,13 +896,13 @@ mod tests {
     async fn unknown_app_and_app_without_keys_are_not_found() {
         let (issuer, tk) = toolkit_with(Some(80));
         let e = tk
-            .current_key("nope", KeyRequest::default())
+            .current_key(&call(), "nope", KeyRequest::default())
             .await
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::NotFound);
         issuer.creds.lock().unwrap().clear();
         let e = tk
-            .current_key("app1", KeyRequest::default())
+            .current_key(&call(), "app1", KeyRequest::default())
             .await
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::NotFound);
@@ -877,7 +933,7 @@ mod tests {
             force: true,
             dry_run: false,
         };
-        let g = tk.current_key("app1", forced).await.unwrap();
+        let g = tk.current_key(&call(), "app1", forced).await.unwrap();
         assert!(g.renewed, "{}", g.message);
         assert_eq!(g.api_key.expose(), "HALFMADEHALFMADEHALFMADE0001");
         assert!(g.message.contains("could not complete"), "{}", g.message);
@@ -890,7 +946,10 @@ mod tests {
             )]
         );
         assert!(issuer.created.lock().unwrap().is_empty());
-        let again = tk.current_key("app1", KeyRequest::default()).await.unwrap();
+        let again = tk
+            .current_key(&call(), "app1", KeyRequest::default())
+            .await
+            .unwrap();
         assert!(!again.renewed);
         assert_eq!(again.api_key, g.api_key);
         assert_eq!(issuer.finished.lock().unwrap().len(), 1);
@@ -901,7 +960,10 @@ mod tests {
     async fn an_unfinished_key_that_expired_is_removed() {
         let (issuer, tk) = toolkit_with(Some(10));
         add_unfinished(&issuer, "HALFMADEHALFMADEHALFMADE0002", -1);
-        let g = tk.current_key("app1", KeyRequest::default()).await.unwrap();
+        let g = tk
+            .current_key(&call(), "app1", KeyRequest::default())
+            .await
+            .unwrap();
         assert!(g.renewed);
         assert_ne!(g.api_key.expose(), "HALFMADEHALFMADEHALFMADE0002");
         assert_eq!(
@@ -920,7 +982,7 @@ mod tests {
             force: false,
             dry_run: true,
         };
-        let g = tk.current_key("app1", req).await.unwrap();
+        let g = tk.current_key(&call(), "app1", req).await.unwrap();
         assert_eq!(g.api_key.expose(), "OLDKEYOLDKEYOLDKEYOLDKEY0001");
         assert!(g.message.contains("1 unfinished key"), "{}", g.message);
         assert!(issuer.finished.lock().unwrap().is_empty());

@@ -3,7 +3,7 @@
 
 use super::{KeyGrant, KeyRequest, KeySource};
 use crate::azure::http::transport_error;
-use crate::azure::retry::{self, Idempotency};
+use crate::azure::retry::{self, Call, Idempotency};
 use crate::error::{Error, ErrorKind, Result};
 use crate::secret::{ApiKey, Secret};
 use crate::settings::Settings;
@@ -101,7 +101,12 @@ impl RemoteToolkit {
 
 #[async_trait]
 impl KeySource for RemoteToolkit {
-    async fn current_key(&self, app_name: &str, request: KeyRequest) -> Result<KeyGrant> {
+    async fn current_key(
+        &self,
+        call: &Call,
+        app_name: &str,
+        request: KeyRequest,
+    ) -> Result<KeyGrant> {
         // Without force the ToolkitApp renews only inside the renewal window, so asking again
         // after a lost answer returns the key the first call made; a forced renewal would make
         // another key, so it is not repeated blindly.
@@ -115,7 +120,7 @@ impl KeySource for RemoteToolkit {
             "force": request.force,
             "dryRun": request.dry_run,
         });
-        let resp = retry::send(SERVICE, idempotency, || async {
+        let resp = retry::send(call, SERVICE, idempotency, || async {
             let mut req = self.http.post(self.url.clone()).json(&body);
             if let Some(key) = &self.function_key {
                 req = req.header("x-functions-key", key.expose());
@@ -166,6 +171,13 @@ impl KeySource for RemoteToolkit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn call() -> Call {
+        Call::new(
+            std::sync::Arc::new(crate::azure::retry::RetryPolicy::default()),
+            None,
+        )
+    }
     use axum::http::{HeaderMap, StatusCode};
     use axum::routing::post;
     use axum::{Json, Router};
@@ -222,6 +234,7 @@ mod tests {
 
         let g = rt
             .current_key(
+                &call(),
                 "known",
                 KeyRequest {
                     force: true,
@@ -248,7 +261,7 @@ mod tests {
         ];
         for (app, kind, code, temporary) in cases {
             let e = rt
-                .current_key(app, KeyRequest::default())
+                .current_key(&call(), app, KeyRequest::default())
                 .await
                 .unwrap_err();
             assert_eq!(e.kind(), kind, "{app}");
@@ -258,7 +271,7 @@ mod tests {
 
         let unauth = RemoteToolkit::new(url, None, http);
         let e = unauth
-            .current_key("known", KeyRequest::default())
+            .current_key(&call(), "known", KeyRequest::default())
             .await
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Unauthenticated);

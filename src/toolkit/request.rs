@@ -5,7 +5,6 @@
 use super::KeyGrant;
 use crate::error::{Error, ErrorKind, Result};
 use serde_json::{json, Value};
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 /// A validated ToolkitApp request.
@@ -87,7 +86,7 @@ pub fn parse_request(body: &[u8]) -> Result<ToolkitRequest> {
 }
 
 fn rfc3339(t: Option<OffsetDateTime>) -> Value {
-    t.and_then(|t| t.format(&Rfc3339).ok())
+    t.map(|t| crate::rfc3339::format(t, crate::rfc3339::Fraction::AsNeeded))
         .map_or(Value::Null, Value::String)
 }
 

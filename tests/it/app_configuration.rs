@@ -5,6 +5,7 @@
 
 use crate::common;
 
+use apikey_rotator::azure::retry::{Call, RetryPolicy};
 use apikey_rotator::azure::{credential, http};
 use apikey_rotator::error::ErrorKind;
 use apikey_rotator::mapping::{AppConfigurationStore, AppsMapping, KeyValueMapping};
@@ -228,6 +229,7 @@ fn deps(env: &Env) -> TargetDeps {
         cloud: settings.cloud.clone(),
         settings,
         vaults: Default::default(),
+        call: Call::new(Arc::new(RetryPolicy::default()), None),
     }
 }
 
@@ -419,6 +421,7 @@ async fn a_locked_key_is_an_error_and_nothing_else_changes() {
     let planned = plan(&mapping, &deps).unwrap();
     let keys = key_source(&deps.settings, deps.http.clone()).unwrap();
     let report = run(
+        &deps.call,
         keys.as_ref(),
         &planned,
         &[APP2.to_string()],

@@ -3,6 +3,7 @@
 
 use crate::common;
 
+use apikey_rotator::azure::retry::{Call, RetryPolicy};
 use apikey_rotator::azure::{credential, http};
 use apikey_rotator::mapping::{AppsMapping, SettingMapping, SiteGroup, SiteKind};
 use apikey_rotator::settings::Settings;
@@ -292,6 +293,7 @@ fn deps(env: &Env) -> TargetDeps {
         cloud: settings.cloud.clone(),
         settings,
         vaults: Default::default(),
+        call: Call::new(Arc::new(RetryPolicy::default()), None),
     }
 }
 

@@ -7,6 +7,7 @@
 
 use crate::common;
 
+use apikey_rotator::azure::retry::{Call, RetryPolicy};
 use apikey_rotator::azure::{credential, http};
 use apikey_rotator::error::ErrorKind;
 use apikey_rotator::mapping::{
@@ -230,6 +231,7 @@ fn deps(env: &Env) -> TargetDeps {
         cloud: settings.cloud.clone(),
         settings,
         vaults: Default::default(),
+        call: Call::new(Arc::new(RetryPolicy::default()), None),
     }
 }
 
@@ -314,7 +316,7 @@ async fn unchanged_value_causes_no_write() {
     let deps = deps(&env);
     let keys = key_source(&deps.settings, deps.http.clone()).unwrap();
     let current = keys
-        .current_key(APP3, KeyRequest::default())
+        .current_key(&deps.call, APP3, KeyRequest::default())
         .await
         .unwrap()
         .api_key;
@@ -328,6 +330,7 @@ async fn unchanged_value_causes_no_write() {
             .is_ok());
         env.clear_requests().await;
         let report = run(
+            &deps.call,
             keys.as_ref(),
             &planned,
             &[APP3.to_string()],

@@ -9,8 +9,9 @@
 //! [`conformance!`] writes one `#[test]` per issuer and case (`apigee::lists_keys`, ...), so
 //! each case passes or fails on its own. A new issuer adds one line there.
 
-mod common;
+use crate::common;
 
+use apikey_rotator::azure::retry::{Call, RetryPolicy};
 use apikey_rotator::error::ErrorKind;
 use apikey_rotator::toolkit::{generate_key, AssociationStatus, IssuedKey};
 use common::issuer::{IssuerDouble, Mark, Step, StoredKey};
@@ -120,7 +121,10 @@ mod cases {
                 stored.len() >= 2,
                 "the demo gives {app} two keys: {stored:?}"
             );
-            let listed = issuer.list_keys(app).await.expect("the app's keys");
+            let listed = issuer
+                .list_keys(&call(), app)
+                .await
+                .expect("the app's keys");
             assert_eq!(listed.len(), stored.len(), "{listed:?}");
             for s in &stored {
                 let issued = find(&listed, &s.key).expect("every stored key is listed");
@@ -154,7 +158,7 @@ mod cases {
         // A manual product's key never expires here; the auto one lives 90 days.
         let lifetime = (!manual).then(|| Duration::days(90));
         let created = issuer
-            .create_key(app, &key, lifetime, &[product.to_string()])
+            .create_key(&call(), app, &key, lifetime, &[product.to_string()])
             .await
             .expect("the key is created");
         assert_eq!(created.key, key);
@@ -194,7 +198,7 @@ mod cases {
             before.iter().collect::<Vec<_>>(),
             "other keys are left alone"
         );
-        let listed = issuer.list_keys(app).await.unwrap();
+        let listed = issuer.list_keys(&call(), app).await.unwrap();
         assert_same(find(&listed, key.expose()).expect("listed"), new);
     }
 
@@ -202,20 +206,20 @@ mod cases {
     pub async fn not_found(double: &dyn IssuerDouble) {
         let env = Env::start().await;
         let issuer = double.issuer(&env);
-        let e = issuer.list_keys(UNKNOWN_APP).await.unwrap_err();
+        let e = issuer.list_keys(&call(), UNKNOWN_APP).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
         let keys_before = env.all_keys().await;
         let key = generate_key();
         let (app, product) = double.app_with_auto_product();
         let e = issuer
-            .create_key(UNKNOWN_APP, &key, None, &[product.to_string()])
+            .create_key(&call(), UNKNOWN_APP, &key, None, &[product.to_string()])
             .await
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
         assert_no_key(&e, key.expose());
         assert_eq!(env.all_keys().await, keys_before, "nothing was created");
         let e = issuer
-            .finish_key(app, &key, &[product.to_string()])
+            .finish_key(&call(), app, &key, &[product.to_string()])
             .await
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
@@ -231,7 +235,7 @@ mod cases {
         env.add_fault(&double.fault(Step::Create, 403)).await;
         let key = generate_key();
         let e = issuer
-            .create_key(app, &key, None, &[product.to_string()])
+            .create_key(&call(), app, &key, None, &[product.to_string()])
             .await
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
@@ -253,7 +257,7 @@ mod cases {
         env.add_fault(&lost).await;
         let key = generate_key();
         let created = issuer
-            .create_key(app, &key, None, &[product.to_string()])
+            .create_key(&call(), app, &key, None, &[product.to_string()])
             .await
             .expect("the key is created once");
         assert!(created.is_approved_for(product), "{created:?}");
@@ -283,14 +287,14 @@ mod cases {
             .await;
         let key = generate_key();
         let e = issuer
-            .create_key(app, &key, None, &[product.to_string()])
+            .create_key(&call(), app, &key, None, &[product.to_string()])
             .await
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
         assert_no_key(&e, key.expose());
         env.clear_faults().await;
         assert_eq!(stored(&env, double, app).await, before, "the key is gone");
-        let listed = issuer.list_keys(app).await.unwrap();
+        let listed = issuer.list_keys(&call(), app).await.unwrap();
         assert!(find(&listed, key.expose()).is_none());
     }
 
@@ -308,7 +312,7 @@ mod cases {
         env.add_fault(&double.fault(Step::Delete, 403)).await;
         let key = generate_key();
         let e = issuer
-            .create_key(app, &key, None, &[product.to_string()])
+            .create_key(&call(), app, &key, None, &[product.to_string()])
             .await
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
@@ -332,7 +336,7 @@ mod cases {
     ) {
         let issuer = double.issuer(env);
         let done = issuer
-            .finish_key(app, key, &[product.to_string()])
+            .finish_key(&call(), app, key, &[product.to_string()])
             .await
             .expect("the half-made key is finished");
         assert!(done.approved && done.is_approved_for(product), "{done:?}");
@@ -355,7 +359,7 @@ mod cases {
         let (key, left) = half_made(&env, double, app, product, Step::AttachProducts).await;
         assert_eq!(left.mark, Mark::Unfinished);
         assert!(left.products.is_empty(), "{left:?}");
-        let listed = double.issuer(&env).list_keys(app).await.unwrap();
+        let listed = double.issuer(&env).list_keys(&call(), app).await.unwrap();
         let issued = find(&listed, key.expose()).expect("listed");
         assert!(issued.unfinished && issued.made_by_rotator, "{issued:?}");
         assert!(!issued.is_approved_for(product));
@@ -374,7 +378,7 @@ mod cases {
             left.products,
             [(product.to_string(), "pending".to_string())]
         );
-        let listed = double.issuer(&env).list_keys(app).await.unwrap();
+        let listed = double.issuer(&env).list_keys(&call(), app).await.unwrap();
         let issued = find(&listed, key.expose()).expect("listed");
         assert!(!issued.unfinished && issued.made_by_rotator, "{issued:?}");
         assert!(!issued.is_approved_for(product), "{issued:?}");
@@ -390,10 +394,13 @@ mod cases {
         let before = stored(&env, double, app).await;
         let key = generate_key();
         issuer
-            .create_key(app, &key, None, &[product.to_string()])
+            .create_key(&call(), app, &key, None, &[product.to_string()])
             .await
             .unwrap();
-        issuer.delete_key(app, &key).await.expect("deleted");
+        issuer
+            .delete_key(&call(), app, &key)
+            .await
+            .expect("deleted");
         assert_eq!(stored(&env, double, app).await, before);
     }
 
@@ -404,7 +411,7 @@ mod cases {
         let issuer = double.issuer(&env);
         let (app, _) = double.app_with_auto_product();
         env.add_fault(&double.fault(Step::List, status)).await;
-        let e = issuer.list_keys(app).await.unwrap_err();
+        let e = issuer.list_keys(&call(), app).await.unwrap_err();
         assert_eq!(e.kind(), kind, "{e}");
         assert_eq!(e.status(), Some(status), "{e}");
         assert_eq!(
@@ -420,4 +427,9 @@ mod cases {
             .collect();
         assert!(!answered.is_empty(), "the fault was met");
     }
+}
+
+/// The retry policy and no deadline: what one call of the suite runs under.
+fn call() -> Call {
+    Call::new(std::sync::Arc::new(RetryPolicy::default()), None)
 }

@@ -3,12 +3,18 @@
 
 use crate::common;
 
+use apikey_rotator::azure::retry::{Call, RetryPolicy};
 use apikey_rotator::azure::storage::{BlobClient, LeaseOutcome, StorageAccount};
 use apikey_rotator::rotation::lock::{LockError, RunGuard, RunLock, LOCK_CONTAINER};
 use common::azurite::{Azurite, ACCOUNT, ACCOUNT_KEY};
 use common::{Env, Handler};
 use serde_json::{json, Value};
 use std::time::Duration;
+
+/// The call of the lock's requests: the default policy, no deadline.
+fn call() -> Call {
+    Call::new(std::sync::Arc::new(RetryPolicy::default()), None)
+}
 
 fn client(azurite: &Azurite) -> BlobClient {
     BlobClient::new(
@@ -48,19 +54,22 @@ async fn a_second_holder_is_refused_until_the_first_releases() {
         format!("blob lease devstoreaccount1/{LOCK_CONTAINER}/t.lock")
     );
     // The first acquisition creates the container and the blob.
-    let held = a.acquire().await.expect("the first holder gets the lease");
-    assert_in_progress(b.acquire().await, "t.lock");
-    assert_eq!(held.release().await, None);
-    let held = b.acquire().await.expect("free after release");
-    assert_in_progress(a.acquire().await, "t.lock");
+    let held = a
+        .acquire(&call())
+        .await
+        .expect("the first holder gets the lease");
+    assert_in_progress(b.acquire(&call()).await, "t.lock");
+    assert_eq!(held.release(&call()).await, None);
+    let held = b.acquire(&call()).await.expect("free after release");
+    assert_in_progress(a.acquire(&call()).await, "t.lock");
     drop(held);
-    let mut again = a.acquire().await;
+    let mut again = a.acquire(&call()).await;
     for _ in 0..50 {
         if again.is_ok() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-        again = a.acquire().await;
+        again = a.acquire(&call()).await;
     }
     assert!(again.is_ok(), "a dropped guard releases the lease");
 }
@@ -70,11 +79,11 @@ async fn a_second_holder_is_refused_until_the_first_releases() {
 async fn a_running_holder_renews_its_lease() {
     let azurite = Azurite::start();
     let (a, b) = (lock(&azurite, "r.lock", 15), lock(&azurite, "r.lock", 15));
-    let held = a.acquire().await.unwrap();
+    let held = a.acquire(&call()).await.unwrap();
     tokio::time::sleep(Duration::from_secs(17)).await;
-    assert_in_progress(b.acquire().await, "r.lock");
-    assert_eq!(held.release().await, None, "renewals succeeded");
-    b.acquire().await.expect("free after release");
+    assert_in_progress(b.acquire(&call()).await, "r.lock");
+    assert_eq!(held.release(&call()).await, None, "renewals succeeded");
+    b.acquire(&call()).await.expect("free after release");
 }
 
 /// A holder that crashed (took a 15 s lease and never renews nor releases) blocks others only
@@ -83,11 +92,12 @@ async fn a_running_holder_renews_its_lease() {
 async fn a_crashed_holders_lease_expires() {
     let azurite = Azurite::start();
     let b = lock(&azurite, "c.lock", 15);
-    drop(b.acquire().await.unwrap()); // creates the blob
+    drop(b.acquire(&call()).await.unwrap()); // creates the blob
     tokio::time::sleep(Duration::from_millis(500)).await;
     let crashed = client(&azurite);
     let outcome = crashed
         .acquire_lease(
+            &call(),
             LOCK_CONTAINER,
             "c.lock",
             15,
@@ -96,9 +106,9 @@ async fn a_crashed_holders_lease_expires() {
         .await
         .unwrap();
     assert!(matches!(outcome, LeaseOutcome::Acquired(_)), "{outcome:?}");
-    assert_in_progress(b.acquire().await, "c.lock");
+    assert_in_progress(b.acquire(&call()).await, "c.lock");
     tokio::time::sleep(Duration::from_secs(16)).await;
-    b.acquire()
+    b.acquire(&call())
         .await
         .expect("the crashed holder's lease has expired");
 }
@@ -198,10 +208,10 @@ async fn handler_instances_serialise_runs_with_a_blob_lease() {
     );
     // Released at the end: another process takes the lease at once.
     lock(&azurite, blob, 15)
-        .acquire()
+        .acquire(&call())
         .await
         .expect("the handler released the lease")
-        .release()
+        .release(&call())
         .await;
     let (status, again) = second.rotate("dryRun=true").await;
     assert_eq!(status, 200, "{again}");
@@ -224,7 +234,7 @@ async fn rotate_exits_3_while_another_process_holds_the_lease() {
     let settings = env.settings(&[("AzureWebJobsStorage", cs.as_str())]);
     let blob = &lock_blob(&settings);
     let other = lock(&azurite, blob, 60);
-    let held = other.acquire().await.unwrap();
+    let held = other.acquire(&call()).await.unwrap();
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_apikey-rotator"))
         .env_clear()
         .envs(&settings)
@@ -238,7 +248,7 @@ async fn rotate_exits_3_while_another_process_holds_the_lease() {
     assert!(stderr.contains("a run is in progress"), "{stderr}");
     assert!(out.stdout.is_empty());
     assert!(env.writes().await.is_empty());
-    held.release().await;
+    held.release(&call()).await;
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_apikey-rotator"))
         .env_clear()
         .envs(&settings)

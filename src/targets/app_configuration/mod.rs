@@ -214,7 +214,7 @@ impl AppConfiguration {
     ) -> Result<reqwest::Response> {
         let body = body.unwrap_or_default();
         let service = format!("App Configuration {}", self.label);
-        let response = retry::send(&service, Idempotency::Idempotent, || {
+        let response = retry::send(&self.deps.call, &service, Idempotency::Idempotent, || {
             self.request(method.clone(), url.clone(), body.clone(), extra)
         })
         .await?;
@@ -243,7 +243,12 @@ impl AppConfiguration {
         }
         match &self.access_key {
             None => {
-                let token = bearer(self.deps.credential.as_ref(), audience(&self.endpoint)).await?;
+                let token = bearer(
+                    &self.deps.call,
+                    self.deps.credential.as_ref(),
+                    audience(&self.endpoint),
+                )
+                .await?;
                 let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
                     .map_err(|_| Error::unexpected("the token is not a valid header value"))?;
                 value.set_sensitive(true);
@@ -522,11 +527,19 @@ impl Container for AppConfiguration {
     async fn read(&self, names: &[String]) -> Vec<Result<Stored>> {
         // Each request carries the Sync-Tokens known when it starts, as the SDKs' concurrent
         // requests do; reads of different keys need nothing from each other.
-        super::each(names, |n| self.read_one(n)).await
+        crate::fan_out::bounded(
+            self.deps.call.fan_out(),
+            names.iter().map(|n| self.read_one(n)),
+        )
+        .await
     }
 
     async fn write(&self, writes: &[Write]) -> Vec<Result<()>> {
-        super::each(writes, |w| self.write_one(w)).await
+        crate::fan_out::bounded(
+            self.deps.call.fan_out(),
+            writes.iter().map(|w| self.write_one(w)),
+        )
+        .await
     }
 }
 

@@ -123,8 +123,8 @@ impl AppSettings {
         body: Option<&Value>,
         idempotency: Idempotency,
     ) -> Result<Value> {
-        let response = retry::send(&self.what(), idempotency, || async {
-            let token = bearer(self.deps.credential.as_ref(), &self.scope).await?;
+        let response = retry::send(&self.deps.call, &self.what(), idempotency, || async {
+            let token = bearer(&self.deps.call, self.deps.credential.as_ref(), &self.scope).await?;
             let request = self
                 .deps
                 .http
@@ -196,6 +196,7 @@ impl AppSettings {
             Ok(sent.iter().all(|w| holds(&now, w)).then_some(()))
         };
         retry::send_checked(
+            &self.deps.call,
             &format!("the settings PUT of {}", self.what()),
             put,
             in_place,

@@ -43,7 +43,7 @@ impl ApplicationApi {
         Ok(match &self.auth {
             ApiAuth::None => request,
             ApiAuth::ManagedIdentity { scope } => {
-                let token = bearer(self.deps.credential.as_ref(), scope).await?;
+                let token = bearer(&self.deps.call, self.deps.credential.as_ref(), scope).await?;
                 let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
                     .map_err(|_| Error::unexpected("the token is not a valid header value"))?;
                 value.set_sensitive(true);
@@ -75,6 +75,7 @@ impl ApplicationApi {
     /// are idempotent: a GET, and a POST that sets an app's key to a whole value.
     async fn send(&self, build: impl Fn() -> reqwest::RequestBuilder) -> Result<reqwest::Response> {
         retry::send(
+            &self.deps.call,
             &format!("application API {}", self.label),
             Idempotency::Idempotent,
             || self.authorize(build()),
@@ -118,7 +119,7 @@ impl ApplicationApi {
             "appName": write.name,
             "apimAppName": write.apim_app_name,
             "apiKey": write.key.expose(),
-            "expiresAt": write.expires_at.map(crate::rotation::report::rfc3339),
+            "expiresAt": write.expires_at.map(|t| crate::rfc3339::format(t, crate::rfc3339::Fraction::Millis)),
         });
         let response = self
             .send(|| self.deps.http.post(self.url.clone()).json(&body))
@@ -165,10 +166,18 @@ impl Container for ApplicationApi {
     }
 
     async fn read(&self, names: &[String]) -> Vec<Result<Stored>> {
-        super::each(names, |n| self.read_one(n)).await
+        crate::fan_out::bounded(
+            self.deps.call.fan_out(),
+            names.iter().map(|n| self.read_one(n)),
+        )
+        .await
     }
 
     async fn write(&self, writes: &[Write]) -> Vec<Result<()>> {
-        super::each(writes, |w| self.write_one(w)).await
+        crate::fan_out::bounded(
+            self.deps.call.fan_out(),
+            writes.iter().map(|w| self.write_one(w)),
+        )
+        .await
     }
 }

@@ -4,7 +4,7 @@
 use super::config::ServiceAccountKey;
 use super::error::parse_error_from;
 use crate::azure::http::transport_error;
-use crate::azure::retry::{self, Idempotency};
+use crate::azure::retry::{self, Call, Idempotency};
 use crate::error::{Error, Result};
 use crate::secret::Secret;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -79,12 +79,12 @@ impl ServiceAccountAuth {
 
     /// A bearer token for [`CLOUD_PLATFORM_SCOPE`], from the cache when it has more than five
     /// minutes left. Concurrent callers wait for one token request instead of each sending one.
-    pub async fn token(&self) -> Result<Secret> {
+    pub async fn token(&self, call: &Call) -> Result<Secret> {
         let mut cached = self.cached.lock().await;
         if let Some(c) = cached.as_ref().filter(|c| Instant::now() < c.refresh_at) {
             return Ok(c.token.clone());
         }
-        let fresh = self.fetch().await?;
+        let fresh = self.fetch(call).await?;
         let token = fresh.token.clone();
         *cached = Some(fresh);
         Ok(token)
@@ -110,11 +110,11 @@ impl ServiceAccountAuth {
             .map_err(|e| Error::config(format!("cannot sign the service-account assertion: {e}")))
     }
 
-    async fn fetch(&self) -> Result<CachedToken> {
+    async fn fetch(&self, call: &Call) -> Result<CachedToken> {
         let assertion = self.assertion()?;
         let started = Instant::now();
         // Asking for a token again only gets another token: idempotent.
-        let resp = retry::send(TOKEN_SERVICE, Idempotency::Idempotent, || async {
+        let resp = retry::send(call, TOKEN_SERVICE, Idempotency::Idempotent, || async {
             Ok(self
                 .http
                 .post(self.token_uri.clone())

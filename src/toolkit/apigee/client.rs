@@ -4,7 +4,7 @@ use super::auth::ServiceAccountAuth;
 use super::config::ApigeeXConfig;
 use super::error::parse_error;
 use crate::azure::http::transport_error;
-use crate::azure::retry::{self, Idempotency};
+use crate::azure::retry::{self, Call, Idempotency};
 use crate::error::{Error, ErrorKind, Result};
 use crate::secret::ApiKey;
 use crate::toolkit::{AssociationStatus, IssuedKey, Issuer, ProductAssociation};
@@ -215,6 +215,7 @@ impl ApigeeX {
     /// is wiped from memory when dropped.
     async fn call(
         &self,
+        call: &Call,
         method: Method,
         url: url::Url,
         body: Option<&Value>,
@@ -224,8 +225,8 @@ impl ApigeeX {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let resp = retry::send(SERVICE, idempotency, || async {
-                let token = self.auth.token().await?;
+            let resp = retry::send(call, SERVICE, idempotency, || async {
+                let token = self.auth.token(call).await?;
                 let mut req = self
                     .http
                     .request(method.clone(), url.clone())
@@ -261,10 +262,10 @@ impl ApigeeX {
     }
 
     /// The app's key `key` as Apigee holds it now, if it exists.
-    async fn find_key(&self, app_name: &str, key: &ApiKey) -> Result<Option<KeyBody>> {
+    async fn find_key(&self, call: &Call, app_name: &str, key: &ApiKey) -> Result<Option<KeyBody>> {
         let url = self.app_url(app_name, &[])?;
         let body = self
-            .call(Method::GET, url, None, false, Idempotency::Idempotent)
+            .call(call, Method::GET, url, None, false, Idempotency::Idempotent)
             .await?;
         let app: AppBody = parse_json(&body)?;
         Ok(app
@@ -279,6 +280,7 @@ impl ApigeeX {
     /// may be unreadable although the key exists.
     async fn post_key(
         &self,
+        call: &Call,
         app_name: &str,
         key: &ApiKey,
         request: &Value,
@@ -286,6 +288,7 @@ impl ApigeeX {
         let url = self.app_url(app_name, &["keys"])?;
         let create = || async {
             self.call(
+                call,
                 Method::POST,
                 url.clone(),
                 Some(request),
@@ -295,15 +298,21 @@ impl ApigeeX {
             .await
             .map(|body| parse_json(&body))
         };
-        let created = || async { Ok(self.find_key(app_name, key).await?.map(Ok)) };
-        retry::send_checked(&format!("the key creation for {app_name}"), create, created).await
+        let created = || async { Ok(self.find_key(call, app_name, key).await?.map(Ok)) };
+        retry::send_checked(
+            call,
+            &format!("the key creation for {app_name}"),
+            create,
+            created,
+        )
+        .await
     }
 
     /// `keys.get`: the key as Apigee holds it now.
-    async fn get_key(&self, app_name: &str, key: &ApiKey) -> Result<KeyBody> {
+    async fn get_key(&self, call: &Call, app_name: &str, key: &ApiKey) -> Result<KeyBody> {
         let url = self.app_url(app_name, &["keys", key.expose()])?;
         let body = self
-            .call(Method::GET, url, None, false, Idempotency::Idempotent)
+            .call(call, Method::GET, url, None, false, Idempotency::Idempotent)
             .await?;
         parse_json(&body)
     }
@@ -312,6 +321,7 @@ impl ApigeeX {
     /// replaces the key's attributes with `attributes`.
     async fn update_key(
         &self,
+        call: &Call,
         app_name: &str,
         key: &ApiKey,
         products: &[&str],
@@ -324,6 +334,7 @@ impl ApigeeX {
         }
         let body = self
             .call(
+                call,
                 Method::POST,
                 url,
                 Some(&request),
@@ -337,20 +348,33 @@ impl ApigeeX {
 
     /// `keys.apiproducts.updateDeveloperAppKeyApiProduct?action=approve`: empty body,
     /// `Content-Type: application/octet-stream`, an empty JSON object back.
-    async fn approve_product(&self, app_name: &str, key: &ApiKey, product: &str) -> Result<()> {
+    async fn approve_product(
+        &self,
+        call: &Call,
+        app_name: &str,
+        key: &ApiKey,
+        product: &str,
+    ) -> Result<()> {
         let mut url = self.app_url(app_name, &["keys", key.expose(), "apiproducts", product])?;
         url.query_pairs_mut().append_pair("action", "approve");
-        self.call(Method::POST, url, None, true, Idempotency::Idempotent)
+        self.call(call, Method::POST, url, None, true, Idempotency::Idempotent)
             .await
             .map(|_| ())
     }
 
     /// `keys.delete`.
-    async fn remove_key(&self, app_name: &str, key: &ApiKey) -> Result<()> {
+    async fn remove_key(&self, call: &Call, app_name: &str, key: &ApiKey) -> Result<()> {
         let url = self.app_url(app_name, &["keys", key.expose()])?;
-        self.call(Method::DELETE, url, None, false, Idempotency::Idempotent)
-            .await
-            .map(|_| ())
+        self.call(
+            call,
+            Method::DELETE,
+            url,
+            None,
+            false,
+            Idempotency::Idempotent,
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Takes a key from `state` (as Apigee holds it) to complete: attaches those of
@@ -358,6 +382,7 @@ impl ApigeeX {
     /// then approves each association that is pending. Steps already done are skipped.
     async fn finish(
         &self,
+        call: &Call,
         app_name: &str,
         key: &ApiKey,
         mut state: KeyBody,
@@ -377,7 +402,7 @@ impl ApigeeX {
         if !missing.is_empty() || state.state() == Some(UNFINISHED) {
             let attributes = state.attributes_with_state(PRODUCTS_ATTACHED);
             state = self
-                .update_key(app_name, key, &missing, &attributes)
+                .update_key(call, app_name, key, &missing, &attributes)
                 .await?;
         }
         let mut credential = state.into_issued_key()?;
@@ -394,7 +419,7 @@ impl ApigeeX {
                     )))
                 }
                 Some(AssociationStatus::Pending) => {
-                    self.approve_product(app_name, key, product).await?;
+                    self.approve_product(call, app_name, key, product).await?;
                     // The approval answers an empty object: its success is the new state.
                     if let Some(a) = association {
                         a.status = AssociationStatus::Approved;
@@ -423,10 +448,10 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
 
 #[async_trait]
 impl Issuer for ApigeeX {
-    async fn list_keys(&self, app_name: &str) -> Result<Vec<IssuedKey>> {
+    async fn list_keys(&self, call: &Call, app_name: &str) -> Result<Vec<IssuedKey>> {
         let url = self.app_url(app_name, &[])?;
         let body = self
-            .call(Method::GET, url, None, false, Idempotency::Idempotent)
+            .call(call, Method::GET, url, None, false, Idempotency::Idempotent)
             .await
             .map_err(|e| {
                 if e.kind() == ErrorKind::NotFound {
@@ -453,6 +478,7 @@ impl Issuer for ApigeeX {
 
     async fn create_key(
         &self,
+        call: &Call,
         app_name: &str,
         key: &ApiKey,
         lifetime: Option<time::Duration>,
@@ -470,11 +496,14 @@ impl Issuer for ApigeeX {
             request["expiresInSeconds"] = json!(lifetime.whole_seconds().to_string());
         }
         let created = self
-            .post_key(app_name, key, &request)
+            .post_key(call, app_name, key, &request)
             .await
             .map_err(|e| scrub(e, key).with_context("app", app_name.to_string()))?;
         let finished = match created {
-            Ok(created) => self.finish(app_name, key, created, api_products).await,
+            Ok(created) => {
+                self.finish(call, app_name, key, created, api_products)
+                    .await
+            }
             Err(e) => Err(e),
         };
         match finished {
@@ -483,7 +512,7 @@ impl Issuer for ApigeeX {
                 // A half-made key is never current (it is marked unfinished), but it should not
                 // linger either: remove it now; when that fails, the next run finishes or
                 // removes it.
-                let cleanup = self.remove_key(app_name, key).await;
+                let cleanup = self.remove_key(call, app_name, key).await;
                 let mut e = scrub(e, key).with_context("app", app_name.to_string());
                 if let Err(d) = cleanup {
                     e = e.with_context(
@@ -502,20 +531,21 @@ impl Issuer for ApigeeX {
 
     async fn finish_key(
         &self,
+        call: &Call,
         app_name: &str,
         key: &ApiKey,
         api_products: &[String],
     ) -> Result<IssuedKey> {
         let done = async {
-            let state = self.get_key(app_name, key).await?;
-            self.finish(app_name, key, state, api_products).await
+            let state = self.get_key(call, app_name, key).await?;
+            self.finish(call, app_name, key, state, api_products).await
         };
         done.await
             .map_err(|e| scrub(e, key).with_context("app", app_name.to_string()))
     }
 
-    async fn delete_key(&self, app_name: &str, key: &ApiKey) -> Result<()> {
-        self.remove_key(app_name, key)
+    async fn delete_key(&self, call: &Call, app_name: &str, key: &ApiKey) -> Result<()> {
+        self.remove_key(call, app_name, key)
             .await
             .map_err(|e| scrub(e, key).with_context("app", app_name.to_string()))
     }

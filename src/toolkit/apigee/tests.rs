@@ -37,6 +37,13 @@ struct Fake {
 
 type Shared = Arc<Mutex<Fake>>;
 
+fn call() -> crate::azure::retry::Call {
+    crate::azure::retry::Call::new(
+        std::sync::Arc::new(crate::azure::retry::RetryPolicy::default()),
+        None,
+    )
+}
+
 fn now_ms() -> i64 {
     (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
@@ -273,7 +280,7 @@ async fn renews_through_apigee_and_converges() {
     let source = key_source(&settings_for(&base), reqwest::Client::new()).unwrap();
 
     let first = source
-        .current_key("app1", KeyRequest::default())
+        .current_key(&call(), "app1", KeyRequest::default())
         .await
         .unwrap();
     assert!(first.renewed, "{}", first.message);
@@ -328,7 +335,7 @@ async fn renews_through_apigee_and_converges() {
     }
 
     let second = source
-        .current_key("app1", KeyRequest::default())
+        .current_key(&call(), "app1", KeyRequest::default())
         .await
         .unwrap();
     assert!(!second.renewed, "{}", second.message);
@@ -338,7 +345,7 @@ async fn renews_through_apigee_and_converges() {
 
     fake.lock().unwrap().revoke_token_once = true;
     let third = source
-        .current_key("app1", KeyRequest::default())
+        .current_key(&call(), "app1", KeyRequest::default())
         .await
         .unwrap();
     assert_eq!(third.api_key, first.api_key);
@@ -354,7 +361,7 @@ async fn unknown_app_is_not_found() {
     let (_fake, base) = start().await;
     let source = key_source(&settings_for(&base), reqwest::Client::new()).unwrap();
     let e = source
-        .current_key("ghost", KeyRequest::default())
+        .current_key(&call(), "ghost", KeyRequest::default())
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound);
@@ -374,7 +381,10 @@ async fn a_failed_renewal_leaves_no_half_made_key_and_no_key_in_the_error() {
         force: true,
         dry_run: false,
     };
-    let e = source.current_key("app1", force).await.unwrap_err();
+    let e = source
+        .current_key(&call(), "app1", force)
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unexpected);
 
     let f = fake.lock().unwrap();
@@ -417,7 +427,7 @@ async fn a_refused_assertion_is_an_authentication_error() {
     ));
     let source = key_source(&settings, reqwest::Client::new()).unwrap();
     let e = source
-        .current_key("app1", KeyRequest::default())
+        .current_key(&call(), "app1", KeyRequest::default())
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unauthenticated);
@@ -501,7 +511,7 @@ async fn a_lost_creation_answer_never_makes_two_keys() {
     fake.lock().unwrap().lose_create_answers = 1;
     let source = key_source(&settings_for(&base), reqwest::Client::new()).unwrap();
     let grant = source
-        .current_key("app1", KeyRequest::default())
+        .current_key(&call(), "app1", KeyRequest::default())
         .await
         .unwrap();
     assert!(grant.renewed, "{}", grant.message);
@@ -526,7 +536,7 @@ async fn a_refused_creation_is_made_again() {
     fake.lock().unwrap().refuse_creates = 1;
     let source = key_source(&settings_for(&base), reqwest::Client::new()).unwrap();
     let grant = source
-        .current_key("app1", KeyRequest::default())
+        .current_key(&call(), "app1", KeyRequest::default())
         .await
         .unwrap();
     assert!(grant.renewed, "{}", grant.message);
@@ -551,7 +561,7 @@ async fn an_unfinished_key_is_finished_on_the_next_call() {
     }));
     let source = key_source(&settings_for(&base), reqwest::Client::new()).unwrap();
     let grant = source
-        .current_key("app1", KeyRequest::default())
+        .current_key(&call(), "app1", KeyRequest::default())
         .await
         .unwrap();
     assert_eq!(grant.api_key.expose(), HALF);
