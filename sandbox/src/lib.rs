@@ -1,13 +1,18 @@
 //! The local sandbox (PRODUCT.md §9): wire-faithful doubles of every outside service, on
-//! loopback, with a CA of their own, seeded with demo data.
+//! loopback, with a CA of their own, seeded with demo data. It depends on nothing of the
+//! product: a double must not share the client's code.
 //!
-//! One file per service: [`identity`] (App Service managed identity), [`authority`] (Entra ID),
-//! [`key_vault`], [`app_configuration`] (one listener per store), [`apigee`] (Apigee X and its OAuth token endpoint), [`application_api`] (a
-//! consumer app), [`resource_manager`] (ARM), and [`admin`] (request log, fault injection,
-//! state). [`log`] is the middleware every service router is wrapped in, and [`front_end`] the
-//! framing rules it applies before any double sees a request; [`tokens`] holds the
-//! bearer tokens the sandbox issued; [`demo`] seeds the data and the handler's settings;
-//! [`workload`] seeds a bulk workload instead, for the benchmark.
+//! Every double implements one contract, [`double::Double`] (its service name, front end,
+//! routes, fault answers and state), in one file per service: [`identity`] (App Service
+//! managed identity), [`authority`] (Entra ID), [`key_vault`] (one listener per vault),
+//! [`app_configuration`] (one listener per store), [`apigee`] (Apigee X and its OAuth token
+//! endpoint), [`application_api`] (a consumer app) and [`resource_manager`] (ARM). The
+//! machinery knows no service by name: [`log`] is the middleware every double's router is
+//! wrapped in (request log, faults), [`front_end`] the framing rules it applies before any
+//! double sees a request, [`admin`] the endpoint that reads the log, adds faults and shows
+//! every double's state; [`tokens`] holds the bearer tokens the sandbox issued. [`demo`]
+//! deploys the doubles and seeds the demo data and the mapping; [`workload`] seeds a bulk
+//! workload instead, for the benchmark.
 
 // Handlers return early with the exact response a check produced; boxing it would only add noise.
 #![allow(clippy::result_large_err)]
@@ -18,19 +23,25 @@ mod app_configuration;
 mod application_api;
 mod authority;
 mod demo;
+mod double;
+mod error;
 mod front_end;
 mod identity;
 mod key_vault;
 mod log;
 mod resource_manager;
+mod secret;
 mod tls;
 mod tokens;
 pub mod workload;
 
-use crate::error::{Error, Result};
+pub use error::{Error, Result};
+pub use secret::Secret;
+
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use double::{Double, Platform, Tenant};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::net::TcpListener;
@@ -40,7 +51,7 @@ use std::sync::Arc;
 /// How to start a [`Sandbox`].
 #[derive(Debug, Clone, Default)]
 pub struct SandboxOptions {
-    /// Directory that receives `ca.pem` and `sandbox.json` (created if missing).
+    /// Directory that receives `ca.pem` (created if missing).
     pub dir: PathBuf,
     /// Seed a [`workload`] of this many apps instead of the demo data.
     pub workload: Option<usize>,
@@ -64,22 +75,44 @@ pub struct Sandbox {
     handles: Vec<axum_server::Handle>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     #[cfg_attr(not(test), allow(dead_code))]
-    shared: Arc<Shared>,
+    cast: demo::Cast,
 }
 
-/// What `sandbox.json` holds: where the CA and every endpoint are, and the handler's settings.
-#[derive(Serialize, Deserialize, Clone, Debug)]
-#[serde(rename_all = "camelCase")]
+/// Where the CA and every endpoint are, and what the handler needs to run against them.
+#[derive(Clone, Debug)]
 pub struct SandboxInfo {
     /// PEM file of the sandbox CA (`DIR/ca.pem`); every HTTPS double's certificate chains to it.
     pub ca_cert_file: PathBuf,
     /// Base URLs of the doubles.
     pub endpoints: Endpoints,
-    /// Every app setting the handler needs to run against this sandbox.
-    pub env: BTreeMap<String, String>,
+    /// The handler's credentials and data, for the handler's side to turn into its settings.
+    pub handover: Handover,
     /// The seeded workload, when the sandbox was started with one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workload: Option<workload::Workload>,
+}
+
+/// What the handler needs to know to run against the sandbox, in the services' terms (the
+/// product, not the sandbox, knows its setting names and how its details are sealed).
+#[derive(Clone, Debug)]
+pub struct Handover {
+    /// The apps mapping over the sandbox's URLs (the `APIKEYROTATIONAPPS` document).
+    pub mapping: serde_json::Value,
+    /// The company details, in plaintext JSON: Apigee X in the sandbox with the service
+    /// account's key, the renewal policy, and the site name they are bound to.
+    pub company_details: Secret,
+    /// The function app's site name the details are bound to (`WEBSITE_SITE_NAME`).
+    pub site_name: String,
+    /// The secret App Service hands the process for its identity endpoint (`IDENTITY_HEADER`).
+    pub identity_header: Secret,
+    /// The sandbox's Entra tenant.
+    pub tenant_id: String,
+    /// The sandbox service principal's application ID.
+    pub client_id: String,
+    /// The sandbox service principal's client secret.
+    pub client_secret: Secret,
+    /// The app settings the mapping names in `connectionStringSetting`, with their connection
+    /// strings.
+    pub connection_strings: BTreeMap<String, Secret>,
 }
 
 /// The URLs of every double.
@@ -104,26 +137,6 @@ pub struct Endpoints {
     pub admin: String,
 }
 
-/// State shared by every double.
-pub(crate) struct Shared {
-    pub tokens: tokens::TokenStore,
-    pub log: log::RequestLog,
-    /// The sandbox's Entra tenant.
-    pub tenant_id: String,
-    /// `https://127.0.0.1:<port>` of the authority double.
-    pub authority: String,
-    pub identity: identity::ManagedIdentity,
-    pub principal: authority::ServicePrincipal,
-    /// Vaults by lower-case name.
-    pub vaults: BTreeMap<String, Arc<key_vault::Vault>>,
-    /// App Configuration stores by name.
-    pub app_configs: BTreeMap<String, Arc<app_configuration::Store>>,
-    pub apigee: apigee::Apigee,
-    pub application_api: application_api::Store,
-    /// Microsoft.Web sites, slots and static sites with their app settings.
-    pub resource_manager: resource_manager::ResourceManager,
-}
-
 /// A bound listener and the URL it is reached at.
 struct Bound {
     listener: TcpListener,
@@ -133,10 +146,10 @@ struct Bound {
 fn bind(scheme: &str) -> Result<Bound> {
     let listener = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.set_nonblocking(true).map(|_| l))
-        .map_err(|e| Error::unexpected(format!("sandbox: cannot bind a loopback port: {e}")))?;
+        .map_err(|e| Error::new(format!("cannot bind a loopback port: {e}")))?;
     let port = listener
         .local_addr()
-        .map_err(|e| Error::unexpected(format!("sandbox: {e}")))?
+        .map_err(|e| Error::new(e.to_string()))?
         .port();
     Ok(Bound {
         listener,
@@ -144,169 +157,104 @@ fn bind(scheme: &str) -> Result<Bound> {
     })
 }
 
+/// The doubles being deployed, each with the listener it will answer on.
+#[derive(Default)]
+pub(crate) struct Deployment {
+    listeners: Vec<(Bound, bool, Arc<dyn Double>)>,
+}
+
+impl Deployment {
+    /// Binds a loopback port (HTTPS when `tls`), builds a double from its URL and records it.
+    pub fn deploy<D: Double>(
+        &mut self,
+        tls: bool,
+        build: impl FnOnce(&str) -> D,
+    ) -> Result<Arc<D>> {
+        let bound = bind(if tls { "https" } else { "http" })?;
+        let double = Arc::new(build(&bound.url));
+        self.listeners.push((bound, tls, double.clone()));
+        Ok(double)
+    }
+
+    /// Fallible [`Deployment::deploy`], for doubles whose construction can fail.
+    pub fn try_deploy<D: Double>(
+        &mut self,
+        tls: bool,
+        build: impl FnOnce(&str) -> Result<D>,
+    ) -> Result<Arc<D>> {
+        let bound = bind(if tls { "https" } else { "http" })?;
+        let double = Arc::new(build(&bound.url)?);
+        self.listeners.push((bound, tls, double.clone()));
+        Ok(double)
+    }
+}
+
 impl Sandbox {
-    /// Starts every double on 127.0.0.1 (random free ports), seeds the demo data, writes
-    /// `DIR/ca.pem` and `DIR/sandbox.json`.
+    /// Starts every double on 127.0.0.1 (random free ports), seeds the demo data (or the
+    /// workload) and writes `DIR/ca.pem`.
     pub async fn start(options: SandboxOptions) -> Result<Sandbox> {
-        let io = |what: &str, e: std::io::Error| Error::unexpected(format!("sandbox: {what}: {e}"));
+        let io = |what: &str, e: std::io::Error| Error::new(format!("{what}: {e}"));
         std::fs::create_dir_all(&options.dir).map_err(|e| io("cannot create the directory", e))?;
         let tls = tls::generate()?;
         let ca_cert_file = options.dir.join("ca.pem");
         std::fs::write(&ca_cert_file, &tls.ca_pem).map_err(|e| io("cannot write ca.pem", e))?;
 
-        let (identity_l, authority_l, arm_l, apigee_l, app_api_l, admin_l) = (
-            bind("http")?,
-            bind("https")?,
-            bind("https")?,
-            bind("https")?,
-            bind("https")?,
-            bind("http")?,
-        );
-        let mut vault_ls = Vec::new();
-        for name in demo::VAULTS {
-            vault_ls.push((name, bind("https")?));
-        }
-
-        let mut store_ls = Vec::new();
-        for name in demo::APP_CONFIG_STORES {
-            store_ls.push((name, bind("https")?));
-        }
-
-        let tenant_id = uuid::Uuid::new_v4().to_string();
-        let vaults = vault_ls
-            .iter()
-            .map(|(name, b)| {
-                let vault = key_vault::Vault::new(name, &b.url);
-                (name.to_ascii_lowercase(), Arc::new(vault))
-            })
-            .collect();
-        let shared = Arc::new(Shared {
+        let mut deployment = Deployment::default();
+        let cast = demo::Cast::deploy(&mut deployment)?;
+        let admin_l = bind("http")?;
+        let platform = Arc::new(Platform {
             tokens: tokens::TokenStore::default(),
             log: log::RequestLog::new(options.latency),
-            authority: authority_l.url.clone(),
-            identity: identity::ManagedIdentity::generate(),
-            principal: authority::ServicePrincipal::generate(),
-            vaults,
-            app_configs: store_ls
-                .iter()
-                .map(|(name, b)| {
-                    let store = app_configuration::Store::new(name, &b.url);
-                    (name.to_string(), Arc::new(store))
-                })
-                .collect(),
-            apigee: apigee::Apigee::new(&apigee_l.url, demo::ORGANIZATION, demo::DEVELOPER)?,
-            application_api: application_api::Store::default(),
-            resource_manager: Default::default(),
-            tenant_id,
+            tenant: Tenant {
+                id: uuid::Uuid::new_v4().to_string(),
+                authority: cast.authority.base_url.clone(),
+            },
         });
         let seeded = match options.workload {
-            Some(apps) => Some(workload::seed(&shared, apps)),
+            Some(apps) => Some(workload::seed(&cast, apps)),
             None => {
-                demo::seed(&shared);
+                demo::seed(&cast);
                 None
             }
         };
-
-        let app_api_url = format!("{}{}", app_api_l.url, application_api::PATH);
-        let endpoints = Endpoints {
-            identity: format!("{}{}", identity_l.url, identity::PATH),
-            authority: authority_l.url.clone(),
-            resource_manager: arm_l.url.clone(),
-            apigee: apigee_l.url.clone(),
-            key_vaults: vault_ls
-                .iter()
-                .map(|(name, b)| (name.to_string(), format!("{}/", b.url)))
-                .collect(),
-            app_configurations: shared
-                .app_configs
-                .values()
-                .map(|s| {
-                    let info = serde_json::json!({"endpoint": s.base_url, "connectionString": s.connection_string()});
-                    (s.name.clone(), info)
-                })
-                .collect(),
-            application_apis: demo::APPLICATION_APIS
-                .iter()
-                .map(|name| (name.to_string(), app_api_url.clone()))
-                .collect(),
-            admin: admin_l.url.clone(),
-        };
+        let endpoints = cast.endpoints(&admin_l.url);
         let mapping = match options.workload {
             Some(apps) => workload::mapping(&endpoints, apps),
             None => demo::mapping(&endpoints),
         };
-        let env = demo::env(&shared, &endpoints, &ca_cert_file, &mapping)?;
-        let info = SandboxInfo {
-            ca_cert_file,
-            endpoints,
-            env,
-            workload: seeded,
-        };
-        let json = serde_json::to_string_pretty(&info)
-            .map_err(|e| Error::unexpected(format!("sandbox: {e}")))?;
-        std::fs::write(options.dir.join("sandbox.json"), json)
-            .map_err(|e| io("cannot write sandbox.json", e))?;
-
+        let handover = cast.handover(&platform.tenant, mapping);
         let mut sandbox = Sandbox {
-            info,
+            info: SandboxInfo {
+                ca_cert_file,
+                endpoints,
+                handover,
+                workload: seeded,
+            },
             handles: Vec::new(),
             tasks: Vec::new(),
-            shared: shared.clone(),
+            cast,
         };
-        let s = &shared;
-        let tls_cfg = Some(&tls.config);
-        let mut services = vec![
-            (identity_l, None, "identity", identity::router(s.clone())),
-            (
-                authority_l,
-                tls_cfg,
-                "authority",
-                authority::router(s.clone()),
-            ),
-            (
-                arm_l,
-                tls_cfg,
-                "resourceManager",
-                resource_manager::router(s.clone()),
-            ),
-            (apigee_l, tls_cfg, "apigee", apigee::router(s.clone())),
-            (
-                app_api_l,
-                tls_cfg,
-                "applicationApi",
-                application_api::router(s.clone()),
-            ),
-        ];
-        for (name, bound) in vault_ls {
-            let vault = s.vaults[&name.to_ascii_lowercase()].clone();
-            services.push((
-                bound,
-                tls_cfg,
-                "keyVault",
-                key_vault::router(s.clone(), vault),
-            ));
-        }
-        for (name, bound) in store_ls {
-            let store = s.app_configs[name].clone();
-            services.push((
-                bound,
-                tls_cfg,
-                "appConfiguration",
-                app_configuration::router(s.clone(), store),
-            ));
-        }
-        for (bound, tls, service, router) in services {
-            let counted = Counted {
-                shared: s.clone(),
+
+        let mut doubles: Vec<Arc<dyn Double>> = Vec::new();
+        for (bound, https, double) in deployment.listeners {
+            let service = double.service();
+            let router = log::observe(
+                double.clone().router(platform.clone()),
+                double.clone(),
+                &platform,
+            );
+            let acceptor = CountingAcceptor {
+                platform: platform.clone(),
                 service: Some(service),
             };
-            sandbox.serve(bound, tls, log::observe(router, service, s), counted);
+            sandbox.serve(bound, https.then_some(&tls.config), router, acceptor);
+            doubles.push(double);
         }
-        let admin = Counted {
-            shared: s.clone(),
+        let acceptor = CountingAcceptor {
+            platform: platform.clone(),
             service: None,
         };
-        sandbox.serve(admin_l, None, admin::router(s.clone()), admin);
+        sandbox.serve(admin_l, None, admin::router(platform, doubles), acceptor);
         tracing::info!(dir = %options.dir.display(), "sandbox started");
         Ok(sandbox)
     }
@@ -316,7 +264,7 @@ impl Sandbox {
         bound: Bound,
         tls: Option<&axum_server::tls_rustls::RustlsConfig>,
         router: Router,
-        counted: Counted,
+        acceptor: CountingAcceptor,
     ) {
         let handle = axum_server::Handle::new();
         let service = router.into_make_service();
@@ -324,7 +272,7 @@ impl Sandbox {
         let task = match tls {
             Some(config) => {
                 let acceptor =
-                    axum_server::tls_rustls::RustlsAcceptor::new(config.clone()).acceptor(counted);
+                    axum_server::tls_rustls::RustlsAcceptor::new(config.clone()).acceptor(acceptor);
                 let server = server.acceptor(acceptor);
                 tokio::spawn(async move {
                     if let Err(e) = server.serve(service).await {
@@ -333,7 +281,7 @@ impl Sandbox {
                 })
             }
             None => {
-                let server = server.acceptor(counted);
+                let server = server.acceptor(acceptor);
                 tokio::spawn(async move {
                     if let Err(e) = server.serve(service).await {
                         tracing::error!(error = %e, "sandbox listener stopped");
@@ -345,7 +293,7 @@ impl Sandbox {
         self.tasks.push(task);
     }
 
-    /// Where everything is, as written to `sandbox.json`.
+    /// Where everything is, and what the handler needs.
     pub fn info(&self) -> &SandboxInfo {
         &self.info
     }
@@ -373,19 +321,19 @@ impl Drop for Sandbox {
 /// Accepts a double's connections: counts them under `service` (`GET admin/connections`) and
 /// sends small answers at once (`TCP_NODELAY`, as Azure's front ends do).
 #[derive(Clone)]
-struct Counted {
-    shared: Arc<Shared>,
+struct CountingAcceptor {
+    platform: Arc<Platform>,
     service: Option<&'static str>,
 }
 
-impl<S> axum_server::accept::Accept<tokio::net::TcpStream, S> for Counted {
+impl<S> axum_server::accept::Accept<tokio::net::TcpStream, S> for CountingAcceptor {
     type Stream = tokio::net::TcpStream;
     type Service = S;
     type Future = std::future::Ready<std::io::Result<(Self::Stream, S)>>;
 
     fn accept(&self, stream: tokio::net::TcpStream, service: S) -> Self::Future {
         if let Some(name) = self.service {
-            self.shared.log.connection_accepted(name);
+            self.platform.log.connection_accepted(name);
         }
         std::future::ready(stream.set_nodelay(true).map(|()| (stream, service)))
     }
@@ -453,8 +401,22 @@ pub(crate) mod test_support {
             }
         }
 
+        /// What the handler's setting `key` would hold (the Azure SDKs' and App Service's
+        /// names, so the tests read as a client configured from the environment would).
         pub fn env(&self, key: &str) -> String {
-            self.sandbox.info().env[key].clone()
+            let info = self.sandbox.info();
+            let h = &info.handover;
+            match key {
+                "IDENTITY_ENDPOINT" => info.endpoints.identity.clone(),
+                "IDENTITY_HEADER" => h.identity_header.expose().to_string(),
+                "AZURE_AUTHORITY_HOST" => info.endpoints.authority.clone(),
+                "AZURE_RESOURCE_MANAGER_ENDPOINT" => info.endpoints.resource_manager.clone(),
+                "AZURE_TENANT_ID" => h.tenant_id.clone(),
+                "SANDBOX_CLIENT_ID" => h.client_id.clone(),
+                "SANDBOX_CLIENT_SECRET" => h.client_secret.expose().to_string(),
+                "WEBSITE_SITE_NAME" => h.site_name.clone(),
+                other => panic!("no test setting {other}"),
+            }
         }
 
         /// A token for `resource` from the managed-identity endpoint.
@@ -492,100 +454,53 @@ pub(crate) mod test_support {
 mod tests {
     use super::test_support::Harness;
 
-    /// sandbox.json is written with every endpoint and every env key the handler needs.
+    /// Every endpoint is a loopback URL of the right scheme, and the handover's mapping and
+    /// connection strings point at them.
     #[tokio::test]
-    async fn writes_sandbox_json_with_every_endpoint_and_setting() {
+    async fn reports_every_endpoint_and_what_the_handler_needs() {
         let h = Harness::start().await;
-        let text = std::fs::read_to_string(h.dir.path().join("sandbox.json")).unwrap();
-        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(
-            json["caCertFile"].as_str().unwrap(),
-            h.dir.path().join("ca.pem").to_str().unwrap()
-        );
-        let endpoints = &json["endpoints"];
-        for key in [
-            "identity",
-            "authority",
-            "resourceManager",
-            "apigee",
-            "admin",
-        ] {
-            assert!(
-                endpoints[key].as_str().unwrap().starts_with("http"),
-                "{key}"
-            );
+        let info = h.sandbox.info();
+        assert_eq!(info.ca_cert_file, h.dir.path().join("ca.pem"));
+        assert!(info.ca_cert_file.exists());
+        let e = &info.endpoints;
+        assert!(e.identity.starts_with("http://127.0.0.1:"));
+        assert!(e.admin.starts_with("http://127.0.0.1:"));
+        for url in [&e.authority, &e.resource_manager, &e.apigee] {
+            assert!(url.starts_with("https://127.0.0.1:"), "{url}");
         }
-        assert!(endpoints["identity"]
-            .as_str()
-            .unwrap()
-            .starts_with("http://127.0.0.1:"));
-        assert!(endpoints["authority"]
-            .as_str()
-            .unwrap()
-            .starts_with("https://127.0.0.1:"));
         for vault in ["kv-consumers-prd", "kv-partners-prd"] {
-            assert!(endpoints["keyVaults"][vault]
-                .as_str()
-                .unwrap()
-                .ends_with('/'));
+            assert!(e.key_vaults[vault].ends_with('/'));
         }
         for api in ["referenceapi-prd", "healthcheck-api"] {
-            assert!(endpoints["applicationApis"][api]
-                .as_str()
-                .unwrap()
-                .ends_with("/internal/api-keys"));
+            assert!(e.application_apis[api].ends_with("/internal/api-keys"));
         }
         for store in ["appcs-consumers", "appcs-partners"] {
-            let info = &endpoints["appConfigurations"][store];
-            let endpoint = info["endpoint"].as_str().unwrap();
+            let endpoint = e.app_configurations[store]["endpoint"].as_str().unwrap();
             assert!(endpoint.starts_with("https://127.0.0.1:"), "{store}");
-            let key = crate::targets::app_configuration::AccessKey::parse(
-                info["connectionString"].as_str().unwrap(),
-            )
+            let cs = e.app_configurations[store]["connectionString"]
+                .as_str()
+                .unwrap();
+            assert!(
+                cs.starts_with(&format!("Endpoint={endpoint};Id=")),
+                "{store}"
+            );
+        }
+        let h_ = &info.handover;
+        let setting = h_.mapping["appConfiguration"][1]["connectionStringSetting"]
+            .as_str()
             .unwrap();
-            assert_eq!(key.endpoint.as_str().trim_end_matches('/'), endpoint);
-        }
         assert_eq!(
-            json["env"]["APPCS_PARTNERS_CONNECTION_STRING"],
-            endpoints["appConfigurations"]["appcs-partners"]["connectionString"]
+            h_.connection_strings[setting].expose(),
+            e.app_configurations["appcs-partners"]["connectionString"]
         );
-        let env = json["env"].as_object().unwrap();
-        for key in [
-            "APIKEYROTATIONAPPS",
-            "COMPANYDETAILS",
-            "TOOLKITUUID",
-            "IDENTITY_ENDPOINT",
-            "IDENTITY_HEADER",
-            "AZURE_CLOUD",
-            "AZURE_AUTHORITY_HOST",
-            "AZURE_RESOURCE_MANAGER_ENDPOINT",
-            "TRUSTED_CA_FILE",
-            "API_KEY_ROTATION_SCHEDULE",
-            "WEBSITE_SITE_NAME",
-            "AZURE_TENANT_ID",
-            "SANDBOX_CLIENT_ID",
-            "SANDBOX_CLIENT_SECRET",
-        ] {
-            assert!(env.contains_key(key), "env lacks {key}");
-        }
-        assert!(!env.contains_key("AZURE_CLIENT_SECRET"));
-        assert_eq!(env["AZURE_CLOUD"], "custom");
-        // The settings the handler reads must validate as a custom cloud.
-        let settings: BTreeMap<String, String> = env
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
-            .collect();
-        let cloud = crate::azure::cloud::Cloud::from_settings(&settings).unwrap();
-        assert_eq!(cloud.authority_host, h.sandbox.info().endpoints.authority);
-        let mapping: serde_json::Value =
-            serde_json::from_str(env["APIKEYROTATIONAPPS"].as_str().unwrap()).unwrap();
         assert_eq!(
-            mapping["keyVault"][0]["vaultUrl"],
-            endpoints["keyVaults"]["kv-consumers-prd"]
+            h_.mapping["keyVault"][0]["vaultUrl"],
+            e.key_vaults["kv-consumers-prd"].as_str()
         );
-        assert_eq!(mapping["applicationApis"].as_array().unwrap().len(), 2);
+        assert_eq!(h_.mapping["applicationApis"].as_array().unwrap().len(), 2);
+        let details: serde_json::Value = serde_json::from_str(h_.company_details.expose()).unwrap();
+        assert_eq!(details["issuer"]["endpoint"], e.apigee.as_str());
+        assert_eq!(details["boundTo"]["siteName"], h_.site_name.as_str());
         h.sandbox.shutdown().await;
     }
-
-    use std::collections::BTreeMap;
 }
