@@ -170,13 +170,10 @@ impl Deployment {
         tls: bool,
         build: impl FnOnce(&str) -> D,
     ) -> Result<Arc<D>> {
-        let bound = bind(if tls { "https" } else { "http" })?;
-        let double = Arc::new(build(&bound.url));
-        self.listeners.push((bound, tls, double.clone()));
-        Ok(double)
+        self.try_deploy(tls, |url| Ok(build(url)))
     }
 
-    /// Fallible [`Deployment::deploy`], for doubles whose construction can fail.
+    /// [`Deployment::deploy`] for doubles whose construction can fail.
     pub fn try_deploy<D: Double>(
         &mut self,
         tls: bool,
@@ -453,6 +450,68 @@ pub(crate) mod test_support {
 #[cfg(test)]
 mod tests {
     use super::test_support::Harness;
+    use super::*;
+
+    async fn body(response: Response) -> serde_json::Value {
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    /// Each double answers an injected 429 in its own service's shape, with `Retry-After`
+    /// and the service's own throttling headers.
+    #[tokio::test]
+    async fn each_double_answers_a_fault_in_its_own_shape() {
+        let url = "https://127.0.0.1:1";
+        let doubles: Vec<Arc<dyn Double>> = vec![
+            Arc::new(identity::ManagedIdentity::generate(url)),
+            Arc::new(authority::Authority::generate(url)),
+            Arc::new(key_vault::Vault::new("kv", url)),
+            Arc::new(app_configuration::Store::new("appcs", url)),
+            Arc::new(apigee::Apigee::new(url, "org", "dev@example.com").unwrap()),
+            Arc::new(application_api::Store::new(url)),
+            Arc::new(resource_manager::ResourceManager::new(url)),
+        ];
+        let throttled = StatusCode::TOO_MANY_REQUESTS;
+        for double in doubles {
+            let service = double.service();
+            let response = double.fault(throttled, Some(2));
+            assert_eq!(response.status(), throttled, "{service}");
+            let headers = response.headers().clone();
+            assert_eq!(headers["retry-after"], "2", "{service}");
+            let b = body(response).await;
+            match service {
+                "identity" => assert_eq!(b["statusCode"], 429),
+                "authority" => assert_eq!(b["error"], "temporarily_unavailable"),
+                "appConfiguration" => {
+                    assert_eq!(b["type"], "https://azconfig.io/errors/too-many-requests");
+                    assert_eq!(headers["retry-after-ms"], "2000");
+                    assert!(headers["content-type"]
+                        .to_str()
+                        .unwrap()
+                        .starts_with("application/problem+json"));
+                }
+                "apigee" => assert_eq!(b["error"]["status"], "RESOURCE_EXHAUSTED"),
+                "resourceManager" => {
+                    assert_eq!(b["Code"], "429");
+                    assert_eq!(headers["x-ms-ratelimit-remaining-subscription-writes"], "0");
+                }
+                "keyVault" | "applicationApi" => assert_eq!(b["error"]["code"], "Throttled"),
+                other => panic!("a double this test does not know: {other}"),
+            }
+        }
+        let arm = resource_manager::ResourceManager::new(url);
+        let forbidden = body(arm.fault(StatusCode::FORBIDDEN, None)).await;
+        assert_eq!(forbidden["error"]["code"], "AuthorizationFailed");
+        let vault = key_vault::Vault::new("kv", url);
+        let unavailable = vault.fault(StatusCode::SERVICE_UNAVAILABLE, None);
+        assert!(!unavailable.headers().contains_key("retry-after"));
+        assert_eq!(
+            body(unavailable).await["error"]["code"],
+            "ServiceUnavailable"
+        );
+    }
 
     /// Every endpoint is a loopback URL of the right scheme, and the handover's mapping and
     /// connection strings point at them.

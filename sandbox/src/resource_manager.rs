@@ -636,6 +636,13 @@ mod tests {
             (status, forbidden["error"]["code"].as_str()),
             (403, Some("AuthorizationFailed"))
         );
+        // ARM names the caller: the principal the token was issued to (the managed identity).
+        let caller = &h.sandbox.cast.identity.principal_id;
+        let message = forbidden["error"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(&format!("The client '{caller}' with object id '{caller}'")),
+            "{message}"
+        );
 
         let state: Value = h
             .client
