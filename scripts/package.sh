@@ -59,7 +59,7 @@ fi
 # 2. The binary. profile.release has strip = true (tests/it/package.rs checks there is no symtab).
 log "cargo zigbuild --release --target $target.$glibc"
 export CARGO_TARGET_DIR="$target_dir"
-cargo zigbuild --release --locked --bin apikey-rotator --target "$target.$glibc"
+cargo zigbuild --release --locked --no-default-features --bin apikey-rotator --target "$target.$glibc"
 bin="$target_dir/$target/release/apikey-rotator"
 [ -x "$bin" ] || { echo "package: no executable at $bin" >&2; exit 1; }
 

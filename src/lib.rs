@@ -4,8 +4,8 @@
 //! Layout: [`functions`] is the Azure Functions custom-handler surface, [`rotation`] the run and
 //! its report, [`targets`] one folder per kind of store, [`toolkit`] the sealed company details
 //! and the API-manager issuers, [`mapping`] the apps mapping, [`azure`] cloud endpoints,
-//! credentials and the shared HTTP client, [`sandbox`] the local doubles of every outside
-//! service, [`cli`] the command line.
+//! credentials and the shared HTTP client, `sandbox` (feature `sandbox`) the local doubles of
+//! every outside service with the handler's settings for them, [`cli`] the command line.
 
 pub mod azure;
 pub mod cli;
@@ -17,6 +17,7 @@ pub mod logging;
 pub mod mapping;
 pub mod rfc3339;
 pub mod rotation;
+#[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod secret;
 pub mod settings;

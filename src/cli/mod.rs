@@ -1,11 +1,13 @@
 //! The command line (PRODUCT.md §8): `serve`, `rotate`, `validate`, `seal`, `sandbox`, `demo`,
-//! `completions`.
+//! `completions` (`sandbox` and `demo` with the `sandbox` feature only, so the deployable
+//! binary carries no sandbox code).
 //!
 //! Output for people and for programs: a command's result on stdout (the report as JSON, a
 //! sealed value); logs, the progress bar and the human summary on stderr. Logs are text for a
 //! person at a terminal and JSON lines otherwise ([`crate::logging::choose_format`],
 //! `--log-format` to choose).
 
+#[cfg(feature = "sandbox")]
 mod demo;
 mod progress;
 mod seal;
@@ -117,6 +119,7 @@ pub enum Command {
     /// Start the local doubles of every outside service and write DIR/sandbox.json.
     ///
     /// Runs until stopped (ctrl-c).
+    #[cfg(feature = "sandbox")]
     Sandbox {
         /// Where to write ca.pem and sandbox.json.
         #[arg(long, default_value = ".sandbox")]
@@ -136,6 +139,7 @@ pub enum Command {
     ///
     /// The first run renews and updates, the second finds nothing to do; prints what
     /// happened.
+    #[cfg(feature = "sandbox")]
     Demo {
         /// Where to write the sandbox's files (a temporary folder when absent).
         #[arg(long)]
@@ -171,6 +175,7 @@ pub fn main() -> ExitCode {
     };
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     match command {
+        #[cfg(feature = "sandbox")]
         Command::Demo { dir } => return demo::run(dir, log_format),
         Command::Seal {
             uuid,
@@ -254,6 +259,7 @@ pub fn main() -> ExitCode {
                 )
                 .await
             }
+            #[cfg(feature = "sandbox")]
             Command::Sandbox {
                 dir,
                 workload,
@@ -268,10 +274,11 @@ pub fn main() -> ExitCode {
                 };
                 sandbox(options, write_local_settings).await
             }
-            Command::Demo { .. }
-            | Command::Seal { .. }
-            | Command::Completions { .. }
-            | Command::Validate { .. } => unreachable!("handled above"),
+            #[cfg(feature = "sandbox")]
+            Command::Demo { .. } => unreachable!("handled above"),
+            Command::Seal { .. } | Command::Completions { .. } | Command::Validate { .. } => {
+                unreachable!("handled above")
+            }
         }
     })
 }
@@ -395,6 +402,7 @@ fn validate(mapping: Option<PathBuf>, settings: bool, env_file: Option<&Path>) -
     }
 }
 
+#[cfg(feature = "sandbox")]
 async fn sandbox(
     options: crate::sandbox::SandboxOptions,
     local_settings: Option<PathBuf>,
@@ -434,6 +442,7 @@ async fn sandbox(
 
 /// A Core Tools `local.settings.json` for the sandbox: the custom-handler runtime, Azurite
 /// for the host's storage, then every setting of the sandbox's `env` (which win).
+#[cfg(feature = "sandbox")]
 fn local_settings_json(env: &BTreeMap<String, String>) -> String {
     let mut values = serde_json::Map::new();
     values.insert("FUNCTIONS_WORKER_RUNTIME".into(), "custom".into());
@@ -458,6 +467,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "sandbox")]
     fn local_settings_hold_the_runtime_and_every_sandbox_setting() {
         let env: BTreeMap<String, String> =
             [("TOOLKITUUID", "u"), ("FUNCTIONS_WORKER_RUNTIME", "custom")]

@@ -19,6 +19,19 @@ const CONFIG_FILES: [&str; 4] = [
     "ApiKeyRotator/function.json",
     "RotatorTimer/function.json",
 ];
+/// Text only the sandbox (the `sandbox` feature) puts in the executable, with the source file
+/// it comes from: the deployable build (`--no-default-features`) must hold none of it.
+const SANDBOX_MARKERS: [(&str, &str); 3] = [
+    // Every injected fault's message (sandbox/src/double.rs).
+    ("fault injected by the sandbox", "sandbox/src/double.rs"),
+    // The sandbox CA's common name (sandbox/src/tls.rs).
+    ("apikey-rotator sandbox CA", "sandbox/src/tls.rs"),
+    // The `demo` command's help (src/cli/mod.rs, gated on the feature).
+    (
+        "Start the sandbox and the handler and run ApiKeyRotator twice",
+        "src/cli/mod.rs",
+    ),
+];
 /// The newest glibc the binary may need (Debian 10's; every Functions Linux image has it).
 const MAX_GLIBC: (u32, u32) = (2, 28);
 
@@ -139,11 +152,11 @@ fn check_layout(bytes: &[u8]) -> Vec<String> {
     problems
 }
 
-/// Problems with the executable: not x86-64 ELF, not stripped, or needing a glibc newer than
-/// [`MAX_GLIBC`].
+/// Problems with the executable: not x86-64 ELF, not stripped, needing a glibc newer than
+/// [`MAX_GLIBC`], or carrying sandbox code.
 fn check_elf(data: &[u8]) -> Vec<String> {
     use object::Object;
-    let mut problems = Vec::new();
+    let mut problems = check_no_sandbox(data);
     let file = match object::File::parse(data) {
         Ok(f) => f,
         Err(e) => return vec![format!("{EXECUTABLE} is not an executable object: {e}")],
@@ -184,6 +197,19 @@ fn check_elf(data: &[u8]) -> Vec<String> {
         Err(e) => problems.push(format!("{EXECUTABLE}: unreadable version needs: {e}")),
     }
     problems
+}
+
+/// The sandbox's text found in the executable (it was built with the `sandbox` feature).
+fn check_no_sandbox(data: &[u8]) -> Vec<String> {
+    SANDBOX_MARKERS
+        .iter()
+        .filter(|(marker, _)| data.windows(marker.len()).any(|w| w == marker.as_bytes()))
+        .map(|(marker, _)| {
+            format!(
+                "{EXECUTABLE} carries sandbox code (\"{marker}\"): build it with --no-default-features"
+            )
+        })
+        .collect()
 }
 
 /// The `GLIBC_x.y[.z]` versions the ELF's `.gnu.version_r` needs, sorted, deduplicated.
@@ -353,6 +379,26 @@ fn glibc_versions_compare_by_component() {
     );
     assert_eq!(too_new(&v(&["GLIBC_2.28.1"])), Some("GLIBC_2.28.1"));
     assert_eq!(parse_glibc("GLIBC_PRIVATE"), None);
+}
+
+/// The markers are the sandbox's own text (so a renamed marker cannot make the check pass
+/// vacuously), and an executable holding any of them is flagged.
+#[test]
+fn an_executable_with_sandbox_code_fails() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    for (marker, file) in SANDBOX_MARKERS {
+        let source = std::fs::read_to_string(root.join(file)).unwrap();
+        assert!(
+            source.contains(marker),
+            "{file} no longer says \"{marker}\""
+        );
+        let mut elf = b"\x7fELF....".to_vec();
+        elf.extend_from_slice(marker.as_bytes());
+        let problems = check_no_sandbox(&elf);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("--no-default-features"));
+    }
+    assert!(check_no_sandbox(b"\x7fELF apikey-rotator serve rotate validate").is_empty());
 }
 
 #[test]

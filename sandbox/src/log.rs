@@ -2,7 +2,7 @@
 //! request is recorded (service, method, path, query, status; never bodies) and can be broken on
 //! purpose from the admin endpoint.
 
-use super::{json_response, Shared};
+use super::double::{Double, Platform};
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode};
@@ -12,17 +12,6 @@ use axum::Router;
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// Service names as they appear in the log and in fault specs.
-pub(crate) const SERVICES: [&str; 7] = [
-    "identity",
-    "authority",
-    "keyVault",
-    "appConfiguration",
-    "resourceManager",
-    "apigee",
-    "applicationApi",
-];
 
 /// One logged request.
 #[derive(Serialize, Clone, Debug)]
@@ -79,13 +68,13 @@ pub(crate) struct Fault {
 }
 
 impl Fault {
-    /// Checks the spec, returning what is wrong with it.
-    pub fn validate(&self) -> Result<(), String> {
-        if !SERVICES.contains(&self.service.as_str()) {
+    /// Checks the spec against the sandbox's `services`, returning what is wrong with it.
+    pub fn validate(&self, services: &[&str]) -> Result<(), String> {
+        if !services.contains(&self.service.as_str()) {
             return Err(format!(
                 "service: unknown \"{}\"; expected one of {}",
                 self.service,
-                SERVICES.join(", ")
+                services.join(", ")
             ));
         }
         if self.kind == Some(FaultKind::Status) && self.status.is_none() {
@@ -198,17 +187,25 @@ impl RequestLog {
     }
 }
 
-/// Wraps `router` so every request to it is logged under `service` and may meet a fault.
-pub(crate) fn observe(router: Router, service: &'static str, shared: &Arc<Shared>) -> Router {
-    let shared = shared.clone();
+/// Wraps `router`, the routes of `double`, so every request to it is logged under the
+/// double's service, meets its front end's rules and may meet a fault.
+pub(crate) fn observe(router: Router, double: Arc<dyn Double>, platform: &Arc<Platform>) -> Router {
+    let platform = platform.clone();
     router.layer(from_fn(move |request: Request, next: Next| {
-        let shared = shared.clone();
-        async move { handle(&shared, service, request, next).await }
+        let platform = platform.clone();
+        let double = double.clone();
+        async move { handle(&platform, &*double, request, next).await }
     }))
 }
 
-async fn handle(shared: &Shared, service: &'static str, request: Request, next: Next) -> Response {
-    let log = &shared.log;
+async fn handle(
+    platform: &Platform,
+    double: &dyn Double,
+    request: Request,
+    next: Next,
+) -> Response {
+    let log = &platform.log;
+    let service = double.service();
     let path = request.uri().path().to_string();
     let id = log.start(LoggedRequest {
         service: service.to_string(),
@@ -222,7 +219,7 @@ async fn handle(shared: &Shared, service: &'static str, request: Request, next: 
     }
     // The front end refuses before the service (and its faults) ever sees the request.
     if let Some(refused) = super::front_end::refusal(
-        service,
+        double.front_end(),
         request.method(),
         request.version(),
         request.headers(),
@@ -247,7 +244,7 @@ async fn handle(shared: &Shared, service: &'static str, request: Request, next: 
                     let _applied = next.run(request).await;
                     reset()
                 }
-                Some(kind) => injected(service, kind, &fault).await,
+                Some(kind) => injected(double, kind, &fault).await,
             }
         }
         None => next.run(request).await,
@@ -261,74 +258,6 @@ async fn handle(shared: &Shared, service: &'static str, request: Request, next: 
 /// Marks a response that will never reach the client (reset).
 #[derive(Clone, Copy)]
 struct NoAnswer;
-
-/// The error body `service` answers `status` with, in that service's own shape.
-fn fault_body(service: &str, status: StatusCode) -> serde_json::Value {
-    use serde_json::json;
-    let reason = status.canonical_reason().unwrap_or("Error");
-    let message = format!("{reason} (fault injected by the sandbox).");
-    let throttled = status == StatusCode::TOO_MANY_REQUESTS;
-    match service {
-        "identity" => json!({"statusCode": status.as_u16(), "message": message}),
-        "authority" => {
-            let error = if throttled {
-                "temporarily_unavailable"
-            } else {
-                "server_error"
-            };
-            json!({"error": error, "error_description": message, "error_codes": []})
-        }
-        "appConfiguration" => {
-            // Problem types the service names; any other status is a problem without a type
-            // (RFC 7807's about:blank), as a refusal by the service's front end is.
-            let problem = match status.as_u16() {
-                429 => Some("too-many-requests"),
-                400 => Some("invalid-argument"),
-                s if s >= 500 => Some("internal-error"),
-                _ => None,
-            };
-            let mut body = json!({"title": reason, "detail": message, "status": status.as_u16()});
-            if let Some(p) = problem {
-                body["type"] = json!(format!("https://azconfig.io/errors/{p}"));
-            }
-            body
-        }
-        "apigee" => {
-            // Google's canonical status names (AIP-193).
-            let name = match status.as_u16() {
-                400 => "INVALID_ARGUMENT",
-                401 => "UNAUTHENTICATED",
-                403 => "PERMISSION_DENIED",
-                404 => "NOT_FOUND",
-                409 => "ALREADY_EXISTS",
-                429 => "RESOURCE_EXHAUSTED",
-                503 => "UNAVAILABLE",
-                504 => "DEADLINE_EXCEEDED",
-                s if s < 500 => "FAILED_PRECONDITION",
-                _ => "INTERNAL",
-            };
-            json!({"error": {"code": status.as_u16(), "message": message, "status": name}})
-        }
-        // ARM: App Service's PascalCase body when throttled (the reference's 429), ARM's own
-        // AuthorizationFailed for 403, ARM's shape otherwise.
-        "resourceManager" if throttled => json!({
-            "Code": "429", "Message": message, "Target": null,
-            "Details": [{"Message": message}, {"Code": "429"},
-                        {"ErrorEntity": {"ExtendedCode": "51025", "Code": "429", "Message": message}}]
-        }),
-        "resourceManager" if status == StatusCode::FORBIDDEN => {
-            json!({"error": {"code": "AuthorizationFailed", "message": message}})
-        }
-        _ => {
-            let code = if throttled {
-                "Throttled".to_string()
-            } else {
-                reason.replace(' ', "")
-            };
-            json!({"error": {"code": code, "message": message}})
-        }
-    }
-}
 
 /// A response whose erroring body makes hyper abort the connection before the answer
 /// completes.
@@ -344,32 +273,12 @@ fn reset() -> Response {
     response
 }
 
-async fn injected(service: &str, kind: FaultKind, fault: &Fault) -> Response {
+async fn injected(double: &dyn Double, kind: FaultKind, fault: &Fault) -> Response {
     match kind {
         FaultKind::Status => {
             let status = StatusCode::from_u16(fault.status.unwrap_or(503))
                 .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-            let mut response = json_response(status, fault_body(service, status));
-            if service == "appConfiguration" {
-                response.headers_mut().insert(
-                    "content-type",
-                    HeaderValue::from_static("application/problem+json; charset=utf-8"),
-                );
-            }
-            if let Some(seconds) = fault.retry_after_seconds {
-                let headers = response.headers_mut();
-                headers.insert("retry-after", HeaderValue::from(seconds));
-                if service == "appConfiguration" {
-                    headers.insert("retry-after-ms", HeaderValue::from(seconds * 1000));
-                }
-                if service == "resourceManager" {
-                    headers.insert(
-                        "x-ms-ratelimit-remaining-subscription-writes",
-                        HeaderValue::from(0u64),
-                    );
-                }
-            }
-            response
+            double.fault(status, fault.retry_after_seconds)
         }
         FaultKind::Reset | FaultKind::Lost => reset(),
         FaultKind::Timeout => {
@@ -433,11 +342,16 @@ mod tests {
     #[test]
     fn fault_validation_names_the_field() {
         let bad = fault(serde_json::json!({"service": "vault", "status": 503}));
-        assert!(bad.validate().unwrap_err().starts_with("service:"));
+        let services = ["keyVault", "apigee"];
+        let message = bad.validate(&services).unwrap_err();
+        assert_eq!(
+            message,
+            "service: unknown \"vault\"; expected one of keyVault, apigee"
+        );
         let bad = fault(serde_json::json!({"service": "keyVault", "kind": "status"}));
-        assert!(bad.validate().unwrap_err().starts_with("status:"));
+        assert!(bad.validate(&services).unwrap_err().starts_with("status:"));
         let ok = fault(serde_json::json!({"service": "keyVault", "kind": "reset", "times": 1}));
-        assert!(ok.validate().is_ok());
+        assert!(ok.validate(&services).is_ok());
         assert!(serde_json::from_value::<Fault>(
             serde_json::json!({"service": "keyVault", "typo": 1})
         )

@@ -9,10 +9,11 @@
 //! `keys.create` and replaced whole by `keys.updateDeveloperAppKey`. Empty repeated fields are
 //! left out of answers, as Google's proto3 JSON does.
 
+use super::double::{fault_message, with_retry_after, Double, Platform, Shown};
+use super::front_end::FrontEnd;
+use super::secret::Secret;
 use super::tokens::Refusal;
-use super::{json_response, now_ms, query_map, random_alphanumeric, Shared};
-use crate::error::{Error, Result};
-use crate::secret::Secret;
+use super::{json_response, now_ms, query_map, random_alphanumeric, Error};
 use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -122,11 +123,11 @@ pub(crate) struct Apigee {
 
 impl Apigee {
     /// An organization with one developer and no apps; generates the service-account RSA key.
-    pub fn new(base_url: &str, organization: &str, developer_email: &str) -> Result<Self> {
+    pub fn new(base_url: &str, organization: &str, developer_email: &str) -> super::Result<Self> {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256)
-            .map_err(|e| Error::unexpected(format!("sandbox: cannot generate the RSA key: {e}")))?;
+            .map_err(|e| Error::new(format!("cannot generate the RSA key: {e}")))?;
         let decoding_key = DecodingKey::from_rsa_pem(key.public_key_pem().as_bytes())
-            .map_err(|e| Error::unexpected(format!("sandbox: RSA public key: {e}")))?;
+            .map_err(|e| Error::new(format!("RSA public key: {e}")))?;
         Ok(Self {
             base_url: base_url.to_string(),
             token_uri: format!("{base_url}/token"),
@@ -192,7 +193,7 @@ impl Apigee {
     }
 
     /// Every app with its credentials (keys included), for `admin/state`.
-    pub fn state(&self) -> Value {
+    pub fn snapshot(&self) -> Value {
         let apps = self.apps.lock().unwrap();
         let apps: serde_json::Map<String, Value> = apps
             .iter()
@@ -260,8 +261,58 @@ fn oauth_error(error: &str, description: &str) -> Response {
     )
 }
 
+impl Double for Apigee {
+    fn service(&self) -> &'static str {
+        "apigee"
+    }
+
+    /// `*.googleapis.com` sits behind Google's front end.
+    fn front_end(&self) -> FrontEnd {
+        FrontEnd::Google
+    }
+
+    fn router(self: Arc<Self>, platform: Arc<Platform>) -> Router {
+        router(Ctx {
+            platform,
+            apigee: self,
+        })
+    }
+
+    /// Google's error body with the canonical status names (AIP-193).
+    fn fault(&self, status: StatusCode, retry_after: Option<u64>) -> Response {
+        let name = match status.as_u16() {
+            400 => "INVALID_ARGUMENT",
+            401 => "UNAUTHENTICATED",
+            403 => "PERMISSION_DENIED",
+            404 => "NOT_FOUND",
+            409 => "ALREADY_EXISTS",
+            429 => "RESOURCE_EXHAUSTED",
+            503 => "UNAVAILABLE",
+            504 => "DEADLINE_EXCEEDED",
+            s if s < 500 => "FAILED_PRECONDITION",
+            _ => "INTERNAL",
+        };
+        let body = json!({"error": {"code": status.as_u16(), "message": fault_message(status), "status": name}});
+        with_retry_after(json_response(status, body), retry_after)
+    }
+
+    fn state(&self) -> Option<Shown> {
+        Some(Shown {
+            section: "apigee",
+            instance: None,
+            value: self.snapshot(),
+        })
+    }
+}
+
+#[derive(Clone)]
+struct Ctx {
+    platform: Arc<Platform>,
+    apigee: Arc<Apigee>,
+}
+
 /// The token endpoint and the management API.
-pub(crate) fn router(shared: Arc<Shared>) -> Router {
+fn router(ctx: Ctx) -> Router {
     let app = "/v1/organizations/{org}/developers/{developer}/apps/{app}";
     let management = Router::new()
         .route(app, get(get_app).post(app_action))
@@ -275,11 +326,11 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             &format!("{app}/keys/{{key}}/apiproducts/{{product}}"),
             post(update_key_product).delete(delete_key_product),
         )
-        .route_layer(from_fn_with_state(shared.clone(), require_token));
+        .route_layer(from_fn_with_state(ctx.clone(), require_token));
     Router::new()
         .route("/token", post(token))
         .merge(management)
-        .with_state(shared)
+        .with_state(ctx)
 }
 
 #[derive(Deserialize)]
@@ -294,8 +345,8 @@ struct Claims {
 /// The audience Google's documentation gives for a service-account assertion.
 const GOOGLE_TOKEN_AUDIENCE: &str = "https://oauth2.googleapis.com/token";
 
-async fn token(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
-    let apigee = &shared.apigee;
+async fn token(State(ctx): State<Ctx>, body: Bytes) -> Response {
+    let apigee = &ctx.apigee;
     let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
     match form.get("grant_type").map(String::as_str) {
         Some(JWT_BEARER) => {}
@@ -350,19 +401,18 @@ async fn token(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
             "Invalid OAuth scope or ID token audience provided.",
         );
     }
-    let (access_token, _) = shared.tokens.issue(SCOPE);
+    let (access_token, _) = ctx
+        .platform
+        .tokens
+        .issue(SCOPE, &apigee.service_account.email);
     json_response(
         StatusCode::OK,
         json!({"access_token": access_token, "expires_in": 3599, "token_type": "Bearer"}),
     )
 }
 
-async fn require_token(
-    State(shared): State<Arc<Shared>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    match shared.tokens.check(request.headers(), SCOPE) {
+async fn require_token(State(ctx): State<Ctx>, request: Request, next: Next) -> Response {
+    match ctx.platform.tokens.check(request.headers(), SCOPE) {
         Ok(()) => next.run(request).await,
         Err(refusal) => {
             let message = match refusal {
@@ -381,13 +431,13 @@ async fn require_token(
 
 /// Runs `f` on the addressed app, or answers Google's 404.
 fn with_app(
-    shared: &Shared,
+    ctx: &Ctx,
     org: &str,
     developer: &str,
     app: &str,
     f: impl FnOnce(&Apigee, &mut App) -> Response,
 ) -> Response {
-    let apigee = &shared.apigee;
+    let apigee = &ctx.apigee;
     let mut apps = apigee.apps.lock().unwrap();
     let found = (org == apigee.organization
         && developer.eq_ignore_ascii_case(&apigee.developer_email))
@@ -442,19 +492,19 @@ type AppPath = Path<(String, String, String)>;
 type KeyPath = Path<(String, String, String, String)>;
 type KeyProductPath = Path<(String, String, String, String, String)>;
 
-async fn get_app(State(shared): State<Arc<Shared>>, Path((org, dev, name)): AppPath) -> Response {
-    with_app(&shared, &org, &dev, &name, |apigee, app| {
+async fn get_app(State(ctx): State<Ctx>, Path((org, dev, name)): AppPath) -> Response {
+    with_app(&ctx, &org, &dev, &name, |apigee, app| {
         json_response(StatusCode::OK, apigee.app_json(&name, app))
     })
 }
 
 async fn app_action(
-    State(shared): State<Arc<Shared>>,
+    State(ctx): State<Ctx>,
     Path((org, dev, name)): AppPath,
     request: Request,
 ) -> Response {
     let query = query_map(request.uri());
-    with_app(&shared, &org, &dev, &name, |_, app| {
+    with_app(&ctx, &org, &dev, &name, |_, app| {
         match action(request.headers(), &query) {
         Some(Ok(status)) => {
             app.status = status.to_string();
@@ -509,7 +559,7 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response
 }
 
 async fn create_key(
-    State(shared): State<Arc<Shared>>,
+    State(ctx): State<Ctx>,
     Path((org, dev, name)): AppPath,
     body: Bytes,
 ) -> Response {
@@ -541,14 +591,14 @@ async fn create_key(
         Err(r) => return r,
     };
     // Consumer keys are unique across the organization, not only within the app.
-    let taken = shared
+    let taken = ctx
         .apigee
         .apps
         .lock()
         .unwrap()
         .values()
         .any(|a| a.credentials.iter().any(|c| c.consumer_key == key));
-    with_app(&shared, &org, &dev, &name, |_, app| {
+    with_app(&ctx, &org, &dev, &name, |_, app| {
         if taken {
             return google_error(
                 StatusCode::CONFLICT,
@@ -578,11 +628,8 @@ async fn create_key(
     })
 }
 
-async fn get_key(
-    State(shared): State<Arc<Shared>>,
-    Path((org, dev, name, key)): KeyPath,
-) -> Response {
-    with_app(&shared, &org, &dev, &name, |_, app| {
+async fn get_key(State(ctx): State<Ctx>, Path((org, dev, name, key)): KeyPath) -> Response {
+    with_app(&ctx, &org, &dev, &name, |_, app| {
         match app.credentials.iter().find(|c| c.consumer_key == key) {
             Some(c) => json_response(StatusCode::OK, c.to_json()),
             None => key_not_found(&name),
@@ -657,7 +704,7 @@ fn product_name(item: &Value) -> Option<String> {
 }
 
 async fn update_key(
-    State(shared): State<Arc<Shared>>,
+    State(ctx): State<Ctx>,
     Path((org, dev, name, key)): KeyPath,
     request: Request,
 ) -> Response {
@@ -681,7 +728,7 @@ async fn update_key(
         Some(Ok(a)) => a,
         None => Vec::new(),
     };
-    with_app(&shared, &org, &dev, &name, |apigee, app| {
+    with_app(&ctx, &org, &dev, &name, |apigee, app| {
         let Some(credential) = app.credentials.iter_mut().find(|c| c.consumer_key == key) else {
             return key_not_found(&name);
         };
@@ -737,7 +784,7 @@ async fn update_key(
 /// association with one product. "The Content-Type header, if set, must be set to
 /// application/octet-stream, with empty body"; the answer is an empty JSON object.
 async fn update_key_product(
-    State(shared): State<Arc<Shared>>,
+    State(ctx): State<Ctx>,
     Path((org, dev, name, key, product)): KeyProductPath,
     request: Request,
 ) -> Response {
@@ -774,7 +821,7 @@ async fn update_key_product(
             )
         }
     };
-    with_app(&shared, &org, &dev, &name, |_, app| {
+    with_app(&ctx, &org, &dev, &name, |_, app| {
         let Some(credential) = app.credentials.iter_mut().find(|c| c.consumer_key == key) else {
             return key_not_found(&name);
         };
@@ -793,10 +840,10 @@ async fn update_key_product(
 
 /// `keys.apiproducts.delete`: removes the key's association with one product; answers the key.
 async fn delete_key_product(
-    State(shared): State<Arc<Shared>>,
+    State(ctx): State<Ctx>,
     Path((org, dev, name, key, product)): KeyProductPath,
 ) -> Response {
-    with_app(&shared, &org, &dev, &name, |_, app| {
+    with_app(&ctx, &org, &dev, &name, |_, app| {
         let Some(credential) = app.credentials.iter_mut().find(|c| c.consumer_key == key) else {
             return key_not_found(&name);
         };
@@ -813,11 +860,8 @@ async fn delete_key_product(
     })
 }
 
-async fn delete_key(
-    State(shared): State<Arc<Shared>>,
-    Path((org, dev, name, key)): KeyPath,
-) -> Response {
-    with_app(&shared, &org, &dev, &name, |_, app| {
+async fn delete_key(State(ctx): State<Ctx>, Path((org, dev, name, key)): KeyPath) -> Response {
+    with_app(&ctx, &org, &dev, &name, |_, app| {
         match app.credentials.iter().position(|c| c.consumer_key == key) {
             Some(i) => json_response(StatusCode::OK, app.credentials.remove(i).to_json()),
             None => key_not_found(&name),
@@ -832,7 +876,7 @@ mod tests {
 
     /// A JWT assertion signed with the service-account key from the sealed-details plaintext.
     pub(crate) fn assertion(h: &Harness, private_key_pem: &str, lifetime: i64) -> String {
-        let apigee = &h.sandbox.shared.apigee;
+        let apigee = &h.sandbox.cast.apigee;
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let claims = json!({"iss": apigee.service_account.email, "scope": SCOPE, "aud": apigee.token_uri, "iat": now, "exp": now + lifetime});
         let key = jsonwebtoken::EncodingKey::from_rsa_pem(private_key_pem.as_bytes()).unwrap();
@@ -841,7 +885,7 @@ mod tests {
 
     async fn google_token(h: &Harness, assertion: &str) -> reqwest::Response {
         h.client
-            .post(&h.sandbox.shared.apigee.token_uri)
+            .post(&h.sandbox.cast.apigee.token_uri)
             .form(&[("grant_type", JWT_BEARER), ("assertion", assertion)])
             .send()
             .await
@@ -855,7 +899,7 @@ mod tests {
         let h = Harness::start().await;
         let pem = h
             .sandbox
-            .shared
+            .cast
             .apigee
             .service_account
             .private_key_pem
@@ -887,7 +931,7 @@ mod tests {
     #[tokio::test]
     async fn app_and_key_management() {
         let h = Harness::start().await;
-        let apigee = &h.sandbox.shared.apigee;
+        let apigee = &h.sandbox.cast.apigee;
         let pem = apigee.service_account.private_key_pem.expose().to_string();
         let body: Value = google_token(&h, &assertion(&h, &pem, 3600))
             .await

@@ -8,8 +8,9 @@
 //! challenge are enforced as NOTES §1 describes, so the official `azure_security_keyvault_secrets`
 //! client works unchanged.
 
+use super::double::{Double, Platform, Shown};
 use super::tokens::Refusal;
-use super::{json_response, query_map, Shared};
+use super::{json_response, query_map};
 use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -295,13 +296,31 @@ struct UpdateBody {
 
 #[derive(Clone)]
 struct KvState {
-    shared: Arc<Shared>,
+    platform: Arc<Platform>,
     vault: Arc<Vault>,
 }
 
+impl Double for Vault {
+    fn service(&self) -> &'static str {
+        "keyVault"
+    }
+
+    fn router(self: Arc<Self>, platform: Arc<Platform>) -> Router {
+        router(platform, self)
+    }
+
+    fn state(&self) -> Option<Shown> {
+        Some(Shown {
+            section: "keyVaults",
+            instance: Some(self.name.clone()),
+            value: json!(self.latest_values()),
+        })
+    }
+}
+
 /// The routes of one vault: the paths and methods of the secrets REST specification.
-pub(crate) fn router(shared: Arc<Shared>, vault: Arc<Vault>) -> Router {
-    let state = KvState { shared, vault };
+fn router(platform: Arc<Platform>, vault: Arc<Vault>) -> Router {
+    let state = KvState { platform, vault };
     Router::new()
         .route("/secrets", get(list_secrets))
         .route(
@@ -353,9 +372,9 @@ async fn guard(State(state): State<KvState>, request: Request, next: Next) -> Re
         Some(v) if !api_version_supported(v) => bad_parameter(&format!(
             "The specified version ({v}) is not recognized. Consider using the latest supported version ({LATEST_VERSION})."
         )),
-        Some(_) => match state.shared.tokens.check(request.headers(), AUDIENCE) {
+        Some(_) => match state.platform.tokens.check(request.headers(), AUDIENCE) {
             Ok(()) => next.run(request).await,
-            Err(refusal) => unauthorized(&state.shared, refusal),
+            Err(refusal) => unauthorized(&state.platform, refusal),
         },
     };
     let headers = response.headers_mut();
@@ -377,7 +396,7 @@ async fn guard(State(state): State<KvState>, request: Request, next: Next) -> Re
 }
 
 /// The 401 with the challenge the SDK reads its scope from.
-fn unauthorized(shared: &Shared, refusal: Refusal) -> Response {
+fn unauthorized(platform: &Platform, refusal: Refusal) -> Response {
     let message = match refusal {
         Refusal::Missing => "Request is missing a Bearer or PoP token.".to_string(),
         Refusal::Unknown => {
@@ -391,7 +410,7 @@ fn unauthorized(shared: &Shared, refusal: Refusal) -> Response {
     let mut response = kv_error(StatusCode::UNAUTHORIZED, "Unauthorized", &message);
     let challenge = format!(
         "Bearer authorization=\"{}/{}\", resource=\"{AUDIENCE}\"",
-        shared.authority, shared.tenant_id
+        platform.tenant.authority, platform.tenant.id
     );
     response.headers_mut().insert(
         header::WWW_AUTHENTICATE,
@@ -1177,7 +1196,7 @@ mod tests {
             90 * 24 * 3600
         );
         assert!(deleted.get("value").is_none());
-        assert!(!h.sandbox.shared.vaults["kv-consumers-prd"]
+        assert!(!h.sandbox.cast.vaults["kv-consumers-prd"]
             .latest_values()
             .contains_key("orders-prd-apikey"));
 

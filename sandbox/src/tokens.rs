@@ -22,6 +22,8 @@ pub(crate) enum Refusal {
 
 struct Issued {
     audience: String,
+    /// The object ID of the principal the token was issued to.
+    principal: String,
     expires_at: OffsetDateTime,
 }
 
@@ -42,14 +44,16 @@ pub(crate) fn normalize_audience(scope_or_resource: &str) -> String {
 }
 
 impl TokenStore {
-    /// Issues a new opaque token for `audience`; returns it and its expiry.
-    pub fn issue(&self, audience: &str) -> (String, OffsetDateTime) {
+    /// Issues a new opaque token for `audience` to `principal` (an object ID or a service
+    /// account); returns it and its expiry.
+    pub fn issue(&self, audience: &str, principal: &str) -> (String, OffsetDateTime) {
         let token = format!("sbx.{}", super::random_alphanumeric(48));
         let expires_at = OffsetDateTime::now_utc() + LIFETIME;
         self.issued.lock().unwrap().insert(
             token.clone(),
             Issued {
                 audience: normalize_audience(audience),
+                principal: principal.to_string(),
                 expires_at,
             },
         );
@@ -68,6 +72,15 @@ impl TokenStore {
             return Err(Refusal::WrongAudience(found.audience.clone()));
         }
         Ok(())
+    }
+}
+
+impl TokenStore {
+    /// The principal the request's bearer token was issued to, if the sandbox issued it.
+    pub fn principal(&self, headers: &HeaderMap) -> Option<String> {
+        let token = bearer(headers)?;
+        let issued = self.issued.lock().unwrap();
+        issued.get(token).map(|t| t.principal.clone())
     }
 }
 
@@ -97,7 +110,7 @@ mod tests {
     #[test]
     fn tokens_are_bound_to_their_audience() {
         let store = TokenStore::default();
-        let (token, _) = store.issue("https://vault.azure.net/.default");
+        let (token, _) = store.issue("https://vault.azure.net/.default", "oid-1");
         assert_eq!(
             store.check(&with_bearer(&token), "https://vault.azure.net/"),
             Ok(())
@@ -114,5 +127,10 @@ mod tests {
             store.check(&HeaderMap::new(), "https://vault.azure.net"),
             Err(Refusal::Missing)
         );
+        assert_eq!(
+            store.principal(&with_bearer(&token)).as_deref(),
+            Some("oid-1")
+        );
+        assert_eq!(store.principal(&with_bearer("forged")), None);
     }
 }

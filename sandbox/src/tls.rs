@@ -1,7 +1,7 @@
 //! The sandbox CA and the one server certificate (`localhost`, `127.0.0.1`) every HTTPS double
 //! presents.
 
-use crate::error::{Error, Result};
+use super::{Error, Result};
 use axum_server::tls_rustls::RustlsConfig;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -17,7 +17,7 @@ pub(crate) struct Tls {
 }
 
 fn tls_error(e: impl std::fmt::Display) -> Error {
-    Error::unexpected(format!("sandbox: cannot build the TLS certificates: {e}"))
+    Error::new(format!("cannot build the TLS certificates: {e}"))
 }
 
 /// Generates a fresh CA and a server certificate signed by it.

@@ -11,7 +11,7 @@
 //! JavaScript) or by `, ` (Go); signed header names in any case and order (Java signs
 //! `Host;Date;x-ms-content-sha256`). Refusals carry the documented `error_description`s.
 
-use super::Shared;
+use super::double::{fault_message, reason, Double, Platform, Shown};
 use axum::body::{to_bytes, Body, Bytes};
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -81,7 +81,7 @@ pub(crate) struct Store {
     /// The access key's id (`Id=` of the connection string).
     pub credential_id: String,
     /// The access key's base64 secret.
-    secret: crate::secret::Secret,
+    secret: super::secret::Secret,
     sync_id: String,
     inner: Mutex<Inner>,
 }
@@ -109,7 +109,7 @@ impl Store {
                 &name[..name.len().min(4)],
                 super::random_alphanumeric(20)
             ),
-            secret: crate::secret::Secret::new(secret),
+            secret: super::secret::Secret::new(secret),
             sync_id: super::random_alphanumeric(8),
             inner: Mutex::new(Inner::default()),
         }
@@ -151,14 +151,14 @@ impl Store {
 
     /// Every key-value by entry name (`key`, or `key?label=l`), and the last Sync-Token
     /// received, for `admin/state`.
-    pub fn state(&self) -> Value {
+    pub fn snapshot(&self) -> Value {
         let inner = self.inner.lock().unwrap();
         let kvs: serde_json::Map<String, Value> = inner
             .kvs
             .iter()
             .map(|((k, l), kv)| {
                 (
-                    crate::targets::app_configuration::entry_name(k, l.as_deref()),
+                    entry_name(k, l.as_deref()),
                     json!({"key": k, "label": l, "value": kv.value, "contentType": kv.content_type,
                            "locked": kv.locked, "etag": kv.etag}),
                 )
@@ -181,13 +181,72 @@ impl Store {
 
 #[derive(Clone)]
 struct AcState {
-    shared: Arc<Shared>,
+    platform: Arc<Platform>,
     store: Arc<Store>,
 }
 
+impl Double for Store {
+    fn service(&self) -> &'static str {
+        "appConfiguration"
+    }
+
+    fn router(self: Arc<Self>, platform: Arc<Platform>) -> Router {
+        router(platform, self)
+    }
+
+    /// A problem+json answer: the problem types the service names (429, 400, 5xx); any other
+    /// status is a problem without a type (RFC 7807's about:blank), as a refusal by the
+    /// service's front end is. Throttling carries `retry-after-ms` beside `Retry-After`.
+    fn fault(&self, status: StatusCode, retry_after: Option<u64>) -> Response {
+        let problem_type = match status.as_u16() {
+            429 => Some("too-many-requests"),
+            400 => Some("invalid-argument"),
+            s if s >= 500 => Some("internal-error"),
+            _ => None,
+        };
+        let mut body = json!({"title": reason(status), "detail": fault_message(status), "status": status.as_u16()});
+        if let Some(p) = problem_type {
+            body["type"] = json!(format!("https://azconfig.io/errors/{p}"));
+        }
+        let mut response = problem(status, body);
+        if let Some(seconds) = retry_after {
+            let headers = response.headers_mut();
+            headers.insert("retry-after", HeaderValue::from(seconds));
+            headers.insert("retry-after-ms", HeaderValue::from(seconds * 1000));
+        }
+        response
+    }
+
+    fn state(&self) -> Option<Shown> {
+        Some(Shown {
+            section: "appConfigurations",
+            instance: Some(self.name.clone()),
+            value: self.snapshot(),
+        })
+    }
+}
+
+/// `key`, or `key?label=l`: how `admin/state` names a key-value.
+fn entry_name(key: &str, label: Option<&str>) -> String {
+    match label {
+        Some(l) => format!("{key}?label={l}"),
+        None => key.to_string(),
+    }
+}
+
+/// `t` as an IMF-fixdate (RFC 9110 §5.6.7), as the service sends `Last-Modified`.
+fn imf_fixdate(t: time::OffsetDateTime) -> String {
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&format)
+        .unwrap_or_default()
+}
+
 /// The routes of one store.
-pub(crate) fn router(shared: Arc<Shared>, store: Arc<Store>) -> Router {
-    let state = AcState { shared, store };
+fn router(platform: Arc<Platform>, store: Arc<Store>) -> Router {
+    let state = AcState { platform, store };
     Router::new()
         .route("/kv", get(list_kv))
         .route("/kv/{key}", get(get_kv).put(put_kv))
@@ -324,7 +383,7 @@ async fn authenticate(state: &AcState, request: Request) -> Result<Request, Resp
     }
     let mut last = None;
     for audience in AUDIENCES {
-        match state.shared.tokens.check(request.headers(), audience) {
+        match state.platform.tokens.check(request.headers(), audience) {
             Ok(()) => return Ok(request),
             Err(refusal) => last = Some(refusal),
         }
@@ -635,10 +694,7 @@ fn kv_response(store: &Store, key: &str, label: &Option<String>, kv: &KeyValue) 
     );
     headers.insert(
         header::LAST_MODIFIED,
-        HeaderValue::from_str(&crate::targets::app_configuration::auth::rfc1123(
-            kv.last_modified,
-        ))
-        .unwrap(),
+        HeaderValue::from_str(&imf_fixdate(kv.last_modified)).unwrap(),
     );
     response
 }
@@ -909,7 +965,77 @@ async fn put_kv(
 #[cfg(test)]
 mod tests {
     use super::super::test_support::Harness;
-    use crate::targets::app_configuration::auth::{rfc1123, rfc1123_now, AccessKey};
+
+    /// A store's access key signing requests as the service's documentation describes
+    /// ("HMAC authentication - REST API reference"), written here from that page and not
+    /// shared with the product's client.
+    struct AccessKey {
+        id: String,
+        secret: String,
+    }
+
+    impl AccessKey {
+        /// `Endpoint=...;Id=...;Secret=...`.
+        fn parse(connection_string: &str) -> Option<AccessKey> {
+            let field = |name: &str| {
+                connection_string
+                    .split(';')
+                    .find_map(|p| p.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+                    .map(str::to_string)
+            };
+            Some(AccessKey {
+                id: field("Id")?,
+                secret: field("Secret")?,
+            })
+        }
+
+        /// `x-ms-date`, `x-ms-content-sha256` and `Authorization` for a request.
+        fn sign(
+            &self,
+            method: &str,
+            url: &url::Url,
+            body: &[u8],
+            date: &str,
+        ) -> Vec<(&'static str, String)> {
+            use base64::Engine;
+            use hmac::Mac;
+            use sha2::Digest;
+            let b64 = base64::engine::general_purpose::STANDARD;
+            let hash = b64.encode(sha2::Sha256::digest(body));
+            let host = match url.port() {
+                Some(port) => format!("{}:{port}", url.host_str().unwrap()),
+                None => url.host_str().unwrap().to_string(),
+            };
+            let path_and_query = match url.query() {
+                Some(q) => format!("{}?{q}", url.path()),
+                None => url.path().to_string(),
+            };
+            let to_sign = format!("{method}\n{path_and_query}\n{date};{host};{hash}");
+            let key = b64.decode(&self.secret).unwrap_or_default();
+            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+            mac.update(to_sign.as_bytes());
+            let signature = b64.encode(mac.finalize().into_bytes());
+            vec![
+                ("x-ms-date", date.to_string()),
+                ("x-ms-content-sha256", hash),
+                (
+                    "authorization",
+                    format!(
+                        "HMAC-SHA256 Credential={}&SignedHeaders=x-ms-date;host;x-ms-content-sha256&Signature={signature}",
+                        self.id
+                    ),
+                ),
+            ]
+        }
+    }
+
+    fn rfc1123(t: time::OffsetDateTime) -> String {
+        super::imf_fixdate(t)
+    }
+
+    fn rfc1123_now() -> String {
+        rfc1123(time::OffsetDateTime::now_utc())
+    }
 
     fn store_url(h: &Harness, store: &str) -> String {
         h.sandbox.info().endpoints.app_configurations[store]["endpoint"]

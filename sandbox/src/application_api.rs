@@ -2,7 +2,8 @@
 //! key an app should use, `GET ?appName=` tells which key is stored (as a SHA-256, never the
 //! key). Callers authenticate with a managed-identity token for [`AUDIENCE`].
 
-use super::{json_response, query_map, Shared};
+use super::double::{Double, Platform, Shown};
+use super::{json_response, query_map};
 use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -28,19 +29,28 @@ pub(crate) struct StoredKey {
 }
 
 /// Stored keys by `appName`.
-#[derive(Default)]
 pub(crate) struct Store {
+    /// `https://127.0.0.1:<port>` (the API is at [`PATH`] under it).
+    pub base_url: String,
     keys: Mutex<BTreeMap<String, StoredKey>>,
 }
 
 impl Store {
+    /// An application with no stored key, served at `base_url`.
+    pub fn new(base_url: &str) -> Self {
+        Self {
+            base_url: base_url.to_string(),
+            keys: Mutex::default(),
+        }
+    }
+
     /// Stores (or replaces) the key of `app_name`.
     pub fn put(&self, app_name: &str, key: StoredKey) {
         self.keys.lock().unwrap().insert(app_name.to_string(), key);
     }
 
     /// Everything stored, keys included, for `admin/state`.
-    pub fn state(&self) -> Value {
+    pub fn snapshot(&self) -> Value {
         let keys = self.keys.lock().unwrap();
         let map: serde_json::Map<String, Value> = keys
             .iter()
@@ -52,19 +62,43 @@ impl Store {
     }
 }
 
-/// The API's routes.
-pub(crate) fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
-        .route(PATH, get(read).post(write))
-        .with_state(shared)
+impl Double for Store {
+    fn service(&self) -> &'static str {
+        "applicationApi"
+    }
+
+    /// The API's routes.
+    fn router(self: Arc<Self>, platform: Arc<Platform>) -> Router {
+        let ctx = Ctx {
+            platform,
+            application_api: self,
+        };
+        Router::new()
+            .route(PATH, get(read).post(write))
+            .with_state(ctx)
+    }
+
+    fn state(&self) -> Option<Shown> {
+        Some(Shown {
+            section: "applicationApis",
+            instance: None,
+            value: self.snapshot(),
+        })
+    }
+}
+
+#[derive(Clone)]
+struct Ctx {
+    platform: Arc<Platform>,
+    application_api: Arc<Store>,
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response {
     json_response(status, json!({"error": {"code": code, "message": message}}))
 }
 
-fn authorize(shared: &Shared, request: &Request) -> Result<(), Response> {
-    shared
+fn authorize(ctx: &Ctx, request: &Request) -> Result<(), Response> {
+    ctx.platform
         .tokens
         .check(request.headers(), AUDIENCE)
         .map_err(|_| {
@@ -94,8 +128,8 @@ struct PostBody {
     expires_at: Option<Option<String>>,
 }
 
-async fn write(State(shared): State<Arc<Shared>>, request: Request) -> Response {
-    if let Err(r) = authorize(&shared, &request) {
+async fn write(State(ctx): State<Ctx>, request: Request) -> Response {
+    if let Err(r) = authorize(&ctx, &request) {
         return r;
     }
     let body: Bytes = match axum::body::to_bytes(request.into_body(), 1 << 16).await {
@@ -141,7 +175,7 @@ async fn write(State(shared): State<Arc<Shared>>, request: Request) -> Response 
             "Invalid body: appName and apiKey must not be empty",
         );
     }
-    shared.application_api.put(
+    ctx.application_api.put(
         &body.app_name,
         StoredKey {
             apim_app_name: body.apim_app_name,
@@ -152,8 +186,8 @@ async fn write(State(shared): State<Arc<Shared>>, request: Request) -> Response 
     StatusCode::NO_CONTENT.into_response()
 }
 
-async fn read(State(shared): State<Arc<Shared>>, request: Request) -> Response {
-    if let Err(r) = authorize(&shared, &request) {
+async fn read(State(ctx): State<Ctx>, request: Request) -> Response {
+    if let Err(r) = authorize(&ctx, &request) {
         return r;
     }
     let Some(app_name) = query_map(request.uri())
@@ -166,14 +200,14 @@ async fn read(State(shared): State<Arc<Shared>>, request: Request) -> Response {
             "The appName query parameter is required.",
         );
     };
-    let keys = shared.application_api.keys.lock().unwrap();
+    let keys = ctx.application_api.keys.lock().unwrap();
     match keys.get(&app_name) {
         Some(k) => json_response(
             StatusCode::OK,
             json!({
                 "appName": app_name,
                 "apimAppName": k.apim_app_name,
-                "apiKeySha256": crate::secret::ApiKey::new(k.api_key.clone()).sha256_hex(),
+                "apiKeySha256": super::secret::sha256_hex(k.api_key.as_bytes()),
                 "expiresAt": k.expires_at,
             }),
         ),

@@ -8,8 +8,9 @@
 //! ARM's `{"error":{...}}` (ResourceNotFound, AuthorizationFailed, ...) and App Service's
 //! PascalCase shape (a missing slot).
 
+use super::double::{fault_message, with_retry_after, Double, Platform, Shown};
 use super::tokens::Refusal;
-use super::{json_response, query_map, Shared};
+use super::{json_response, query_map};
 use axum::body::to_bytes;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
@@ -36,8 +37,9 @@ struct Site {
 }
 
 /// The Microsoft.Web resources the double holds, by lower-case resource ID.
-#[derive(Default)]
 pub(crate) struct ResourceManager {
+    /// `https://127.0.0.1:<port>` (`AZURE_RESOURCE_MANAGER_ENDPOINT`).
+    pub base_url: String,
     sites: Mutex<BTreeMap<String, Site>>,
     writes: Mutex<u64>,
 }
@@ -120,7 +122,7 @@ impl ResourceManager {
 
     /// `{"sites": {"name[/slots/slot]": {"id", "kind", "appSettings", "restarts",
     /// "referenceRefreshes", "forbidden"}}}`.
-    pub fn state(&self) -> Value {
+    pub fn snapshot(&self) -> Value {
         let sites: Map<String, Value> = self
             .sites
             .lock()
@@ -143,9 +145,72 @@ impl ResourceManager {
     }
 }
 
-/// ARM's routes.
-pub(crate) fn router(shared: Arc<Shared>) -> Router {
-    Router::new().fallback(handle).with_state(shared)
+impl ResourceManager {
+    /// No resources, served at `base_url`.
+    pub fn new(base_url: &str) -> Self {
+        Self {
+            base_url: base_url.to_string(),
+            sites: Mutex::default(),
+            writes: Mutex::default(),
+        }
+    }
+}
+
+impl Double for ResourceManager {
+    fn service(&self) -> &'static str {
+        "resourceManager"
+    }
+
+    /// ARM's routes.
+    fn router(self: Arc<Self>, platform: Arc<Platform>) -> Router {
+        let ctx = Ctx {
+            platform,
+            resource_manager: self,
+        };
+        Router::new().fallback(handle).with_state(ctx)
+    }
+
+    /// App Service's PascalCase body when throttled (the reference's 429, with the
+    /// remaining-writes header), ARM's own `AuthorizationFailed` for 403, ARM's shape otherwise.
+    fn fault(&self, status: StatusCode, retry_after: Option<u64>) -> Response {
+        let message = fault_message(status);
+        let body = match status {
+            StatusCode::TOO_MANY_REQUESTS => json!({
+                "Code": "429", "Message": message, "Target": null,
+                "Details": [{"Message": message}, {"Code": "429"},
+                            {"ErrorEntity": {"ExtendedCode": "51025", "Code": "429", "Message": message}}]
+            }),
+            StatusCode::FORBIDDEN => {
+                json!({"error": {"code": "AuthorizationFailed", "message": message}})
+            }
+            _ => {
+                let code = super::double::reason(status).replace(' ', "");
+                json!({"error": {"code": code, "message": message}})
+            }
+        };
+        let mut response = with_retry_after(json_response(status, body), retry_after);
+        if retry_after.is_some() {
+            response.headers_mut().insert(
+                "x-ms-ratelimit-remaining-subscription-writes",
+                HeaderValue::from(0u64),
+            );
+        }
+        response
+    }
+
+    fn state(&self) -> Option<Shown> {
+        Some(Shown {
+            section: "resourceManager",
+            instance: None,
+            value: self.snapshot(),
+        })
+    }
+}
+
+#[derive(Clone)]
+struct Ctx {
+    platform: Arc<Platform>,
+    resource_manager: Arc<ResourceManager>,
 }
 
 fn arm_error(status: StatusCode, code: &str, message: &str) -> Response {
@@ -168,7 +233,7 @@ fn legacy_error(status: StatusCode, code: &str, template: &str, params: &[&str])
     )
 }
 
-fn unauthorized(shared: &Shared, refusal: Refusal) -> Response {
+fn unauthorized(platform: &Platform, refusal: Refusal) -> Response {
     let (code, message, description) = match refusal {
         Refusal::Missing => (
             "AuthenticationFailed",
@@ -184,7 +249,7 @@ fn unauthorized(shared: &Shared, refusal: Refusal) -> Response {
     let mut response = arm_error(StatusCode::UNAUTHORIZED, code, message);
     let challenge = format!(
         "Bearer authorization_uri=\"{}/{}\", error=\"invalid_token\", error_description=\"{description}\"",
-        shared.authority, shared.tenant_id
+        platform.tenant.authority, platform.tenant.id
     );
     response.headers_mut().insert(
         header::WWW_AUTHENTICATE,
@@ -247,7 +312,7 @@ fn route(path: &str, method: &Method) -> Option<(String, String, String, Op)> {
     Some((id, sub, rg, op))
 }
 
-async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+async fn handle(State(ctx): State<Ctx>, request: Request) -> Response {
     // A custom cloud's client asks for a token for the endpoint itself.
     let own = request
         .headers()
@@ -255,12 +320,14 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         .and_then(|h| h.to_str().ok())
         .map(|h| format!("https://{h}"))
         .unwrap_or_default();
-    let tokens = &shared.tokens;
+    let tokens = &ctx.platform.tokens;
     if let Err(refusal) = tokens.check(request.headers(), AUDIENCE) {
         if own.is_empty() || tokens.check(request.headers(), &own).is_err() {
-            return unauthorized(&shared, refusal);
+            return unauthorized(&ctx.platform, refusal);
         }
     }
+    // The caller, as ARM names it in AuthorizationFailed (the token's object ID).
+    let caller = tokens.principal(request.headers()).unwrap_or_default();
     let query = query_map(request.uri());
     match query.get("api-version") {
         None => {
@@ -291,7 +358,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     let body = to_bytes(request.into_body(), 4 << 20)
         .await
         .unwrap_or_default();
-    let arm = &shared.resource_manager;
+    let arm = &ctx.resource_manager;
     let mut sites = arm.sites.lock().unwrap();
     let key = id.to_ascii_lowercase();
     let Some(site) = sites.get_mut(&key) else {
@@ -341,7 +408,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         return arm_error(
             StatusCode::FORBIDDEN,
             "AuthorizationFailed",
-            &format!("The client '{0}' with object id '{0}' does not have authorization to perform action '{action}' over scope '{id}' or the scope is invalid. If access was recently granted, please refresh your credentials.", shared.identity.principal_id),
+            &format!("The client '{0}' with object id '{0}' does not have authorization to perform action '{action}' over scope '{id}' or the scope is invalid. If access was recently granted, please refresh your credentials.", caller),
         );
     }
     let dictionary = |site: &Site| {
@@ -568,6 +635,13 @@ mod tests {
         assert_eq!(
             (status, forbidden["error"]["code"].as_str()),
             (403, Some("AuthorizationFailed"))
+        );
+        // ARM names the caller: the principal the token was issued to (the managed identity).
+        let caller = &h.sandbox.cast.identity.principal_id;
+        let message = forbidden["error"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(&format!("The client '{caller}' with object id '{caller}'")),
+            "{message}"
         );
 
         let state: Value = h

@@ -2,19 +2,31 @@
 //! double and the connections each accepted, so tests can count calls, break things on
 //! purpose and check what was written.
 
+use super::double::{Double, Platform};
+use super::json_response;
 use super::log::Fault;
-use super::{json_response, Shared};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
-/// The admin routes.
-pub(crate) fn router(shared: Arc<Shared>) -> Router {
+/// What the admin endpoint reads: the platform's log and every deployed double.
+#[derive(Clone)]
+struct Admin {
+    platform: Arc<Platform>,
+    doubles: Arc<[Arc<dyn Double>]>,
+}
+
+/// The admin routes over `doubles`.
+pub(crate) fn router(platform: Arc<Platform>, doubles: Vec<Arc<dyn Double>>) -> Router {
+    let admin = Admin {
+        platform,
+        doubles: doubles.into(),
+    };
     Router::new()
         .route("/requests", get(requests).delete(clear_requests))
         .route(
@@ -23,24 +35,24 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         )
         .route("/state", get(state))
         .route("/connections", get(connections))
-        .with_state(shared)
+        .with_state(admin)
 }
 
-async fn requests(State(shared): State<Arc<Shared>>) -> Response {
-    json_response(StatusCode::OK, json!(shared.log.entries()))
+async fn requests(State(admin): State<Admin>) -> Response {
+    json_response(StatusCode::OK, json!(admin.platform.log.entries()))
 }
 
 /// Connections accepted so far, by service (a client that reuses its connections opens few).
-async fn connections(State(shared): State<Arc<Shared>>) -> Response {
-    json_response(StatusCode::OK, json!(shared.log.connections()))
+async fn connections(State(admin): State<Admin>) -> Response {
+    json_response(StatusCode::OK, json!(admin.platform.log.connections()))
 }
 
-async fn clear_requests(State(shared): State<Arc<Shared>>) -> Response {
-    shared.log.clear();
+async fn clear_requests(State(admin): State<Admin>) -> Response {
+    admin.platform.log.clear();
     StatusCode::NO_CONTENT.into_response()
 }
 
-async fn add_fault(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+async fn add_fault(State(admin): State<Admin>, body: Bytes) -> Response {
     let bad = |message: String| {
         json_response(
             StatusCode::BAD_REQUEST,
@@ -51,38 +63,44 @@ async fn add_fault(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
         Ok(f) => f,
         Err(e) => return bad(format!("invalid fault: {e}")),
     };
-    if let Err(message) = fault.validate() {
+    let mut services: Vec<&str> = Vec::new();
+    for double in admin.doubles.iter() {
+        if !services.contains(&double.service()) {
+            services.push(double.service());
+        }
+    }
+    if let Err(message) = fault.validate(&services) {
         return bad(message);
     }
-    shared.log.add_fault(fault.clone());
+    admin.platform.log.add_fault(fault.clone());
     json_response(StatusCode::CREATED, json!(fault))
 }
 
-async fn clear_faults(State(shared): State<Arc<Shared>>) -> Response {
-    shared.log.clear_faults();
+async fn clear_faults(State(admin): State<Admin>) -> Response {
+    admin.platform.log.clear_faults();
     StatusCode::NO_CONTENT.into_response()
 }
 
-async fn state(State(shared): State<Arc<Shared>>) -> Response {
-    let vaults: serde_json::Map<String, Value> = shared
-        .vaults
-        .values()
-        .map(|v| (v.name.clone(), json!(v.latest_values())))
-        .collect();
-    json_response(
-        StatusCode::OK,
-        json!({
-            "keyVaults": vaults,
-            "applicationApis": shared.application_api.state(),
-            "appConfigurations": shared
-                .app_configs
-                .iter()
-                .map(|(name, s)| (name.clone(), s.state()))
-                .collect::<serde_json::Map<String, Value>>(),
-            "apigee": shared.apigee.state(),
-            "resourceManager": shared.resource_manager.state(),
-        }),
-    )
+/// Every double's state: one section per service, by instance for the services with one
+/// listener per instance.
+async fn state(State(admin): State<Admin>) -> Response {
+    let mut sections = Map::new();
+    for shown in admin.doubles.iter().filter_map(|d| d.state()) {
+        match shown.instance {
+            Some(instance) => {
+                let section = sections
+                    .entry(shown.section)
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if let Value::Object(instances) = section {
+                    instances.insert(instance, shown.value);
+                }
+            }
+            None => {
+                sections.insert(shown.section.to_string(), shown.value);
+            }
+        }
+    }
+    json_response(StatusCode::OK, Value::Object(sections))
 }
 
 #[cfg(test)]

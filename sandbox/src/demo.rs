@@ -1,13 +1,18 @@
-//! The demo data: three Apigee apps (key inside the renewal window, outside it, never expiring),
-//! stores holding current and stale keys, and the settings the handler needs to run against the
-//! sandbox (mapping, sealed company details, identity endpoint, custom cloud, CA).
+//! The demo: which doubles the sandbox deploys ([`Cast`]), the data they are seeded with (three
+//! Apigee apps whose keys are inside the renewal window, outside it, never expiring; stores
+//! holding current and stale keys), the apps mapping over them, and what the handler needs to
+//! run against them (the plaintext company details, the identity header, the service
+//! principal, the connection strings).
 
 use super::application_api::StoredKey;
-use super::{now_ms, random_alphanumeric, Endpoints, Shared};
-use crate::settings::{COMPANY_DETAILS, MAPPING_SETTINGS, SCHEDULE, TOOLKIT_UUID};
+use super::double::Tenant;
+use super::secret::Secret;
+use super::{apigee, app_configuration, application_api, authority, identity, key_vault};
+use super::{now_ms, random_alphanumeric, Deployment, Endpoints, Handover};
+use super::{resource_manager, Result};
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::sync::Arc;
 
 /// The vaults the sandbox serves.
 pub(crate) const VAULTS: [&str; 2] = ["kv-consumers-prd", "kv-partners-prd"];
@@ -31,10 +36,107 @@ const DAY_MS: i64 = 86_400_000;
 /// The sandbox subscription holding the demo sites.
 pub(crate) const SUBSCRIPTION: &str = "5a4db0c5-0000-4000-8000-00000000a5b1";
 
+/// The `contentType` App Configuration gives a Key Vault reference.
+const KEY_VAULT_REF_CONTENT_TYPE: &str =
+    "application/vnd.microsoft.appconfig.keyvaultref+json;charset=utf-8";
+
+/// The doubles of the demo (and of the workload, which seeds the same services), typed, so
+/// that seeding can reach each one's state.
+pub(crate) struct Cast {
+    pub identity: Arc<identity::ManagedIdentity>,
+    pub authority: Arc<authority::Authority>,
+    pub resource_manager: Arc<resource_manager::ResourceManager>,
+    pub apigee: Arc<apigee::Apigee>,
+    pub application_api: Arc<application_api::Store>,
+    /// Vaults by name.
+    pub vaults: BTreeMap<String, Arc<key_vault::Vault>>,
+    /// App Configuration stores by name.
+    pub app_configs: BTreeMap<String, Arc<app_configuration::Store>>,
+}
+
+impl Cast {
+    /// Deploys every double of the demo, each on a port of its own.
+    pub fn deploy(d: &mut Deployment) -> Result<Cast> {
+        let identity = d.deploy(false, identity::ManagedIdentity::generate)?;
+        let authority = d.deploy(true, authority::Authority::generate)?;
+        let resource_manager = d.deploy(true, resource_manager::ResourceManager::new)?;
+        let apigee = d.try_deploy(true, |url| {
+            apigee::Apigee::new(url, ORGANIZATION, DEVELOPER)
+        })?;
+        let application_api = d.deploy(true, application_api::Store::new)?;
+        let mut vaults = BTreeMap::new();
+        for name in VAULTS {
+            let vault = d.deploy(true, |url| key_vault::Vault::new(name, url))?;
+            vaults.insert(name.to_string(), vault);
+        }
+        let mut app_configs = BTreeMap::new();
+        for name in APP_CONFIG_STORES {
+            let store = d.deploy(true, |url| app_configuration::Store::new(name, url))?;
+            app_configs.insert(name.to_string(), store);
+        }
+        Ok(Cast {
+            identity,
+            authority,
+            resource_manager,
+            apigee,
+            application_api,
+            vaults,
+            app_configs,
+        })
+    }
+
+    /// The URLs of every double, as `sandbox.json` publishes them.
+    pub fn endpoints(&self, admin: &str) -> Endpoints {
+        let app_api_url = format!("{}{}", self.application_api.base_url, application_api::PATH);
+        Endpoints {
+            identity: format!("{}{}", self.identity.base_url, identity::PATH),
+            authority: self.authority.base_url.clone(),
+            resource_manager: self.resource_manager.base_url.clone(),
+            apigee: self.apigee.base_url.clone(),
+            key_vaults: self
+                .vaults
+                .iter()
+                .map(|(name, v)| (name.clone(), format!("{}/", v.base_url)))
+                .collect(),
+            app_configurations: self
+                .app_configs
+                .values()
+                .map(|s| {
+                    let info =
+                        json!({"endpoint": s.base_url, "connectionString": s.connection_string()});
+                    (s.name.clone(), info)
+                })
+                .collect(),
+            application_apis: APPLICATION_APIS
+                .iter()
+                .map(|name| (name.to_string(), app_api_url.clone()))
+                .collect(),
+            admin: admin.to_string(),
+        }
+    }
+
+    /// What the handler needs to run against the cast, with `mapping` as its apps mapping.
+    pub fn handover(&self, tenant: &Tenant, mapping: serde_json::Value) -> Handover {
+        Handover {
+            mapping,
+            company_details: Secret::new(company_details(self).to_string()),
+            site_name: SITE_NAME.to_string(),
+            identity_header: Secret::new(self.identity.header.clone()),
+            tenant_id: tenant.id.clone(),
+            client_id: self.authority.principal.client_id.clone(),
+            client_secret: self.authority.principal.secret.clone(),
+            connection_strings: BTreeMap::from([(
+                APPCS_PARTNERS_SETTING.to_string(),
+                Secret::new(self.app_configs["appcs-partners"].connection_string()),
+            )]),
+        }
+    }
+}
+
 /// Seeds Apigee, the vaults and the application API.
-pub(crate) fn seed(shared: &Shared) {
+pub(crate) fn seed(cast: &Cast) {
     let now = now_ms();
-    let apigee = &shared.apigee;
+    let apigee = &cast.apigee;
     // (app, product, expiry of the current key in days; None = never). App1's product has
     // `approvalType: manual` (see `Apigee::new`): the key the first run makes for it starts
     // `pending` on that product, and the rotator approves it.
@@ -55,15 +157,15 @@ pub(crate) fn seed(shared: &Shared) {
         current.insert(app, key);
         expired.insert(app, old);
     }
-    let consumers = &shared.vaults["kv-consumers-prd"];
+    let consumers = &cast.vaults["kv-consumers-prd"];
     consumers.set("healthcheck-prd-apikey", &current[APP1]);
     consumers.set("orders-prd-apikey", &expired[APP2]);
     consumers.set("reference-prd-apikey", &current[APP3]);
     // The secret an App Configuration Key Vault reference points at, holding a stale key.
     consumers.set("appcs-ref-apikey", &expired[APP2]);
     // kv-partners-prd/partner-apikey and healthcheck-api are left empty: the first run creates them.
-    seed_sites(shared, &current, &expired);
-    shared.application_api.put(
+    seed_sites(cast, &current, &expired);
+    cast.application_api.put(
         "referenceapi-prd",
         StoredKey {
             apim_app_name: APP3.into(),
@@ -71,18 +173,17 @@ pub(crate) fn seed(shared: &Shared) {
             expires_at: None,
         },
     );
-    seed_app_configuration(shared, &current, &expired);
+    seed_app_configuration(cast, &current, &expired);
 }
 
 /// Seeds the App Configuration stores: current and stale keys, labelled and not, a Key Vault
 /// reference to `kv-consumers-prd/appcs-ref-apikey`, and a locked key outside the mapping.
 fn seed_app_configuration(
-    shared: &Shared,
+    cast: &Cast,
     current: &BTreeMap<&str, String>,
     expired: &BTreeMap<&str, String>,
 ) {
-    use crate::targets::app_configuration::KEY_VAULT_REF_CONTENT_TYPE;
-    let consumers = &shared.app_configs["appcs-consumers"];
+    let consumers = &cast.app_configs["appcs-consumers"];
     consumers.set(
         "healthcheck-sbx-apikey",
         Some("sandbox"),
@@ -92,7 +193,7 @@ fn seed_app_configuration(
     );
     consumers.set("Orders:ApiKey", None, &expired[APP2], None, false);
     consumers.set("Reference:ApiKey", Some("prd"), &current[APP3], None, false);
-    let reference = json!({"uri": format!("{}/secrets/appcs-ref-apikey", shared.vaults["kv-consumers-prd"].base_url)});
+    let reference = json!({"uri": format!("{}/secrets/appcs-ref-apikey", cast.vaults["kv-consumers-prd"].base_url)});
     consumers.set(
         "Orders:ApiKeyRef",
         Some("prd"),
@@ -101,7 +202,7 @@ fn seed_app_configuration(
         false,
     );
     consumers.set("Locked:ApiKey", None, &expired[APP2], None, true);
-    let partners = &shared.app_configs["appcs-partners"];
+    let partners = &cast.app_configs["appcs-partners"];
     partners.set(
         "Partner:ApiKey",
         Some("partners"),
@@ -116,10 +217,10 @@ fn seed_app_configuration(
 /// secret) with a `staging` slot (a stale key), a Static Web App (a stale key), each with
 /// settings the mapping does not name; and `func-locked`, on which the rotator has no role
 /// (403 AuthorizationFailed).
-fn seed_sites(shared: &Shared, current: &BTreeMap<&str, String>, expired: &BTreeMap<&str, String>) {
+fn seed_sites(cast: &Cast, current: &BTreeMap<&str, String>, expired: &BTreeMap<&str, String>) {
     use super::resource_manager::SiteType;
-    let arm = &shared.resource_manager;
-    let consumers = &shared.vaults["kv-consumers-prd"];
+    let arm = &cast.resource_manager;
+    let consumers = &cast.vaults["kv-consumers-prd"];
     consumers.set("webapp-ref-apikey", &expired[APP1]);
     let reference = format!(
         "@Microsoft.KeyVault(SecretUri={}/secrets/webapp-ref-apikey/)",
@@ -250,8 +351,8 @@ pub(crate) fn mapping(endpoints: &Endpoints) -> serde_json::Value {
 }
 
 /// The company-details plaintext: Apigee X in the sandbox, with the service-account key.
-pub(crate) fn company_details(shared: &Shared) -> serde_json::Value {
-    let apigee = &shared.apigee;
+pub(crate) fn company_details(cast: &Cast) -> serde_json::Value {
+    let apigee = &cast.apigee;
     let sa = &apigee.service_account;
     json!({
         "company": "Contoso Sandbox",
@@ -273,56 +374,6 @@ pub(crate) fn company_details(shared: &Shared) -> serde_json::Value {
         "policy": {"renewBeforeExpiryDays": 45, "newKeyLifetimeDays": 90},
         "boundTo": {"siteName": SITE_NAME}
     })
-}
-
-/// Every app setting the handler needs to run against the sandbox, with `mapping` as the apps
-/// mapping.
-pub(crate) fn env(
-    shared: &Shared,
-    endpoints: &Endpoints,
-    ca_file: &Path,
-    mapping: &serde_json::Value,
-) -> crate::error::Result<BTreeMap<String, String>> {
-    let uuid = uuid::Uuid::new_v4().to_string();
-    let plaintext = company_details(shared).to_string();
-    let sealed = crate::toolkit::sealed::seal(&uuid, plaintext.as_bytes())?;
-    let pairs = [
-        (MAPPING_SETTINGS[0], mapping.to_string()),
-        (COMPANY_DETAILS, sealed),
-        (TOOLKIT_UUID, uuid),
-        ("IDENTITY_ENDPOINT", endpoints.identity.clone()),
-        ("IDENTITY_HEADER", shared.identity.header.clone()),
-        ("AZURE_CLOUD", "custom".into()),
-        // The sandbox's vaults and stores listen on loopback: its custom cloud declares that
-        // as their domain, so the rotator sends its vault and store tokens there and nowhere else.
-        ("AZURE_KEYVAULT_DNS_SUFFIX", "127.0.0.1".into()),
-        (
-            crate::azure::cloud::APP_CONFIGURATION_SUFFIX_SETTING,
-            "127.0.0.1".into(),
-        ),
-        ("AZURE_AUTHORITY_HOST", endpoints.authority.clone()),
-        (
-            "AZURE_RESOURCE_MANAGER_ENDPOINT",
-            endpoints.resource_manager.clone(),
-        ),
-        (
-            crate::azure::http::TRUSTED_CA_SETTING,
-            ca_file.display().to_string(),
-        ),
-        (SCHEDULE, crate::settings::DEFAULT_SCHEDULE.into()),
-        ("WEBSITE_SITE_NAME", SITE_NAME.into()),
-        ("AZURE_TENANT_ID", shared.tenant_id.clone()),
-        ("SANDBOX_CLIENT_ID", shared.principal.client_id.clone()),
-        (
-            "SANDBOX_CLIENT_SECRET",
-            shared.principal.secret.expose().to_string(),
-        ),
-        (
-            APPCS_PARTNERS_SETTING,
-            shared.app_configs["appcs-partners"].connection_string(),
-        ),
-    ];
-    Ok(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
 }
 
 #[cfg(test)]
@@ -376,7 +427,7 @@ mod tests {
         );
         assert!(state["applicationApis"].get("healthcheck-api").is_none());
 
-        let details = company_details(&h.sandbox.shared);
+        let details = company_details(&h.sandbox.cast);
         assert_eq!(
             details["issuer"]["serviceAccountKey"]["token_uri"],
             format!("{}/token", h.sandbox.info().endpoints.apigee)

@@ -2,7 +2,8 @@
 //! way `azure_identity`'s `ManagedIdentityCredential` calls it: `GET ?resource=&api-version=`
 //! with `X-IDENTITY-HEADER`.
 
-use super::{json_response, query_map, Shared};
+use super::double::{fault_message, with_retry_after, Double, Platform};
+use super::{json_response, query_map};
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -17,6 +18,8 @@ const API_VERSIONS: [&str; 1] = ["2019-08-01"];
 
 /// The sandbox function app's identity (both system- and user-assigned requests resolve to it).
 pub(crate) struct ManagedIdentity {
+    /// `http://127.0.0.1:<port>` (App Service's endpoint is plain http on loopback too).
+    pub base_url: String,
     pub client_id: String,
     pub principal_id: String,
     pub resource_id: String,
@@ -25,9 +28,10 @@ pub(crate) struct ManagedIdentity {
 }
 
 impl ManagedIdentity {
-    /// A fresh identity and header secret.
-    pub fn generate() -> Self {
+    /// A fresh identity and header secret, served at `base_url`.
+    pub fn generate(base_url: &str) -> Self {
         Self {
+            base_url: base_url.to_string(),
             client_id: uuid::Uuid::new_v4().to_string(),
             principal_id: uuid::Uuid::new_v4().to_string(),
             resource_id: format!(
@@ -39,12 +43,34 @@ impl ManagedIdentity {
     }
 }
 
-/// The identity endpoint's routes.
-pub(crate) fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
-        .route(PATH, get(token))
-        .route("/MSI/token", get(token))
-        .with_state(shared)
+impl Double for ManagedIdentity {
+    fn service(&self) -> &'static str {
+        "identity"
+    }
+
+    /// The identity endpoint's routes.
+    fn router(self: Arc<Self>, platform: Arc<Platform>) -> Router {
+        let ctx = Ctx {
+            platform,
+            identity: self,
+        };
+        Router::new()
+            .route(PATH, get(token))
+            .route("/MSI/token", get(token))
+            .with_state(ctx)
+    }
+
+    /// The endpoint's own error shape, `{"statusCode", "message"}`.
+    fn fault(&self, status: StatusCode, retry_after: Option<u64>) -> Response {
+        let body = json!({"statusCode": status.as_u16(), "message": fault_message(status)});
+        with_retry_after(json_response(status, body), retry_after)
+    }
+}
+
+#[derive(Clone)]
+struct Ctx {
+    platform: Arc<Platform>,
+    identity: Arc<ManagedIdentity>,
 }
 
 fn error(status: StatusCode, message: &str) -> Response {
@@ -54,8 +80,8 @@ fn error(status: StatusCode, message: &str) -> Response {
     )
 }
 
-async fn token(State(shared): State<Arc<Shared>>, request: Request) -> Response {
-    let id = &shared.identity;
+async fn token(State(ctx): State<Ctx>, request: Request) -> Response {
+    let id = &ctx.identity;
     let header_ok = request
         .headers()
         .get("x-identity-header")
@@ -107,7 +133,7 @@ async fn token(State(shared): State<Arc<Shared>>, request: Request) -> Response 
             "Unable to load the proper Managed Identity.",
         );
     }
-    let (access_token, expires_at) = shared.tokens.issue(resource);
+    let (access_token, expires_at) = ctx.platform.tokens.issue(resource, &id.principal_id);
     json_response(
         StatusCode::OK,
         json!({
@@ -197,7 +223,7 @@ mod tests {
         // Async, so that this runtime keeps serving the child's requests while it waits.
         let status = tokio::process::Command::new(std::env::current_exe().unwrap())
             .args([
-                "sandbox::identity::tests::managed_identity_child",
+                "identity::tests::managed_identity_child",
                 "--exact",
                 "--ignored",
                 "--quiet",

@@ -15,9 +15,9 @@
 //! missing, and every 29th third target holds an older key. Everything else is current.
 
 use super::application_api::StoredKey;
-use super::demo::{APPCS_PARTNERS_SETTING, APP_CONFIG_STORES, SUBSCRIPTION, VAULTS};
+use super::demo::{Cast, APPCS_PARTNERS_SETTING, APP_CONFIG_STORES, SUBSCRIPTION, VAULTS};
 use super::resource_manager::SiteType;
-use super::{now_ms, random_alphanumeric, Endpoints, Shared};
+use super::{now_ms, random_alphanumeric, Endpoints};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -116,7 +116,7 @@ struct Site {
 }
 
 /// Seeds `apps` workload apps and their targets; returns what a minimal run must send.
-pub(crate) fn seed(shared: &Shared, apps: usize) -> Workload {
+pub(crate) fn seed(cast: &Cast, apps: usize) -> Workload {
     let now = now_ms();
     let mut w = Workload {
         apps,
@@ -129,15 +129,14 @@ pub(crate) fn seed(shared: &Shared, apps: usize) -> Workload {
     let mut sites: std::collections::BTreeMap<String, Site> = Default::default();
     for i in 0..apps {
         let app = app_name(i);
-        shared.apigee.add_app(&app);
+        cast.apigee.add_app(&app);
         let old = random_alphanumeric(32);
-        shared
-            .apigee
+        cast.apigee
             .add_key(&app, &old, now - 200 * DAY_MS, now - DAY_MS, &[PRODUCT]);
         let key = random_alphanumeric(32);
         let renew = renewed(i);
         let days = if renew { 10 } else { 200 };
-        shared.apigee.add_key(
+        cast.apigee.add_key(
             &app,
             &key,
             now - 80 * DAY_MS,
@@ -150,14 +149,14 @@ pub(crate) fn seed(shared: &Shared, apps: usize) -> Workload {
         }
         let held = |stale: bool| if stale { &old } else { &key };
 
-        let vault = &shared.vaults[VAULTS[i % 2]];
+        let vault = &cast.vaults[VAULTS[i % 2]];
         let secret_stale = i % 10 == 5;
         if i % 50 != 7 {
             vault.set(&secret_name(i), held(secret_stale));
         }
         let secret_written = renew || secret_stale || i % 50 == 7;
 
-        let store = &shared.app_configs[APP_CONFIG_STORES[i % 2]];
+        let store = &cast.app_configs[APP_CONFIG_STORES[i % 2]];
         let config_stale = i % 10 == 3;
         store.set(&config_key(i), Some(LABEL), held(config_stale), None, false);
         let config_written = renew || config_stale;
@@ -180,7 +179,7 @@ pub(crate) fn seed(shared: &Shared, apps: usize) -> Workload {
                 site.stale |= third_written;
             }
             None => {
-                shared.application_api.put(
+                cast.application_api.put(
                     &app,
                     StoredKey {
                         apim_app_name: app.clone(),
@@ -196,8 +195,7 @@ pub(crate) fn seed(shared: &Shared, apps: usize) -> Workload {
     for (name, site) in &sites {
         let mut all: Vec<(&str, &str)> = vec![("FUNCTIONS_WORKER_RUNTIME", "custom")];
         all.extend(site.settings.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        shared
-            .resource_manager
+        cast.resource_manager
             .add_site(SUBSCRIPTION, RESOURCE_GROUP, site.kind, name, None, &all);
         w.sites += 1;
         w.reads += 1;

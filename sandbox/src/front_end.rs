@@ -29,16 +29,6 @@ pub(crate) enum FrontEnd {
     Google,
 }
 
-impl FrontEnd {
-    /// The front end of a sandbox service (names as in [`super::log::SERVICES`]).
-    pub(crate) fn of(service: &str) -> Self {
-        match service {
-            "apigee" => FrontEnd::Google,
-            _ => FrontEnd::Azure,
-        }
-    }
-}
-
 /// Whether a request's body is framed the way HTTP/1.1 front ends insist on: a method that
 /// carries a body has `Content-Length` or chunked `Transfer-Encoding`. HTTP/2 frames bodies
 /// itself, and other methods need no body.
@@ -55,9 +45,9 @@ pub(crate) fn body_is_framed(method: &Method, version: Version, headers: &Header
     chunked || headers.contains_key(header::CONTENT_LENGTH)
 }
 
-/// The front end's refusal of a request, if it refuses it.
+/// `front_end`'s refusal of a request, if it refuses it.
 pub(crate) fn refusal(
-    service: &str,
+    front_end: FrontEnd,
     method: &Method,
     version: Version,
     headers: &HeaderMap,
@@ -65,7 +55,7 @@ pub(crate) fn refusal(
     if body_is_framed(method, version, headers) {
         return None;
     }
-    Some(length_required(FrontEnd::of(service), method))
+    Some(length_required(front_end, method))
 }
 
 /// `411 Length Required` as `front_end` sends it; the connection is closed after it, as both
@@ -142,12 +132,15 @@ mod tests {
     #[test]
     fn refusal_bodies_are_the_front_ends() {
         assert_eq!(HTTP_SYS_411.len(), 344);
-        let azure = length_required(FrontEnd::of("resourceManager"), &Method::POST);
+        let azure = length_required(FrontEnd::Azure, &Method::POST);
         assert_eq!(azure.status(), StatusCode::LENGTH_REQUIRED);
         assert_eq!(azure.headers()["server"], "Microsoft-HTTPAPI/2.0");
-        assert_eq!(FrontEnd::of("apigee"), FrontEnd::Google);
+        let google = length_required(FrontEnd::Google, &Method::POST);
+        assert_eq!(google.headers()["content-type"], "text/html; charset=UTF-8");
+        assert!(!google.headers().contains_key("server"));
         assert!(google_411(&Method::POST).contains("POST requests require a <code>Content-length"));
-        assert!(refusal("keyVault", &Method::GET, Version::HTTP_11, &headers(&[])).is_none());
-        assert!(refusal("keyVault", &Method::PUT, Version::HTTP_11, &headers(&[])).is_some());
+        let azure = FrontEnd::Azure;
+        assert!(refusal(azure, &Method::GET, Version::HTTP_11, &headers(&[])).is_none());
+        assert!(refusal(azure, &Method::PUT, Version::HTTP_11, &headers(&[])).is_some());
     }
 }

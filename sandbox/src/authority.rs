@@ -1,7 +1,9 @@
 //! Entra ID (`AZURE_AUTHORITY_HOST`): the v2.0 client-credentials token endpoint for the sandbox
 //! service principal, and the discovery documents MSAL-based clients fetch first.
 
-use super::{json_response, Shared};
+use super::double::{fault_message, with_retry_after, Double, Platform};
+use super::json_response;
+use super::secret::Secret;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -14,8 +16,11 @@ use std::sync::Arc;
 
 /// The sandbox service principal (handed out as `SANDBOX_CLIENT_ID` / `SANDBOX_CLIENT_SECRET`).
 pub(crate) struct ServicePrincipal {
+    /// The application (client) ID.
     pub client_id: String,
-    pub secret: crate::secret::Secret,
+    /// The service principal's object ID (what tokens issued to it name).
+    pub object_id: String,
+    pub secret: Secret,
 }
 
 impl ServicePrincipal {
@@ -23,21 +28,67 @@ impl ServicePrincipal {
     pub fn generate() -> Self {
         Self {
             client_id: uuid::Uuid::new_v4().to_string(),
-            secret: crate::secret::Secret::new(super::random_alphanumeric(40)),
+            object_id: uuid::Uuid::new_v4().to_string(),
+            secret: Secret::new(super::random_alphanumeric(40)),
         }
     }
 }
 
-/// The authority's routes.
-pub(crate) fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
-        .route("/{tenant}/oauth2/v2.0/token", post(token))
-        .route("/common/discovery/instance", get(discovery))
-        .route(
-            "/{tenant}/v2.0/.well-known/openid-configuration",
-            get(openid_configuration),
-        )
-        .with_state(shared)
+/// The Entra ID authority of the sandbox tenant, with its one service principal.
+pub(crate) struct Authority {
+    /// `https://127.0.0.1:<port>` (`AZURE_AUTHORITY_HOST`).
+    pub base_url: String,
+    pub principal: ServicePrincipal,
+}
+
+impl Authority {
+    /// An authority served at `base_url` with a fresh service principal.
+    pub fn generate(base_url: &str) -> Self {
+        Self {
+            base_url: base_url.to_string(),
+            principal: ServicePrincipal::generate(),
+        }
+    }
+}
+
+impl Double for Authority {
+    fn service(&self) -> &'static str {
+        "authority"
+    }
+
+    /// The authority's routes.
+    fn router(self: Arc<Self>, platform: Arc<Platform>) -> Router {
+        let ctx = Ctx {
+            platform,
+            authority: self,
+        };
+        Router::new()
+            .route("/{tenant}/oauth2/v2.0/token", post(token))
+            .route("/common/discovery/instance", get(discovery))
+            .route(
+                "/{tenant}/v2.0/.well-known/openid-configuration",
+                get(openid_configuration),
+            )
+            .with_state(ctx)
+    }
+
+    /// An OAuth error body: `temporarily_unavailable` when throttled, `server_error` otherwise.
+    fn fault(&self, status: StatusCode, retry_after: Option<u64>) -> Response {
+        let error = if status == StatusCode::TOO_MANY_REQUESTS {
+            "temporarily_unavailable"
+        } else {
+            "server_error"
+        };
+        let body =
+            json!({"error": error, "error_description": fault_message(status), "error_codes": []});
+        with_retry_after(json_response(status, body), retry_after)
+    }
+}
+
+#[derive(Clone)]
+struct Ctx {
+    platform: Arc<Platform>,
+    authority: Arc<Authority>,
 }
 
 /// An Entra error body (`{"error","error_description","error_codes",...}`).
@@ -62,14 +113,10 @@ fn entra_error(status: StatusCode, error: &str, code: u32, description: &str) ->
     )
 }
 
-async fn token(
-    State(shared): State<Arc<Shared>>,
-    Path(tenant): Path<String>,
-    body: Bytes,
-) -> Response {
+async fn token(State(ctx): State<Ctx>, Path(tenant): Path<String>, body: Bytes) -> Response {
     let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
     let bad = StatusCode::BAD_REQUEST;
-    if !tenant.eq_ignore_ascii_case(&shared.tenant_id) {
+    if !tenant.eq_ignore_ascii_case(&ctx.platform.tenant.id) {
         let msg = format!("Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.");
         return entra_error(bad, "invalid_tenant", 90002, &msg);
     }
@@ -86,14 +133,14 @@ async fn token(
         return entra_error(bad, "unsupported_grant_type", 70003, msg);
     }
     let client_id = param("client_id").unwrap_or_default();
-    if !client_id.eq_ignore_ascii_case(&shared.principal.client_id) {
+    if !client_id.eq_ignore_ascii_case(&ctx.authority.principal.client_id) {
         let msg = format!(
             "Application with identifier '{client_id}' was not found in the directory '{}'.",
-            shared.tenant_id
+            ctx.platform.tenant.id
         );
         return entra_error(bad, "unauthorized_client", 700016, &msg);
     }
-    if param("client_secret") != Some(shared.principal.secret.expose()) {
+    if param("client_secret") != Some(ctx.authority.principal.secret.expose()) {
         let msg = format!("Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'.");
         return entra_error(StatusCode::UNAUTHORIZED, "invalid_client", 7000215, &msg);
     }
@@ -103,7 +150,10 @@ async fn token(
         let msg = format!("The provided request must include a 'scope' input parameter. The provided value for the input parameter 'scope' is not valid. The scope {scope} is not valid. The client credentials flow needs one scope ending in /.default.");
         return entra_error(bad, "invalid_scope", 1002012, &msg);
     }
-    let (access_token, _) = shared.tokens.issue(scopes[0]);
+    let (access_token, _) = ctx
+        .platform
+        .tokens
+        .issue(scopes[0], &ctx.authority.principal.object_id);
     let mut response = json_response(
         StatusCode::OK,
         json!({"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": access_token}),
@@ -117,23 +167,24 @@ async fn token(
     response
 }
 
-async fn discovery(State(shared): State<Arc<Shared>>) -> Response {
-    let host = shared.authority.trim_start_matches("https://").to_string();
+async fn discovery(State(ctx): State<Ctx>) -> Response {
+    let host = ctx
+        .authority
+        .base_url
+        .trim_start_matches("https://")
+        .to_string();
     json_response(
         StatusCode::OK,
         json!({
-            "tenant_discovery_endpoint": format!("{}/common/v2.0/.well-known/openid-configuration", shared.authority),
+            "tenant_discovery_endpoint": format!("{}/common/v2.0/.well-known/openid-configuration", ctx.authority.base_url),
             "api-version": "1.1",
             "metadata": [{"preferred_network": host, "preferred_cache": host, "aliases": [host]}],
         }),
     )
 }
 
-async fn openid_configuration(
-    State(shared): State<Arc<Shared>>,
-    Path(tenant): Path<String>,
-) -> Response {
-    let base = format!("{}/{tenant}", shared.authority);
+async fn openid_configuration(State(ctx): State<Ctx>, Path(tenant): Path<String>) -> Response {
+    let base = format!("{}/{tenant}", ctx.authority.base_url);
     json_response(
         StatusCode::OK,
         json!({
