@@ -1,7 +1,7 @@
 //! Merging the parts: sections are concatenated in setting order, and a target named twice,
 //! in one part or across parts, is reported at its second place with the first one named.
 
-use super::validate::Part;
+use super::walk::Part;
 use super::{AppsMapping, MappingError};
 use std::collections::HashMap;
 

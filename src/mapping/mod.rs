@@ -1,13 +1,13 @@
 //! The apps mapping (PRODUCT.md §5): which stores hold a key, and which API-manager app issues it.
 //!
 //! [`parse`] reads the mapping settings (`APIKEYROTATIONAPPS`, then the `2` and `3`
-//! continuations), walks each one by hand ([`validate`]) so that every problem is reported at
+//! continuations), walks each one by hand ([`walk`]) so that every problem is reported at
 //! once with its JSON path, then concatenates the parts and rejects duplicate targets
 //! ([`merge`]). `schema/apikeyrotationapps.schema.json` describes the same format for editors,
 //! and `examples/sampleAppsMapReq.json` is a commented sample.
 
 mod merge;
-mod validate;
+mod walk;
 
 use crate::azure::cloud::Cloud;
 use std::fmt;
@@ -248,7 +248,7 @@ pub fn parse(
     let walked: Vec<_> = parts
         .iter()
         .map(|(setting, text)| {
-            let mut walker = validate::Walker::new(setting, cloud, setting_exists);
+            let mut walker = walk::Walker::new(setting, cloud, setting_exists);
             let part = walker.part(text);
             errors.append(&mut walker.errors);
             (setting.as_str(), part)
@@ -262,7 +262,7 @@ pub fn parse(
             path: "$".into(),
             message: format!(
                 "the mapping names no targets; expected at least one entry in {}",
-                validate::SUPPORTED.join(" or ")
+                walk::SUPPORTED.join(" or ")
             ),
         });
     }
@@ -472,7 +472,7 @@ mod tests {
     fn sample_has_a_readme_for_each_supported_section() {
         let v: serde_json::Value = serde_json::from_str(SAMPLE).unwrap();
         let readme = v["_readme"].to_string();
-        for section in validate::SUPPORTED {
+        for section in walk::SUPPORTED {
             assert!(
                 readme.contains(section),
                 "_readme does not explain {section}"
@@ -738,7 +738,7 @@ mod tests {
         ];
         for (pointer, value) in cases {
             let mut v = sample.clone();
-            validate::tests::tweak(&mut v, pointer, value);
+            walk::tests::tweak(&mut v, pointer, value);
             assert!(!schema_accepts(&v), "schema accepted {pointer}");
             let text = v.to_string();
             assert!(
@@ -748,13 +748,13 @@ mod tests {
         }
         // Comments, and loopback http, are accepted by both.
         let mut v = sample.clone();
-        validate::tests::tweak(&mut v, "/keyVault/0/_note", Some(json!({"any": 1})));
-        validate::tests::tweak(
+        walk::tests::tweak(&mut v, "/keyVault/0/_note", Some(json!({"any": 1})));
+        walk::tests::tweak(
             &mut v,
             "/applicationApis/0/httpURL",
             Some(json!("http://127.0.0.1:8080/keys")),
         );
-        validate::tests::tweak(
+        walk::tests::tweak(
             &mut v,
             "/appConfiguration/0/endpoint",
             Some(json!("http://127.0.0.1:8443")),
