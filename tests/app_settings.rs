@@ -4,9 +4,10 @@
 mod common;
 
 use apikey_rotator::azure::{credential, http};
-use apikey_rotator::mapping::{AppsMapping, SettingMapping, SiteGroup, SiteKind};
+use apikey_rotator::mapping::AppsMapping;
 use apikey_rotator::settings::Settings;
-use apikey_rotator::targets::{plan, TargetDeps, TargetKind};
+use apikey_rotator::targets::app_settings::{self, SettingMapping, SiteGroup, SiteKind};
+use apikey_rotator::targets::{plan, TargetContext};
 use common::{Env, Handler};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -282,11 +283,11 @@ async fn forbidden_site_is_an_error_others_succeed() {
     );
 }
 
-fn deps(env: &Env) -> TargetDeps {
+fn deps(env: &Env) -> TargetContext {
     let settings = Arc::new(Settings::from_map(env.settings(&[])));
     let ca = std::fs::read(&env.info.ca_cert_file).unwrap();
     let http = http::build_client(Some(&ca), Duration::from_secs(10)).unwrap();
-    TargetDeps {
+    TargetContext {
         credential: credential::build(&settings, &http).unwrap(),
         http,
         cloud: settings.cloud.clone(),
@@ -311,19 +312,19 @@ async fn one_container_per_site_across_groups() {
             apim_app_name: APP2.into(),
         }],
     };
-    let mapping = AppsMapping {
-        app_settings: vec![
-            group(SiteKind::FunctionApp, "func-orders", None, "A"),
-            group(SiteKind::WebApp, "FUNC-ORDERS", None, "B"),
-            group(SiteKind::FunctionApp, "func-orders", Some("staging"), "C"),
-        ],
-        ..AppsMapping::default()
-    };
+    let mapping = AppsMapping::default().with([
+        group(SiteKind::FunctionApp, "func-orders", None, "A"),
+        group(SiteKind::WebApp, "FUNC-ORDERS", None, "B"),
+        group(SiteKind::FunctionApp, "func-orders", Some("staging"), "C"),
+    ]);
     let planned = plan(&mapping, &deps(&env)).unwrap();
     assert_eq!(planned.len(), 2);
-    assert_eq!(planned[0].container.kind(), TargetKind::FunctionApp);
-    assert_eq!(planned[0].container.name(), "func-orders");
+    assert_eq!(
+        planned[0].container.target_type(),
+        app_settings::FUNCTION_APP
+    );
+    assert_eq!(planned[0].container.label(), "func-orders");
     let names: Vec<_> = planned[0].entries.iter().map(|e| e.name.as_str()).collect();
     assert_eq!(names, ["A", "B"]);
-    assert_eq!(planned[1].container.name(), "func-orders/staging");
+    assert_eq!(planned[1].container.label(), "func-orders/staging");
 }

@@ -1,63 +1,80 @@
-//! The walker: reads one part of the mapping from a [`serde_json::Value`] by hand, checking every
-//! field and recording every problem with its JSON path instead of stopping at the first.
+//! The generic walk: reads one part of the mapping from a [`serde_json::Value`] by hand, checking
+//! every field and recording every problem with its JSON path instead of stopping at the first.
 //!
-//! Entries that pass their own checks are kept with their paths, so [`super::merge`] can look
+//! The envelope (an object whose fields are sections, `_` fields being comments) is read here;
+//! each entry of a section is handed to the kind that owns the section ([`Kind::read`]), which
+//! reads it with the [`Walker`]'s field helpers. Entries that pass their kind's checks are kept
+//! with the path and identity of each of their targets ([`Walked`]), so [`super::merge`] can look
 //! for duplicates across parts and name both places.
 
-use super::{
-    ApiAuth, AppConfigurationStore, ApplicationApi, KeyValueMapping, KeyVaultGroup, MappingError,
-    SecretMapping,
-};
-use super::{SettingMapping, SiteGroup, SiteKind};
+use super::groups::{Group, Groups};
+use super::MappingError;
 use crate::azure::cloud::Cloud;
+use crate::targets::registry::{KINDS, SECTIONS};
+use crate::targets::Kind;
 use serde_json::{Map, Value};
 use url::Url;
 
-/// The sections this version implements.
-pub(super) const SUPPORTED: [&str; 6] = [
-    "keyVault",
-    "applicationApis",
-    "appConfiguration",
-    "functionApps",
-    "webApps",
-    "staticWebApps",
-];
-
-/// A valid `keyVault` entry with the path of each secret it kept.
-pub(super) struct VaultEntry {
-    pub group: KeyVaultGroup,
-    pub secret_paths: Vec<String>,
+/// One target an entry names, as [`super::merge`] sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
+    /// Its JSON path in its setting (`keyVault[0].secrets[1]`).
+    pub path: String,
+    /// What makes two targets the same (the kind's duplicate rule): the container's identity
+    /// and the entry's, normalised as the service compares them (case-insensitive names are
+    /// lower-cased).
+    pub identity: (String, String),
 }
 
-/// A valid `appConfiguration` entry with the path of each key-value it kept.
-pub(super) struct StoreEntry {
-    pub store: AppConfigurationStore,
-    pub key_paths: Vec<String>,
+impl Place {
+    /// The target at `path` whose identity is `(container, entry)`.
+    pub fn new(path: String, container: String, entry: String) -> Self {
+        Self {
+            path,
+            identity: (container, entry),
+        }
+    }
 }
 
-/// What one part yields: its valid entries with their paths.
-#[derive(Default)]
-pub(super) struct Part {
-    pub key_vault: Vec<VaultEntry>,
-    pub application_apis: Vec<(String, ApplicationApi)>,
-    /// Site groups with the path of each setting they kept.
-    pub app_settings: Vec<(SiteGroup, Vec<String>)>,
-    /// Stores with the path of each key-value they kept.
-    pub app_configuration: Vec<StoreEntry>,
+/// What a kind's reading of one section entry yields: its group and the place of each target
+/// it kept, in entry order.
+pub struct Walked {
+    pub(super) groups: Box<dyn Groups>,
+    pub(super) places: Vec<Place>,
 }
+
+impl Walked {
+    /// `group`, whose kept targets are at `places`.
+    pub fn new<G: Group>(group: G, places: Vec<Place>) -> Self {
+        Self {
+            groups: Box::new(vec![group]),
+            places,
+        }
+    }
+
+    /// The group, if it is a `G`.
+    #[cfg(test)]
+    pub(crate) fn group<G: Group>(&self) -> Option<&G> {
+        self.groups.as_any().downcast_ref::<Vec<G>>()?.first()
+    }
+}
+
+/// What one part yields: each kept entry with the index of its kind in [`KINDS`], in document
+/// order.
+pub(super) type Part = Vec<(usize, Walked)>;
 
 /// Walks the parts of one setting, collecting problems in `errors`.
-pub(super) struct Walker<'a> {
+pub struct Walker<'a> {
     setting: &'a str,
     cloud: &'a Cloud,
     setting_exists: &'a dyn Fn(&str) -> bool,
     /// Problems found so far, in document order.
-    pub errors: Vec<MappingError>,
+    pub(super) errors: Vec<MappingError>,
 }
 
 impl<'a> Walker<'a> {
     /// A walker for the setting called `setting`.
-    pub fn new(
+    pub(super) fn new(
         setting: &'a str,
         cloud: &'a Cloud,
         setting_exists: &'a dyn Fn(&str) -> bool,
@@ -70,8 +87,18 @@ impl<'a> Walker<'a> {
         }
     }
 
+    /// The cloud whose service domains the mapping's URLs must be under.
+    pub fn cloud(&self) -> &'a Cloud {
+        self.cloud
+    }
+
+    /// Whether the app setting `name` is set (settings the mapping names must be).
+    pub fn setting_exists(&self, name: &str) -> bool {
+        (self.setting_exists)(name)
+    }
+
     /// Parses and walks the JSON text of the part.
-    pub fn part(&mut self, text: &str) -> Part {
+    pub(super) fn part(&mut self, text: &str) -> Part {
         let mut part = Part::default();
         // Duplicate keys are errors: a typo'd second "keyVault" must not hide the first.
         let value: Value = match crate::json::from_str(text) {
@@ -90,321 +117,30 @@ impl<'a> Walker<'a> {
             return part;
         };
         for (key, v) in top {
-            match key.as_str() {
-                k if k.starts_with('_') => {}
-                "keyVault" => {
-                    for (i, e) in self.array(v, key).into_iter().flatten().enumerate() {
-                        part.key_vault.extend(self.key_vault(e, &index(key, i)));
-                    }
+            if key.starts_with('_') {
+                continue;
+            }
+            let Some(at) = KINDS
+                .iter()
+                .position(|k| k.sections().contains(&key.as_str()))
+            else {
+                self.error(key, unknown(key, &SECTIONS));
+                continue;
+            };
+            let kind: &dyn Kind = KINDS[at];
+            for (i, e) in self.array(v, key).into_iter().flatten().enumerate() {
+                if let Some(walked) = kind.read(key, e, &index(key, i), self) {
+                    part.push((at, walked));
                 }
-                "applicationApis" => {
-                    for (i, e) in self.array(v, key).into_iter().flatten().enumerate() {
-                        let path = index(key, i);
-                        if let Some(a) = self.application_api(e, &path) {
-                            part.application_apis.push((path, a));
-                        }
-                    }
-                }
-                "functionApps" | "webApps" | "staticWebApps" => {
-                    let kind = match key.as_str() {
-                        "functionApps" => SiteKind::FunctionApp,
-                        "webApps" => SiteKind::WebApp,
-                        _ => SiteKind::StaticWebApp,
-                    };
-                    for (i, e) in self.array(v, key).into_iter().flatten().enumerate() {
-                        part.app_settings.extend(self.site(e, &index(key, i), kind));
-                    }
-                }
-                "appConfiguration" => {
-                    for (i, e) in self.array(v, key).into_iter().flatten().enumerate() {
-                        part.app_configuration
-                            .extend(self.app_configuration(e, &index(key, i)));
-                    }
-                }
-                k => self.error(k, unknown(k, &SUPPORTED)),
             }
         }
         part
     }
 
-    fn key_vault(&mut self, v: &Value, path: &str) -> Option<VaultEntry> {
-        let obj = self.fields(v, path, &["vaultName", "vaultUrl", "secrets"])?;
-        let cloud = self.cloud;
-        let vault = match (obj.get("vaultName"), obj.get("vaultUrl")) {
-            (Some(_), Some(_)) => {
-                self.error(path, "give either vaultName or vaultUrl, not both");
-                None
-            }
-            (None, None) => {
-                self.error(path, "vaultName or vaultUrl is required");
-                None
-            }
-            (Some(name), None) => self.string(name, &join(path, "vaultName"), |s| {
-                let name = vault_name(s)?;
-                let url = Url::parse(&cloud.vault_url(&name)).map_err(|e| {
-                    format!("no vault URL can be made with the cloud's Key Vault suffix ({e})")
-                })?;
-                Ok((url, name))
-            }),
-            (None, Some(url)) => self.string(url, &join(path, "vaultUrl"), |s| {
-                let (url, label) = vault_url(s)?;
-                if !cloud.is_key_vault(&url) {
-                    return Err(format!(
-                        "{} is not a vault of the {} cloud (expected a host under {}): the rotator sends its Key Vault token only to the cloud's vaults",
-                        url.host_str().unwrap_or_default(),
-                        cloud.name,
-                        cloud.key_vault_suffix
-                    ));
-                }
-                Ok((url, label))
-            }),
-        };
+    // The field-reading helpers every kind uses.
 
-        let secrets_path = join(path, "secrets");
-        let secrets = self
-            .required(obj, path, "secrets")
-            .and_then(|v| self.array(v, &secrets_path));
-        if secrets.is_some_and(|s| s.is_empty()) {
-            self.error(
-                &secrets_path,
-                "must not be empty; expected at least one secret",
-            );
-        }
-        let mut group_secrets = Vec::new();
-        let mut secret_paths = Vec::new();
-        for (j, s) in secrets.into_iter().flatten().enumerate() {
-            let p = index(&secrets_path, j);
-            if let Some(secret) = self.secret(s, &p) {
-                group_secrets.push(secret);
-                secret_paths.push(p);
-            }
-        }
-        let (vault_url, vault_label) = vault?;
-        Some(VaultEntry {
-            group: KeyVaultGroup {
-                vault_url,
-                vault_label,
-                secrets: group_secrets,
-            },
-            secret_paths,
-        })
-    }
-
-    fn site(&mut self, v: &Value, path: &str, kind: SiteKind) -> Option<(SiteGroup, Vec<String>)> {
-        let allowed: &[&str] = if kind == SiteKind::StaticWebApp {
-            &["subscriptionId", "resourceGroup", "name", "settings"]
-        } else {
-            &[
-                "subscriptionId",
-                "resourceGroup",
-                "name",
-                "slot",
-                "settings",
-            ]
-        };
-        let obj = self.fields(v, path, allowed)?;
-        let subscription_id = self.required_string(obj, path, "subscriptionId", subscription_id);
-        let resource_group = self.required_string(obj, path, "resourceGroup", resource_group);
-        let name = if kind == SiteKind::StaticWebApp {
-            self.required_string(obj, path, "name", static_site_name)
-        } else {
-            self.required_string(obj, path, "name", site_name)
-        };
-        let slot = match obj.get("slot").filter(|_| kind != SiteKind::StaticWebApp) {
-            None => Some(None),
-            Some(v) => self.string(v, &join(path, "slot"), slot_name).map(Some),
-        };
-        let settings_path = join(path, "settings");
-        let settings = self
-            .required(obj, path, "settings")
-            .and_then(|v| self.array(v, &settings_path));
-        if settings.is_some_and(|s| s.is_empty()) {
-            self.error(
-                &settings_path,
-                "must not be empty; expected at least one setting",
-            );
-        }
-        let mut kept = Vec::new();
-        let mut paths = Vec::new();
-        for (j, s) in settings.into_iter().flatten().enumerate() {
-            let p = index(&settings_path, j);
-            if let Some(setting) = self.setting(s, &p) {
-                kept.push(setting);
-                paths.push(p);
-            }
-        }
-        Some((
-            SiteGroup {
-                kind,
-                subscription_id: subscription_id?,
-                resource_group: resource_group?,
-                name: name?,
-                slot: slot?,
-                settings: kept,
-            },
-            paths,
-        ))
-    }
-
-    fn setting(&mut self, v: &Value, path: &str) -> Option<SettingMapping> {
-        let obj = self.fields(v, path, &["settingName", "apimAppName"])?;
-        let setting_name = self.required_string(obj, path, "settingName", setting_name);
-        let apim_app_name = self.required_string(obj, path, "apimAppName", name);
-        Some(SettingMapping {
-            setting_name: setting_name?,
-            apim_app_name: apim_app_name?,
-        })
-    }
-
-    fn secret(&mut self, v: &Value, path: &str) -> Option<SecretMapping> {
-        let obj = self.fields(v, path, &["secretName", "apimAppName"])?;
-        let secret_name = self.required_string(obj, path, "secretName", secret_name);
-        let apim_app_name = self.required_string(obj, path, "apimAppName", name);
-        Some(SecretMapping {
-            secret_name: secret_name?,
-            apim_app_name: apim_app_name?,
-        })
-    }
-
-    fn application_api(&mut self, v: &Value, path: &str) -> Option<ApplicationApi> {
-        let obj = self.fields(v, path, &["httpURL", "appName", "apimAppName", "auth"])?;
-        let http_url = self.required_string(obj, path, "httpURL", http_url);
-        let app_name = self.required_string(obj, path, "appName", name);
-        let apim_app_name = self.required_string(obj, path, "apimAppName", name);
-        let auth = match obj.get("auth") {
-            None => Some(ApiAuth::None),
-            Some(v) => self.auth(v, &join(path, "auth")),
-        };
-        Some(ApplicationApi {
-            http_url: http_url?,
-            app_name: app_name?,
-            apim_app_name: apim_app_name?,
-            auth: auth?,
-        })
-    }
-
-    fn auth(&mut self, v: &Value, path: &str) -> Option<ApiAuth> {
-        let obj = self.object(v, path)?;
-        let kind = self.required_string(obj, path, "type", |s| match s {
-            "none" | "managedIdentity" | "header" => Ok(s.to_string()),
-            _ => Err(format!(
-                "expected none, managedIdentity or header, got \"{s}\""
-            )),
-        });
-        // With an unknown type, fields are still checked against those of every type.
-        let allowed: &[&str] = match kind.as_deref() {
-            Some("none") => &["type"],
-            Some("managedIdentity") => &["type", "scope"],
-            Some("header") => &["type", "name", "valueSetting"],
-            _ => &["type", "scope", "name", "valueSetting"],
-        };
-        self.known_fields(obj, path, allowed);
-        match kind?.as_str() {
-            "none" => Some(ApiAuth::None),
-            "managedIdentity" => {
-                let cloud = self.cloud;
-                let scope = self.required_string(obj, path, "scope", |s| {
-                    let scope = scope(s)?;
-                    match cloud.protected_audience(&scope) {
-                        Some(service) => Err(format!(
-                            "is an audience of {service}, where the rotator itself holds roles: its token would let the application act as the rotator there; expected the application's own scope, such as api://<application-id>/.default"
-                        )),
-                        None => Ok(scope),
-                    }
-                })?;
-                Some(ApiAuth::ManagedIdentity { scope })
-            }
-            _ => {
-                let header = self.required_string(obj, path, "name", header_name);
-                let value_setting =
-                    self.required_string(obj, path, "valueSetting", header_secret_setting)?;
-                if !(self.setting_exists)(&value_setting) {
-                    self.error(
-                        &join(path, "valueSetting"),
-                        format!("app setting {value_setting} is not set"),
-                    );
-                    return None;
-                }
-                Some(ApiAuth::Header {
-                    name: header?,
-                    value_setting,
-                })
-            }
-        }
-    }
-
-    fn app_configuration(&mut self, v: &Value, path: &str) -> Option<StoreEntry> {
-        let obj = self.fields(v, path, &["endpoint", "connectionStringSetting", "keys"])?;
-        let cloud = self.cloud;
-        let endpoint = self.required_string(obj, path, "endpoint", |s| {
-            let url = store_endpoint(s)?;
-            if !cloud.is_app_configuration(&url) {
-                return Err(format!(
-                    "{} is not an App Configuration store of the {} cloud (expected a host under {}): the rotator sends its App Configuration token only to the cloud's stores",
-                    url.host_str().unwrap_or_default(),
-                    cloud.name,
-                    cloud.app_configuration_suffixes.join(" or ")
-                ));
-            }
-            Ok(url)
-        });
-        let setting = match obj.get("connectionStringSetting") {
-            None => Some(None),
-            Some(v) => {
-                let p = join(path, "connectionStringSetting");
-                match self.string(v, &p, name) {
-                    Some(s) if !(self.setting_exists)(&s) => {
-                        self.error(&p, format!("app setting {s} is not set"));
-                        None
-                    }
-                    other => other.map(Some),
-                }
-            }
-        };
-        let keys_path = join(path, "keys");
-        let keys = self
-            .required(obj, path, "keys")
-            .and_then(|v| self.array(v, &keys_path));
-        if keys.is_some_and(|k| k.is_empty()) {
-            self.error(&keys_path, "must not be empty; expected at least one key");
-        }
-        let mut store_keys = Vec::new();
-        let mut key_paths = Vec::new();
-        for (j, k) in keys.into_iter().flatten().enumerate() {
-            let p = index(&keys_path, j);
-            if let Some(kv) = self.key_value(k, &p) {
-                store_keys.push(kv);
-                key_paths.push(p);
-            }
-        }
-        Some(StoreEntry {
-            store: AppConfigurationStore {
-                endpoint: endpoint?,
-                connection_string_setting: setting?,
-                keys: store_keys,
-            },
-            key_paths,
-        })
-    }
-
-    fn key_value(&mut self, v: &Value, path: &str) -> Option<KeyValueMapping> {
-        let obj = self.fields(v, path, &["key", "label", "apimAppName"])?;
-        let key = self.required_string(obj, path, "key", kv_key);
-        let label = match obj.get("label") {
-            None => Some(None),
-            Some(v) => self.string(v, &join(path, "label"), kv_label).map(Some),
-        };
-        let apim_app_name = self.required_string(obj, path, "apimAppName", name);
-        Some(KeyValueMapping {
-            key: key?,
-            label: label?,
-            apim_app_name: apim_app_name?,
-        })
-    }
-
-    // The field-reading helpers every section uses.
-
-    fn error(&mut self, path: &str, message: impl Into<String>) {
+    /// Reports `message` at `path` (`""` is the whole part, reported as `$`).
+    pub fn error(&mut self, path: &str, message: impl Into<String>) {
         self.errors.push(MappingError {
             setting: self.setting.to_string(),
             path: if path.is_empty() { "$" } else { path }.to_string(),
@@ -413,7 +149,7 @@ impl<'a> Walker<'a> {
     }
 
     /// `v` as an object.
-    fn object<'v>(&mut self, v: &'v Value, path: &str) -> Option<&'v Map<String, Value>> {
+    pub fn object<'v>(&mut self, v: &'v Value, path: &str) -> Option<&'v Map<String, Value>> {
         let obj = v.as_object();
         if obj.is_none() {
             self.error(path, expected("an object", v));
@@ -422,7 +158,7 @@ impl<'a> Walker<'a> {
     }
 
     /// Reports every field of `obj` that is neither in `allowed` nor a `_` comment.
-    fn known_fields(&mut self, obj: &Map<String, Value>, path: &str, allowed: &[&str]) {
+    pub fn known_fields(&mut self, obj: &Map<String, Value>, path: &str, allowed: &[&str]) {
         for key in obj.keys() {
             if !key.starts_with('_') && !allowed.contains(&key.as_str()) {
                 self.error(&join(path, key), unknown(key, allowed));
@@ -431,7 +167,7 @@ impl<'a> Walker<'a> {
     }
 
     /// `v` as an object whose fields are all in `allowed` (or comments).
-    fn fields<'v>(
+    pub fn fields<'v>(
         &mut self,
         v: &'v Value,
         path: &str,
@@ -442,7 +178,8 @@ impl<'a> Walker<'a> {
         Some(obj)
     }
 
-    fn array<'v>(&mut self, v: &'v Value, path: &str) -> Option<&'v Vec<Value>> {
+    /// `v` as an array.
+    pub fn array<'v>(&mut self, v: &'v Value, path: &str) -> Option<&'v Vec<Value>> {
         let arr = v.as_array();
         if arr.is_none() {
             self.error(path, expected("an array", v));
@@ -450,7 +187,8 @@ impl<'a> Walker<'a> {
         arr
     }
 
-    fn required<'v>(
+    /// The field `key` of `obj`, reported as required when absent.
+    pub fn required<'v>(
         &mut self,
         obj: &'v Map<String, Value>,
         path: &str,
@@ -464,7 +202,7 @@ impl<'a> Walker<'a> {
     }
 
     /// `v` as a string, converted by `check`, whose error message is reported at `path`.
-    fn string<T>(
+    pub fn string<T>(
         &mut self,
         v: &Value,
         path: &str,
@@ -477,7 +215,8 @@ impl<'a> Walker<'a> {
         check(s).map_err(|m| self.error(path, m)).ok()
     }
 
-    fn required_string<T>(
+    /// The field `key` of `obj` as a string, converted by `check`; reported when absent.
+    pub fn required_string<T>(
         &mut self,
         obj: &Map<String, Value>,
         path: &str,
@@ -489,7 +228,8 @@ impl<'a> Walker<'a> {
     }
 }
 
-fn join(path: &str, key: &str) -> String {
+/// `path.key` (`key` at the top).
+pub fn join(path: &str, key: &str) -> String {
     if path.is_empty() {
         key.to_string()
     } else {
@@ -497,7 +237,8 @@ fn join(path: &str, key: &str) -> String {
     }
 }
 
-fn index(path: &str, i: usize) -> String {
+/// `path[i]`.
+pub fn index(path: &str, i: usize) -> String {
     format!("{path}[{i}]")
 }
 
@@ -526,7 +267,7 @@ fn unknown(key: &str, allowed: &[&str]) -> String {
 // Value checks: each returns what is kept, or the message to report.
 
 /// An app or setting name: non-empty, at most 256 characters, no surrounding spaces.
-fn name(s: &str) -> Result<String, String> {
+pub fn name(s: &str) -> Result<String, String> {
     if s.is_empty() {
         Err("must not be empty".into())
     } else if s.chars().count() > 256 {
@@ -540,101 +281,8 @@ fn name(s: &str) -> Result<String, String> {
     }
 }
 
-fn vault_name(s: &str) -> Result<String, String> {
-    let ok = (3..=24).contains(&s.len())
-        && s.starts_with(|c: char| c.is_ascii_alphabetic())
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        && !s.ends_with('-')
-        && !s.contains("--");
-    if ok {
-        Ok(s.to_string())
-    } else {
-        Err(format!(
-            "\"{s}\" is not a vault name; expected 3-24 letters, digits and hyphens, starting with a letter, \
-             without consecutive hyphens or a trailing hyphen"
-        ))
-    }
-}
-
-fn secret_name(s: &str) -> Result<String, String> {
-    if (1..=127).contains(&s.len()) && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-        Ok(s.to_string())
-    } else {
-        Err(format!(
-            "\"{s}\" is not a secret name; expected 1-127 letters, digits and hyphens"
-        ))
-    }
-}
-
-/// A subscription ID: a GUID in its hyphenated form, kept lower-case.
-fn subscription_id(s: &str) -> Result<String, String> {
-    match uuid::Uuid::try_parse(s) {
-        Ok(u) if s.len() == 36 => Ok(u.hyphenated().to_string()),
-        _ => Err(format!(
-            "\"{s}\" is not a subscription ID; expected a GUID such as 00000000-0000-0000-0000-000000000000"
-        )),
-    }
-}
-
-/// A resource group name: 1-90 letters, digits, `_ - . ( )`, not ending with a period.
-fn resource_group(s: &str) -> Result<String, String> {
-    let ok = (1..=90).contains(&s.chars().count())
-        && s.chars()
-            .all(|c| c.is_alphanumeric() || "_-.()".contains(c))
-        && !s.ends_with('.');
-    if ok {
-        Ok(s.to_string())
-    } else {
-        Err(format!(
-            "\"{s}\" is not a resource group name; expected 1-90 letters, digits, _ - . ( ), not ending with a period"
-        ))
-    }
-}
-
-/// Letters, digits and hyphens, `min..=max` long, not starting or ending with a hyphen.
-fn dns_label(s: &str, min: usize, max: usize, what: &str) -> Result<String, String> {
-    let ok = (min..=max).contains(&s.len())
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        && !s.starts_with('-')
-        && !s.ends_with('-');
-    if ok {
-        Ok(s.to_string())
-    } else {
-        Err(format!(
-            "\"{s}\" is not a {what}; expected {min}-{max} letters, digits and hyphens, not starting or ending with a hyphen"
-        ))
-    }
-}
-
-fn site_name(s: &str) -> Result<String, String> {
-    dns_label(s, 2, 60, "site name")
-}
-
-fn static_site_name(s: &str) -> Result<String, String> {
-    dns_label(s, 1, 40, "static site name")
-}
-
-fn slot_name(s: &str) -> Result<String, String> {
-    dns_label(s, 1, 59, "slot name")
-}
-
-/// An app setting name: 1-256 characters, no `=`, no control characters, no surrounding spaces.
-fn setting_name(s: &str) -> Result<String, String> {
-    if s.is_empty() {
-        Err("must not be empty".into())
-    } else if s.chars().count() > 256 {
-        Err("too long; expected at most 256 characters".into())
-    } else if s.contains('=') || s.trim() != s || s.chars().any(char::is_control) {
-        Err(format!(
-            "{s:?} is not an app setting name; expected no '=', control characters or surrounding spaces"
-        ))
-    } else {
-        Ok(s.to_string())
-    }
-}
-
 /// A URL without credentials or fragment (they would leak into reports, or mean nothing).
-fn plain_url(s: &str) -> Result<Url, String> {
+pub fn plain_url(s: &str) -> Result<Url, String> {
     let url = Url::parse(s).map_err(|e| format!("not a URL ({e})"))?;
     if !url.username().is_empty() || url.password().is_some() {
         return Err("must not contain a user name or password".into());
@@ -645,119 +293,12 @@ fn plain_url(s: &str) -> Result<Url, String> {
     Ok(url)
 }
 
-/// A vault's base URL and its label (the vault's name, the first label of its host, or
-/// `host[:port]` for an IP address); the path is given a trailing `/`.
-fn vault_url(s: &str) -> Result<(Url, String), String> {
-    let mut url = plain_url(s)?;
-    if url.scheme() != "https" {
-        return Err(format!(
-            "only https URLs are accepted for Key Vault, got {}://",
-            url.scheme()
-        ));
-    }
-    if url.query().is_some() {
-        return Err("must not contain a query; expected the vault's base URL".into());
-    }
-    if !url.path().ends_with('/') {
-        let path = format!("{}/", url.path());
-        url.set_path(&path);
-    }
-    let label = super::vault_label(&url);
-    Ok((url, label))
-}
-
-fn http_url(s: &str) -> Result<Url, String> {
-    let url = plain_url(s)?;
-    match url.scheme() {
-        "https" => Ok(url),
-        "http" if crate::settings::is_loopback(&url) => Ok(url),
-        _ => {
-            Err("only https URLs are accepted (http is allowed for loopback addresses only)".into())
-        }
-    }
-}
-
-/// An App Configuration endpoint: https (or a loopback address), no path, query or credentials.
-fn store_endpoint(s: &str) -> Result<Url, String> {
-    let url = plain_url(s)?;
-    let loopback = crate::settings::is_loopback(&url);
-    if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
-        return Err(
-            "only https URLs are accepted for App Configuration (http is allowed for loopback addresses only)"
-                .into(),
-        );
-    }
-    if url.query().is_some() || url.path() != "/" {
-        return Err(
-            "must be the store's endpoint without a path or query, such as https://<store>.azconfig.io"
-                .into(),
-        );
-    }
-    Ok(url)
-}
-
-/// A key: non-empty, no control characters, not `.` or `..` (the service refuses them).
-fn kv_key(s: &str) -> Result<String, String> {
-    if s.is_empty() {
-        Err("must not be empty".into())
-    } else if s == "." || s == ".." {
-        Err(format!("\"{s}\" is not a valid key"))
-    } else if s.chars().any(char::is_control) {
-        Err(format!("{s:?} contains control characters"))
-    } else if s.chars().count() > 10_000 {
-        Err("too long".into())
-    } else {
-        Ok(s.to_string())
-    }
-}
-
-/// A label: no control characters (an empty label is the null label too: use no label).
-fn kv_label(s: &str) -> Result<String, String> {
-    if s.is_empty() {
-        Err("must not be empty; leave label out for the null label".into())
-    } else if s.chars().any(char::is_control) {
-        Err(format!("{s:?} contains control characters"))
-    } else {
-        Ok(s.to_string())
-    }
-}
-
-fn scope(s: &str) -> Result<String, String> {
-    if s.is_empty() || s.chars().any(char::is_whitespace) {
-        Err("expected one scope without spaces, such as api://<application-id>/.default".into())
-    } else {
-        Ok(s.to_string())
-    }
-}
-
-/// The prefix every app setting that holds an application API's header secret must have.
-///
-/// An allow-list rather than a deny-list: the rotator's own settings (`COMPANYDETAILS` with
-/// `TOOLKITUUID` unseal the API manager's credentials), the platform's (`IDENTITY_HEADER`,
-/// `AzureWebJobsStorage`, `WEBSITE_*`, `AZURE_CLIENT_SECRET`) and connection strings the mapping
-/// names elsewhere can never be sent to an application, whatever settings are added later.
-pub const HEADER_SECRET_PREFIX: &str = "APPAPI_SECRET_";
-
-fn header_secret_setting(s: &str) -> Result<String, String> {
-    let setting = name(s)?;
-    if !setting.starts_with(HEADER_SECRET_PREFIX) || setting.len() == HEADER_SECRET_PREFIX.len() {
-        return Err(format!(
-            "\"{setting}\" cannot hold a header secret: only app settings named {HEADER_SECRET_PREFIX}<name> are sent to application APIs (so no setting of the rotator or the platform can be), e.g. {HEADER_SECRET_PREFIX}{setting}"
-        ));
-    }
-    Ok(setting)
-}
-
-fn header_name(s: &str) -> Result<String, String> {
-    match reqwest::header::HeaderName::from_bytes(s.as_bytes()) {
-        Ok(_) => Ok(s.to_string()),
-        Err(_) => Err(format!("\"{s}\" is not a valid HTTP header name")),
-    }
-}
-
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
+    use crate::targets::app_settings::{SiteGroup, SiteKind};
+    use crate::targets::application_api::{ApiAuth, ApplicationApiMapping};
+    use crate::targets::key_vault::KeyVaultGroup;
     use serde_json::json;
 
     /// Sets (or with `None` removes) the value at a JSON pointer whose parent exists.
@@ -835,12 +376,22 @@ pub(super) mod tests {
         (part, errors)
     }
 
+    /// The groups of type `G` that `part` kept, each with the paths of its targets.
+    fn kept<G: Group>(part: &Part) -> Vec<(G, Vec<String>)> {
+        part.iter()
+            .filter_map(|(_, w)| {
+                let paths = w.places.iter().map(|p| p.path.clone()).collect();
+                w.group::<G>().map(|g| (g.clone(), paths))
+            })
+            .collect()
+    }
+
     #[test]
     fn the_valid_case_is_valid() {
         let (part, errors) = walk(&valid());
         assert!(errors.is_empty(), "{errors:?}");
-        let sites: Vec<_> = part
-            .app_settings
+        let site_groups = kept::<SiteGroup>(&part);
+        let sites: Vec<_> = site_groups
             .iter()
             .map(|(g, paths)| (g.kind, g.label(), g.subscription_id.as_str(), paths.clone()))
             .collect();
@@ -868,30 +419,30 @@ pub(super) mod tests {
             ]
         );
         assert_eq!(
-            part.app_settings[0].0.resource_path().join("/"),
+            site_groups[0].0.resource_path().join("/"),
             "subscriptions/34adfa4f-cedf-4dc0-ba29-b6d1a69ab345/resourceGroups/rg-orders/providers/Microsoft.Web/sites/func-orders/slots/staging"
         );
         assert_eq!(
-            part.app_settings[2].0.resource_path().join("/"),
+            site_groups[2].0.resource_path().join("/"),
             "subscriptions/34adfa4f-cedf-4dc0-ba29-b6d1a69ab345/resourceGroups/rg-web/providers/Microsoft.Web/staticSites/swa-portal"
         );
-        let g = &part.key_vault[0].group;
+        let vaults = kept::<KeyVaultGroup>(&part);
+        let g = &vaults[0].0;
         assert_eq!(
             g.vault_url.as_str(),
             "https://kv-consumers-prd.vault.azure.net/"
         );
         assert_eq!(g.vault_label, "kv-consumers-prd");
-        assert_eq!(part.key_vault[0].secret_paths, ["keyVault[0].secrets[0]"]);
-        let g = &part.key_vault[1].group;
+        assert_eq!(vaults[0].1, ["keyVault[0].secrets[0]"]);
+        let g = &vaults[1].0;
         assert_eq!(
             g.vault_url.as_str(),
             "https://kv-partners-prd.vault.azure.net/"
         );
         assert_eq!(g.vault_label, "kv-partners-prd");
-        let apis: Vec<_> = part
-            .application_apis
+        let apis: Vec<_> = kept::<ApplicationApiMapping>(&part)
             .iter()
-            .map(|(_, a)| a.auth.clone())
+            .map(|(a, _)| a.auth.clone())
             .collect();
         assert_eq!(
             apis,
@@ -1108,32 +659,12 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn vault_urls_get_a_trailing_slash_and_a_host_label() {
-        for (given, url, label) in [
-            (
-                "https://kv1.vault.azure.net",
-                "https://kv1.vault.azure.net/",
-                "kv1",
-            ),
-            (
-                "https://127.0.0.1:9443/kv1",
-                "https://127.0.0.1:9443/kv1/",
-                "127.0.0.1:9443",
-            ),
-            ("https://[::1]:9443/", "https://[::1]:9443/", "[::1]:9443"),
-        ] {
-            let (u, l) = vault_url(given).unwrap();
-            assert_eq!((u.as_str(), l.as_str()), (url, label));
-        }
-    }
-
-    #[test]
     fn vault_names_use_the_clouds_suffix() {
         let cloud = Cloud::china();
         let mut w = Walker::new("S", &cloud, &|_| true);
         let part = w.part(r#"{"keyVault": [{"vaultName": "kv1", "secrets": [{"secretName": "s", "apimAppName": "a"}]}]}"#);
         assert_eq!(
-            part.key_vault[0].group.vault_url.as_str(),
+            kept::<KeyVaultGroup>(&part)[0].0.vault_url.as_str(),
             "https://kv1.vault.azure.cn/"
         );
     }

@@ -6,7 +6,7 @@ use crate::azure::retry;
 use crate::error::Error;
 use crate::error::ErrorKind;
 use crate::targets::{
-    Container, Entry, Planned, SecretRef, Stored, TargetKind, VaultResolver, Write,
+    Container, Entry, PlannedContainer, SecretRef, Stored, TargetType, VaultResolver, Write,
 };
 use crate::toolkit::{KeyGrant, KeyRequest, KeySource};
 use futures::future::{BoxFuture, FutureExt};
@@ -69,7 +69,7 @@ impl Default for RunOptions {
 /// written through `vaults`, and the entry keeps its reference.
 pub async fn run(
     keys: &dyn KeySource,
-    plan: &[Planned],
+    plan: &[PlannedContainer],
     apps: &[String],
     options: &RunOptions,
     vaults: &dyn VaultResolver,
@@ -89,7 +89,7 @@ pub async fn run(
 
 async fn run_until(
     keys: &dyn KeySource,
-    plan: &[Planned],
+    plan: &[PlannedContainer],
     apps: &[String],
     options: &RunOptions,
     vaults: &dyn VaultResolver,
@@ -271,9 +271,9 @@ async fn until<F: Future>(deadline: Instant, f: F) -> Option<F::Output> {
 
 /// The outcomes of a container abandoned at the deadline: every entry failed, with
 /// `DeadlineExceeded` unless its key was unavailable anyway.
-fn abandoned(planned: &Planned, grants: &Grants<'_>) -> Vec<Outcome> {
+fn abandoned(planned: &PlannedContainer, grants: &Grants<'_>) -> Vec<Outcome> {
     let container = planned.container.as_ref();
-    let (kind, name) = (container.kind(), container.name());
+    let (kind, name) = (container.target_type(), container.label());
     planned
         .entries
         .iter()
@@ -301,7 +301,7 @@ fn abandoned(planned: &Planned, grants: &Grants<'_>) -> Vec<Outcome> {
 }
 
 /// The outcome of an entry whose app's key the toolkit could not provide.
-fn key_unavailable(kind: TargetKind, entry: &Entry, label: &str, cause: &Error) -> Outcome {
+fn key_unavailable(kind: TargetType, entry: &Entry, label: &str, cause: &Error) -> Outcome {
     let (code, why) = if cause.code() == "DeadlineExceeded" {
         (
             "DeadlineExceeded",
@@ -329,13 +329,13 @@ enum Outcome {
 
 /// Reads every entry of one container, then writes, in one batch, those that differ.
 async fn rotate_container(
-    planned: &Planned,
+    planned: &PlannedContainer,
     grants: &Grants<'_>,
     dry_run: bool,
     vaults: &dyn VaultResolver,
 ) -> Vec<Outcome> {
     let container = planned.container.as_ref();
-    let (kind, name) = (container.kind(), container.name());
+    let (kind, name) = (container.target_type(), container.label());
     let target = |entry: &str| format!("{name}/{entry}");
     let mut outcomes = Vec::new();
 
@@ -416,7 +416,7 @@ async fn rotate_container(
                     format!(
                         "{} {} in {} {name} with the key that would be created for {}.",
                         verb(created),
-                        describe(kind, &write.name),
+                        kind.describe(&write.name),
                         kind.noun(),
                         write.apim_app_name
                     ),
@@ -432,7 +432,7 @@ async fn rotate_container(
                         format!(
                             "{} {} in {} {name}.",
                             verb(created),
-                            describe(kind, &write.name),
+                            kind.describe(&write.name),
                             kind.noun()
                         ),
                     )
@@ -453,7 +453,7 @@ async fn follow_references(
     dry_run: bool,
     vaults: &dyn VaultResolver,
 ) -> Vec<Outcome> {
-    let (kind, name) = (container.kind(), container.name());
+    let (kind, name) = (container.target_type(), container.label());
     let mut outcomes = Vec::new();
     let mut refreshed = Vec::new();
     for (entry, grant, secret) in references {
@@ -484,7 +484,7 @@ async fn follow_references(
         let in_vault = format!(
             "Key Vault secret {} in {}",
             secret.secret_name,
-            vault.name()
+            vault.label()
         );
         let stored = vault
             .read(std::slice::from_ref(&secret.secret_name))
@@ -565,18 +565,7 @@ fn would_renew(grant: &KeyGrant, dry_run: bool) -> bool {
     dry_run && grant.renewed
 }
 
-fn describe(kind: TargetKind, entry: &str) -> String {
-    match kind {
-        TargetKind::KeyVault => format!("secret {entry}"),
-        TargetKind::ApplicationApi => format!("the key of \"{entry}\""),
-        TargetKind::FunctionApp | TargetKind::WebApp | TargetKind::StaticWebApp => {
-            format!("app setting {entry}")
-        }
-        TargetKind::AppConfiguration => format!("key-value \"{entry}\""),
-    }
-}
-
-fn failed(kind: TargetKind, app: &str, target: &str, e: &Error) -> Outcome {
+fn failed(kind: TargetType, app: &str, target: &str, e: &Error) -> Outcome {
     tracing::warn!(target_kind = kind.report_type(), target = %target, code = e.code(), error = %e, "target failed");
     Outcome::Failed(
         ReportEntry::new(kind.report_type(), app, target, e.to_string()).with_code(e.code()),
@@ -655,10 +644,10 @@ mod tests {
 
     #[async_trait::async_trait]
     impl Container for FakeStore {
-        fn kind(&self) -> TargetKind {
-            TargetKind::KeyVault
+        fn target_type(&self) -> TargetType {
+            crate::targets::key_vault::TYPE
         }
-        fn name(&self) -> &str {
+        fn label(&self) -> &str {
             "store"
         }
         async fn read(&self, names: &[String]) -> Vec<Result<Stored>> {
@@ -701,7 +690,9 @@ mod tests {
         }
     }
 
-    fn setup(deny: Option<&'static str>) -> (FakeKeys, Arc<FakeStore>, Vec<Planned>, Vec<String>) {
+    fn setup(
+        deny: Option<&'static str>,
+    ) -> (FakeKeys, Arc<FakeStore>, Vec<PlannedContainer>, Vec<String>) {
         let keys = FakeKeys {
             keys: [
                 ("renewed", "key-renewed-0001"),
@@ -726,7 +717,7 @@ mod tests {
             name: name.into(),
             apim_app_name: app.into(),
         };
-        let plan = vec![Planned {
+        let plan = vec![PlannedContainer {
             container: store.clone(),
             entries: vec![
                 entry("a", "renewed"),
@@ -938,7 +929,7 @@ mod tests {
             name: name.into(),
             apim_app_name: "same".into(),
         };
-        let plan = vec![Planned {
+        let plan = vec![PlannedContainer {
             container: site.clone(),
             entries: vec![
                 entry("ref-stale"),
@@ -998,7 +989,7 @@ mod tests {
         });
         plan.insert(
             0,
-            Planned {
+            PlannedContainer {
                 container: other.clone(),
                 entries: vec![Entry {
                     name: "x".into(),
@@ -1050,7 +1041,7 @@ mod tests {
             hang: true,
             ..FakeStore::default()
         });
-        plan.push(Planned {
+        plan.push(PlannedContainer {
             container: hung,
             entries: vec![
                 Entry {
