@@ -293,7 +293,7 @@ fn fresh_key(tag: &str) -> ApiKey {
 async fn read_missing_is_missing(f: &Fixture) {
     let env = Env::start().await;
     let deps = deps(&env);
-    let c = container(&env, &deps, &f, &["never-written-1"]);
+    let c = container(&env, &deps, f, &["never-written-1"]);
     let got = c.read(&["never-written-1".into()]).await;
     assert!(
         matches!(got.as_slice(), [Ok(Stored::Missing)]),
@@ -308,7 +308,7 @@ async fn write_then_read_back(f: &Fixture) {
     let env = Env::start().await;
     let deps = deps(&env);
     let names = ["conf-a", "conf-b"];
-    let c = container(&env, &deps, &f, &names);
+    let c = container(&env, &deps, f, &names);
     let (a, b) = (fresh_key("a"), fresh_key("b"));
     let results = c.write(&[write("conf-a", &a)]).await;
     assert!(
@@ -391,8 +391,8 @@ async fn interleaved_read_modify_writes_lose_nothing(f: &Fixture) {
     let deps = deps(&env);
     let names = ["conf-interleaved-a", "conf-interleaved-b"];
     let (first, second) = (
-        container(&env, &deps, &f, &names),
-        container(&env, &deps, &f, &names),
+        container(&env, &deps, f, &names),
+        container(&env, &deps, f, &names),
     );
     let (a, b) = (fresh_key("ia"), fresh_key("ib"));
     assert!(first.read(&[names[0].into()]).await[0].is_ok());
@@ -407,7 +407,7 @@ async fn interleaved_read_modify_writes_lose_nothing(f: &Fixture) {
         "{}",
         f.report_type
     );
-    let got = container(&env, &deps, &f, &names)
+    let got = container(&env, &deps, f, &names)
         .read(&names.map(String::from))
         .await;
     assert!(
@@ -431,7 +431,7 @@ async fn concurrent_writers_lose_nothing(f: &Fixture) {
     let keys: Vec<ApiKey> = names.iter().map(|n| fresh_key(n)).collect();
     // Separate containers (as two runs would have), each writing its own entries at once.
     let writers = names.iter().zip(&keys).map(|(name, key)| {
-        let c = container(&env, &deps, &f, &refs);
+        let c = container(&env, &deps, f, &refs);
         let w = write(name, key);
         async move { c.write(&[w]).await }
     });
@@ -442,7 +442,7 @@ async fn concurrent_writers_lose_nothing(f: &Fixture) {
             f.report_type
         );
     }
-    let got = container(&env, &deps, &f, &refs).read(&names).await;
+    let got = container(&env, &deps, f, &refs).read(&names).await;
     for ((name, key), stored) in names.iter().zip(&keys).zip(got) {
         assert!(
             stored.unwrap().holds(key),
@@ -462,7 +462,7 @@ async fn errors_carry_the_right_kind(f: &Fixture) {
         (429, ErrorKind::RateLimited, true),
         (503, ErrorKind::Unavailable, true),
     ] {
-        let c = container(&env, &deps, &f, &["conf-faulty"]);
+        let c = container(&env, &deps, f, &["conf-faulty"]);
         let fault =
             serde_json::json!({"service": f.service, "match": "", "status": status, "times": 50});
         let url = format!("{}/faults", env.info.endpoints.admin);
@@ -501,7 +501,7 @@ async fn no_key_in_logs_or_errors(f: &Fixture) {
     let env = Env::start().await;
     let deps = deps(&env);
     let key = fresh_key("leak");
-    let c = container(&env, &deps, &f, &["conf-leak"]);
+    let c = container(&env, &deps, f, &["conf-leak"]);
     assert!(c.write(&[write("conf-leak", &key)]).await[0].is_ok());
     let fault = serde_json::json!({"service": f.service, "match": "", "status": 400, "times": 1});
     env.admin

@@ -533,7 +533,8 @@ mod tests {
     }
 
     /// The schema file is the envelope's fragment with every kind's merged in: a kind's
-    /// fragment and the file cannot disagree.
+    /// fragment and the file cannot disagree. `APIKEYROTATOR_BLESS_SCHEMA=1 cargo test --lib
+    /// schema_file` writes the file from the fragments instead.
     #[test]
     fn schema_file_is_the_kinds_fragments() {
         let file: serde_json::Value = serde_json::from_str(SCHEMA).unwrap();
@@ -563,6 +564,16 @@ mod tests {
                 }
             }
         }
+        if std::env::var_os("APIKEYROTATOR_BLESS_SCHEMA").is_some() {
+            // Regenerates the file from the fragments (serde_json's layout) after a kind changed.
+            let path = concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/schema/apikeyrotationapps.schema.json"
+            );
+            let text = serde_json::to_string_pretty(&merged).unwrap() + "\n";
+            std::fs::write(path, text).unwrap();
+            return;
+        }
         for part in ["properties", "$defs"] {
             for (name, value) in merged[part].as_object().unwrap() {
                 assert_eq!(
@@ -578,7 +589,10 @@ mod tests {
                 );
             }
         }
-        assert_eq!(merged, file);
+        assert_eq!(
+            merged, file,
+            "run with APIKEYROTATOR_BLESS_SCHEMA=1 to regenerate the file"
+        );
     }
 
     #[test]

@@ -1,8 +1,13 @@
 //! Targets: the places consumer apps read keys from, one folder per kind.
 //!
-//! A target kind is a *container* of entries (a vault of secrets, an application API of app
-//! names, later a site's app settings), read and written in batches because some containers
-//! must be read once and written once. Every kind passes the conformance suite in `tests/`.
+//! A target kind owns, in `src/targets/<kind>/`, its mapping section (model, checks, duplicate
+//! rule, JSON Schema fragment), its planner and its client, behind [`Kind`]; [`registry::KINDS`]
+//! lists every kind once. A kind's containers hold entries (a vault of secrets, a site of app
+//! settings), read and written in batches because some containers must be read once and
+//! written once. This file holds only what is common: the [`Container`] contract, the plan's
+//! types ([`PlannedContainer`], [`Entry`], [`Write`], [`Stored`]), the report's [`TargetType`],
+//! [`TargetContext`], and [`plan`], the loop over the registry. Every kind passes the
+//! conformance suite in `tests/conformance.rs`.
 
 pub mod app_configuration;
 pub mod app_settings;
