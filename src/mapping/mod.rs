@@ -3,7 +3,7 @@
 //! This module is the generic envelope; it names no target kind. [`parse`] reads the mapping
 //! settings (`APIKEYROTATIONAPPS`, then the `2` and `3` continuations), walks each one by hand
 //! ([`walk`]), handing every section's entries to the kind that owns the section (the registry,
-//! [`crate::targets::registry::KINDS`]), so that every problem is reported at once with its JSON
+//! [`crate::targets::KINDS`]), so that every problem is reported at once with its JSON
 //! path; then it concatenates the parts and rejects duplicate targets ([`merge`]). Each kind's
 //! model, checks, duplicate rule and JSON Schema fragment live in its folder under
 //! `src/targets/`; `schema/apikeyrotationapps.schema.json` is this envelope's fragment
@@ -193,7 +193,7 @@ pub fn parse(
             path: "$".into(),
             message: format!(
                 "the mapping names no targets; expected at least one entry in {}",
-                crate::targets::registry::SECTIONS.join(" or ")
+                crate::targets::SECTIONS.join(" or ")
             ),
         });
     }
@@ -211,7 +211,7 @@ mod tests {
     use crate::targets::app_settings::{SiteGroup, SiteKind};
     use crate::targets::application_api::{ApiAuth, ApplicationApiMapping};
     use crate::targets::key_vault::KeyVaultGroup;
-    use crate::targets::registry::{KINDS, SECTIONS};
+    use crate::targets::{KINDS, SECTIONS};
     use serde_json::json;
 
     const SAMPLE: &str = include_str!("../../examples/sampleAppsMapReq.json");

@@ -10,8 +10,8 @@
 use super::groups::{Group, Groups};
 use super::MappingError;
 use crate::azure::cloud::Cloud;
-use crate::targets::registry::{KINDS, SECTIONS};
 use crate::targets::Kind;
+use crate::targets::{KINDS, SECTIONS};
 use serde_json::{Map, Value};
 use url::Url;
 

@@ -1,19 +1,41 @@
 //! Targets: the places consumer apps read keys from, one folder per kind.
 //!
 //! A target kind owns, in `src/targets/<kind>/`, its mapping section (model, checks, duplicate
-//! rule, JSON Schema fragment), its planner and its client, behind [`Kind`]; [`registry::KINDS`]
-//! lists every kind once. A kind's containers hold entries (a vault of secrets, a site of app
+//! rule, JSON Schema fragment), its planner and its client, behind [`Kind`]; [`KINDS`] (with
+//! [`SECTIONS`]) lists every kind once. A kind's containers hold entries (a vault of secrets, a site of app
 //! settings), read and written in batches because some containers must be read once and
 //! written once. This file holds only what is common: the [`Container`] contract, the plan's
 //! types ([`PlannedContainer`], [`Entry`], [`Write`], [`Stored`]), the report's [`TargetType`],
 //! [`TargetContext`], and [`plan`], the loop over the registry. Every kind passes the
 //! conformance suite in `tests/conformance.rs`.
 
+// The registry: every target kind, once (its folder, its place in `KINDS`, its sections in
+// `SECTIONS`). The mapping's walk, merge and schema and the planner find kinds only here.
+
 pub mod app_configuration;
 pub mod app_settings;
 pub mod application_api;
 pub mod key_vault;
-pub mod registry;
+
+/// Every target kind, in the order the plan lists their containers (and so the report its
+/// entries, and [`AppsMapping::apim_app_names`] the apps).
+pub static KINDS: [&dyn Kind; 4] = [
+    &key_vault::KIND,
+    &application_api::KIND,
+    &app_settings::KIND,
+    &app_configuration::KIND,
+];
+
+/// Every kind's mapping sections, in the order messages list them (`unknown field; expected
+/// ...`); each is one of [`KINDS`]' sections (a test checks); a new kind's go last.
+pub const SECTIONS: [&str; 6] = [
+    "keyVault",
+    "applicationApis",
+    "appConfiguration",
+    "functionApps",
+    "webApps",
+    "staticWebApps",
+];
 
 use crate::azure::cloud::Cloud;
 use crate::error::Result;
@@ -80,7 +102,7 @@ impl TargetType {
 }
 
 /// A target kind: the mapping sections it owns (read, checked, merged) and the containers it
-/// plans from them. Every kind is listed once in [`registry::KINDS`].
+/// plans from them. Every kind is listed once in [`KINDS`].
 pub trait Kind: Sync {
     /// The mapping's top-level sections this kind reads (`keyVault`; `functionApps`, `webApps`,
     /// `staticWebApps`).
@@ -259,10 +281,10 @@ where
         .await
 }
 
-/// Every kind's containers, kinds in the registry's order ([`registry::KINDS`]).
+/// Every kind's containers, kinds in the registry's order ([`KINDS`]).
 pub fn plan(mapping: &AppsMapping, context: &TargetContext) -> Result<Vec<PlannedContainer>> {
     let mut out = Vec::new();
-    for kind in registry::KINDS {
+    for kind in KINDS {
         out.extend(kind.plan(mapping, context)?);
     }
     Ok(out)
@@ -288,6 +310,18 @@ mod tests {
         assert!(SecretRef::from_secret_uri("https://kv1.vault.azure.net/keys/a").is_none());
         assert!(SecretRef::from_secret_uri("https://kv1.vault.azure.net/secrets/a/b/c").is_none());
         assert!(SecretRef::from_secret_uri("not a url").is_none());
+    }
+
+    /// Every section is listed once and owned by exactly one kind.
+    #[test]
+    fn sections_are_the_kinds_sections() {
+        let mut owned: Vec<&str> = KINDS.iter().flat_map(|k| k.sections().to_vec()).collect();
+        let mut listed = SECTIONS.to_vec();
+        owned.sort_unstable();
+        listed.sort_unstable();
+        assert_eq!(owned, listed);
+        listed.dedup();
+        assert_eq!(listed.len(), SECTIONS.len(), "a section is listed twice");
     }
 
     #[test]
