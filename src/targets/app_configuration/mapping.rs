@@ -172,3 +172,39 @@ fn kv_label(s: &str) -> Result<String, String> {
         Ok(s.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::mapping::walk::tests::one_problem_each;
+    use serde_json::json;
+
+    /// Each case changes one thing in the mapping's valid case and expects exactly one problem.
+    #[test]
+    fn one_tweak_one_problem() {
+        one_problem_each(vec![
+            ("/appConfiguration/0/endpoint", None, "appConfiguration[0].endpoint: required"),
+            ("/appConfiguration/0/endpoint", Some(json!("http://appcs.azconfig.io")), "appConfiguration[0].endpoint: only https URLs are accepted for App Configuration (http is allowed for loopback addresses only)"),
+            ("/appConfiguration/0/endpoint", Some(json!("https://appcs.azconfig.io/kv")), "appConfiguration[0].endpoint: must be the store's endpoint without a path or query"),
+            ("/appConfiguration/0/endpoint", Some(json!("https://appcs.azconfig.io/?a=1")), "appConfiguration[0].endpoint: must be the store's endpoint without a path or query"),
+            ("/appConfiguration/0/endpoint", Some(json!("https://u:p@appcs.azconfig.io")), "appConfiguration[0].endpoint: must not contain a user name or password"),
+            ("/appConfiguration/0/Endpoint", Some(json!("x")), "appConfiguration[0].Endpoint: unknown field; did you mean endpoint?"),
+            ("/appConfiguration/0/keys", None, "appConfiguration[0].keys: required"),
+            ("/appConfiguration/0/keys", Some(json!([])), "appConfiguration[0].keys: must not be empty; expected at least one key"),
+            ("/appConfiguration/0/keys/0/key", None, "appConfiguration[0].keys[0].key: required"),
+            ("/appConfiguration/0/keys/0/key", Some(json!("")), "appConfiguration[0].keys[0].key: must not be empty"),
+            ("/appConfiguration/0/keys/0/key", Some(json!(".")), "appConfiguration[0].keys[0].key: \".\" is not a valid key"),
+            ("/appConfiguration/0/keys/0/key", Some(json!("..")), "appConfiguration[0].keys[0].key: \"..\" is not a valid key"),
+            ("/appConfiguration/0/keys/0/key", Some(json!("a\nb")), "appConfiguration[0].keys[0].key: \"a\\nb\" contains control characters"),
+            ("/appConfiguration/0/keys/0/label", Some(json!(1)), "appConfiguration[0].keys[0].label: expected a string, got number"),
+            ("/appConfiguration/0/keys/0/label", Some(json!("a\u{7}")), "appConfiguration[0].keys[0].label: \"a\\u{7}\" contains control characters"),
+            ("/appConfiguration/0/keys/0/apimAppName", None, "appConfiguration[0].keys[0].apimAppName: required"),
+            ("/appConfiguration/0/keys/0/value", Some(json!("x")), "appConfiguration[0].keys[0].value: unknown field; expected key, label, apimAppName"),
+            ("/appConfiguration/0/endpoint", Some(json!("https://127.0.0.1:8443")), "appConfiguration[0].endpoint: 127.0.0.1 is not an App Configuration store of the public cloud (expected a host under azconfig.io or appconfig.azure.com)"),
+            ("/appConfiguration/0/endpoint", Some(json!("https://appcs.azconfig.io.capture.example")), "appConfiguration[0].endpoint: appcs.azconfig.io.capture.example is not an App Configuration store"),
+            ("/appConfiguration/0/endpoint", Some(json!("http://localhost:8483")), "appConfiguration[0].endpoint: localhost is not an App Configuration store of the public cloud (expected a host under azconfig.io or appconfig.azure.com)"),
+            ("/appConfiguration/1/connectionStringSetting", Some(json!("MISSING_CS")), "appConfiguration[1].connectionStringSetting: app setting MISSING_CS is not set"),
+            ("/appConfiguration/1/connectionStringSetting", Some(json!("")), "appConfiguration[1].connectionStringSetting: must not be empty"),
+            ("/appConfiguration", Some(json!({})), "appConfiguration: expected an array, got object"),
+        ]);
+    }
+}

@@ -260,3 +260,44 @@ fn setting_name(s: &str) -> Result<String, String> {
         Ok(s.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::mapping::walk::tests::one_problem_each;
+    use serde_json::json;
+
+    /// Each case changes one thing in the mapping's valid case and expects exactly one problem.
+    #[test]
+    fn one_tweak_one_problem() {
+        one_problem_each(vec![
+            ("/functionApps", Some(json!(null)), "functionApps: expected an array, got null"),
+            ("/functionApps/0/subscriptionId", None, "functionApps[0].subscriptionId: required"),
+            ("/functionApps/0/subscriptionId", Some(json!("sub-1")), "functionApps[0].subscriptionId: \"sub-1\" is not a subscription ID"),
+            ("/functionApps/0/subscriptionId", Some(json!("34adfa4fcedf4dc0ba29b6d1a69ab345")), "functionApps[0].subscriptionId: \"34adfa4fcedf4dc0ba29b6d1a69ab345\" is not a subscription ID"),
+            ("/functionApps/0/resourceGroup", Some(json!("rg.")), "functionApps[0].resourceGroup: \"rg.\" is not a resource group name"),
+            ("/functionApps/0/resourceGroup", Some(json!("rg/x")), "functionApps[0].resourceGroup: \"rg/x\" is not a resource group name"),
+            ("/functionApps/0/resourceGroup", Some(json!("r".repeat(91))), "functionApps[0].resourceGroup: \"rrr"),
+            ("/functionApps/0/resourceGroup", Some(json!("")), "functionApps[0].resourceGroup: \"\" is not a resource group name"),
+            ("/functionApps/0/name", None, "functionApps[0].name: required"),
+            ("/functionApps/0/name", Some(json!("-func")), "functionApps[0].name: \"-func\" is not a site name"),
+            ("/functionApps/0/name", Some(json!("func_orders")), "functionApps[0].name: \"func_orders\" is not a site name"),
+            ("/functionApps/0/name", Some(json!("f")), "functionApps[0].name: \"f\" is not a site name"),
+            ("/functionApps/0/slot", Some(json!("")), "functionApps[0].slot: \"\" is not a slot name"),
+            ("/functionApps/0/slot", Some(json!(1)), "functionApps[0].slot: expected a string, got number"),
+            ("/functionApps/0/settings", None, "functionApps[0].settings: required"),
+            ("/functionApps/0/settings", Some(json!([])), "functionApps[0].settings: must not be empty"),
+            ("/functionApps/0/settings/0/settingName", None, "functionApps[0].settings[0].settingName: required"),
+            ("/functionApps/0/settings/0/settingName", Some(json!("")), "functionApps[0].settings[0].settingName: must not be empty"),
+            ("/functionApps/0/settings/0/settingName", Some(json!("A=B")), "functionApps[0].settings[0].settingName: \"A=B\" is not an app setting name"),
+            ("/functionApps/0/settings/0/settingName", Some(json!("A\nB")), "functionApps[0].settings[0].settingName: \"A\\nB\" is not an app setting name"),
+            ("/functionApps/0/settings/0/apimAppName", Some(json!("")), "functionApps[0].settings[0].apimAppName: must not be empty"),
+            ("/functionApps/0/settings/0/secretName", Some(json!("x")), "functionApps[0].settings[0].secretName: unknown field; expected settingName, apimAppName"),
+            ("/functionApps/0/resourcegroup", Some(json!("x")), "functionApps[0].resourcegroup: unknown field; did you mean resourceGroup?"),
+            ("/webApps/0/name", Some(json!("a".repeat(61))), "webApps[0].name: \"aaaa"),
+            ("/webApps", Some(json!({})), "webApps: expected an array, got object"),
+            ("/staticWebApps/0/slot", Some(json!("staging")), "staticWebApps[0].slot: unknown field; expected subscriptionId, resourceGroup, name, settings"),
+            ("/staticWebApps/0/name", Some(json!("a".repeat(41))), "staticWebApps[0].name: \"aaaa"),
+            ("/staticWebApps/0/settings/0", Some(json!([])), "staticWebApps[0].settings[0]: expected an object, got array"),
+        ]);
+    }
+}

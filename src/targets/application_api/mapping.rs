@@ -170,3 +170,53 @@ fn header_name(s: &str) -> Result<String, String> {
         Err(_) => Err(format!("\"{s}\" is not a valid HTTP header name")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::mapping::walk::tests::one_problem_each;
+    use serde_json::json;
+
+    /// Each case changes one thing in the mapping's valid case and expects exactly one problem.
+    #[test]
+    fn one_tweak_one_problem() {
+        one_problem_each(vec![
+            ("/applicationApis/0/httpURL", None, "applicationApis[0].httpURL: required"),
+            ("/applicationApis/0/httpURL", Some(json!(true)), "applicationApis[0].httpURL: expected a string, got boolean"),
+            ("/applicationApis/0/httpURL", Some(json!("http://api.contoso.com/keys")), "applicationApis[0].httpURL: only https URLs are accepted (http is allowed for loopback addresses only)"),
+            ("/applicationApis/0/httpURL", Some(json!("http://10.0.0.1/keys")), "applicationApis[0].httpURL: only https URLs are accepted"),
+            ("/applicationApis/0/httpURL", Some(json!("ftp://127.0.0.1/keys")), "applicationApis[0].httpURL: only https URLs are accepted"),
+            ("/applicationApis/0/httpURL", Some(json!("https://api.contoso.com/#x")), "applicationApis[0].httpURL: must not contain a #fragment"),
+            ("/applicationApis/0/httpUrl", Some(json!("x")), "applicationApis[0].httpUrl: unknown field; did you mean httpURL?"),
+            ("/applicationApis/0/appName", None, "applicationApis[0].appName: required"),
+            ("/applicationApis/0/appName", Some(json!("")), "applicationApis[0].appName: must not be empty"),
+            ("/applicationApis/0/apimAppName", Some(json!(["x"])), "applicationApis[0].apimAppName: expected a string, got array"),
+            ("/applicationApis/0/auth", Some(json!("managedIdentity")), "applicationApis[0].auth: expected an object, got string"),
+            ("/applicationApis/0/auth/type", None, "applicationApis[0].auth.type: required"),
+            ("/applicationApis/0/auth/type", Some(json!("basic")), "applicationApis[0].auth.type: expected none, managedIdentity or header, got \"basic\""),
+            ("/applicationApis/0/auth/scope", None, "applicationApis[0].auth.scope: required"),
+            ("/applicationApis/0/auth/scope", Some(json!("")), "applicationApis[0].auth.scope: expected one scope without spaces"),
+            ("/applicationApis/0/auth/scope", Some(json!("a b")), "applicationApis[0].auth.scope: expected one scope without spaces"),
+            ("/applicationApis/0/auth/name", Some(json!("x")), "applicationApis[0].auth.name: unknown field; expected type, scope"),
+            ("/applicationApis/1/auth/name", None, "applicationApis[1].auth.name: required"),
+            ("/applicationApis/1/auth/name", Some(json!("x admin")), "applicationApis[1].auth.name: \"x admin\" is not a valid HTTP header name"),
+            ("/applicationApis/1/auth/name", Some(json!("")), "applicationApis[1].auth.name: \"\" is not a valid HTTP header name"),
+            ("/applicationApis/1/auth/valueSetting", None, "applicationApis[1].auth.valueSetting: required"),
+            ("/applicationApis/1/auth/valueSetting", Some(json!("APPAPI_SECRET_MISSING")), "applicationApis[1].auth.valueSetting: app setting APPAPI_SECRET_MISSING is not set"),
+            // Trust boundaries: header secrets only from settings made for them; tokens only
+            // for the applications' own audiences.
+            ("/applicationApis/1/auth/valueSetting", Some(json!("COMPANYDETAILS")), "applicationApis[1].auth.valueSetting: \"COMPANYDETAILS\" cannot hold a header secret: only app settings named APPAPI_SECRET_<name>"),
+            ("/applicationApis/1/auth/valueSetting", Some(json!("TOOLKITUUID")), "applicationApis[1].auth.valueSetting: \"TOOLKITUUID\" cannot hold a header secret"),
+            ("/applicationApis/1/auth/valueSetting", Some(json!("AZURE_CLIENT_SECRET")), "applicationApis[1].auth.valueSetting: \"AZURE_CLIENT_SECRET\" cannot hold a header secret"),
+            ("/applicationApis/1/auth/valueSetting", Some(json!("IDENTITY_HEADER")), "applicationApis[1].auth.valueSetting: \"IDENTITY_HEADER\" cannot hold a header secret"),
+            ("/applicationApis/1/auth/valueSetting", Some(json!("APPCS_CS")), "applicationApis[1].auth.valueSetting: \"APPCS_CS\" cannot hold a header secret"),
+            ("/applicationApis/1/auth/valueSetting", Some(json!("APPAPI_SECRET_")), "applicationApis[1].auth.valueSetting: \"APPAPI_SECRET_\" cannot hold a header secret"),
+            ("/applicationApis/0/auth/scope", Some(json!("https://management.azure.com/.default")), "applicationApis[0].auth.scope: is an audience of Resource Manager, where the rotator itself holds roles"),
+            ("/applicationApis/0/auth/scope", Some(json!("https://vault.azure.net/.default")), "applicationApis[0].auth.scope: is an audience of Key Vault"),
+            ("/applicationApis/0/auth/scope", Some(json!("https://appcs-consumers.azconfig.io/.default")), "applicationApis[0].auth.scope: is an audience of App Configuration"),
+            ("/applicationApis/0/auth/scope", Some(json!("https://storage.azure.com/.default")), "applicationApis[0].auth.scope: is an audience of Storage"),
+            ("/applicationApis/0/auth/scope", Some(json!("https://graph.microsoft.com/.default")), "applicationApis[0].auth.scope: is an audience of Microsoft Graph"),
+            ("/applicationApis/1/auth/scope", Some(json!("s")), "applicationApis[1].auth.scope: unknown field; expected type, name, valueSetting"),
+            ("/applicationApis/2/auth", Some(json!({"type": "none", "scope": "s"})), "applicationApis[2].auth.scope: unknown field; expected type"),
+        ]);
+    }
+}

@@ -192,6 +192,8 @@ fn vault_url(s: &str) -> Result<(Url, String), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mapping::walk::tests::one_problem_each;
+    use serde_json::json;
 
     #[test]
     fn vault_urls_get_a_trailing_slash_and_a_host_label() {
@@ -211,5 +213,47 @@ mod tests {
             let (u, l) = vault_url(given).unwrap();
             assert_eq!((u.as_str(), l.as_str()), (url, label));
         }
+    }
+
+    /// Each case changes one thing in the mapping's valid case and expects exactly one problem.
+    #[test]
+    fn one_tweak_one_problem() {
+        let long = "a".repeat(257);
+        one_problem_each(vec![
+            ("/keyVault/0/vaultName", None, "keyVault[0]: vaultName or vaultUrl is required"),
+            ("/keyVault/0/vaultUrl", Some(json!("https://x.vault.azure.net/")), "keyVault[0]: give either vaultName or vaultUrl, not both"),
+            ("/keyVault/0/vaultName", Some(json!(7)), "keyVault[0].vaultName: expected a string, got number"),
+            ("/keyVault/0/vaultName", Some(json!("kv")), "keyVault[0].vaultName: \"kv\" is not a vault name"),
+            ("/keyVault/0/vaultName", Some(json!("a".repeat(25))), "keyVault[0].vaultName: \"aaaaaaaaaaaaaaaaaaaaaaaaa\" is not a vault name"),
+            ("/keyVault/0/vaultName", Some(json!("1kv")), "keyVault[0].vaultName: \"1kv\" is not a vault name"),
+            ("/keyVault/0/vaultName", Some(json!("kv--x")), "keyVault[0].vaultName: \"kv--x\" is not a vault name"),
+            ("/keyVault/0/vaultName", Some(json!("kv-x-")), "keyVault[0].vaultName: \"kv-x-\" is not a vault name"),
+            ("/keyVault/0/vaultName", Some(json!("kv_x")), "keyVault[0].vaultName: \"kv_x\" is not a vault name"),
+            ("/keyVault/1/vaultUrl", Some(json!("http://kv.vault.azure.net/")), "keyVault[1].vaultUrl: only https URLs are accepted for Key Vault, got http://"),
+            // Trust boundaries: the vault token goes only to the cloud's vaults.
+            ("/keyVault/1/vaultUrl", Some(json!("https://127.0.0.1:8443/")), "keyVault[1].vaultUrl: 127.0.0.1 is not a vault of the public cloud (expected a host under vault.azure.net)"),
+            ("/keyVault/1/vaultUrl", Some(json!("https://kv.vault.azure.net.capture.example/")), "keyVault[1].vaultUrl: kv.vault.azure.net.capture.example is not a vault of the public cloud"),
+            ("/keyVault/1/vaultUrl", Some(json!("https://kv.vault.azure.cn/")), "keyVault[1].vaultUrl: kv.vault.azure.cn is not a vault of the public cloud"),
+            ("/keyVault/1/vaultUrl", Some(json!("kv.vault.azure.net")), "keyVault[1].vaultUrl: not a URL (relative URL without a base)"),
+            ("/keyVault/1/vaultUrl", Some(json!("https://kv.vault.azure.net/?x=1")), "keyVault[1].vaultUrl: must not contain a query; expected the vault's base URL"),
+            ("/keyVault/1/vaultUrl", Some(json!("https://u:p@kv.vault.azure.net/")), "keyVault[1].vaultUrl: must not contain a user name or password"),
+            ("/keyVault/0/secrets", None, "keyVault[0].secrets: required"),
+            ("/keyVault/0/secrets", Some(json!([])), "keyVault[0].secrets: must not be empty; expected at least one secret"),
+            ("/keyVault/0/secrets", Some(json!({})), "keyVault[0].secrets: expected an array, got object"),
+            ("/keyVault/0/secrets/0", Some(json!("s")), "keyVault[0].secrets[0]: expected an object, got string"),
+            ("/keyVault/0/secrets/0/secretName", None, "keyVault[0].secrets[0].secretName: required"),
+            ("/keyVault/0/secrets/0/secretName", Some(json!("a_b")), "keyVault[0].secrets[0].secretName: \"a_b\" is not a secret name; expected 1-127 letters, digits and hyphens"),
+            ("/keyVault/0/secrets/0/secretName", Some(json!("")), "keyVault[0].secrets[0].secretName: \"\" is not a secret name"),
+            ("/keyVault/0/secrets/0/secretName", Some(json!("a".repeat(128))), "keyVault[0].secrets[0].secretName: \"aaaa"),
+            ("/keyVault/0/secrets/0/apimAppName", None, "keyVault[0].secrets[0].apimAppName: required"),
+            ("/keyVault/0/secrets/0/apimAppName", Some(json!(null)), "keyVault[0].secrets[0].apimAppName: expected a string, got null"),
+            ("/keyVault/0/secrets/0/apimAppName", Some(json!("")), "keyVault[0].secrets[0].apimAppName: must not be empty"),
+            ("/keyVault/0/secrets/0/apimAppName", Some(json!(long)), "keyVault[0].secrets[0].apimAppName: too long; expected at most 256 characters"),
+            ("/keyVault/0/secrets/0/apimAppName", Some(json!(" App1")), "keyVault[0].secrets[0].apimAppName: \" App1\" has surrounding spaces"),
+            ("/keyVault/0/secrets/0/apimappname", Some(json!("x")), "keyVault[0].secrets[0].apimappname: unknown field; did you mean apimAppName?"),
+            ("/keyVault/0/region", Some(json!("x")), "keyVault[0].region: unknown field; expected vaultName, vaultUrl, secrets (fields starting with _ are comments)"),
+            ("/keyVault", Some(json!({})), "keyVault: expected an array, got object"),
+            ("/keyVault/0", Some(json!([])), "keyVault[0]: expected an object, got array"),
+        ]);
     }
 }
