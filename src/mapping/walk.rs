@@ -461,11 +461,12 @@ pub(crate) mod tests {
         );
     }
 
-    /// Each case changes one thing in the valid case ([`valid`]) and expects exactly one
-    /// problem, whose text starts with the case's third part (each kind tests its section's).
-    pub(crate) fn one_problem_each(cases: Vec<(&str, Option<Value>, &str)>) {
+    /// Each case changes one thing in `valid` (a mapping without problems, such as [`valid`])
+    /// and expects exactly one problem, whose text starts with the case's third part (each kind
+    /// tests its section's).
+    pub(crate) fn one_problem_each(valid: &Value, cases: Vec<(&str, Option<Value>, &str)>) {
         for (pointer, value, want) in cases {
-            let mut v = valid();
+            let mut v = valid.clone();
             tweak(&mut v, pointer, value);
             let (_, errors) = walk(&v);
             assert_eq!(errors.len(), 1, "{pointer}: {errors:?}");
@@ -480,7 +481,9 @@ pub(crate) mod tests {
     /// The envelope's problems: unknown sections (each kind tests its own section's problems).
     #[test]
     fn one_tweak_one_problem() {
-        one_problem_each(vec![
+        one_problem_each(
+            &valid(),
+            vec![
             ("/keyvault", Some(json!([])), "keyvault: unknown field; did you mean keyVault?"),
             ("/secrets", Some(json!([])), "secrets: unknown field; expected keyVault, applicationApis, appConfiguration, functionApps, webApps, staticWebApps (fields starting with _ are comments)"),
         ]);

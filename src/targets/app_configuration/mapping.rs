@@ -175,13 +175,16 @@ fn kv_label(s: &str) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
-    use crate::mapping::walk::tests::one_problem_each;
+    use crate::mapping::walk::tests::{one_problem_each, valid};
     use serde_json::json;
 
-    /// Each case changes one thing in the mapping's valid case and expects exactly one problem.
+    /// Each case changes one thing in the mapping's shared valid case and expects exactly one
+    /// problem.
     #[test]
     fn one_tweak_one_problem() {
-        one_problem_each(vec![
+        one_problem_each(
+            &valid(),
+            vec![
             ("/appConfiguration/0/endpoint", None, "appConfiguration[0].endpoint: required"),
             ("/appConfiguration/0/endpoint", Some(json!("http://appcs.azconfig.io")), "appConfiguration[0].endpoint: only https URLs are accepted for App Configuration (http is allowed for loopback addresses only)"),
             ("/appConfiguration/0/endpoint", Some(json!("https://appcs.azconfig.io/kv")), "appConfiguration[0].endpoint: must be the store's endpoint without a path or query"),

@@ -263,13 +263,16 @@ fn setting_name(s: &str) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
-    use crate::mapping::walk::tests::one_problem_each;
+    use crate::mapping::walk::tests::{one_problem_each, valid};
     use serde_json::json;
 
-    /// Each case changes one thing in the mapping's valid case and expects exactly one problem.
+    /// Each case changes one thing in the mapping's shared valid case and expects exactly one
+    /// problem.
     #[test]
     fn one_tweak_one_problem() {
-        one_problem_each(vec![
+        one_problem_each(
+            &valid(),
+            vec![
             ("/functionApps", Some(json!(null)), "functionApps: expected an array, got null"),
             ("/functionApps/0/subscriptionId", None, "functionApps[0].subscriptionId: required"),
             ("/functionApps/0/subscriptionId", Some(json!("sub-1")), "functionApps[0].subscriptionId: \"sub-1\" is not a subscription ID"),

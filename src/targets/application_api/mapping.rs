@@ -173,13 +173,16 @@ fn header_name(s: &str) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
-    use crate::mapping::walk::tests::one_problem_each;
+    use crate::mapping::walk::tests::{one_problem_each, valid};
     use serde_json::json;
 
-    /// Each case changes one thing in the mapping's valid case and expects exactly one problem.
+    /// Each case changes one thing in the mapping's shared valid case and expects exactly one
+    /// problem.
     #[test]
     fn one_tweak_one_problem() {
-        one_problem_each(vec![
+        one_problem_each(
+            &valid(),
+            vec![
             ("/applicationApis/0/httpURL", None, "applicationApis[0].httpURL: required"),
             ("/applicationApis/0/httpURL", Some(json!(true)), "applicationApis[0].httpURL: expected a string, got boolean"),
             ("/applicationApis/0/httpURL", Some(json!("http://api.contoso.com/keys")), "applicationApis[0].httpURL: only https URLs are accepted (http is allowed for loopback addresses only)"),

@@ -192,7 +192,7 @@ fn vault_url(s: &str) -> Result<(Url, String), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mapping::walk::tests::one_problem_each;
+    use crate::mapping::walk::tests::{one_problem_each, valid};
     use serde_json::json;
 
     #[test]
@@ -215,11 +215,14 @@ mod tests {
         }
     }
 
-    /// Each case changes one thing in the mapping's valid case and expects exactly one problem.
+    /// Each case changes one thing in the mapping's shared valid case and expects exactly one
+    /// problem.
     #[test]
     fn one_tweak_one_problem() {
         let long = "a".repeat(257);
-        one_problem_each(vec![
+        one_problem_each(
+            &valid(),
+            vec![
             ("/keyVault/0/vaultName", None, "keyVault[0]: vaultName or vaultUrl is required"),
             ("/keyVault/0/vaultUrl", Some(json!("https://x.vault.azure.net/")), "keyVault[0]: give either vaultName or vaultUrl, not both"),
             ("/keyVault/0/vaultName", Some(json!(7)), "keyVault[0].vaultName: expected a string, got number"),
