@@ -116,4 +116,14 @@ mod tests {
         assert_eq!(e[0].setting, "P2");
         assert_eq!(e[0].message, "duplicate of P0: applicationApis[0]");
     }
+
+    /// Duplicates are reported in setting and document order, whatever their kinds.
+    #[test]
+    fn duplicates_of_several_kinds_come_in_document_order() {
+        let first = r#"{"applicationApis": [{"httpURL": "https://api.contoso.com/keys", "appName": "n", "apimAppName": "X"}],
+            "keyVault": [{"vaultName": "kv1", "secrets": [{"secretName": "a", "apimAppName": "X"}]}]}"#;
+        let e = errors(&[first, first]);
+        let paths: Vec<_> = e.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["applicationApis[0]", "keyVault[0].secrets[0]"]);
+    }
 }
