@@ -6,7 +6,7 @@ mod common;
 use apikey_rotator::azure::{credential, http};
 use apikey_rotator::mapping::AppsMapping;
 use apikey_rotator::settings::Settings;
-use apikey_rotator::targets::app_settings::{self, SettingMapping, SiteGroup, SiteKind};
+use apikey_rotator::targets::app_settings::{self, SettingMapping, SiteGroup, SiteSection};
 use apikey_rotator::targets::{plan, TargetContext};
 use common::{Env, Handler};
 use serde_json::{json, Value};
@@ -301,8 +301,8 @@ fn deps(env: &Env) -> TargetContext {
 #[tokio::test]
 async fn one_container_per_site_across_groups() {
     let env = Env::start().await;
-    let group = |kind, name: &str, slot: Option<&str>, setting: &str| SiteGroup {
-        kind,
+    let group = |section, name: &str, slot: Option<&str>, setting: &str| SiteGroup {
+        section,
         subscription_id: SUBSCRIPTION.into(),
         resource_group: "rg-orders".into(),
         name: name.into(),
@@ -313,9 +313,14 @@ async fn one_container_per_site_across_groups() {
         }],
     };
     let mapping = AppsMapping::default().with([
-        group(SiteKind::FunctionApp, "func-orders", None, "A"),
-        group(SiteKind::WebApp, "FUNC-ORDERS", None, "B"),
-        group(SiteKind::FunctionApp, "func-orders", Some("staging"), "C"),
+        group(SiteSection::FunctionApp, "func-orders", None, "A"),
+        group(SiteSection::WebApp, "FUNC-ORDERS", None, "B"),
+        group(
+            SiteSection::FunctionApp,
+            "func-orders",
+            Some("staging"),
+            "C",
+        ),
     ]);
     let planned = plan(&mapping, &deps(&env)).unwrap();
     assert_eq!(planned.len(), 2);

@@ -16,7 +16,7 @@ use apikey_rotator::rotation::{run, RunOptions};
 use apikey_rotator::secret::ApiKey;
 use apikey_rotator::settings::Settings;
 use apikey_rotator::targets::app_configuration::{AppConfigurationStore, KeyValueMapping};
-use apikey_rotator::targets::app_settings::{SettingMapping, SiteGroup, SiteKind};
+use apikey_rotator::targets::app_settings::{SettingMapping, SiteGroup, SiteSection};
 use apikey_rotator::targets::application_api::{ApiAuth, ApplicationApiMapping};
 use apikey_rotator::targets::key_vault::{KeyVaultGroup, SecretMapping};
 use apikey_rotator::targets::{plan, Container, Stored, TargetContext, Write};
@@ -111,7 +111,7 @@ conformance! {
 const SANDBOX_SUBSCRIPTION: &str = "5a4db0c5-0000-4000-8000-00000000a5b1";
 
 fn site_mapping(
-    kind: SiteKind,
+    section: SiteSection,
     rg: &str,
     name: &str,
     slot: Option<&str>,
@@ -126,7 +126,7 @@ fn site_mapping(
         })
         .collect();
     AppsMapping::default().with([SiteGroup {
-        kind,
+        section,
         subscription_id: SANDBOX_SUBSCRIPTION.into(),
         resource_group: rg.into(),
         name: name.into(),
@@ -165,7 +165,7 @@ fn app_configuration_mapping(
 
 fn function_app_slot_mapping(_: &Env, entries: &[&str], app: &str) -> AppsMapping {
     site_mapping(
-        SiteKind::FunctionApp,
+        SiteSection::FunctionApp,
         "rg-orders",
         "func-orders",
         Some("staging"),
@@ -176,7 +176,7 @@ fn function_app_slot_mapping(_: &Env, entries: &[&str], app: &str) -> AppsMappin
 
 fn static_web_app_mapping(_: &Env, entries: &[&str], app: &str) -> AppsMapping {
     site_mapping(
-        SiteKind::StaticWebApp,
+        SiteSection::StaticWebApp,
         "rg-web",
         "swa-portal",
         None,

@@ -208,7 +208,7 @@ pub fn parse(
 mod tests {
     use super::*;
     use crate::targets::app_configuration::AppConfigurationStore;
-    use crate::targets::app_settings::{SiteGroup, SiteKind};
+    use crate::targets::app_settings::{SiteGroup, SiteSection};
     use crate::targets::application_api::{ApiAuth, ApplicationApiMapping};
     use crate::targets::key_vault::KeyVaultGroup;
     use crate::targets::{KINDS, SECTIONS};
@@ -479,7 +479,10 @@ mod tests {
         assert_eq!(m.apim_app_names(), ["App1", "App2"]);
         let two = m.only_app("App2");
         assert_eq!(two.groups::<SiteGroup>().len(), 1);
-        assert_eq!(two.groups::<SiteGroup>()[0].kind, SiteKind::StaticWebApp);
+        assert_eq!(
+            two.groups::<SiteGroup>()[0].section,
+            SiteSection::StaticWebApp
+        );
     }
 
     #[test]

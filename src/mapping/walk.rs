@@ -296,7 +296,7 @@ pub fn plain_url(s: &str) -> Result<Url, String> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::targets::app_settings::{SiteGroup, SiteKind};
+    use crate::targets::app_settings::{SiteGroup, SiteSection};
     use crate::targets::application_api::{ApiAuth, ApplicationApiMapping};
     use crate::targets::key_vault::KeyVaultGroup;
     use serde_json::json;
@@ -395,25 +395,32 @@ pub(crate) mod tests {
         let site_groups = kept::<SiteGroup>(&part);
         let sites: Vec<_> = site_groups
             .iter()
-            .map(|(g, paths)| (g.kind, g.label(), g.subscription_id.as_str(), paths.clone()))
+            .map(|(g, paths)| {
+                (
+                    g.section,
+                    g.label(),
+                    g.subscription_id.as_str(),
+                    paths.clone(),
+                )
+            })
             .collect();
         assert_eq!(
             sites,
             [
                 (
-                    SiteKind::FunctionApp,
+                    SiteSection::FunctionApp,
                     "func-orders/staging".to_string(),
                     "34adfa4f-cedf-4dc0-ba29-b6d1a69ab345",
                     vec!["functionApps[0].settings[0]".to_string()]
                 ),
                 (
-                    SiteKind::WebApp,
+                    SiteSection::WebApp,
                     "app-storefront".to_string(),
                     "34adfa4f-cedf-4dc0-ba29-b6d1a69ab345",
                     vec!["webApps[0].settings[0]".to_string()]
                 ),
                 (
-                    SiteKind::StaticWebApp,
+                    SiteSection::StaticWebApp,
                     "swa-portal".to_string(),
                     "34adfa4f-cedf-4dc0-ba29-b6d1a69ab345",
                     vec!["staticWebApps[0].settings[0]".to_string()]

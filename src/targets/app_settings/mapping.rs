@@ -7,7 +7,7 @@ use serde_json::Value;
 
 /// The mapping section a site group comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SiteKind {
+pub enum SiteSection {
     /// `functionApps`: a Function App (`Microsoft.Web/sites`, kind `functionapp`).
     FunctionApp,
     /// `webApps`: a Web App (`Microsoft.Web/sites`, kind `app`).
@@ -21,7 +21,7 @@ pub enum SiteKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SiteGroup {
     /// The section it comes from.
-    pub kind: SiteKind,
+    pub section: SiteSection,
     /// The subscription (a GUID).
     pub subscription_id: String,
     /// The resource group.
@@ -46,7 +46,7 @@ impl SiteGroup {
             "providers",
             "Microsoft.Web",
         ];
-        if self.kind == SiteKind::StaticWebApp {
+        if self.section == SiteSection::StaticWebApp {
             path.extend(["staticSites", &self.name]);
         } else {
             path.extend(["sites", &self.name]);
@@ -99,17 +99,17 @@ impl Group for SiteGroup {
 
 /// Reads one entry of the sites section `section` at `path`.
 pub(super) fn read(w: &mut Walker, section: &str, v: &Value, path: &str) -> Option<Walked> {
-    let kind = match section {
-        "functionApps" => SiteKind::FunctionApp,
-        "webApps" => SiteKind::WebApp,
-        _ => SiteKind::StaticWebApp,
+    let site_section = match section {
+        "functionApps" => SiteSection::FunctionApp,
+        "webApps" => SiteSection::WebApp,
+        _ => SiteSection::StaticWebApp,
     };
-    let (group, paths) = site(w, v, path, kind)?;
+    let (group, paths) = site(w, v, path, site_section)?;
     // Function Apps and Web Apps are both Microsoft.Web/sites: the same site may be named in
     // either section, so they share one identity space; names are case-insensitive in ARM.
     let scope = format!(
         "{}/{}/{}/{}/{}",
-        if group.kind == SiteKind::StaticWebApp {
+        if group.section == SiteSection::StaticWebApp {
             "staticSites"
         } else {
             "sites"
@@ -128,8 +128,13 @@ pub(super) fn read(w: &mut Walker, section: &str, v: &Value, path: &str) -> Opti
     Some(Walked::new(group, places))
 }
 
-fn site(w: &mut Walker, v: &Value, path: &str, kind: SiteKind) -> Option<(SiteGroup, Vec<String>)> {
-    let allowed: &[&str] = if kind == SiteKind::StaticWebApp {
+fn site(
+    w: &mut Walker,
+    v: &Value,
+    path: &str,
+    section: SiteSection,
+) -> Option<(SiteGroup, Vec<String>)> {
+    let allowed: &[&str] = if section == SiteSection::StaticWebApp {
         &["subscriptionId", "resourceGroup", "name", "settings"]
     } else {
         &[
@@ -143,12 +148,15 @@ fn site(w: &mut Walker, v: &Value, path: &str, kind: SiteKind) -> Option<(SiteGr
     let obj = w.fields(v, path, allowed)?;
     let subscription_id = w.required_string(obj, path, "subscriptionId", subscription_id);
     let resource_group = w.required_string(obj, path, "resourceGroup", resource_group);
-    let name = if kind == SiteKind::StaticWebApp {
+    let name = if section == SiteSection::StaticWebApp {
         w.required_string(obj, path, "name", static_site_name)
     } else {
         w.required_string(obj, path, "name", site_name)
     };
-    let slot = match obj.get("slot").filter(|_| kind != SiteKind::StaticWebApp) {
+    let slot = match obj
+        .get("slot")
+        .filter(|_| section != SiteSection::StaticWebApp)
+    {
         None => Some(None),
         Some(v) => w.string(v, &join(path, "slot"), slot_name).map(Some),
     };
@@ -173,7 +181,7 @@ fn site(w: &mut Walker, v: &Value, path: &str, kind: SiteKind) -> Option<(SiteGr
     }
     Some((
         SiteGroup {
-            kind,
+            section,
             subscription_id: subscription_id?,
             resource_group: resource_group?,
             name: name?,

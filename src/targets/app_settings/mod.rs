@@ -21,7 +21,7 @@ mod mapping;
 mod reference;
 
 pub use error::parse_error;
-pub use mapping::{SettingMapping, SiteGroup, SiteKind};
+pub use mapping::{SettingMapping, SiteGroup, SiteSection};
 pub use reference::{parse as parse_reference, Parsed};
 
 use super::{Container, Entry, Kind, PlannedContainer, Stored, TargetContext, TargetType, Write};
@@ -58,11 +58,11 @@ pub const STATIC_WEB_APP: TargetType =
     TargetType::new("STATIC_WEB_APP", "Static Web App", "app setting", false);
 
 /// The report's type of the settings of a section's sites.
-pub fn target_type(kind: SiteKind) -> TargetType {
-    match kind {
-        SiteKind::FunctionApp => FUNCTION_APP,
-        SiteKind::WebApp => WEB_APP,
-        SiteKind::StaticWebApp => STATIC_WEB_APP,
+pub fn target_type(section: SiteSection) -> TargetType {
+    match section {
+        SiteSection::FunctionApp => FUNCTION_APP,
+        SiteSection::WebApp => WEB_APP,
+        SiteSection::StaticWebApp => STATIC_WEB_APP,
     }
 }
 
@@ -108,7 +108,7 @@ impl Kind for AppSettingsKind {
             match sites.iter_mut().find(|(c, _)| c.serves(group)) {
                 Some((_, known)) => known.extend(entries),
                 None => {
-                    let site = AppSettings::new(group, target_type(group.kind), context)?;
+                    let site = AppSettings::new(group, target_type(group.section), context)?;
                     sites.push((site, entries.collect()));
                 }
             }
@@ -159,7 +159,7 @@ impl AppSettings {
         Ok(Self {
             target_type,
             label: group.label(),
-            static_site: group.kind == SiteKind::StaticWebApp,
+            static_site: group.section == SiteSection::StaticWebApp,
             lock: site_lock(resource.as_str()),
             listed: Mutex::new(None),
             resource,
