@@ -1,97 +1,48 @@
-//! Merging the parts: sections are concatenated in setting order, and a target named twice,
-//! in one part or across parts, is reported at its second place with the first one named.
+//! Merging the parts: each kind's groups are concatenated in setting order, and a target named
+//! twice, in one part or across parts, is reported at its second place with the first one named.
+//!
+//! Which targets are the same is each kind's rule: its [`Place`](super::walk::Place)s carry the
+//! identity. Identities share one space, so the rule never depends on the order of kinds.
 
-use super::validate::Part;
+use super::walk::Part;
 use super::{AppsMapping, MappingError};
 use std::collections::HashMap;
 
 /// Concatenates the walked parts `(setting, part)` in order, pushing duplicates onto `errors`.
+///
+/// A mapping with duplicates is never used (its errors are returned instead), so the groups are
+/// kept whole.
 pub(super) fn merge(parts: Vec<(&str, Part)>, errors: &mut Vec<MappingError>) -> AppsMapping {
-    let mut mapping = AppsMapping::default();
     // Target identity -> "SETTING: path" of its first place.
     let mut seen: HashMap<(String, String), String> = HashMap::new();
-    let mut check = |setting: &str, path: String, key: (String, String)| {
-        let here = format!("{setting}: {path}");
-        match seen.get(&key) {
-            Some(first) => {
-                errors.push(MappingError {
-                    setting: setting.to_string(),
-                    path,
-                    message: format!("duplicate of {first}"),
-                });
-                false
-            }
-            None => {
-                seen.insert(key, here);
-                true
-            }
-        }
-    };
+    // Each kind's groups, by the kind's index in the registry.
+    let mut sections: Vec<Option<Box<dyn super::Groups>>> = Vec::new();
     for (setting, part) in parts {
-        for entry in part.key_vault {
-            // Key Vault names are case-insensitive, so the same secret may be spelled two ways.
-            let vault = entry.group.vault_url.as_str().to_ascii_lowercase();
-            let mut group = entry.group;
-            let mut paths = entry.secret_paths.into_iter();
-            group.secrets.retain(|s| {
-                let path = paths.next().unwrap_or_default();
-                check(
-                    setting,
-                    path,
-                    (vault.clone(), s.secret_name.to_ascii_lowercase()),
-                )
-            });
-            mapping.key_vault.push(group);
-        }
-        for (mut group, paths) in part.app_settings {
-            // Function Apps and Web Apps are both Microsoft.Web/sites: the same site may be
-            // named in either section, so they share one identity space; names are
-            // case-insensitive in ARM.
-            let scope = format!(
-                "{}/{}/{}/{}/{}",
-                if group.kind == super::SiteKind::StaticWebApp {
-                    "staticSites"
-                } else {
-                    "sites"
-                },
-                group.subscription_id,
-                group.resource_group,
-                group.name,
-                group.slot.as_deref().unwrap_or("")
-            )
-            .to_ascii_lowercase();
-            let mut paths = paths.into_iter();
-            group.settings.retain(|s| {
-                let path = paths.next().unwrap_or_default();
-                check(
-                    setting,
-                    path,
-                    (scope.clone(), s.setting_name.to_ascii_lowercase()),
-                )
-            });
-            mapping.app_settings.push(group);
-        }
-        for entry in part.app_configuration {
-            let endpoint = entry.store.endpoint.as_str().to_ascii_lowercase();
-            let mut store = entry.store;
-            let mut paths = entry.key_paths.into_iter();
-            store.keys.retain(|k| {
-                let path = paths.next().unwrap_or_default();
-                // Keys and labels are case-sensitive; the NUL keeps "a" + label "b" apart from others.
-                let id = format!("appcs\0{}\0{}", k.key, k.label.as_deref().unwrap_or("\0"));
-                check(setting, path, (endpoint.clone(), id))
-            });
-            mapping.app_configuration.push(store);
-        }
-        for (path, api) in part.application_apis {
-            if check(
-                setting,
-                path,
-                (api.http_url.to_string(), api.app_name.clone()),
-            ) {
-                mapping.application_apis.push(api);
+        for (kind, walked) in part {
+            for place in walked.places {
+                match seen.get(&place.identity) {
+                    Some(first) => errors.push(MappingError {
+                        setting: setting.to_string(),
+                        message: format!("duplicate of {first}"),
+                        path: place.path,
+                    }),
+                    None => {
+                        seen.insert(place.identity, format!("{setting}: {}", place.path));
+                    }
+                }
+            }
+            if sections.len() <= kind {
+                sections.resize_with(kind + 1, || None);
+            }
+            match &mut sections[kind] {
+                Some(groups) => groups.append(walked.groups),
+                slot @ None => *slot = Some(walked.groups),
             }
         }
+    }
+    let mut mapping = AppsMapping::default();
+    for groups in sections.into_iter().flatten() {
+        mapping.append(groups);
     }
     mapping
 }
@@ -164,5 +115,15 @@ mod tests {
         assert_eq!(e.len(), 1, "{e:?}");
         assert_eq!(e[0].setting, "P2");
         assert_eq!(e[0].message, "duplicate of P0: applicationApis[0]");
+    }
+
+    /// Duplicates are reported in setting and document order, whatever their kinds.
+    #[test]
+    fn duplicates_of_several_kinds_come_in_document_order() {
+        let first = r#"{"applicationApis": [{"httpURL": "https://api.contoso.com/keys", "appName": "n", "apimAppName": "X"}],
+            "keyVault": [{"vaultName": "kv1", "secrets": [{"secretName": "a", "apimAppName": "X"}]}]}"#;
+        let e = errors(&[first, first]);
+        let paths: Vec<_> = e.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["applicationApis[0]", "keyVault[0].secrets[0]"]);
     }
 }

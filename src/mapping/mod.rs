@@ -1,187 +1,118 @@
 //! The apps mapping (PRODUCT.md §5): which stores hold a key, and which API-manager app issues it.
 //!
-//! [`parse`] reads the mapping settings (`APIKEYROTATIONAPPS`, then the `2` and `3`
-//! continuations), walks each one by hand ([`validate`]) so that every problem is reported at
-//! once with its JSON path, then concatenates the parts and rejects duplicate targets
-//! ([`merge`]). `schema/apikeyrotationapps.schema.json` describes the same format for editors,
-//! and `examples/sampleAppsMapReq.json` is a commented sample.
+//! This module is the generic envelope; it names no target kind. [`parse`] reads the mapping
+//! settings (`APIKEYROTATIONAPPS`, then the `2` and `3` continuations), walks each one by hand
+//! ([`walk`]), handing every section's entries to the kind that owns the section (the registry,
+//! [`crate::targets::KINDS`]), so that every problem is reported at once with its JSON
+//! path; then it concatenates the parts and rejects duplicate targets ([`merge`]). Each kind's
+//! model, checks, duplicate rule and JSON Schema fragment live in its folder under
+//! `src/targets/`; `schema/apikeyrotationapps.schema.json` is this envelope's fragment
+//! (`schema.json` here) with every kind's merged in (a test checks it), and
+//! `examples/sampleAppsMapReq.json` is a commented sample.
 
+mod groups;
 mod merge;
-mod validate;
+pub mod walk;
+
+pub use groups::Group;
+use groups::Groups;
 
 use crate::azure::cloud::Cloud;
 use std::fmt;
 
-/// The validated, merged apps mapping: every target, grouped as the settings gave them.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// The envelope's JSON Schema fragment: everything but the kinds' sections and definitions.
+pub const SCHEMA_ENVELOPE: &str = include_str!("schema.json");
+
+/// The validated, merged apps mapping: every target, as groups of the kinds' own types
+/// ([`Group`]), in setting order.
+#[derive(Clone, Default)]
 pub struct AppsMapping {
-    /// Key Vault secrets, one group per `keyVault` entry, in setting order.
-    pub key_vault: Vec<KeyVaultGroup>,
-    /// Consumer application APIs that receive keys over HTTP, in setting order.
-    pub application_apis: Vec<ApplicationApi>,
-    /// App settings of sites, slots and static sites (`functionApps`, `webApps`,
-    /// `staticWebApps`), one group per entry, in setting order.
-    pub app_settings: Vec<SiteGroup>,
-    /// App Configuration stores, one per `appConfiguration` entry, in setting order.
-    pub app_configuration: Vec<AppConfigurationStore>,
+    /// One list of groups per kind that has any, in the registry's order when parsed (so the
+    /// plan, and the report, list kinds in that order), in the order added by [`AppsMapping::with`].
+    sections: Vec<Box<dyn Groups>>,
 }
 
-/// The mapping section a site group comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SiteKind {
-    /// `functionApps`: a Function App (`Microsoft.Web/sites`, kind `functionapp`).
-    FunctionApp,
-    /// `webApps`: a Web App (`Microsoft.Web/sites`, kind `app`).
-    WebApp,
-    /// `staticWebApps`: a Static Web App (`Microsoft.Web/staticSites`).
-    StaticWebApp,
-}
+impl AppsMapping {
+    /// The groups of type `G` (one kind's), in setting order; empty when there are none.
+    pub fn groups<G: Group>(&self) -> &[G] {
+        self.sections
+            .iter()
+            .find_map(|s| s.as_any().downcast_ref::<Vec<G>>())
+            .map_or(&[], Vec::as_slice)
+    }
 
-/// One `functionApps` / `webApps` / `staticWebApps` entry: a site (or one of its deployment
-/// slots, or a static site) and the app settings in it that hold keys.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SiteGroup {
-    /// The section it comes from.
-    pub kind: SiteKind,
-    /// The subscription (a GUID).
-    pub subscription_id: String,
-    /// The resource group.
-    pub resource_group: String,
-    /// The site's name.
-    pub name: String,
-    /// A deployment slot (never for static sites); `None` is the production slot.
-    pub slot: Option<String>,
-    /// The settings of this site, never empty.
-    pub settings: Vec<SettingMapping>,
-}
+    /// The mapping with `groups` appended to those of their kind.
+    pub fn with<G: Group>(mut self, groups: impl IntoIterator<Item = G>) -> Self {
+        self.append(Box::new(groups.into_iter().collect::<Vec<G>>()));
+        self
+    }
 
-impl SiteGroup {
-    /// The ARM resource path segments: `subscriptions/{sub}/resourceGroups/{rg}/providers/
-    /// Microsoft.Web/sites/{name}[/slots/{slot}]`, or `.../staticSites/{name}`.
-    pub fn resource_path(&self) -> Vec<&str> {
-        let mut path = vec![
-            "subscriptions",
-            &self.subscription_id,
-            "resourceGroups",
-            &self.resource_group,
-            "providers",
-            "Microsoft.Web",
-        ];
-        if self.kind == SiteKind::StaticWebApp {
-            path.extend(["staticSites", &self.name]);
-        } else {
-            path.extend(["sites", &self.name]);
-            if let Some(slot) = &self.slot {
-                path.extend(["slots", slot]);
+    fn append(&mut self, groups: Box<dyn Groups>) {
+        let id = (*groups.as_any()).type_id();
+        match self
+            .sections
+            .iter_mut()
+            .find(|s| (*s.as_any()).type_id() == id)
+        {
+            Some(known) => known.append(groups),
+            None => self.sections.push(groups),
+        }
+    }
+
+    fn non_empty(&self) -> impl Iterator<Item = &dyn Groups> {
+        self.sections
+            .iter()
+            .map(|s| s.as_ref())
+            .filter(|s| !s.is_empty())
+    }
+
+    /// The API-manager apps named by any target, each once, in first-seen order (kinds in the
+    /// registry's order: Key Vault targets first, then application APIs, then app settings, then
+    /// App Configuration).
+    pub fn apim_app_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for name in self.sections.iter().flat_map(|s| s.apim_app_names()) {
+            if !names.iter().any(|n| n == name) {
+                names.push(name.to_string());
             }
         }
-        path
+        names
     }
 
-    /// How reports name it: `name` or `name/slot`.
-    pub fn label(&self) -> String {
-        match &self.slot {
-            Some(slot) => format!("{}/{slot}", self.name),
-            None => self.name.clone(),
+    /// The number of targets (secrets, application APIs, app settings, key-values, ...).
+    pub fn target_count(&self) -> usize {
+        self.sections.iter().map(|s| s.apim_app_names().len()).sum()
+    }
+
+    /// A mapping with only the targets of `apim_app_name`; groups left empty are dropped.
+    pub fn only_app(&self, apim_app_name: &str) -> AppsMapping {
+        AppsMapping {
+            sections: self
+                .sections
+                .iter()
+                .map(|s| s.only_app(apim_app_name))
+                .filter(|s| !s.is_empty())
+                .collect(),
         }
     }
 }
 
-/// One app setting that holds the key of an API-manager app.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SettingMapping {
-    /// The app setting's name.
-    pub setting_name: String,
-    /// The API-manager app whose key the setting holds.
-    pub apim_app_name: String,
-}
-
-/// One `appConfiguration` entry: a store and the key-values in it that hold keys.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AppConfigurationStore {
-    /// The store's endpoint (https, or a loopback address), without path, query or trailing `/`.
-    pub endpoint: url::Url,
-    /// The app setting holding the store's connection string (HMAC); `None` means Entra ID.
-    pub connection_string_setting: Option<String>,
-    /// The key-values of this store, never empty.
-    pub keys: Vec<KeyValueMapping>,
-}
-
-/// One key-value that holds the key of an API-manager app.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyValueMapping {
-    /// The key.
-    pub key: String,
-    /// The label; `None` is the null label.
-    pub label: Option<String>,
-    /// The API-manager app whose key the key-value holds.
-    pub apim_app_name: String,
-}
-
-/// How reports name a vault given by URL: the vault's name (the first label of its host), or
-/// `host[:port]` for an IP address.
-pub fn vault_label(url: &url::Url) -> String {
-    let host = url.host_str().unwrap_or_default();
-    match (url.host(), url.port()) {
-        (Some(url::Host::Domain(d)), _) if d.contains('.') => {
-            d.split('.').next().unwrap_or(d).to_string()
-        }
-        (_, Some(port)) => format!("{host}:{port}"),
-        (_, None) => host.to_string(),
+/// Equal when every kind has the same groups (kinds without groups, and their order, do not count).
+impl PartialEq for AppsMapping {
+    fn eq(&self, other: &Self) -> bool {
+        self.non_empty().count() == other.non_empty().count()
+            && self
+                .non_empty()
+                .all(|s| other.non_empty().any(|o| s.eq_box(o)))
     }
 }
 
-/// One `keyVault` entry: a vault and the secrets in it that hold keys.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyVaultGroup {
-    /// The vault's base URL: `vaultName` resolved with the cloud's Key Vault suffix, or
-    /// `vaultUrl` as given; always ends with `/`.
-    pub vault_url: url::Url,
-    /// How reports name the vault: `vaultName`, or the URL's `host[:port]` when given by URL.
-    pub vault_label: String,
-    /// The secrets of this vault, never empty.
-    pub secrets: Vec<SecretMapping>,
-}
+impl Eq for AppsMapping {}
 
-/// One secret that holds the key of an API-manager app.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SecretMapping {
-    /// The secret's name in the vault.
-    pub secret_name: String,
-    /// The API-manager app whose key the secret holds.
-    pub apim_app_name: String,
-}
-
-/// One `applicationApis` entry: a consumer's own HTTP API that stores a key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApplicationApi {
-    /// The API's URL (https, or http on a loopback address).
-    pub http_url: url::Url,
-    /// The name under which the consumer stores the key.
-    pub app_name: String,
-    /// The API-manager app whose key it is.
-    pub apim_app_name: String,
-    /// How the rotator authenticates to the API.
-    pub auth: ApiAuth,
-}
-
-/// Authentication of the rotator to an application API.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ApiAuth {
-    /// No authentication.
-    None,
-    /// A bearer token of the rotator's managed identity for `scope` (e.g. `api://x/.default`).
-    ManagedIdentity {
-        /// The token scope.
-        scope: String,
-    },
-    /// A header whose value is read from an app setting.
-    Header {
-        /// The header name.
-        name: String,
-        /// The app setting holding the header value (checked to exist when parsing).
-        value_setting: String,
-    },
+impl fmt::Debug for AppsMapping {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.non_empty()).finish()
+    }
 }
 
 /// One problem in the mapping: the setting it is in, its JSON path there, and what is wrong.
@@ -248,7 +179,7 @@ pub fn parse(
     let walked: Vec<_> = parts
         .iter()
         .map(|(setting, text)| {
-            let mut walker = validate::Walker::new(setting, cloud, setting_exists);
+            let mut walker = walk::Walker::new(setting, cloud, setting_exists);
             let part = walker.part(text);
             errors.append(&mut walker.errors);
             (setting.as_str(), part)
@@ -262,7 +193,7 @@ pub fn parse(
             path: "$".into(),
             message: format!(
                 "the mapping names no targets; expected at least one entry in {}",
-                validate::SUPPORTED.join(" or ")
+                crate::targets::SECTIONS.join(" or ")
             ),
         });
     }
@@ -273,119 +204,14 @@ pub fn parse(
     }
 }
 
-impl AppsMapping {
-    /// The API-manager apps named by any target, each once, in first-seen order (Key Vault
-    /// targets first, then application APIs, then app settings, then App Configuration).
-    pub fn apim_app_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = Vec::new();
-        let all = self
-            .key_vault
-            .iter()
-            .flat_map(|g| g.secrets.iter().map(|s| &s.apim_app_name))
-            .chain(self.application_apis.iter().map(|a| &a.apim_app_name))
-            .chain(
-                self.app_settings
-                    .iter()
-                    .flat_map(|g| g.settings.iter().map(|s| &s.apim_app_name)),
-            )
-            .chain(
-                self.app_configuration
-                    .iter()
-                    .flat_map(|s| s.keys.iter().map(|k| &k.apim_app_name)),
-            );
-        for name in all {
-            if !names.contains(name) {
-                names.push(name.clone());
-            }
-        }
-        names
-    }
-
-    /// The number of targets (secrets, application APIs, app settings and key-values).
-    pub fn target_count(&self) -> usize {
-        self.key_vault
-            .iter()
-            .map(|g| g.secrets.len())
-            .sum::<usize>()
-            + self.application_apis.len()
-            + self
-                .app_settings
-                .iter()
-                .map(|g| g.settings.len())
-                .sum::<usize>()
-            + self
-                .app_configuration
-                .iter()
-                .map(|s| s.keys.len())
-                .sum::<usize>()
-    }
-
-    /// A mapping with only the targets of `apim_app_name`; vault groups, sites and stores left empty
-    /// are dropped.
-    pub fn only_app(&self, apim_app_name: &str) -> AppsMapping {
-        let key_vault = self
-            .key_vault
-            .iter()
-            .filter_map(|g| {
-                let secrets: Vec<_> = g
-                    .secrets
-                    .iter()
-                    .filter(|s| s.apim_app_name == apim_app_name)
-                    .cloned()
-                    .collect();
-                (!secrets.is_empty()).then(|| KeyVaultGroup {
-                    secrets,
-                    ..g.clone()
-                })
-            })
-            .collect();
-        let application_apis = self
-            .application_apis
-            .iter()
-            .filter(|a| a.apim_app_name == apim_app_name)
-            .cloned()
-            .collect();
-        let app_settings = self
-            .app_settings
-            .iter()
-            .filter_map(|g| {
-                let settings: Vec<_> = g
-                    .settings
-                    .iter()
-                    .filter(|s| s.apim_app_name == apim_app_name)
-                    .cloned()
-                    .collect();
-                (!settings.is_empty()).then(|| SiteGroup {
-                    settings,
-                    ..g.clone()
-                })
-            })
-            .collect();
-        let app_configuration = self
-            .app_configuration
-            .iter()
-            .filter_map(|s| {
-                let keys: Vec<_> = s
-                    .keys
-                    .iter()
-                    .filter(|k| k.apim_app_name == apim_app_name)
-                    .cloned()
-                    .collect();
-                (!keys.is_empty()).then(|| AppConfigurationStore { keys, ..s.clone() })
-            })
-            .collect();
-        AppsMapping {
-            key_vault,
-            application_apis,
-            app_settings,
-            app_configuration,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::targets::app_configuration::AppConfigurationStore;
+    use crate::targets::app_settings::{SiteGroup, SiteSection};
+    use crate::targets::application_api::{ApiAuth, ApplicationApiMapping};
+    use crate::targets::key_vault::KeyVaultGroup;
+    use crate::targets::{KINDS, SECTIONS};
     use serde_json::json;
 
     const SAMPLE: &str = include_str!("../../examples/sampleAppsMapReq.json");
@@ -433,24 +259,34 @@ mod tests {
             s == SAMPLE_HEADER_SETTING || s == SAMPLE_CS_SETTING
         })
         .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(m.app_configuration.len(), 2);
-        assert_eq!(m.app_configuration[0].connection_string_setting, None);
+        assert_eq!(m.groups::<AppConfigurationStore>().len(), 2);
         assert_eq!(
-            m.app_configuration[1].connection_string_setting.as_deref(),
+            m.groups::<AppConfigurationStore>()[0].connection_string_setting,
+            None
+        );
+        assert_eq!(
+            m.groups::<AppConfigurationStore>()[1]
+                .connection_string_setting
+                .as_deref(),
             Some(SAMPLE_CS_SETTING)
         );
         assert_eq!(
-            m.app_configuration[0].keys[0].label.as_deref(),
+            m.groups::<AppConfigurationStore>()[0].keys[0]
+                .label
+                .as_deref(),
             Some("sandbox")
         );
-        assert_eq!(m.app_configuration[0].keys[1].label, None);
-        assert!(m.key_vault.len() >= 2 && m.application_apis.len() >= 2);
+        assert_eq!(m.groups::<AppConfigurationStore>()[0].keys[1].label, None);
+        assert!(
+            m.groups::<KeyVaultGroup>().len() >= 2
+                && m.groups::<ApplicationApiMapping>().len() >= 2
+        );
         assert!(m
-            .application_apis
+            .groups::<ApplicationApiMapping>()
             .iter()
             .any(|a| matches!(a.auth, ApiAuth::ManagedIdentity { .. })));
         assert!(m
-            .application_apis
+            .groups::<ApplicationApiMapping>()
             .iter()
             .any(|a| matches!(&a.auth, ApiAuth::Header { value_setting, .. } if value_setting == SAMPLE_HEADER_SETTING)));
         // The header's setting is checked: without it the sample fails, naming it.
@@ -472,7 +308,7 @@ mod tests {
     fn sample_has_a_readme_for_each_supported_section() {
         let v: serde_json::Value = serde_json::from_str(SAMPLE).unwrap();
         let readme = v["_readme"].to_string();
-        for section in validate::SUPPORTED {
+        for section in SECTIONS {
             assert!(
                 readme.contains(section),
                 "_readme does not explain {section}"
@@ -511,13 +347,17 @@ mod tests {
             &kv("kv-two", &[("s2", "App2"), ("s3", "App1")]),
         ])
         .unwrap();
-        let labels: Vec<_> = m.key_vault.iter().map(|g| g.vault_label.as_str()).collect();
+        let labels: Vec<_> = m
+            .groups::<KeyVaultGroup>()
+            .iter()
+            .map(|g| g.vault_label.as_str())
+            .collect();
         assert_eq!(labels, ["kv-one", "kv-two"]);
         assert_eq!(
-            m.key_vault[1].vault_url.as_str(),
+            m.groups::<KeyVaultGroup>()[1].vault_url.as_str(),
             "https://kv-two.vault.azure.net/"
         );
-        assert_eq!(m.application_apis.len(), 1);
+        assert_eq!(m.groups::<ApplicationApiMapping>().len(), 1);
         assert_eq!(m.target_count(), 4);
         assert_eq!(m.apim_app_names(), ["App1", "App2"]);
     }
@@ -638,8 +478,11 @@ mod tests {
         assert_eq!(m.target_count(), 3);
         assert_eq!(m.apim_app_names(), ["App1", "App2"]);
         let two = m.only_app("App2");
-        assert_eq!(two.app_settings.len(), 1);
-        assert_eq!(two.app_settings[0].kind, SiteKind::StaticWebApp);
+        assert_eq!(two.groups::<SiteGroup>().len(), 1);
+        assert_eq!(
+            two.groups::<SiteGroup>()[0].section,
+            SiteSection::StaticWebApp
+        );
     }
 
     #[test]
@@ -651,14 +494,17 @@ mod tests {
         ])
         .unwrap();
         let one = m.only_app("App1");
-        assert_eq!(one.key_vault.len(), 1);
-        assert_eq!(one.key_vault[0].vault_label, "kv-one");
-        assert_eq!(one.key_vault[0].secrets[0].secret_name, "s1");
-        assert_eq!(one.application_apis.len(), 1);
+        assert_eq!(one.groups::<KeyVaultGroup>().len(), 1);
+        assert_eq!(one.groups::<KeyVaultGroup>()[0].vault_label, "kv-one");
+        assert_eq!(
+            one.groups::<KeyVaultGroup>()[0].secrets[0].secret_name,
+            "s1"
+        );
+        assert_eq!(one.groups::<ApplicationApiMapping>().len(), 1);
         assert_eq!(one.target_count(), 2);
         let two = m.only_app("App2");
         assert_eq!(two.target_count(), 2);
-        assert!(two.application_apis.is_empty());
+        assert!(two.groups::<ApplicationApiMapping>().is_empty());
         assert_eq!(two.apim_app_names(), ["App2"]);
         assert_eq!(m.only_app("nobody"), AppsMapping::default());
     }
@@ -687,6 +533,69 @@ mod tests {
         jsonschema::draft202012::new(&schema)
             .expect("the schema compiles")
             .is_valid(value)
+    }
+
+    /// The schema file is the envelope's fragment with every kind's merged in: a kind's
+    /// fragment and the file cannot disagree. `APIKEYROTATOR_BLESS_SCHEMA=1 cargo test --lib
+    /// schema_file` writes the file from the fragments instead.
+    #[test]
+    fn schema_file_is_the_kinds_fragments() {
+        let file: serde_json::Value = serde_json::from_str(SCHEMA).unwrap();
+        let mut merged: serde_json::Value = serde_json::from_str(SCHEMA_ENVELOPE).unwrap();
+        for kind in KINDS {
+            let fragment: serde_json::Value = serde_json::from_str(kind.schema())
+                .unwrap_or_else(|e| panic!("{:?}: {e}", kind.sections()));
+            let keys: Vec<_> = fragment.as_object().unwrap().keys().cloned().collect();
+            assert_eq!(keys, ["properties", "$defs"], "{:?}", kind.sections());
+            let properties = fragment["properties"].as_object().unwrap();
+            let owned: Vec<_> = properties.keys().map(String::as_str).collect();
+            assert_eq!(
+                owned,
+                kind.sections(),
+                "a fragment describes its kind's sections"
+            );
+            for (part, values) in [
+                ("properties", properties),
+                ("$defs", fragment["$defs"].as_object().unwrap()),
+            ] {
+                for (name, value) in values {
+                    let into = merged[part].as_object_mut().unwrap();
+                    assert!(
+                        into.insert(name.clone(), value.clone()).is_none(),
+                        "{part}.{name} is defined twice"
+                    );
+                }
+            }
+        }
+        if std::env::var_os("APIKEYROTATOR_BLESS_SCHEMA").is_some() {
+            // Regenerates the file from the fragments (serde_json's layout) after a kind changed.
+            let path = concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/schema/apikeyrotationapps.schema.json"
+            );
+            let text = serde_json::to_string_pretty(&merged).unwrap() + "\n";
+            std::fs::write(path, text).unwrap();
+            return;
+        }
+        for part in ["properties", "$defs"] {
+            for (name, value) in merged[part].as_object().unwrap() {
+                assert_eq!(
+                    Some(value),
+                    file[part].get(name),
+                    "{part}.{name} differs from the schema file"
+                );
+            }
+            for name in file[part].as_object().unwrap().keys() {
+                assert!(
+                    merged[part].get(name).is_some(),
+                    "{part}.{name} is in the file only"
+                );
+            }
+        }
+        assert_eq!(
+            merged, file,
+            "run with APIKEYROTATOR_BLESS_SCHEMA=1 to regenerate the file"
+        );
     }
 
     #[test]
@@ -738,7 +647,7 @@ mod tests {
         ];
         for (pointer, value) in cases {
             let mut v = sample.clone();
-            validate::tests::tweak(&mut v, pointer, value);
+            walk::tests::tweak(&mut v, pointer, value);
             assert!(!schema_accepts(&v), "schema accepted {pointer}");
             let text = v.to_string();
             assert!(
@@ -748,13 +657,13 @@ mod tests {
         }
         // Comments, and loopback http, are accepted by both.
         let mut v = sample.clone();
-        validate::tests::tweak(&mut v, "/keyVault/0/_note", Some(json!({"any": 1})));
-        validate::tests::tweak(
+        walk::tests::tweak(&mut v, "/keyVault/0/_note", Some(json!({"any": 1})));
+        walk::tests::tweak(
             &mut v,
             "/applicationApis/0/httpURL",
             Some(json!("http://127.0.0.1:8080/keys")),
         );
-        validate::tests::tweak(
+        walk::tests::tweak(
             &mut v,
             "/appConfiguration/0/endpoint",
             Some(json!("http://127.0.0.1:8443")),

@@ -8,14 +8,14 @@
 
 use crate::azure::call::Call;
 use crate::error::Result;
-use crate::targets::{Container, Planned, Stored, TargetKind, VaultResolver, Write};
+use crate::targets::{Container, PlannedContainer, Stored, TargetType, VaultResolver, Write};
 use crate::toolkit::{KeyGrant, KeyRequest, KeySource};
 use std::sync::{Arc, Mutex};
 
 /// `plan` with every container read-only.
-pub fn read_only(plan: &[Planned]) -> Vec<Planned> {
+pub fn read_only(plan: &[PlannedContainer]) -> Vec<PlannedContainer> {
     plan.iter()
-        .map(|p| Planned {
+        .map(|p| PlannedContainer {
             container: Arc::new(ReadOnlyContainer::new(p.container.clone())),
             entries: p.entries.clone(),
         })
@@ -49,7 +49,7 @@ impl ReadOnlyContainer {
     fn record(&self, what: impl IntoIterator<Item = String>) {
         let mut seen = self.would_write.lock().unwrap_or_else(|p| p.into_inner());
         for w in what {
-            tracing::debug!(target_kind = self.inner.kind().report_type(), container = self.inner.name(), entry = %w, "dry run: would write");
+            tracing::debug!(target_kind = self.inner.target_type().report_type(), container = self.inner.label(), entry = %w, "dry run: would write");
             seen.push(w);
         }
     }
@@ -57,12 +57,12 @@ impl ReadOnlyContainer {
 
 #[async_trait::async_trait]
 impl Container for ReadOnlyContainer {
-    fn kind(&self) -> TargetKind {
-        self.inner.kind()
+    fn target_type(&self) -> TargetType {
+        self.inner.target_type()
     }
 
-    fn name(&self) -> &str {
-        self.inner.name()
+    fn label(&self) -> &str {
+        self.inner.label()
     }
 
     async fn read(&self, names: &[String]) -> Vec<Result<Stored>> {
@@ -144,10 +144,10 @@ mod tests {
 
     #[async_trait::async_trait]
     impl Container for Counting {
-        fn kind(&self) -> TargetKind {
-            TargetKind::KeyVault
+        fn target_type(&self) -> TargetType {
+            crate::targets::key_vault::TYPE
         }
-        fn name(&self) -> &str {
+        fn label(&self) -> &str {
             "kv"
         }
         async fn read(&self, names: &[String]) -> Vec<Result<Stored>> {

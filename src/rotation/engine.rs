@@ -11,7 +11,7 @@ use crate::azure::call::Call;
 use crate::error::Error;
 use crate::error::ErrorKind;
 use crate::targets::{
-    Container, Entry, Planned, SecretRef, Stored, TargetKind, VaultResolver, Write,
+    Container, Entry, PlannedContainer, SecretRef, Stored, TargetType, VaultResolver, Write,
 };
 use crate::toolkit::{KeyGrant, KeyRequest, KeySource};
 use std::collections::HashMap;
@@ -57,7 +57,7 @@ pub trait Progress: Send + Sync + std::fmt::Debug {
 pub async fn run(
     call: &Call,
     keys: &dyn KeySource,
-    plan: &[Planned],
+    plan: &[PlannedContainer],
     apps: &[String],
     options: &RunOptions,
     vaults: &dyn VaultResolver,
@@ -74,7 +74,7 @@ pub async fn run(
 async fn run_over(
     call: &Call,
     keys: &dyn KeySource,
-    plan: &[Planned],
+    plan: &[PlannedContainer],
     apps: &[String],
     options: &RunOptions,
     vaults: &dyn VaultResolver,
@@ -243,9 +243,9 @@ fn key_deadline(app: &str) -> Error {
 
 /// The outcomes of a container abandoned at the deadline: every entry failed, with
 /// `DeadlineExceeded` unless its key was unavailable anyway.
-fn abandoned(planned: &Planned, keys: &AppKeys<'_>) -> Vec<Outcome> {
+fn abandoned(planned: &PlannedContainer, keys: &AppKeys<'_>) -> Vec<Outcome> {
     let container = planned.container.as_ref();
-    let (kind, name) = (container.kind(), container.name());
+    let (kind, name) = (container.target_type(), container.label());
     planned
         .entries
         .iter()
@@ -272,7 +272,7 @@ fn abandoned(planned: &Planned, keys: &AppKeys<'_>) -> Vec<Outcome> {
 }
 
 /// The outcome of an entry whose app's key the toolkit could not provide.
-fn key_unavailable(kind: TargetKind, entry: &Entry, label: &str, cause: &Error) -> Outcome {
+fn key_unavailable(kind: TargetType, entry: &Entry, label: &str, cause: &Error) -> Outcome {
     let (code, why) = if cause.kind() == ErrorKind::DeadlineExceeded {
         (
             "DeadlineExceeded",
@@ -300,10 +300,10 @@ enum Outcome {
 
 impl Rotation<'_> {
     /// Reads every entry of one container, then writes, in one batch, those that differ.
-    async fn container(&self, planned: &Planned) -> Vec<Outcome> {
+    async fn container(&self, planned: &PlannedContainer) -> Vec<Outcome> {
         let dry_run = self.dry_run;
         let container = planned.container.as_ref();
-        let (kind, name) = (container.kind(), container.name());
+        let (kind, name) = (container.target_type(), container.label());
         let target = |entry: &str| format!("{name}/{entry}");
         let mut outcomes = Vec::new();
 
@@ -380,7 +380,7 @@ impl Rotation<'_> {
                         format!(
                             "{} {} in {} {name} with the key that would be created for {}.",
                             verb(created),
-                            describe(kind, &write.name),
+                            kind.describe(&write.name),
                             kind.noun(),
                             write.apim_app_name
                         ),
@@ -396,7 +396,7 @@ impl Rotation<'_> {
                             format!(
                                 "{} {} in {} {name}.",
                                 verb(created),
-                                describe(kind, &write.name),
+                                kind.describe(&write.name),
                                 kind.noun()
                             ),
                         )
@@ -417,7 +417,7 @@ impl Rotation<'_> {
         references: Vec<(&Entry, &KeyGrant, SecretRef)>,
     ) -> Vec<Outcome> {
         let dry_run = self.dry_run;
-        let (kind, name) = (container.kind(), container.name());
+        let (kind, name) = (container.target_type(), container.label());
         let mut outcomes = Vec::new();
         let mut refreshed = Vec::new();
         for (entry, grant, secret) in references {
@@ -448,7 +448,7 @@ impl Rotation<'_> {
             let in_vault = format!(
                 "Key Vault secret {} in {}",
                 secret.secret_name,
-                vault.name()
+                vault.label()
             );
             let stored = vault
                 .read(std::slice::from_ref(&secret.secret_name))
@@ -526,18 +526,7 @@ fn would_renew(grant: &KeyGrant, dry_run: bool) -> bool {
     dry_run && grant.renewed
 }
 
-fn describe(kind: TargetKind, entry: &str) -> String {
-    match kind {
-        TargetKind::KeyVault => format!("secret {entry}"),
-        TargetKind::ApplicationApi => format!("the key of \"{entry}\""),
-        TargetKind::FunctionApp | TargetKind::WebApp | TargetKind::StaticWebApp => {
-            format!("app setting {entry}")
-        }
-        TargetKind::AppConfiguration => format!("key-value \"{entry}\""),
-    }
-}
-
-fn failed(kind: TargetKind, app: &str, target: &str, e: &Error) -> Outcome {
+fn failed(kind: TargetType, app: &str, target: &str, e: &Error) -> Outcome {
     tracing::warn!(target_kind = kind.report_type(), target = %target, code = e.code(), error = %e, "target failed");
     Outcome::Failed(
         ReportEntry::new(kind.report_type(), app, target, e.to_string()).with_code(e.code()),
@@ -628,10 +617,10 @@ mod tests {
 
     #[async_trait::async_trait]
     impl Container for FakeStore {
-        fn kind(&self) -> TargetKind {
-            TargetKind::KeyVault
+        fn target_type(&self) -> TargetType {
+            crate::targets::key_vault::TYPE
         }
-        fn name(&self) -> &str {
+        fn label(&self) -> &str {
             "store"
         }
         async fn read(&self, names: &[String]) -> Vec<Result<Stored>> {
@@ -674,7 +663,9 @@ mod tests {
         }
     }
 
-    fn setup(deny: Option<&'static str>) -> (FakeKeys, Arc<FakeStore>, Vec<Planned>, Vec<String>) {
+    fn setup(
+        deny: Option<&'static str>,
+    ) -> (FakeKeys, Arc<FakeStore>, Vec<PlannedContainer>, Vec<String>) {
         let keys = FakeKeys {
             keys: [
                 ("renewed", "key-renewed-0001"),
@@ -699,7 +690,7 @@ mod tests {
             name: name.into(),
             apim_app_name: app.into(),
         };
-        let plan = vec![Planned {
+        let plan = vec![PlannedContainer {
             container: store.clone(),
             entries: vec![
                 entry("a", "renewed"),
@@ -936,7 +927,7 @@ mod tests {
             name: name.into(),
             apim_app_name: "same".into(),
         };
-        let plan = vec![Planned {
+        let plan = vec![PlannedContainer {
             container: site.clone(),
             entries: vec![
                 entry("ref-stale"),
@@ -997,7 +988,7 @@ mod tests {
         });
         plan.insert(
             0,
-            Planned {
+            PlannedContainer {
                 container: other.clone(),
                 entries: vec![Entry {
                     name: "x".into(),
@@ -1054,7 +1045,7 @@ mod tests {
             hang: true,
             ..FakeStore::default()
         });
-        plan.push(Planned {
+        plan.push(PlannedContainer {
             container: hung,
             entries: vec![
                 Entry {

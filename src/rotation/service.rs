@@ -9,7 +9,7 @@ use crate::azure::{credential, http, retry};
 use crate::error::Error;
 use crate::mapping::{self, MappingErrors};
 use crate::settings::{SettingError, Settings};
-use crate::targets::{self, TargetDeps};
+use crate::targets::{self, TargetContext};
 use crate::toolkit::{self, KeySource};
 use azure_core::credentials::TokenCredential;
 use std::sync::Arc;
@@ -188,7 +188,7 @@ impl Rotator {
             mapping = mapping.only_app(app);
         }
         let keys = self.keys.clone().map_err(RunError::Setup)?;
-        let deps = TargetDeps {
+        let deps = TargetContext {
             http: self.http.clone().map_err(RunError::Setup)?,
             credential: self.credential.clone().map_err(RunError::Setup)?,
             cloud: self.settings.cloud.clone(),

@@ -1,64 +1,126 @@
 //! Targets: the places consumer apps read keys from, one folder per kind.
 //!
-//! A target kind is a *container* of entries (a vault of secrets, an application API of app
-//! names, later a site's app settings), read and written in batches because some containers
-//! must be read once and written once. Every kind passes the conformance suite in `tests/`.
+//! A target kind owns, in `src/targets/<kind>/`, its mapping section (model, checks, duplicate
+//! rule, JSON Schema fragment), its planner and its client, behind [`Kind`]; [`KINDS`] (with
+//! [`SECTIONS`]) lists every kind once. A kind's containers hold entries (a vault of secrets, a site of app
+//! settings), read and written in batches because some containers must be read once and
+//! written once. This file holds only what is common: the [`Container`] contract, the plan's
+//! types ([`PlannedContainer`], [`Entry`], [`Write`], [`Stored`]), the report's [`TargetType`],
+//! [`TargetContext`], and [`plan`], the loop over the registry. Every kind passes the
+//! conformance suite in `tests/conformance.rs`.
+
+// The registry: every target kind, once (its folder, its place in `KINDS`, its sections in
+// `SECTIONS`). The mapping's walk, merge and schema and the planner find kinds only here.
 
 pub mod app_configuration;
 pub mod app_settings;
 pub mod application_api;
 pub mod key_vault;
 
+/// Every target kind, in the order the plan lists their containers (and so the report its
+/// entries, and [`AppsMapping::apim_app_names`] the apps).
+pub static KINDS: [&dyn Kind; 4] = [
+    &key_vault::KIND,
+    &application_api::KIND,
+    &app_settings::KIND,
+    &app_configuration::KIND,
+];
+
+/// Every kind's mapping sections, in the order messages list them (`unknown field; expected
+/// ...`); each is one of [`KINDS`]' sections (a test checks); a new kind's go last.
+pub const SECTIONS: [&str; 6] = [
+    "keyVault",
+    "applicationApis",
+    "appConfiguration",
+    "functionApps",
+    "webApps",
+    "staticWebApps",
+];
+
 use crate::azure::cloud::Cloud;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::Result;
+use crate::mapping::walk::{Walked, Walker};
 use crate::mapping::AppsMapping;
 use crate::secret::ApiKey;
 use crate::settings::Settings;
 use azure_core::credentials::TokenCredential;
+use serde_json::Value;
 use std::sync::Arc;
 use time::OffsetDateTime;
 
-/// The kinds of target, as named in the report's `type`.
+/// What the report calls a container and its entries: one per report `type` (a kind may have
+/// several: app settings are a Function App's, a Web App's or a Static Web App's).
+///
+/// Words, one per meaning: a container's *label* is how the report names that container
+/// (`kv-one`, `func-orders/staging`, an API's URL: [`Container::label`]); a type's *noun* is what
+/// messages call any container of the type (`Key Vault`); an entry's *name* is its own name in its
+/// container (a secret's, a setting's), and [`TargetType::describe`] is how messages name an
+/// entry (`secret s1`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TargetKind {
-    /// A Key Vault secret.
-    KeyVault,
-    /// A consumer application's own HTTP API.
-    ApplicationApi,
-    /// An app setting of a Function App (or one of its slots).
-    FunctionApp,
-    /// An app setting of a Web App (or one of its slots).
-    WebApp,
-    /// An app setting of a Static Web App.
-    StaticWebApp,
-    /// An App Configuration key-value.
-    AppConfiguration,
+pub struct TargetType {
+    report_type: &'static str,
+    noun: &'static str,
+    entry_noun: &'static str,
+    quote_entry: bool,
 }
 
-impl TargetKind {
-    /// The report's `type` value.
-    pub fn report_type(self) -> &'static str {
-        match self {
-            TargetKind::KeyVault => "KEY_VAULT",
-            TargetKind::ApplicationApi => "APPLICATION_API",
-            TargetKind::FunctionApp => "FUNCTION_APP",
-            TargetKind::WebApp => "WEB_APP",
-            TargetKind::StaticWebApp => "STATIC_WEB_APP",
-            TargetKind::AppConfiguration => "APP_CONFIG",
+impl TargetType {
+    /// A type whose report `type` is `report_type`, whose containers are called `noun`, and
+    /// whose entries are called `entry_noun` followed by their name (in quotes if `quote_entry`).
+    pub const fn new(
+        report_type: &'static str,
+        noun: &'static str,
+        entry_noun: &'static str,
+        quote_entry: bool,
+    ) -> Self {
+        Self {
+            report_type,
+            noun,
+            entry_noun,
+            quote_entry,
         }
     }
 
-    /// How the report names a container of this kind in messages.
+    /// The report's `type` value (`KEY_VAULT`).
+    pub fn report_type(self) -> &'static str {
+        self.report_type
+    }
+
+    /// What messages call a container of this type (`Key Vault`).
     pub fn noun(self) -> &'static str {
-        match self {
-            TargetKind::KeyVault => "Key Vault",
-            TargetKind::ApplicationApi => "application API",
-            TargetKind::FunctionApp => "Function App",
-            TargetKind::WebApp => "Web App",
-            TargetKind::StaticWebApp => "Static Web App",
-            TargetKind::AppConfiguration => "App Configuration",
+        self.noun
+    }
+
+    /// How messages name the entry called `name` (`secret s1`, `the key of "ref"`).
+    pub fn describe(self, name: &str) -> String {
+        if self.quote_entry {
+            format!("{} \"{name}\"", self.entry_noun)
+        } else {
+            format!("{} {name}", self.entry_noun)
         }
     }
+}
+
+/// A target kind: the mapping sections it owns (read, checked, merged) and the containers it
+/// plans from them. Every kind is listed once in [`KINDS`].
+pub trait Kind: Sync {
+    /// The mapping's top-level sections this kind reads (`keyVault`; `functionApps`, `webApps`,
+    /// `staticWebApps`).
+    fn sections(&self) -> &'static [&'static str];
+
+    /// Reads one entry of `section` at `path` (`keyVault[0]`), reporting every problem through
+    /// `walker`; `None` when the entry cannot be used. The result holds the kind's
+    /// [`Group`](crate::mapping::Group) and the place and identity of each target it kept.
+    fn read(&self, section: &str, entry: &Value, path: &str, walker: &mut Walker)
+        -> Option<Walked>;
+
+    /// The kind's JSON Schema fragment (a JSON object): the `properties` of its sections and
+    /// the `$defs` they use, merged into `schema/apikeyrotationapps.schema.json`.
+    fn schema(&self) -> &'static str;
+
+    /// The containers of this kind that `mapping` names, each with its entries, in mapping order.
+    fn plan(&self, mapping: &AppsMapping, context: &TargetContext)
+        -> Result<Vec<PlannedContainer>>;
 }
 
 /// What an entry holds now.
@@ -139,11 +201,11 @@ pub struct Write {
 /// A container of entries of one kind.
 #[async_trait::async_trait]
 pub trait Container: Send + Sync {
-    /// The kind, for the report.
-    fn kind(&self) -> TargetKind;
+    /// Its type, for the report.
+    fn target_type(&self) -> TargetType;
 
-    /// The container's display name (vault name, API URL).
-    fn name(&self) -> &str;
+    /// How the report names the container (vault name, `site/slot`, API URL).
+    fn label(&self) -> &str;
 
     /// Reads the entries named `names`: one result per name, in order. A missing entry is
     /// `Ok(Stored::Missing)`, never an error; a failure of the whole container is returned
@@ -178,17 +240,17 @@ pub struct Entry {
     pub apim_app_name: String,
 }
 
-/// A container with the entries the mapping names in it.
-pub struct Planned {
+/// A container with the entries the mapping names in it: one item of the plan.
+pub struct PlannedContainer {
     /// The container.
     pub container: Arc<dyn Container>,
     /// Its mapped entries.
     pub entries: Vec<Entry>,
 }
 
-/// What the targets need to reach their services.
+/// What every kind's clients are built with to reach their services.
 #[derive(Clone)]
-pub struct TargetDeps {
+pub struct TargetContext {
     /// The shared HTTP client.
     pub http: reqwest::Client,
     /// The Azure credential.
@@ -198,149 +260,19 @@ pub struct TargetDeps {
     /// The app settings (header values of application APIs).
     pub settings: Arc<Settings>,
     /// Vault clients kept across runs, so each vault's authentication challenge is answered
-    /// once per process rather than once per run.
+    /// once per process rather than once per run ([`TargetContext::key_vault`]).
     pub vaults: key_vault::VaultClients,
     /// The run's retry policy and deadline, which every request of the targets follows.
     pub call: crate::azure::call::Call,
 }
 
-impl TargetDeps {
-    /// The vault at `vault_url` for this run: its client is made once per process and then
-    /// shared; its requests follow this run's call.
-    pub fn key_vault(&self, vault_url: &url::Url, label: &str) -> Result<Arc<key_vault::KeyVault>> {
-        // The mapping's vaults are checked when it is validated; this also covers the vaults
-        // that Key Vault references in a consumer's settings point to.
-        if !self.cloud.is_key_vault(vault_url) {
-            return Err(Error::new(
-                ErrorKind::PermissionDenied,
-                format!(
-                    "{} is not a vault of the {} cloud (expected a host under {}); the rotator sends its Key Vault token only to the cloud's vaults",
-                    vault_url.host_str().unwrap_or_default(),
-                    self.cloud.name,
-                    self.cloud.key_vault_suffix
-                ),
-            )
-            .with_code("VaultOutsideCloud"));
-        }
-        let client = self.vaults.client(vault_url, label, self)?;
-        Ok(Arc::new(key_vault::KeyVault::new(
-            client,
-            self.call.clone(),
-        )))
-    }
-}
-
-impl VaultResolver for TargetDeps {
-    fn vault(&self, vault_url: &url::Url) -> Result<Arc<dyn Container>> {
-        Ok(self.key_vault(vault_url, &crate::mapping::vault_label(vault_url))?)
-    }
-}
-
-/// Builds one container per vault, per application API endpoint (URL and auth) and per site,
-/// slot or static site named in the mapping, each with its entries.
-pub fn plan(mapping: &AppsMapping, deps: &TargetDeps) -> Result<Vec<Planned>> {
+/// Every kind's containers, kinds in the registry's order ([`KINDS`]).
+pub fn plan(mapping: &AppsMapping, context: &TargetContext) -> Result<Vec<PlannedContainer>> {
     let mut out = Vec::new();
-    for group in &mapping.key_vault {
-        let container: Arc<dyn Container> = deps.key_vault(&group.vault_url, &group.vault_label)?;
-        let entries = group
-            .secrets
-            .iter()
-            .map(|s| Entry {
-                name: s.secret_name.clone(),
-                apim_app_name: s.apim_app_name.clone(),
-            })
-            .collect();
-        out.push(Planned { container, entries });
+    for kind in KINDS {
+        out.extend(kind.plan(mapping, context)?);
     }
-    let mut apis: Vec<(application_api::ApplicationApi, Vec<Entry>)> = Vec::new();
-    for api in &mapping.application_apis {
-        let entry = Entry {
-            name: api.app_name.clone(),
-            apim_app_name: api.apim_app_name.clone(),
-        };
-        match apis
-            .iter_mut()
-            .find(|(c, _)| c.serves(&api.http_url, &api.auth))
-        {
-            Some((_, entries)) => entries.push(entry),
-            None => apis.push((
-                application_api::ApplicationApi::new(&api.http_url, api.auth.clone(), deps),
-                vec![entry],
-            )),
-        }
-    }
-    out.extend(apis.into_iter().map(|(c, entries)| Planned {
-        container: Arc::new(c),
-        entries,
-    }));
-    // One container per site, slot or static site, however many groups name it, so its
-    // settings are listed once and written with one PUT; its kind is the first group's.
-    let mut sites: Vec<(app_settings::AppSettings, Vec<Entry>)> = Vec::new();
-    for group in &mapping.app_settings {
-        let entries = group.settings.iter().map(|s| Entry {
-            name: s.setting_name.clone(),
-            apim_app_name: s.apim_app_name.clone(),
-        });
-        match sites.iter_mut().find(|(c, _)| c.serves(group)) {
-            Some((_, known)) => known.extend(entries),
-            None => {
-                let kind = app_settings::target_kind(group.kind);
-                let site = app_settings::AppSettings::new(group, kind, deps)?;
-                sites.push((site, entries.collect()));
-            }
-        }
-    }
-    out.extend(sites.into_iter().map(|(c, entries)| Planned {
-        container: Arc::new(c),
-        entries,
-    }));
-    out.extend(plan_app_configuration(mapping, deps));
     Ok(out)
-}
-
-/// One container per App Configuration endpoint and authentication, with its key-values.
-fn plan_app_configuration(mapping: &AppsMapping, deps: &TargetDeps) -> Vec<Planned> {
-    use app_configuration::{entry_name, AppConfiguration, StoreAuth};
-    // (endpoint, auth, (key, label) pairs, entries) of each store.
-    type Store = (
-        url::Url,
-        StoreAuth,
-        Vec<(String, Option<String>)>,
-        Vec<Entry>,
-    );
-    let mut stores: Vec<Store> = Vec::new();
-    for store in &mapping.app_configuration {
-        let auth = match &store.connection_string_setting {
-            None => StoreAuth::Entra,
-            Some(setting) => StoreAuth::ConnectionString {
-                setting: setting.clone(),
-            },
-        };
-        let at = match stores
-            .iter()
-            .position(|(e, a, _, _)| e == &store.endpoint && a == &auth)
-        {
-            Some(i) => i,
-            None => {
-                stores.push((store.endpoint.clone(), auth, Vec::new(), Vec::new()));
-                stores.len() - 1
-            }
-        };
-        for kv in &store.keys {
-            stores[at].2.push((kv.key.clone(), kv.label.clone()));
-            stores[at].3.push(Entry {
-                name: entry_name(&kv.key, kv.label.as_deref()),
-                apim_app_name: kv.apim_app_name.clone(),
-            });
-        }
-    }
-    stores
-        .into_iter()
-        .map(|(endpoint, auth, keys, entries)| Planned {
-            container: Arc::new(AppConfiguration::new(&endpoint, auth, &keys, deps)),
-            entries,
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -363,6 +295,18 @@ mod tests {
         assert!(SecretRef::from_secret_uri("https://kv1.vault.azure.net/keys/a").is_none());
         assert!(SecretRef::from_secret_uri("https://kv1.vault.azure.net/secrets/a/b/c").is_none());
         assert!(SecretRef::from_secret_uri("not a url").is_none());
+    }
+
+    /// Every section is listed once and owned by exactly one kind.
+    #[test]
+    fn sections_are_the_kinds_sections() {
+        let mut owned: Vec<&str> = KINDS.iter().flat_map(|k| k.sections().to_vec()).collect();
+        let mut listed = SECTIONS.to_vec();
+        owned.sort_unstable();
+        listed.sort_unstable();
+        assert_eq!(owned, listed);
+        listed.dedup();
+        assert_eq!(listed.len(), SECTIONS.len(), "a section is listed twice");
     }
 
     #[test]

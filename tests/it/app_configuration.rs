@@ -8,13 +8,14 @@ use crate::common;
 use apikey_rotator::azure::retry::{Call, RetryPolicy};
 use apikey_rotator::azure::{credential, http};
 use apikey_rotator::error::ErrorKind;
-use apikey_rotator::mapping::{AppConfigurationStore, AppsMapping, KeyValueMapping};
+use apikey_rotator::mapping::AppsMapping;
 use apikey_rotator::rotation::{run, RunOptions};
 use apikey_rotator::secret::ApiKey;
 use apikey_rotator::settings::Settings;
 use apikey_rotator::targets::app_configuration::auth::rfc1123_now;
 use apikey_rotator::targets::app_configuration::AccessKey;
-use apikey_rotator::targets::{plan, Container, Stored, TargetDeps, Write};
+use apikey_rotator::targets::app_configuration::{AppConfigurationStore, KeyValueMapping};
+use apikey_rotator::targets::{plan, Container, Stored, TargetContext, Write};
 use apikey_rotator::toolkit::key_source;
 use common::{Env, Handler};
 use serde_json::{json, Value};
@@ -212,7 +213,7 @@ async fn a_wrong_access_key_fails_only_the_hmac_store() {
 }
 
 /// Settings that reach the sandbox with its service principal.
-fn deps(env: &Env) -> TargetDeps {
+fn deps(env: &Env) -> TargetContext {
     let client_id = env.info.env["SANDBOX_CLIENT_ID"].clone();
     let secret = env.info.env["SANDBOX_CLIENT_SECRET"].clone();
     let settings = Arc::new(Settings::from_map(env.settings(&[
@@ -223,7 +224,7 @@ fn deps(env: &Env) -> TargetDeps {
     ])));
     let ca = std::fs::read(&env.info.ca_cert_file).unwrap();
     let http = http::build_client(Some(&ca), Duration::from_secs(10)).unwrap();
-    TargetDeps {
+    TargetContext {
         credential: credential::build(&settings, &http).unwrap(),
         http,
         cloud: settings.cloud.clone(),
@@ -239,25 +240,22 @@ fn store_mapping(
     setting: Option<&str>,
     keys: &[(&str, &str)],
 ) -> AppsMapping {
-    AppsMapping {
-        app_configuration: vec![AppConfigurationStore {
-            endpoint: env.info.endpoints.app_configurations[store]["endpoint"]
-                .as_str()
-                .unwrap()
-                .parse()
-                .unwrap(),
-            connection_string_setting: setting.map(str::to_string),
-            keys: keys
-                .iter()
-                .map(|(k, app)| KeyValueMapping {
-                    key: k.to_string(),
-                    label: None,
-                    apim_app_name: app.to_string(),
-                })
-                .collect(),
-        }],
-        ..AppsMapping::default()
-    }
+    AppsMapping::default().with([AppConfigurationStore {
+        endpoint: env.info.endpoints.app_configurations[store]["endpoint"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap(),
+        connection_string_setting: setting.map(str::to_string),
+        keys: keys
+            .iter()
+            .map(|(k, app)| KeyValueMapping {
+                key: k.to_string(),
+                label: None,
+                apim_app_name: app.to_string(),
+            })
+            .collect(),
+    }])
 }
 
 /// Another writer: an HMAC-signed PUT of `value` to `key` in appcs-partners, unconditional.

@@ -5,9 +5,10 @@ use crate::common;
 
 use apikey_rotator::azure::retry::{Call, RetryPolicy};
 use apikey_rotator::azure::{credential, http};
-use apikey_rotator::mapping::{AppsMapping, SettingMapping, SiteGroup, SiteKind};
+use apikey_rotator::mapping::AppsMapping;
 use apikey_rotator::settings::Settings;
-use apikey_rotator::targets::{plan, TargetDeps, TargetKind};
+use apikey_rotator::targets::app_settings::{self, SettingMapping, SiteGroup, SiteSection};
+use apikey_rotator::targets::{plan, TargetContext};
 use common::{Env, Handler};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -283,11 +284,11 @@ async fn forbidden_site_is_an_error_others_succeed() {
     );
 }
 
-fn deps(env: &Env) -> TargetDeps {
+fn deps(env: &Env) -> TargetContext {
     let settings = Arc::new(Settings::from_map(env.settings(&[])));
     let ca = std::fs::read(&env.info.ca_cert_file).unwrap();
     let http = http::build_client(Some(&ca), Duration::from_secs(10)).unwrap();
-    TargetDeps {
+    TargetContext {
         credential: credential::build(&settings, &http).unwrap(),
         http,
         cloud: settings.cloud.clone(),
@@ -302,8 +303,8 @@ fn deps(env: &Env) -> TargetDeps {
 #[tokio::test]
 async fn one_container_per_site_across_groups() {
     let env = Env::start().await;
-    let group = |kind, name: &str, slot: Option<&str>, setting: &str| SiteGroup {
-        kind,
+    let group = |section, name: &str, slot: Option<&str>, setting: &str| SiteGroup {
+        section,
         subscription_id: SUBSCRIPTION.into(),
         resource_group: "rg-orders".into(),
         name: name.into(),
@@ -313,19 +314,24 @@ async fn one_container_per_site_across_groups() {
             apim_app_name: APP2.into(),
         }],
     };
-    let mapping = AppsMapping {
-        app_settings: vec![
-            group(SiteKind::FunctionApp, "func-orders", None, "A"),
-            group(SiteKind::WebApp, "FUNC-ORDERS", None, "B"),
-            group(SiteKind::FunctionApp, "func-orders", Some("staging"), "C"),
-        ],
-        ..AppsMapping::default()
-    };
+    let mapping = AppsMapping::default().with([
+        group(SiteSection::FunctionApp, "func-orders", None, "A"),
+        group(SiteSection::WebApp, "FUNC-ORDERS", None, "B"),
+        group(
+            SiteSection::FunctionApp,
+            "func-orders",
+            Some("staging"),
+            "C",
+        ),
+    ]);
     let planned = plan(&mapping, &deps(&env)).unwrap();
     assert_eq!(planned.len(), 2);
-    assert_eq!(planned[0].container.kind(), TargetKind::FunctionApp);
-    assert_eq!(planned[0].container.name(), "func-orders");
+    assert_eq!(
+        planned[0].container.target_type(),
+        app_settings::FUNCTION_APP
+    );
+    assert_eq!(planned[0].container.label(), "func-orders");
     let names: Vec<_> = planned[0].entries.iter().map(|e| e.name.as_str()).collect();
     assert_eq!(names, ["A", "B"]);
-    assert_eq!(planned[1].container.name(), "func-orders/staging");
+    assert_eq!(planned[1].container.label(), "func-orders/staging");
 }

@@ -9,7 +9,7 @@ use apikey_rotator::azure::{credential, http};
 use apikey_rotator::error::ErrorKind;
 use apikey_rotator::settings::Settings;
 use apikey_rotator::targets::key_vault::VaultClients;
-use apikey_rotator::targets::{Container, TargetDeps};
+use apikey_rotator::targets::{Container, TargetContext};
 use common::Env;
 use serde_json::json;
 use std::sync::Arc;
@@ -51,7 +51,7 @@ async fn a_cached_vault_follows_the_policy_of_the_run_that_uses_it() {
     let credential = credential::build(&settings, &http).unwrap();
     // One process: one set of vault clients, shared by its runs.
     let vaults = VaultClients::default();
-    let run = |attempts: u32| TargetDeps {
+    let run = |attempts: u32| TargetContext {
         http: http.clone(),
         credential: credential.clone(),
         cloud: settings.cloud.clone(),

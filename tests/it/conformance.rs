@@ -2,23 +2,25 @@
 //! missing, write then read back, an unchanged value causes no write, concurrent writers lose
 //! nothing, errors carry the right kind, and no key reaches a log or an error.
 //!
-//! A new target kind is done when it has a [`Fixture`] in [`fixtures`] and every test here
-//! passes for it.
+//! Each contract is a function taking a [`Fixture`]; [`conformance!`] stamps one `#[test]` per
+//! kind per contract (`key_vault::write_then_read_back`), so every case passes or fails on its
+//! own. A new target kind is done when it has a [`Fixture`], a line in the `conformance!` list,
+//! and every test here passes for it.
 
 use crate::common;
 
 use apikey_rotator::azure::retry::{Call, RetryPolicy};
 use apikey_rotator::azure::{credential, http};
 use apikey_rotator::error::ErrorKind;
-use apikey_rotator::mapping::{
-    ApiAuth, AppConfigurationStore, ApplicationApi, AppsMapping, KeyValueMapping, KeyVaultGroup,
-    SecretMapping,
-};
-use apikey_rotator::mapping::{SettingMapping, SiteGroup, SiteKind};
+use apikey_rotator::mapping::AppsMapping;
 use apikey_rotator::rotation::{run, RunOptions};
 use apikey_rotator::secret::ApiKey;
 use apikey_rotator::settings::Settings;
-use apikey_rotator::targets::{plan, Container, Stored, TargetDeps, Write};
+use apikey_rotator::targets::app_configuration::{AppConfigurationStore, KeyValueMapping};
+use apikey_rotator::targets::app_settings::{SettingMapping, SiteGroup, SiteSection};
+use apikey_rotator::targets::application_api::{ApiAuth, ApplicationApiMapping};
+use apikey_rotator::targets::key_vault::{KeyVaultGroup, SecretMapping};
+use apikey_rotator::targets::{plan, Container, Stored, TargetContext, Write};
 use apikey_rotator::toolkit::{key_source, KeyRequest};
 use common::Env;
 use std::sync::{Arc, Mutex};
@@ -27,55 +29,90 @@ use std::time::Duration;
 /// One target kind under test: the sandbox service it talks to, and a mapping that names
 /// entries of one container of that kind.
 struct Fixture {
-    /// The kind, as the report names it.
-    kind: &'static str,
+    /// Its type, as the report names it.
+    report_type: &'static str,
     /// The sandbox's service name (request log, faults).
     service: &'static str,
     /// A mapping naming `entries` in one container of this kind, all for `app`.
     mapping: fn(&Env, &[&str], &str) -> AppsMapping,
 }
 
-/// Every target kind. Add a kind here to put it through the suite.
-fn fixtures() -> Vec<Fixture> {
-    vec![
-        Fixture {
-            kind: "KEY_VAULT",
-            service: "keyVault",
-            mapping: key_vault_mapping,
-        },
-        Fixture {
-            kind: "APPLICATION_API",
-            service: "applicationApi",
-            mapping: application_api_mapping,
-        },
-        Fixture {
-            kind: "FUNCTION_APP",
-            service: "resourceManager",
-            mapping: function_app_slot_mapping,
-        },
-        Fixture {
-            kind: "STATIC_WEB_APP",
-            service: "resourceManager",
-            mapping: static_web_app_mapping,
-        },
-        Fixture {
-            kind: "APP_CONFIG",
-            service: "appConfiguration",
-            mapping: app_configuration_entra_mapping,
-        },
-        Fixture {
-            kind: "APP_CONFIG",
-            service: "appConfiguration",
-            mapping: app_configuration_hmac_mapping,
-        },
-    ]
+const KEY_VAULT: Fixture = Fixture {
+    report_type: "KEY_VAULT",
+    service: "keyVault",
+    mapping: key_vault_mapping,
+};
+
+const APPLICATION_API: Fixture = Fixture {
+    report_type: "APPLICATION_API",
+    service: "applicationApi",
+    mapping: application_api_mapping,
+};
+
+const FUNCTION_APP_SLOT: Fixture = Fixture {
+    report_type: "FUNCTION_APP",
+    service: "resourceManager",
+    mapping: function_app_slot_mapping,
+};
+
+const STATIC_WEB_APP: Fixture = Fixture {
+    report_type: "STATIC_WEB_APP",
+    service: "resourceManager",
+    mapping: static_web_app_mapping,
+};
+
+const APP_CONFIGURATION_ENTRA: Fixture = Fixture {
+    report_type: "APP_CONFIG",
+    service: "appConfiguration",
+    mapping: app_configuration_entra_mapping,
+};
+
+const APP_CONFIGURATION_HMAC: Fixture = Fixture {
+    report_type: "APP_CONFIG",
+    service: "appConfiguration",
+    mapping: app_configuration_hmac_mapping,
+};
+
+/// Stamps, for each `module: FIXTURE`, a module with one test per contract.
+macro_rules! conformance {
+    ($($module:ident: $fixture:expr;)*) => {$(
+        mod $module {
+            use super::*;
+            conformance!(@contracts $fixture;
+                read_missing_is_missing,
+                write_then_read_back,
+                unchanged_value_causes_no_write,
+                interleaved_read_modify_writes_lose_nothing,
+                concurrent_writers_lose_nothing,
+                errors_carry_the_right_kind,
+                no_key_in_logs_or_errors,
+            );
+        }
+    )*};
+    (@contracts $fixture:expr; $($contract:ident,)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $contract() {
+            super::$contract(&$fixture).await;
+        }
+    )*};
+}
+
+// Every target kind (App Configuration twice: Entra ID and HMAC). Add a kind here to put it
+// through the suite.
+conformance! {
+    key_vault: KEY_VAULT;
+    application_api: APPLICATION_API;
+    function_app_slot: FUNCTION_APP_SLOT;
+    static_web_app: STATIC_WEB_APP;
+    app_configuration_entra: APP_CONFIGURATION_ENTRA;
+    app_configuration_hmac: APP_CONFIGURATION_HMAC;
 }
 
 /// The sandbox's subscription (see `sandbox/demo.rs`).
 const SANDBOX_SUBSCRIPTION: &str = "5a4db0c5-0000-4000-8000-00000000a5b1";
 
 fn site_mapping(
-    kind: SiteKind,
+    section: SiteSection,
     rg: &str,
     name: &str,
     slot: Option<&str>,
@@ -89,17 +126,14 @@ fn site_mapping(
             apim_app_name: app.into(),
         })
         .collect();
-    AppsMapping {
-        app_settings: vec![SiteGroup {
-            kind,
-            subscription_id: SANDBOX_SUBSCRIPTION.into(),
-            resource_group: rg.into(),
-            name: name.into(),
-            slot: slot.map(String::from),
-            settings,
-        }],
-        ..AppsMapping::default()
-    }
+    AppsMapping::default().with([SiteGroup {
+        section,
+        subscription_id: SANDBOX_SUBSCRIPTION.into(),
+        resource_group: rg.into(),
+        name: name.into(),
+        slot: slot.map(String::from),
+        settings,
+    }])
 }
 
 /// Key-values with the null label in one store; Entra ID, or HMAC with `setting`.
@@ -123,19 +157,16 @@ fn app_configuration_mapping(
             apim_app_name: app.into(),
         })
         .collect();
-    AppsMapping {
-        app_configuration: vec![AppConfigurationStore {
-            endpoint,
-            connection_string_setting: setting.map(str::to_string),
-            keys,
-        }],
-        ..AppsMapping::default()
-    }
+    AppsMapping::default().with([AppConfigurationStore {
+        endpoint,
+        connection_string_setting: setting.map(str::to_string),
+        keys,
+    }])
 }
 
 fn function_app_slot_mapping(_: &Env, entries: &[&str], app: &str) -> AppsMapping {
     site_mapping(
-        SiteKind::FunctionApp,
+        SiteSection::FunctionApp,
         "rg-orders",
         "func-orders",
         Some("staging"),
@@ -146,7 +177,7 @@ fn function_app_slot_mapping(_: &Env, entries: &[&str], app: &str) -> AppsMappin
 
 fn static_web_app_mapping(_: &Env, entries: &[&str], app: &str) -> AppsMapping {
     site_mapping(
-        SiteKind::StaticWebApp,
+        SiteSection::StaticWebApp,
         "rg-web",
         "swa-portal",
         None,
@@ -175,14 +206,11 @@ fn key_vault_mapping(env: &Env, entries: &[&str], app: &str) -> AppsMapping {
             apim_app_name: app.into(),
         })
         .collect();
-    AppsMapping {
-        key_vault: vec![KeyVaultGroup {
-            vault_url,
-            vault_label: "kv-partners-prd".into(),
-            secrets,
-        }],
-        ..AppsMapping::default()
-    }
+    AppsMapping::default().with([KeyVaultGroup {
+        vault_url,
+        vault_label: "kv-partners-prd".into(),
+        secrets,
+    }])
 }
 
 fn application_api_mapping(env: &Env, entries: &[&str], app: &str) -> AppsMapping {
@@ -192,19 +220,16 @@ fn application_api_mapping(env: &Env, entries: &[&str], app: &str) -> AppsMappin
     let auth = ApiAuth::ManagedIdentity {
         scope: "api://apikey-consumer-sandbox/.default".into(),
     };
-    let application_apis = entries
+    let apis: Vec<_> = entries
         .iter()
-        .map(|e| ApplicationApi {
+        .map(|e| ApplicationApiMapping {
             http_url: http_url.clone(),
             app_name: e.to_string(),
             apim_app_name: app.into(),
             auth: auth.clone(),
         })
         .collect();
-    AppsMapping {
-        application_apis,
-        ..AppsMapping::default()
-    }
+    AppsMapping::default().with(apis)
 }
 
 const APP3: &str = "ApiKeyRotator_TestApp3_Sandbox";
@@ -221,11 +246,11 @@ fn settings(env: &Env) -> Arc<Settings> {
     ])))
 }
 
-fn deps(env: &Env) -> TargetDeps {
+fn deps(env: &Env) -> TargetContext {
     let settings = settings(env);
     let ca = std::fs::read(&env.info.ca_cert_file).unwrap();
     let http = http::build_client(Some(&ca), Duration::from_secs(10)).unwrap();
-    TargetDeps {
+    TargetContext {
         credential: credential::build(&settings, &http).unwrap(),
         http,
         cloud: settings.cloud.clone(),
@@ -238,13 +263,18 @@ fn deps(env: &Env) -> TargetDeps {
 /// The one container of `mapping`.
 fn container(
     env: &Env,
-    deps: &TargetDeps,
+    deps: &TargetContext,
     fixture: &Fixture,
     entries: &[&str],
 ) -> Arc<dyn Container> {
     let mapping = (fixture.mapping)(env, entries, APP3);
     let mut planned = plan(&mapping, deps).unwrap();
-    assert_eq!(planned.len(), 1, "{}: one container expected", fixture.kind);
+    assert_eq!(
+        planned.len(),
+        1,
+        "{}: one container expected",
+        fixture.report_type
+    );
     planned.remove(0).container
 }
 
@@ -262,56 +292,57 @@ fn fresh_key(tag: &str) -> ApiKey {
 }
 
 /// Reading an entry that was never written is `Stored::Missing`, not an error.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn read_missing_is_missing() {
+async fn read_missing_is_missing(f: &Fixture) {
     let env = Env::start().await;
     let deps = deps(&env);
-    for f in fixtures() {
-        let c = container(&env, &deps, &f, &["never-written-1"]);
-        let got = c.read(&["never-written-1".into()]).await;
-        assert!(
-            matches!(got.as_slice(), [Ok(Stored::Missing)]),
-            "{}: {got:?}",
-            f.kind
-        );
-        assert_eq!(c.kind().report_type(), f.kind);
-    }
+    let c = container(&env, &deps, f, &["never-written-1"]);
+    let got = c.read(&["never-written-1".into()]).await;
+    assert!(
+        matches!(got.as_slice(), [Ok(Stored::Missing)]),
+        "{}: {got:?}",
+        f.report_type
+    );
+    assert_eq!(c.target_type().report_type(), f.report_type);
 }
 
 /// What is written reads back as the same key, and only the named entries change.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn write_then_read_back() {
+async fn write_then_read_back(f: &Fixture) {
     let env = Env::start().await;
     let deps = deps(&env);
-    for f in fixtures() {
-        let names = ["conf-a", "conf-b"];
-        let c = container(&env, &deps, &f, &names);
-        let (a, b) = (fresh_key("a"), fresh_key("b"));
-        let results = c.write(&[write("conf-a", &a)]).await;
-        assert!(results.iter().all(Result::is_ok), "{}: {results:?}", f.kind);
-        let got = c.read(&names.map(String::from)).await;
-        assert!(got[0].as_ref().unwrap().holds(&a), "{}: {got:?}", f.kind);
-        assert_eq!(
-            got[1].as_ref().unwrap(),
-            &Stored::Missing,
-            "{}: an unnamed entry changed",
-            f.kind
-        );
-        assert!(c.write(&[write("conf-a", &b)]).await[0].is_ok());
-        assert!(
-            c.read(&["conf-a".into()]).await[0]
-                .as_ref()
-                .unwrap()
-                .holds(&b),
-            "{}: overwrite",
-            f.kind
-        );
-    }
+    let names = ["conf-a", "conf-b"];
+    let c = container(&env, &deps, f, &names);
+    let (a, b) = (fresh_key("a"), fresh_key("b"));
+    let results = c.write(&[write("conf-a", &a)]).await;
+    assert!(
+        results.iter().all(Result::is_ok),
+        "{}: {results:?}",
+        f.report_type
+    );
+    let got = c.read(&names.map(String::from)).await;
+    assert!(
+        got[0].as_ref().unwrap().holds(&a),
+        "{}: {got:?}",
+        f.report_type
+    );
+    assert_eq!(
+        got[1].as_ref().unwrap(),
+        &Stored::Missing,
+        "{}: an unnamed entry changed",
+        f.report_type
+    );
+    assert!(c.write(&[write("conf-a", &b)]).await[0].is_ok());
+    assert!(
+        c.read(&["conf-a".into()]).await[0]
+            .as_ref()
+            .unwrap()
+            .holds(&b),
+        "{}: overwrite",
+        f.report_type
+    );
 }
 
 /// A run over a target that already holds the current key writes nothing.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unchanged_value_causes_no_write() {
+async fn unchanged_value_causes_no_write(f: &Fixture) {
     let env = Env::start().await;
     let deps = deps(&env);
     let keys = key_source(&deps.settings, deps.http.clone()).unwrap();
@@ -320,155 +351,148 @@ async fn unchanged_value_causes_no_write() {
         .await
         .unwrap()
         .api_key;
-    for f in fixtures() {
-        let mapping = (f.mapping)(&env, &["conf-unchanged"], APP3);
-        let planned = plan(&mapping, &deps).unwrap();
-        assert!(planned[0]
-            .container
-            .write(&[write("conf-unchanged", &current)])
-            .await[0]
-            .is_ok());
-        env.clear_requests().await;
-        let report = run(
-            &deps.call,
-            keys.as_ref(),
-            &planned,
-            &[APP3.to_string()],
-            &RunOptions::default(),
-            &deps,
-        )
-        .await;
-        assert_eq!(
-            (report.summary.unchanged, report.summary.updated),
-            (1, 0),
-            "{}: {report:?}",
-            f.kind
-        );
-        let writes: Vec<_> = env
-            .writes()
-            .await
-            .into_iter()
-            .filter(|r| r["service"] == f.service)
-            .collect();
-        assert!(
-            writes.is_empty(),
-            "{}: an unchanged value was written: {writes:?}",
-            f.kind
-        );
-    }
+    let mapping = (f.mapping)(&env, &["conf-unchanged"], APP3);
+    let planned = plan(&mapping, &deps).unwrap();
+    assert!(planned[0]
+        .container
+        .write(&[write("conf-unchanged", &current)])
+        .await[0]
+        .is_ok());
+    env.clear_requests().await;
+    let report = run(
+        &deps.call,
+        keys.as_ref(),
+        &planned,
+        &[APP3.to_string()],
+        &RunOptions::default(),
+        &deps,
+    )
+    .await;
+    assert_eq!(
+        (report.summary.unchanged, report.summary.updated),
+        (1, 0),
+        "{}: {report:?}",
+        f.report_type
+    );
+    let writes: Vec<_> = env
+        .writes()
+        .await
+        .into_iter()
+        .filter(|r| r["service"] == f.service)
+        .collect();
+    assert!(
+        writes.is_empty(),
+        "{}: an unchanged value was written: {writes:?}",
+        f.report_type
+    );
 }
 
 /// Two read-compare-write cycles that interleave on the same container (both read, then both
 /// write different entries, as two runs or two apps' targets could) lose neither update.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn interleaved_read_modify_writes_lose_nothing() {
+async fn interleaved_read_modify_writes_lose_nothing(f: &Fixture) {
     let env = Env::start().await;
     let deps = deps(&env);
-    for f in fixtures() {
-        let names = ["conf-interleaved-a", "conf-interleaved-b"];
-        let (first, second) = (
-            container(&env, &deps, &f, &names),
-            container(&env, &deps, &f, &names),
-        );
-        let (a, b) = (fresh_key("ia"), fresh_key("ib"));
-        assert!(first.read(&[names[0].into()]).await[0].is_ok());
-        assert!(second.read(&[names[1].into()]).await[0].is_ok());
-        assert!(
-            first.write(&[write(names[0], &a)]).await[0].is_ok(),
-            "{}",
-            f.kind
-        );
-        assert!(
-            second.write(&[write(names[1], &b)]).await[0].is_ok(),
-            "{}",
-            f.kind
-        );
-        let got = container(&env, &deps, &f, &names)
-            .read(&names.map(String::from))
-            .await;
-        assert!(
-            got[0].as_ref().unwrap().holds(&a),
-            "{}: the first writer's update was lost",
-            f.kind
-        );
-        assert!(
-            got[1].as_ref().unwrap().holds(&b),
-            "{}: the second writer's update was lost",
-            f.kind
-        );
-    }
+    let names = ["conf-interleaved-a", "conf-interleaved-b"];
+    let (first, second) = (
+        container(&env, &deps, f, &names),
+        container(&env, &deps, f, &names),
+    );
+    let (a, b) = (fresh_key("ia"), fresh_key("ib"));
+    assert!(first.read(&[names[0].into()]).await[0].is_ok());
+    assert!(second.read(&[names[1].into()]).await[0].is_ok());
+    assert!(
+        first.write(&[write(names[0], &a)]).await[0].is_ok(),
+        "{}",
+        f.report_type
+    );
+    assert!(
+        second.write(&[write(names[1], &b)]).await[0].is_ok(),
+        "{}",
+        f.report_type
+    );
+    let got = container(&env, &deps, f, &names)
+        .read(&names.map(String::from))
+        .await;
+    assert!(
+        got[0].as_ref().unwrap().holds(&a),
+        "{}: the first writer's update was lost",
+        f.report_type
+    );
+    assert!(
+        got[1].as_ref().unwrap().holds(&b),
+        "{}: the second writer's update was lost",
+        f.report_type
+    );
 }
 
 /// Writers working on different entries of the same container at once lose nothing.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_writers_lose_nothing() {
+async fn concurrent_writers_lose_nothing(f: &Fixture) {
     let env = Env::start().await;
     let deps = deps(&env);
-    for f in fixtures() {
-        let names: Vec<String> = (0..6).map(|i| format!("conf-concurrent-{i}")).collect();
-        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let keys: Vec<ApiKey> = names.iter().map(|n| fresh_key(n)).collect();
-        // Separate containers (as two runs would have), each writing its own entries at once.
-        let writers = names.iter().zip(&keys).map(|(name, key)| {
-            let c = container(&env, &deps, &f, &refs);
-            let w = write(name, key);
-            async move { c.write(&[w]).await }
-        });
-        for result in futures::future::join_all(writers).await {
-            assert!(result.iter().all(Result::is_ok), "{}: {result:?}", f.kind);
-        }
-        let got = container(&env, &deps, &f, &refs).read(&names).await;
-        for ((name, key), stored) in names.iter().zip(&keys).zip(got) {
-            assert!(
-                stored.unwrap().holds(key),
-                "{}: the write to {name} was lost",
-                f.kind
-            );
-        }
+    let names: Vec<String> = (0..6).map(|i| format!("conf-concurrent-{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let keys: Vec<ApiKey> = names.iter().map(|n| fresh_key(n)).collect();
+    // Separate containers (as two runs would have), each writing its own entries at once.
+    let writers = names.iter().zip(&keys).map(|(name, key)| {
+        let c = container(&env, &deps, f, &refs);
+        let w = write(name, key);
+        async move { c.write(&[w]).await }
+    });
+    for result in futures::future::join_all(writers).await {
+        assert!(
+            result.iter().all(Result::is_ok),
+            "{}: {result:?}",
+            f.report_type
+        );
+    }
+    let got = container(&env, &deps, f, &refs).read(&names).await;
+    for ((name, key), stored) in names.iter().zip(&keys).zip(got) {
+        assert!(
+            stored.unwrap().holds(key),
+            "{}: the write to {name} was lost",
+            f.report_type
+        );
     }
 }
 
 /// Service errors become the right kind: refused is PermissionDenied (permanent), throttled
 /// is RateLimited and unavailable is Unavailable (both temporary).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn errors_carry_the_right_kind() {
+async fn errors_carry_the_right_kind(f: &Fixture) {
     let env = Env::start().await;
     let deps = deps(&env);
-    for f in fixtures() {
-        for (status, kind, temporary) in [
-            (403, ErrorKind::PermissionDenied, false),
-            (429, ErrorKind::RateLimited, true),
-            (503, ErrorKind::Unavailable, true),
-        ] {
-            let c = container(&env, &deps, &f, &["conf-faulty"]);
-            let fault = serde_json::json!({"service": f.service, "match": "", "status": status, "times": 50});
-            let url = format!("{}/faults", env.info.endpoints.admin);
-            assert!(env
-                .admin
-                .post(&url)
-                .json(&fault)
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .is_success());
-            let got = c.read(&["conf-faulty".into()]).await;
-            env.admin.delete(&url).send().await.unwrap();
-            let err = got[0].as_ref().expect_err("a fault must be an error");
-            assert_eq!(
-                (err.kind(), err.is_temporary()),
-                (kind, temporary),
-                "{} {status}: {err}",
-                f.kind
-            );
-            assert_eq!(err.status(), Some(status), "{} {status}", f.kind);
-        }
+    for (status, kind, temporary) in [
+        (403, ErrorKind::PermissionDenied, false),
+        (429, ErrorKind::RateLimited, true),
+        (503, ErrorKind::Unavailable, true),
+    ] {
+        let c = container(&env, &deps, f, &["conf-faulty"]);
+        let fault =
+            serde_json::json!({"service": f.service, "match": "", "status": status, "times": 50});
+        let url = format!("{}/faults", env.info.endpoints.admin);
+        assert!(env
+            .admin
+            .post(&url)
+            .json(&fault)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .is_success());
+        let got = c.read(&["conf-faulty".into()]).await;
+        env.admin.delete(&url).send().await.unwrap();
+        let err = got[0].as_ref().expect_err("a fault must be an error");
+        assert_eq!(
+            (err.kind(), err.is_temporary()),
+            (kind, temporary),
+            "{} {status}: {err}",
+            f.report_type
+        );
+        assert_eq!(err.status(), Some(status), "{} {status}", f.report_type);
     }
 }
 
 /// No full key appears in what the targets log or in their errors.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_key_in_logs_or_errors() {
+async fn no_key_in_logs_or_errors(f: &Fixture) {
     let logs = Arc::new(Mutex::new(Vec::<u8>::new()));
     let sink = logs.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -479,39 +503,36 @@ async fn no_key_in_logs_or_errors() {
 
     let env = Env::start().await;
     let deps = deps(&env);
-    for f in fixtures() {
-        let key = fresh_key("leak");
-        let c = container(&env, &deps, &f, &["conf-leak"]);
-        assert!(c.write(&[write("conf-leak", &key)]).await[0].is_ok());
-        let fault =
-            serde_json::json!({"service": f.service, "match": "", "status": 400, "times": 1});
-        env.admin
-            .post(format!("{}/faults", env.info.endpoints.admin))
-            .json(&fault)
-            .send()
-            .await
-            .unwrap();
-        let failed = c.write(&[write("conf-leak", &key)]).await;
-        let err = failed[0]
-            .as_ref()
-            .expect_err("the fault must fail the write");
-        assert!(
-            !err.to_string().contains(key.expose()) && !format!("{err:?}").contains(key.expose()),
-            "{}",
-            f.kind
-        );
-        assert!(c.read(&["conf-leak".into()]).await[0]
-            .as_ref()
-            .unwrap()
-            .holds(&key));
-        let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
-        assert!(!text.is_empty(), "the capture must see the targets' logs");
-        assert!(
-            !text.contains(key.expose()),
-            "{}: a key reached the log",
-            f.kind
-        );
-    }
+    let key = fresh_key("leak");
+    let c = container(&env, &deps, f, &["conf-leak"]);
+    assert!(c.write(&[write("conf-leak", &key)]).await[0].is_ok());
+    let fault = serde_json::json!({"service": f.service, "match": "", "status": 400, "times": 1});
+    env.admin
+        .post(format!("{}/faults", env.info.endpoints.admin))
+        .json(&fault)
+        .send()
+        .await
+        .unwrap();
+    let failed = c.write(&[write("conf-leak", &key)]).await;
+    let err = failed[0]
+        .as_ref()
+        .expect_err("the fault must fail the write");
+    assert!(
+        !err.to_string().contains(key.expose()) && !format!("{err:?}").contains(key.expose()),
+        "{}",
+        f.report_type
+    );
+    assert!(c.read(&["conf-leak".into()]).await[0]
+        .as_ref()
+        .unwrap()
+        .holds(&key));
+    let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    assert!(!text.is_empty(), "the capture must see the targets' logs");
+    assert!(
+        !text.contains(key.expose()),
+        "{}: a key reached the log",
+        f.report_type
+    );
 }
 
 struct Capture(Arc<Mutex<Vec<u8>>>);

@@ -6,6 +6,10 @@
 use apikey_rotator::azure::cloud::Cloud;
 use apikey_rotator::mapping::{self, AppsMapping, MappingErrors};
 use apikey_rotator::settings::MAPPING_SETTINGS;
+use apikey_rotator::targets::app_configuration::AppConfigurationStore;
+use apikey_rotator::targets::app_settings::SiteGroup;
+use apikey_rotator::targets::application_api::ApplicationApiMapping;
+use apikey_rotator::targets::key_vault::KeyVaultGroup;
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 
@@ -186,7 +190,7 @@ fn sites_in_split_order(
     merged: &AppsMapping,
     entries: &[(usize, Entry)],
     orders: &[Vec<usize>],
-) -> Vec<mapping::SiteGroup> {
+) -> Vec<SiteGroup> {
     // The merged document lists sites by section, then by place.
     let mut sites: Vec<(usize, usize, usize)> = Vec::new();
     for s in 2..5 {
@@ -197,8 +201,11 @@ fn sites_in_split_order(
             }
         }
     }
-    assert_eq!(sites.len(), merged.app_settings.len());
-    let mut paired: Vec<_> = sites.into_iter().zip(merged.app_settings.clone()).collect();
+    assert_eq!(sites.len(), merged.groups::<SiteGroup>().len());
+    let mut paired: Vec<_> = sites
+        .into_iter()
+        .zip(merged.groups::<SiteGroup>().to_vec())
+        .collect();
     paired.sort_by_key(|(key, _)| *key);
     paired.into_iter().map(|(_, g)| g).collect()
 }
@@ -229,10 +236,11 @@ proptest! {
         let merged = parse(&settings(&[part_doc(&all, 0, &canonical)])).unwrap_or_else(|e| panic!("{e}"));
 
         // Sections other than app settings are whole sections, so they concatenate exactly.
-        prop_assert_eq!(&split.key_vault, &merged.key_vault);
-        prop_assert_eq!(&split.application_apis, &merged.application_apis);
-        prop_assert_eq!(&split.app_configuration, &merged.app_configuration);
-        prop_assert_eq!(&split.app_settings, &sites_in_split_order(&merged, &entries, &orders));
+        prop_assert_eq!(split.groups::<KeyVaultGroup>(), merged.groups::<KeyVaultGroup>());
+        prop_assert_eq!(split.groups::<ApplicationApiMapping>(), merged.groups::<ApplicationApiMapping>());
+        prop_assert_eq!(split.groups::<AppConfigurationStore>(), merged.groups::<AppConfigurationStore>());
+        let sites = sites_in_split_order(&merged, &entries, &orders);
+        prop_assert_eq!(split.groups::<SiteGroup>(), sites.as_slice());
         prop_assert_eq!(split.apim_app_names().len(), merged.apim_app_names().len());
 
         let expected: usize = entries.iter().map(|(_, e)| e.targets).sum();

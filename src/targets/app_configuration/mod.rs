@@ -5,20 +5,108 @@
 //! One container per store endpoint and authentication; its entries are key-values named by
 //! [`entry_name`] (the key, with `?label=` when the label is not null).
 
+//!
+//! The folder owns the kind whole: its mapping section (`mapping.rs`, `schema.json`), its
+//! planner ([`KIND`]), its client ([`AppConfiguration`], with `auth.rs`) and its service's
+//! errors (`error.rs`).
+
 pub mod auth;
 mod error;
+mod mapping;
 
 pub use auth::{audience, AccessKey};
 pub use error::parse_error;
+pub use mapping::{AppConfigurationStore, KeyValueMapping};
 
-use super::{Container, SecretRef, Stored, TargetDeps, TargetKind, Write};
+use super::{
+    Container, Entry, Kind, PlannedContainer, SecretRef, Stored, TargetContext, TargetType, Write,
+};
 use crate::azure::credential::bearer;
 use crate::azure::retry::{self, Idempotency};
 use crate::error::{Error, ErrorKind, Result};
+use crate::mapping::walk::{Walked, Walker};
+use crate::mapping::AppsMapping;
 use crate::secret::ApiKey;
 use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+/// The report's type of a store.
+pub const TYPE: TargetType = TargetType::new("APP_CONFIG", "App Configuration", "key-value", true);
+
+/// The App Configuration kind: the `appConfiguration` section, one container per store endpoint
+/// and authentication, however many entries name it.
+pub struct AppConfigurationKind;
+
+/// The kind, for the registry.
+pub static KIND: AppConfigurationKind = AppConfigurationKind;
+
+impl Kind for AppConfigurationKind {
+    fn sections(&self) -> &'static [&'static str] {
+        &["appConfiguration"]
+    }
+
+    fn read(
+        &self,
+        _: &str,
+        entry: &serde_json::Value,
+        path: &str,
+        walker: &mut Walker,
+    ) -> Option<Walked> {
+        mapping::read(walker, entry, path)
+    }
+
+    fn schema(&self) -> &'static str {
+        include_str!("schema.json")
+    }
+
+    fn plan(
+        &self,
+        mapping: &AppsMapping,
+        context: &TargetContext,
+    ) -> crate::error::Result<Vec<PlannedContainer>> {
+        // (endpoint, auth, (key, label) pairs, entries) of each store.
+        type Store = (
+            url::Url,
+            StoreAuth,
+            Vec<(String, Option<String>)>,
+            Vec<Entry>,
+        );
+        let mut stores: Vec<Store> = Vec::new();
+        for store in mapping.groups::<AppConfigurationStore>() {
+            let auth = match &store.connection_string_setting {
+                None => StoreAuth::Entra,
+                Some(setting) => StoreAuth::ConnectionString {
+                    setting: setting.clone(),
+                },
+            };
+            let at = match stores
+                .iter()
+                .position(|(e, a, _, _)| e == &store.endpoint && a == &auth)
+            {
+                Some(i) => i,
+                None => {
+                    stores.push((store.endpoint.clone(), auth, Vec::new(), Vec::new()));
+                    stores.len() - 1
+                }
+            };
+            for kv in &store.keys {
+                stores[at].2.push((kv.key.clone(), kv.label.clone()));
+                stores[at].3.push(Entry {
+                    name: entry_name(&kv.key, kv.label.as_deref()),
+                    apim_app_name: kv.apim_app_name.clone(),
+                });
+            }
+        }
+        Ok(stores
+            .into_iter()
+            .map(|(endpoint, auth, keys, entries)| PlannedContainer {
+                container: Arc::new(AppConfiguration::new(&endpoint, auth, &keys, context)),
+                entries,
+            })
+            .collect())
+    }
+}
 
 /// The api-version every request pins.
 pub const API_VERSION: &str = "2023-11-01";
@@ -77,7 +165,7 @@ pub struct AppConfiguration {
     auth: StoreAuth,
     /// The access key, or why there is none (parsed once; reported on every call).
     access_key: Option<Result<AccessKey>>,
-    deps: TargetDeps,
+    context: TargetContext,
     /// Entry name to (key, label), for the entries the mapping names.
     names: HashMap<String, (String, Option<String>)>,
     seen: Mutex<HashMap<String, Seen>>,
@@ -92,7 +180,7 @@ impl AppConfiguration {
         endpoint: &url::Url,
         auth: StoreAuth,
         keys: &[(String, Option<String>)],
-        deps: &TargetDeps,
+        context: &TargetContext,
     ) -> Self {
         let label = match (endpoint.host(), endpoint.port()) {
             (Some(url::Host::Domain(d)), _) if d.contains('.') => {
@@ -104,7 +192,7 @@ impl AppConfiguration {
         let access_key = match &auth {
             StoreAuth::Entra => None,
             StoreAuth::ConnectionString { setting } => Some(
-                match deps.settings.get(setting) {
+                match context.settings.get(setting) {
                     None => Err(Error::config(format!(
                         "App Configuration {label}: app setting {setting} (connection string) is not set"
                     ))),
@@ -133,7 +221,7 @@ impl AppConfiguration {
             label,
             auth,
             access_key,
-            deps: deps.clone(),
+            context: context.clone(),
             names: keys
                 .iter()
                 .map(|(k, l)| (entry_name(k, l.as_deref()), (k.clone(), l.clone())))
@@ -214,9 +302,12 @@ impl AppConfiguration {
     ) -> Result<reqwest::Response> {
         let body = body.unwrap_or_default();
         let service = format!("App Configuration {}", self.label);
-        let response = retry::send(&self.deps.call, &service, Idempotency::Idempotent, || {
-            self.request(method.clone(), url.clone(), body.clone(), extra)
-        })
+        let response = retry::send(
+            &self.context.call,
+            &service,
+            Idempotency::Idempotent,
+            || self.request(method.clone(), url.clone(), body.clone(), extra),
+        )
         .await?;
         self.remember_sync_tokens(response.headers());
         Ok(response)
@@ -231,7 +322,7 @@ impl AppConfiguration {
         extra: &[(&'static str, String)],
     ) -> Result<reqwest::RequestBuilder> {
         let mut request = self
-            .deps
+            .context
             .http
             .request(method.clone(), url.clone())
             .header(ACCEPT, KV_MEDIA_TYPE);
@@ -244,8 +335,8 @@ impl AppConfiguration {
         match &self.access_key {
             None => {
                 let token = bearer(
-                    &self.deps.call,
-                    self.deps.credential.as_ref(),
+                    &self.context.call,
+                    self.context.credential.as_ref(),
                     audience(&self.endpoint),
                 )
                 .await?;
@@ -516,11 +607,11 @@ fn same_origin(a: &url::Url, b: &url::Url) -> bool {
 
 #[async_trait::async_trait]
 impl Container for AppConfiguration {
-    fn kind(&self) -> TargetKind {
-        TargetKind::AppConfiguration
+    fn target_type(&self) -> TargetType {
+        TYPE
     }
 
-    fn name(&self) -> &str {
+    fn label(&self) -> &str {
         &self.label
     }
 
@@ -528,7 +619,7 @@ impl Container for AppConfiguration {
         // Each request carries the Sync-Tokens known when it starts, as the SDKs' concurrent
         // requests do; reads of different keys need nothing from each other.
         crate::fan_out::bounded(
-            self.deps.call.fan_out(),
+            self.context.call.fan_out(),
             names.iter().map(|n| self.read_one(n)),
         )
         .await
@@ -536,7 +627,7 @@ impl Container for AppConfiguration {
 
     async fn write(&self, writes: &[Write]) -> Vec<Result<()>> {
         crate::fan_out::bounded(
-            self.deps.call.fan_out(),
+            self.context.call.fan_out(),
             writes.iter().map(|w| self.write_one(w)),
         )
         .await

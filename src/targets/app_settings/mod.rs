@@ -11,18 +11,26 @@
 //! [`Stored::KeyVaultReference`]; the engine rotates the secret and calls
 //! [`Container::references_updated`], which asks the site to refresh its references.
 
+//!
+//! The folder owns the kind whole: its mapping sections (`mapping.rs`, `schema.json`), its
+//! planner ([`KIND`]), its client ([`AppSettings`]), its service's errors (`error.rs`) and the
+//! reading of Key Vault references (`reference.rs`).
+
 mod error;
+mod mapping;
 mod reference;
 
 pub use error::parse_error;
+pub use mapping::{SettingMapping, SiteGroup, SiteSection};
 pub use reference::{parse as parse_reference, Parsed};
 
-use super::{Container, Stored, TargetDeps, TargetKind, Write};
+use super::{Container, Entry, Kind, PlannedContainer, Stored, TargetContext, TargetType, Write};
 use crate::azure::credential::bearer;
 use crate::azure::http::transport_error;
 use crate::azure::retry::{self, Idempotency};
 use crate::error::{Error, ErrorKind, Result};
-use crate::mapping::{SiteGroup, SiteKind};
+use crate::mapping::walk::{Walked, Walker};
+use crate::mapping::AppsMapping;
 use crate::secret::ApiKey;
 use reqwest::Method;
 use serde_json::{Map, Value};
@@ -40,18 +48,84 @@ fn site_lock(key: &str) -> SiteLock {
     locks.entry(key.to_ascii_lowercase()).or_default().clone()
 }
 
-/// The target kind of a mapping section.
-pub fn target_kind(kind: SiteKind) -> TargetKind {
-    match kind {
-        SiteKind::FunctionApp => TargetKind::FunctionApp,
-        SiteKind::WebApp => TargetKind::WebApp,
-        SiteKind::StaticWebApp => TargetKind::StaticWebApp,
+/// The report's type of a Function App's settings.
+pub const FUNCTION_APP: TargetType =
+    TargetType::new("FUNCTION_APP", "Function App", "app setting", false);
+/// The report's type of a Web App's settings.
+pub const WEB_APP: TargetType = TargetType::new("WEB_APP", "Web App", "app setting", false);
+/// The report's type of a Static Web App's settings.
+pub const STATIC_WEB_APP: TargetType =
+    TargetType::new("STATIC_WEB_APP", "Static Web App", "app setting", false);
+
+/// The report's type of the settings of a section's sites.
+pub fn target_type(section: SiteSection) -> TargetType {
+    match section {
+        SiteSection::FunctionApp => FUNCTION_APP,
+        SiteSection::WebApp => WEB_APP,
+        SiteSection::StaticWebApp => STATIC_WEB_APP,
+    }
+}
+
+/// The app settings kind: the `functionApps`, `webApps` and `staticWebApps` sections, one
+/// container per site, slot or static site.
+pub struct AppSettingsKind;
+
+/// The kind, for the registry.
+pub static KIND: AppSettingsKind = AppSettingsKind;
+
+impl Kind for AppSettingsKind {
+    fn sections(&self) -> &'static [&'static str] {
+        &["functionApps", "webApps", "staticWebApps"]
+    }
+
+    fn read(
+        &self,
+        section: &str,
+        entry: &Value,
+        path: &str,
+        walker: &mut Walker,
+    ) -> Option<Walked> {
+        mapping::read(walker, section, entry, path)
+    }
+
+    fn schema(&self) -> &'static str {
+        include_str!("schema.json")
+    }
+
+    /// One container per site, slot or static site, however many groups name it, so its
+    /// settings are listed once and written with one PUT; its type is the first group's.
+    fn plan(
+        &self,
+        mapping: &AppsMapping,
+        context: &TargetContext,
+    ) -> Result<Vec<PlannedContainer>> {
+        let mut sites: Vec<(AppSettings, Vec<Entry>)> = Vec::new();
+        for group in mapping.groups::<SiteGroup>() {
+            let entries = group.settings.iter().map(|s| Entry {
+                name: s.setting_name.clone(),
+                apim_app_name: s.apim_app_name.clone(),
+            });
+            match sites.iter_mut().find(|(c, _)| c.serves(group)) {
+                Some((_, known)) => known.extend(entries),
+                None => {
+                    let site = AppSettings::new(group, target_type(group.section), context)?;
+                    sites.push((site, entries.collect()));
+                }
+            }
+        }
+        Ok(sites
+            .into_iter()
+            .map(|(c, entries)| PlannedContainer {
+                container: Arc::new(c),
+                entries,
+            })
+            .collect())
     }
 }
 
 /// The app settings of one site, deployment slot or static site.
 pub struct AppSettings {
-    kind: TargetKind,
+    target_type: TargetType,
     label: String,
     static_site: bool,
     /// `{resource_manager}/subscriptions/.../sites/{name}[/slots/{slot}]` (or `staticSites`).
@@ -60,13 +134,17 @@ pub struct AppSettings {
     lock: SiteLock,
     /// The set as `read` listed it, with the site's PUT count at that time.
     listed: Mutex<Option<(u64, Map<String, Value>)>>,
-    deps: TargetDeps,
+    context: TargetContext,
 }
 
 impl AppSettings {
-    /// The container of `group`'s site, reported as `kind`.
-    pub fn new(group: &SiteGroup, kind: TargetKind, deps: &TargetDeps) -> Result<Self> {
-        let base = deps.cloud.resource_manager.trim_end_matches('/');
+    /// The container of `group`'s site, reported as `target_type`.
+    pub fn new(
+        group: &SiteGroup,
+        target_type: TargetType,
+        context: &TargetContext,
+    ) -> Result<Self> {
+        let base = context.cloud.resource_manager.trim_end_matches('/');
         let mut resource = url::Url::parse(base).map_err(|e| {
             Error::config(format!(
                 "the Resource Manager endpoint {base} is not a URL ({e})"
@@ -79,20 +157,20 @@ impl AppSettings {
             segments.pop_if_empty().extend(group.resource_path());
         }
         Ok(Self {
-            kind,
+            target_type,
             label: group.label(),
-            static_site: group.kind == SiteKind::StaticWebApp,
+            static_site: group.section == SiteSection::StaticWebApp,
             lock: site_lock(resource.as_str()),
             listed: Mutex::new(None),
             resource,
             scope: format!("{base}/.default"),
-            deps: deps.clone(),
+            context: context.clone(),
         })
     }
 
     /// Whether this container is the site of `group` (same subscription, group, name, slot).
     pub fn serves(&self, group: &SiteGroup) -> bool {
-        Self::new(group, self.kind, &self.deps).is_ok_and(|other| {
+        Self::new(group, self.target_type, &self.context).is_ok_and(|other| {
             other
                 .resource
                 .as_str()
@@ -100,8 +178,9 @@ impl AppSettings {
         })
     }
 
-    fn what(&self) -> String {
-        format!("{} {}", self.kind.noun(), self.label)
+    /// How messages name the site (`Function App func-orders/staging`).
+    fn describe(&self) -> String {
+        format!("{} {}", self.target_type.noun(), self.label)
     }
 
     fn url(&self, tail: &[&str]) -> url::Url {
@@ -110,7 +189,7 @@ impl AppSettings {
             segments.extend(tail);
         }
         url.query_pairs_mut()
-            .append_pair("api-version", &self.deps.cloud.web_api_version);
+            .append_pair("api-version", &self.context.cloud.web_api_version);
         url
     }
 
@@ -123,18 +202,28 @@ impl AppSettings {
         body: Option<&Value>,
         idempotency: Idempotency,
     ) -> Result<Value> {
-        let response = retry::send(&self.deps.call, &self.what(), idempotency, || async {
-            let token = bearer(&self.deps.call, self.deps.credential.as_ref(), &self.scope).await?;
-            let request = self
-                .deps
-                .http
-                .request(method.clone(), url.clone())
-                .bearer_auth(token);
-            Ok(match body {
-                Some(b) => request.json(b),
-                None => request.body(""),
-            })
-        })
+        let response = retry::send(
+            &self.context.call,
+            &self.describe(),
+            idempotency,
+            || async {
+                let token = bearer(
+                    &self.context.call,
+                    self.context.credential.as_ref(),
+                    &self.scope,
+                )
+                .await?;
+                let request = self
+                    .context
+                    .http
+                    .request(method.clone(), url.clone())
+                    .bearer_auth(token);
+                Ok(match body {
+                    Some(b) => request.json(b),
+                    None => request.body(""),
+                })
+            },
+        )
         .await?;
         let status = response.status().as_u16();
         log_rate_limits(response.headers(), &self.label);
@@ -142,16 +231,16 @@ impl AppSettings {
         let bytes = response
             .bytes()
             .await
-            .map_err(|e| transport_error(&self.what(), &e))?;
+            .map_err(|e| transport_error(&self.describe(), &e))?;
         if (200..300).contains(&status) {
             if bytes.is_empty() {
                 return Ok(Value::Null);
             }
             return serde_json::from_slice(&bytes).map_err(|e| {
-                Error::unexpected(format!("{}: unreadable answer: {e}", self.what()))
+                Error::unexpected(format!("{}: unreadable answer: {e}", self.describe()))
             });
         }
-        Err(parse_error(status, &bytes, &self.what()).with_retry_after(hint))
+        Err(parse_error(status, &bytes, &self.describe()).with_retry_after(hint))
     }
 
     /// The current settings: one list call.
@@ -169,7 +258,7 @@ impl AppSettings {
             None | Some(Value::Null) => Ok(Map::new()),
             Some(_) => Err(Error::unexpected(format!(
                 "{}: the settings list has no properties object",
-                self.what()
+                self.describe()
             ))),
         }
     }
@@ -196,8 +285,8 @@ impl AppSettings {
             Ok(sent.iter().all(|w| holds(&now, w)).then_some(()))
         };
         retry::send_checked(
-            &self.deps.call,
-            &format!("the settings PUT of {}", self.what()),
+            &self.context.call,
+            &format!("the settings PUT of {}", self.describe()),
             put,
             in_place,
         )
@@ -207,18 +296,18 @@ impl AppSettings {
     fn stored(&self, name: &str, value: Option<&Value>) -> Result<Stored> {
         match value {
             None | Some(Value::Null) => Ok(Stored::Missing),
-            Some(Value::String(s)) => match parse_reference(s, &self.deps.cloud) {
+            Some(Value::String(s)) => match parse_reference(s, &self.context.cloud) {
                 Parsed::Plain => Ok(Stored::Value(ApiKey::new(s.clone()))),
                 Parsed::Reference(r) => Ok(Stored::KeyVaultReference(r)),
                 Parsed::Malformed(why) => Err(Error::config(format!(
                     "{}: app setting {name} looks like a Key Vault reference but is not one ({why}); it is left as it is",
-                    self.what()
+                    self.describe()
                 ))
                 .with_code("MalformedKeyVaultReference")),
             },
             Some(_) => Err(Error::unexpected(format!(
                 "{}: app setting {name} is not a string",
-                self.what()
+                self.describe()
             ))),
         }
     }
@@ -256,11 +345,11 @@ fn log_rate_limits(headers: &reqwest::header::HeaderMap, label: &str) {
 
 #[async_trait::async_trait]
 impl Container for AppSettings {
-    fn kind(&self) -> TargetKind {
-        self.kind
+    fn target_type(&self) -> TargetType {
+        self.target_type
     }
 
-    fn name(&self) -> &str {
+    fn label(&self) -> &str {
         &self.label
     }
 
@@ -303,7 +392,7 @@ impl Container for AppSettings {
                     ErrorKind::Conflict,
                     format!(
                         "{}: app setting {} became a Key Vault reference; it is not overwritten",
-                        self.what(),
+                        self.describe(),
                         w.name
                     ),
                 )),

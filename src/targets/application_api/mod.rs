@@ -5,32 +5,104 @@
 //! the app cannot tell, in which case the key is always pushed); `POST {httpURL}` with
 //! `{"appName","apimAppName","apiKey","expiresAt"}` stores a key and answers 2xx.
 
-use super::{Container, Stored, TargetDeps, Write};
+//!
+//! The folder owns the kind whole: its mapping section (`mapping.rs`, `schema.json`), its
+//! planner ([`KIND`]) and its client ([`ApplicationApi`], whose `parse_error` reads the API's
+//! answers).
+
+mod mapping;
+
+pub use mapping::{ApiAuth, ApplicationApiMapping, HEADER_SECRET_PREFIX};
+
+use super::{Container, Entry, Kind, PlannedContainer, Stored, TargetContext, TargetType, Write};
 use crate::azure::credential::bearer;
 use crate::azure::http::kind_for_status;
 use crate::azure::retry::{self, Idempotency};
 use crate::error::{Error, Result};
-use crate::mapping::ApiAuth;
-use crate::targets::TargetKind;
+use crate::mapping::walk::{Walked, Walker};
+use crate::mapping::AppsMapping;
 use reqwest::header::{HeaderName, HeaderValue, AUTHORIZATION};
+use std::sync::Arc;
+
+/// The report's type of an application API.
+pub const TYPE: TargetType =
+    TargetType::new("APPLICATION_API", "application API", "the key of", true);
+
+/// The application API kind: the `applicationApis` section, one container per endpoint (URL
+/// and authentication), however many entries name it.
+pub struct ApplicationApiKind;
+
+/// The kind, for the registry.
+pub static KIND: ApplicationApiKind = ApplicationApiKind;
+
+impl Kind for ApplicationApiKind {
+    fn sections(&self) -> &'static [&'static str] {
+        &["applicationApis"]
+    }
+
+    fn read(
+        &self,
+        _: &str,
+        entry: &serde_json::Value,
+        path: &str,
+        walker: &mut Walker,
+    ) -> Option<Walked> {
+        mapping::read(walker, entry, path)
+    }
+
+    fn schema(&self) -> &'static str {
+        include_str!("schema.json")
+    }
+
+    fn plan(
+        &self,
+        mapping: &AppsMapping,
+        context: &TargetContext,
+    ) -> Result<Vec<PlannedContainer>> {
+        let mut apis: Vec<(ApplicationApi, Vec<Entry>)> = Vec::new();
+        for api in mapping.groups::<ApplicationApiMapping>() {
+            let entry = Entry {
+                name: api.app_name.clone(),
+                apim_app_name: api.apim_app_name.clone(),
+            };
+            match apis
+                .iter_mut()
+                .find(|(c, _)| c.serves(&api.http_url, &api.auth))
+            {
+                Some((_, entries)) => entries.push(entry),
+                None => apis.push((
+                    ApplicationApi::new(&api.http_url, api.auth.clone(), context),
+                    vec![entry],
+                )),
+            }
+        }
+        Ok(apis
+            .into_iter()
+            .map(|(c, entries)| PlannedContainer {
+                container: Arc::new(c),
+                entries,
+            })
+            .collect())
+    }
+}
 
 /// One application API endpoint (URL and auth); its entries are app names.
 pub struct ApplicationApi {
     url: url::Url,
     label: String,
     auth: ApiAuth,
-    deps: TargetDeps,
+    context: TargetContext,
 }
 
 impl ApplicationApi {
     /// The API at `url` with `auth`.
-    pub fn new(url: &url::Url, auth: ApiAuth, deps: &TargetDeps) -> Self {
+    pub fn new(url: &url::Url, auth: ApiAuth, context: &TargetContext) -> Self {
         let label = url[url::Position::BeforeHost..url::Position::AfterPath].to_string();
         Self {
             url: url.clone(),
             label,
             auth,
-            deps: deps.clone(),
+            context: context.clone(),
         }
     }
 
@@ -43,7 +115,8 @@ impl ApplicationApi {
         Ok(match &self.auth {
             ApiAuth::None => request,
             ApiAuth::ManagedIdentity { scope } => {
-                let token = bearer(&self.deps.call, self.deps.credential.as_ref(), scope).await?;
+                let token =
+                    bearer(&self.context.call, self.context.credential.as_ref(), scope).await?;
                 let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
                     .map_err(|_| Error::unexpected("the token is not a valid header value"))?;
                 value.set_sensitive(true);
@@ -53,7 +126,7 @@ impl ApplicationApi {
                 name,
                 value_setting,
             } => {
-                let value = self.deps.settings.get(value_setting).ok_or_else(|| {
+                let value = self.context.settings.get(value_setting).ok_or_else(|| {
                     Error::config(format!(
                         "app setting {value_setting} (header {name}) is not set"
                     ))
@@ -75,7 +148,7 @@ impl ApplicationApi {
     /// are idempotent: a GET, and a POST that sets an app's key to a whole value.
     async fn send(&self, build: impl Fn() -> reqwest::RequestBuilder) -> Result<reqwest::Response> {
         retry::send(
-            &self.deps.call,
+            &self.context.call,
             &format!("application API {}", self.label),
             Idempotency::Idempotent,
             || self.authorize(build()),
@@ -86,7 +159,7 @@ impl ApplicationApi {
     async fn read_one(&self, app_name: &str) -> Result<Stored> {
         let response = self
             .send(|| {
-                self.deps
+                self.context
                     .http
                     .get(self.url.clone())
                     .query(&[("appName", app_name)])
@@ -122,7 +195,7 @@ impl ApplicationApi {
             "expiresAt": write.expires_at.map(|t| crate::rfc3339::format(t, crate::rfc3339::Fraction::Millis)),
         });
         let response = self
-            .send(|| self.deps.http.post(self.url.clone()).json(&body))
+            .send(|| self.context.http.post(self.url.clone()).json(&body))
             .await?;
         let status = response.status();
         if status.is_success() {
@@ -157,17 +230,17 @@ impl ApplicationApi {
 
 #[async_trait::async_trait]
 impl Container for ApplicationApi {
-    fn kind(&self) -> TargetKind {
-        TargetKind::ApplicationApi
+    fn target_type(&self) -> TargetType {
+        TYPE
     }
 
-    fn name(&self) -> &str {
+    fn label(&self) -> &str {
         &self.label
     }
 
     async fn read(&self, names: &[String]) -> Vec<Result<Stored>> {
         crate::fan_out::bounded(
-            self.deps.call.fan_out(),
+            self.context.call.fan_out(),
             names.iter().map(|n| self.read_one(n)),
         )
         .await
@@ -175,7 +248,7 @@ impl Container for ApplicationApi {
 
     async fn write(&self, writes: &[Write]) -> Vec<Result<()>> {
         crate::fan_out::bounded(
-            self.deps.call.fan_out(),
+            self.context.call.fan_out(),
             writes.iter().map(|w| self.write_one(w)),
         )
         .await

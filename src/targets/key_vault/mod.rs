@@ -1,14 +1,25 @@
 //! Key Vault secrets, through the official `azure_security_keyvault_secrets` client.
 
+//!
+//! The folder owns the kind whole: its mapping section (`mapping.rs`, `schema.json`), its
+//! planner ([`KIND`]), its client ([`KeyVault`]) and its service's errors (`error.rs`).
+
 mod error;
+mod mapping;
 
 pub use error::{from_sdk, parse_error};
+pub use mapping::{vault_label, KeyVaultGroup, SecretMapping};
 
-use super::{Container, Stored, TargetDeps, TargetKind, Write};
+use super::Entry;
+use super::{
+    Container, Kind, PlannedContainer, Stored, TargetContext, TargetType, VaultResolver, Write,
+};
 use crate::azure::call::Call;
 use crate::azure::credential::client_options;
 use crate::azure::retry::SdkPolicy;
 use crate::error::{Error, ErrorKind, Result};
+use crate::mapping::walk::{Walked, Walker};
+use crate::mapping::AppsMapping;
 use crate::secret::ApiKey;
 use azure_core::http::ClientMethodOptions;
 use azure_security_keyvault_secrets::models::SetSecretParameters;
@@ -19,6 +30,88 @@ use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+
+/// The report's type of a vault.
+pub const TYPE: TargetType = TargetType::new("KEY_VAULT", "Key Vault", "secret", false);
+
+/// The Key Vault kind: the `keyVault` section, one container per vault entry.
+pub struct KeyVaultKind;
+
+/// The kind, for the registry.
+pub static KIND: KeyVaultKind = KeyVaultKind;
+
+impl Kind for KeyVaultKind {
+    fn sections(&self) -> &'static [&'static str] {
+        &["keyVault"]
+    }
+
+    fn read(
+        &self,
+        _: &str,
+        entry: &serde_json::Value,
+        path: &str,
+        walker: &mut Walker,
+    ) -> Option<Walked> {
+        mapping::read(walker, entry, path)
+    }
+
+    fn schema(&self) -> &'static str {
+        include_str!("schema.json")
+    }
+
+    fn plan(
+        &self,
+        mapping: &AppsMapping,
+        context: &TargetContext,
+    ) -> Result<Vec<PlannedContainer>> {
+        mapping
+            .groups::<KeyVaultGroup>()
+            .iter()
+            .map(|group| {
+                let container: Arc<dyn Container> =
+                    context.key_vault(&group.vault_url, &group.vault_label)?;
+                let entries = group
+                    .secrets
+                    .iter()
+                    .map(|s| Entry {
+                        name: s.secret_name.clone(),
+                        apim_app_name: s.apim_app_name.clone(),
+                    })
+                    .collect();
+                Ok(PlannedContainer { container, entries })
+            })
+            .collect()
+    }
+}
+
+impl TargetContext {
+    /// The vault at `vault_url` for this run: its client is made once per process and then
+    /// shared; its requests follow this run's call.
+    pub fn key_vault(&self, vault_url: &url::Url, label: &str) -> Result<Arc<KeyVault>> {
+        // The mapping's vaults are checked when it is validated; this also covers the vaults
+        // that Key Vault references in a consumer's settings point to.
+        if !self.cloud.is_key_vault(vault_url) {
+            return Err(Error::new(
+                ErrorKind::PermissionDenied,
+                format!(
+                    "{} is not a vault of the {} cloud (expected a host under {}); the rotator sends its Key Vault token only to the cloud's vaults",
+                    vault_url.host_str().unwrap_or_default(),
+                    self.cloud.name,
+                    self.cloud.key_vault_suffix
+                ),
+            )
+            .with_code("VaultOutsideCloud"));
+        }
+        let client = self.vaults.client(vault_url, label, self)?;
+        Ok(Arc::new(KeyVault::new(client, self.call.clone())))
+    }
+}
+
+impl VaultResolver for TargetContext {
+    fn vault(&self, vault_url: &url::Url) -> Result<Arc<dyn Container>> {
+        Ok(self.key_vault(vault_url, &vault_label(vault_url))?)
+    }
+}
 
 /// Content type and tags of a secret.
 type SecretMeta = (Option<String>, HashMap<String, String>);
@@ -33,13 +126,13 @@ impl VaultClients {
         &self,
         vault_url: &url::Url,
         label: &str,
-        deps: &TargetDeps,
+        context: &TargetContext,
     ) -> Result<Arc<VaultClient>> {
         let mut clients = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(client) = clients.get(vault_url.as_str()) {
             return Ok(client.clone());
         }
-        let client = Arc::new(VaultClient::new(vault_url, label, deps)?);
+        let client = Arc::new(VaultClient::new(vault_url, label, context)?);
         clients.insert(vault_url.to_string(), client.clone());
         Ok(client)
     }
@@ -71,14 +164,18 @@ pub struct VaultClient {
 
 impl VaultClient {
     /// A client for the vault at `vault_url`, shown as `label` in reports.
-    pub fn new(vault_url: &url::Url, label: &str, deps: &TargetDeps) -> Result<Self> {
+    pub fn new(vault_url: &url::Url, label: &str, context: &TargetContext) -> Result<Self> {
         let options = SecretClientOptions {
-            client_options: client_options(&deps.http, &deps.cloud, SdkPolicy::PerRequest),
-            verify_challenge_resource: Some(deps.cloud.verify_key_vault_challenge),
+            client_options: client_options(&context.http, &context.cloud, SdkPolicy::PerRequest),
+            verify_challenge_resource: Some(context.cloud.verify_key_vault_challenge),
             ..Default::default()
         };
-        let client = SecretClient::new(vault_url.as_str(), deps.credential.clone(), Some(options))
-            .map_err(|e| Error::config(format!("Key Vault {label}: {e}")))?;
+        let client = SecretClient::new(
+            vault_url.as_str(),
+            context.credential.clone(),
+            Some(options),
+        )
+        .map_err(|e| Error::config(format!("Key Vault {label}: {e}")))?;
         Ok(Self {
             client,
             label: label.to_string(),
@@ -164,11 +261,11 @@ impl VaultClient {
 
 #[async_trait::async_trait]
 impl Container for KeyVault {
-    fn kind(&self) -> TargetKind {
-        TargetKind::KeyVault
+    fn target_type(&self) -> TargetType {
+        TYPE
     }
 
-    fn name(&self) -> &str {
+    fn label(&self) -> &str {
         &self.client.label
     }
 
