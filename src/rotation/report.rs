@@ -219,6 +219,10 @@ pub fn hint(kind: &str, code: &str) -> Option<&'static str> {
         || c.contains("permissiondenied");
     let not_found = c.contains("notfound");
     let unauthenticated = c.contains("unauthenticated") || c.contains("unauthorized");
+    // A target type's own advice (its kind's folder says it); the toolkit is not a target.
+    let remedies = crate::targets::TargetType::of_report(kind)
+        .map(|t| t.remedies())
+        .unwrap_or_default();
     Some(match (kind, c.as_str()) {
         (_, "deadlineexceeded") => {
             "run again (targets that already hold the key are not written again), or raise ROTATION_DEADLINE_SECONDS"
@@ -244,25 +248,12 @@ pub fn hint(kind: &str, code: &str) -> Option<&'static str> {
             "check apimAppName in the mapping: the API manager has no such app for the company details' developerEmail"
         }
         ("TOOLKIT", _) if unauthenticated => "check the service-account key in the sealed company details (or TOOLKIT_APP_KEY)",
-        ("KEY_VAULT", _) if forbidden => {
-            "grant the rotator's identity Key Vault Secrets Officer on the vault (access-policy vaults: secret Get and Set)"
-        }
-        ("APP_CONFIG", _) if forbidden => {
-            "grant the rotator's identity App Configuration Data Owner on the store, or use connectionStringSetting with a read-write key"
-        }
-        ("FUNCTION_APP" | "WEB_APP" | "STATIC_WEB_APP", _) if forbidden => {
-            "grant the rotator's identity Website Contributor on the site (or a role with .../config/list/action and .../config/write)"
-        }
-        ("APPLICATION_API", _) if forbidden || unauthenticated => {
-            "check what the API requires: the app role for the mapping's scope, or the header setting's value"
+        (_, _) if forbidden && remedies.forbidden.is_some() => remedies.forbidden?,
+        (_, _) if unauthenticated && remedies.unauthenticated.is_some() => {
+            remedies.unauthenticated?
         }
         (_, _) if forbidden => "grant the rotator's identity the role the target needs (README: roles per target)",
-        ("KEY_VAULT", _) if not_found => "check vaultName / vaultUrl in the mapping",
-        ("APP_CONFIG", _) if not_found => "check the store's endpoint in the mapping",
-        ("FUNCTION_APP" | "WEB_APP" | "STATIC_WEB_APP", _) if not_found => {
-            "check subscriptionId, resourceGroup, name and slot in the mapping"
-        }
-        ("APPLICATION_API", _) if not_found => "check httpURL and appName in the mapping",
+        (_, _) if not_found && remedies.not_found.is_some() => remedies.not_found?,
         (_, _) if not_found => "check the names in the mapping",
         (_, _) if unauthenticated => {
             "check the rotator's credential (managed identity, or AZURE_TENANT_ID / AZURE_CLIENT_ID / AZURE_CLIENT_SECRET)"

@@ -62,6 +62,20 @@ pub struct TargetType {
     noun: &'static str,
     entry_noun: &'static str,
     quote_entry: bool,
+    remedies: Remedies,
+}
+
+/// What the report tells an operator to do when a target of one type is refused, is not
+/// found, or does not accept the rotator's credential (the codes every kind's `parse_error`
+/// gives); `None` falls back to the report's generic advice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Remedies {
+    /// For a refusal (`Forbidden`, `AuthorizationFailed`, ...): the role the rotator needs.
+    pub forbidden: Option<&'static str>,
+    /// For a missing container: which mapping fields name it.
+    pub not_found: Option<&'static str>,
+    /// For a credential the target does not accept.
+    pub unauthenticated: Option<&'static str>,
 }
 
 impl TargetType {
@@ -78,7 +92,30 @@ impl TargetType {
             noun,
             entry_noun,
             quote_entry,
+            remedies: Remedies {
+                forbidden: None,
+                not_found: None,
+                unauthenticated: None,
+            },
         }
+    }
+
+    /// This type with the report's `remedies` for its failures.
+    pub const fn with_remedies(self, remedies: Remedies) -> Self {
+        Self { remedies, ..self }
+    }
+
+    /// What the report advises for this type's failures.
+    pub fn remedies(self) -> Remedies {
+        self.remedies
+    }
+
+    /// The type whose report `type` is `report_type`, among every kind's [`Kind::types`].
+    pub fn of_report(report_type: &str) -> Option<TargetType> {
+        KINDS
+            .iter()
+            .flat_map(|k| k.types().iter().copied())
+            .find(|t| t.report_type == report_type)
     }
 
     /// The report's `type` value (`KEY_VAULT`).
@@ -107,6 +144,10 @@ pub trait Kind: Sync {
     /// The mapping's top-level sections this kind reads (`keyVault`; `functionApps`, `webApps`,
     /// `staticWebApps`).
     fn sections(&self) -> &'static [&'static str];
+
+    /// The report types of this kind's containers (`KEY_VAULT`; `FUNCTION_APP`, `WEB_APP`,
+    /// `STATIC_WEB_APP`).
+    fn types(&self) -> &'static [TargetType];
 
     /// Reads one entry of `section` at `path` (`keyVault[0]`), reporting every problem through
     /// `walker`; `None` when the entry cannot be used. The result holds the kind's
@@ -307,6 +348,27 @@ mod tests {
         assert_eq!(owned, listed);
         listed.dedup();
         assert_eq!(listed.len(), SECTIONS.len(), "a section is listed twice");
+    }
+
+    /// Every report type belongs to one kind, is found by its name, and says what to do when
+    /// the rotator is refused or the container is not found (the report's advice per type).
+    #[test]
+    fn every_report_type_is_found_and_has_remedies() {
+        let types: Vec<TargetType> = KINDS.iter().flat_map(|k| k.types().to_vec()).collect();
+        let mut names: Vec<&str> = types.iter().map(|t| t.report_type()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(
+            names.len(),
+            types.len(),
+            "a report type is used by two kinds"
+        );
+        for t in types {
+            assert_eq!(TargetType::of_report(t.report_type()), Some(t));
+            assert!(t.remedies().forbidden.is_some(), "{}", t.report_type());
+            assert!(t.remedies().not_found.is_some(), "{}", t.report_type());
+        }
+        assert_eq!(TargetType::of_report("TOOLKIT"), None);
     }
 
     #[test]

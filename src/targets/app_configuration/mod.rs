@@ -19,7 +19,8 @@ pub use error::parse_error;
 pub use mapping::{AppConfigurationStore, KeyValueMapping};
 
 use super::{
-    Container, Entry, Kind, PlannedContainer, SecretRef, Stored, TargetContext, TargetType, Write,
+    Container, Entry, Kind, PlannedContainer, Remedies, SecretRef, Stored, TargetContext,
+    TargetType, Write,
 };
 use crate::azure::credential::bearer;
 use crate::azure::retry::{self, Idempotency};
@@ -32,7 +33,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 /// The report's type of a store.
-pub const TYPE: TargetType = TargetType::new("APP_CONFIG", "App Configuration", "key-value", true);
+pub const TYPE: TargetType = TargetType::new("APP_CONFIG", "App Configuration", "key-value", true)
+.with_remedies(Remedies {
+    forbidden: Some("grant the rotator's identity App Configuration Data Owner on the store, or use connectionStringSetting with a read-write key"),
+    not_found: Some("check the store's endpoint in the mapping"),
+    unauthenticated: None,
+});
 
 /// The App Configuration kind: the `appConfiguration` section, one container per store endpoint
 /// and authentication, however many entries name it.
@@ -44,6 +50,10 @@ pub static KIND: AppConfigurationKind = AppConfigurationKind;
 impl Kind for AppConfigurationKind {
     fn sections(&self) -> &'static [&'static str] {
         &["appConfiguration"]
+    }
+
+    fn types(&self) -> &'static [TargetType] {
+        &[TYPE]
     }
 
     fn read(

@@ -24,7 +24,9 @@ pub use error::parse_error;
 pub use mapping::{SettingMapping, SiteGroup, SiteSection};
 pub use reference::{parse as parse_reference, Parsed};
 
-use super::{Container, Entry, Kind, PlannedContainer, Stored, TargetContext, TargetType, Write};
+use super::{
+    Container, Entry, Kind, PlannedContainer, Remedies, Stored, TargetContext, TargetType, Write,
+};
 use crate::azure::credential::bearer;
 use crate::azure::http::transport_error;
 use crate::azure::retry::{self, Idempotency};
@@ -48,14 +50,23 @@ fn site_lock(key: &str) -> SiteLock {
     locks.entry(key.to_ascii_lowercase()).or_default().clone()
 }
 
+/// What the report advises for a site's failures (every site type needs the same role).
+const SITE_REMEDIES: Remedies = Remedies {
+    forbidden: Some("grant the rotator's identity Website Contributor on the site (or a role with .../config/list/action and .../config/write)"),
+    not_found: Some("check subscriptionId, resourceGroup, name and slot in the mapping"),
+    unauthenticated: None,
+};
 /// The report's type of a Function App's settings.
 pub const FUNCTION_APP: TargetType =
-    TargetType::new("FUNCTION_APP", "Function App", "app setting", false);
+    TargetType::new("FUNCTION_APP", "Function App", "app setting", false)
+        .with_remedies(SITE_REMEDIES);
 /// The report's type of a Web App's settings.
-pub const WEB_APP: TargetType = TargetType::new("WEB_APP", "Web App", "app setting", false);
+pub const WEB_APP: TargetType =
+    TargetType::new("WEB_APP", "Web App", "app setting", false).with_remedies(SITE_REMEDIES);
 /// The report's type of a Static Web App's settings.
 pub const STATIC_WEB_APP: TargetType =
-    TargetType::new("STATIC_WEB_APP", "Static Web App", "app setting", false);
+    TargetType::new("STATIC_WEB_APP", "Static Web App", "app setting", false)
+        .with_remedies(SITE_REMEDIES);
 
 /// The report's type of the settings of a section's sites.
 pub fn target_type(section: SiteSection) -> TargetType {
@@ -76,6 +87,10 @@ pub static KIND: AppSettingsKind = AppSettingsKind;
 impl Kind for AppSettingsKind {
     fn sections(&self) -> &'static [&'static str] {
         &["functionApps", "webApps", "staticWebApps"]
+    }
+
+    fn types(&self) -> &'static [TargetType] {
+        &[FUNCTION_APP, WEB_APP, STATIC_WEB_APP]
     }
 
     fn read(

@@ -14,7 +14,9 @@ mod mapping;
 
 pub use mapping::{ApiAuth, ApplicationApiMapping, HEADER_SECRET_PREFIX};
 
-use super::{Container, Entry, Kind, PlannedContainer, Stored, TargetContext, TargetType, Write};
+use super::{
+    Container, Entry, Kind, PlannedContainer, Remedies, Stored, TargetContext, TargetType, Write,
+};
 use crate::azure::credential::bearer;
 use crate::azure::http::kind_for_status;
 use crate::azure::retry::{self, Idempotency};
@@ -26,7 +28,12 @@ use std::sync::Arc;
 
 /// The report's type of an application API.
 pub const TYPE: TargetType =
-    TargetType::new("APPLICATION_API", "application API", "the key of", true);
+    TargetType::new("APPLICATION_API", "application API", "the key of", true)
+.with_remedies(Remedies {
+    forbidden: Some("check what the API requires: the app role for the mapping's scope, or the header setting's value"),
+    not_found: Some("check httpURL and appName in the mapping"),
+    unauthenticated: Some("check what the API requires: the app role for the mapping's scope, or the header setting's value"),
+});
 
 /// The application API kind: the `applicationApis` section, one container per endpoint (URL
 /// and authentication), however many entries name it.
@@ -38,6 +45,10 @@ pub static KIND: ApplicationApiKind = ApplicationApiKind;
 impl Kind for ApplicationApiKind {
     fn sections(&self) -> &'static [&'static str] {
         &["applicationApis"]
+    }
+
+    fn types(&self) -> &'static [TargetType] {
+        &[TYPE]
     }
 
     fn read(

@@ -12,7 +12,8 @@ pub use mapping::{vault_label, KeyVaultGroup, SecretMapping};
 
 use super::Entry;
 use super::{
-    Container, Kind, PlannedContainer, Stored, TargetContext, TargetType, VaultResolver, Write,
+    Container, Kind, PlannedContainer, Remedies, Stored, TargetContext, TargetType, VaultResolver,
+    Write,
 };
 use crate::azure::call::Call;
 use crate::azure::credential::client_options;
@@ -32,7 +33,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// The report's type of a vault.
-pub const TYPE: TargetType = TargetType::new("KEY_VAULT", "Key Vault", "secret", false);
+pub const TYPE: TargetType = TargetType::new("KEY_VAULT", "Key Vault", "secret", false)
+.with_remedies(Remedies {
+    forbidden: Some("grant the rotator's identity Key Vault Secrets Officer on the vault (access-policy vaults: secret Get and Set)"),
+    not_found: Some("check vaultName / vaultUrl in the mapping"),
+    unauthenticated: None,
+});
 
 /// The Key Vault kind: the `keyVault` section, one container per vault entry.
 pub struct KeyVaultKind;
@@ -43,6 +49,10 @@ pub static KIND: KeyVaultKind = KeyVaultKind;
 impl Kind for KeyVaultKind {
     fn sections(&self) -> &'static [&'static str] {
         &["keyVault"]
+    }
+
+    fn types(&self) -> &'static [TargetType] {
+        &[TYPE]
     }
 
     fn read(
