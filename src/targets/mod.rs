@@ -7,7 +7,7 @@
 //! written once. This file holds only what is common: the [`Container`] contract, the plan's
 //! types ([`PlannedContainer`], [`Entry`], [`Write`], [`Stored`]), the report's [`TargetType`],
 //! [`TargetContext`], and [`plan`], the loop over the registry. Every kind passes the
-//! conformance suite in `tests/conformance.rs`.
+//! conformance suite in `tests/it/conformance.rs`.
 
 // The registry: every target kind, once (its folder, its place in `KINDS`, its sections in
 // `SECTIONS`). The mapping's walk, merge and schema and the planner find kinds only here.

@@ -66,7 +66,7 @@ pub enum AssociationStatus {
 }
 
 /// An API manager that issues keys for apps. Every issuer passes the conformance suite
-/// (`tests/issuer_conformance.rs`) against its double in the sandbox.
+/// (`tests/it/issuer_conformance.rs`) against its double in the sandbox.
 #[async_trait]
 pub trait Issuer: Send + Sync {
     /// All keys of the app, approved or not; a [`crate::error::ErrorKind::NotFound`] error when the

@@ -1,7 +1,7 @@
 //! What the tests need from an issuer's double in the sandbox, and the list of issuers. Each
 //! issuer has its own file beside this one (`apigee.rs`) implementing [`IssuerDouble`]; the
 //! generic helpers ([`super::Env::writes`], [`super::Env::all_keys`]) and the issuer
-//! conformance suite (`tests/issuer_conformance.rs`) go through [`ISSUERS`] or the issuer's
+//! conformance suite (`tests/it/issuer_conformance.rs`) go through [`ISSUERS`] or the issuer's
 //! value, never through one issuer's paths or fields.
 
 use super::Env;
