@@ -493,13 +493,8 @@ async fn errors_carry_the_right_kind(f: &Fixture) {
 
 /// No full key appears in what the targets log or in their errors.
 async fn no_key_in_logs_or_errors(f: &Fixture) {
-    let logs = Arc::new(Mutex::new(Vec::<u8>::new()));
-    let sink = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || Capture(sink.clone()))
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let logs = captured_logs();
+    let before = logs.lock().unwrap().len();
 
     let env = Env::start().await;
     let deps = deps(&env);
@@ -527,12 +522,39 @@ async fn no_key_in_logs_or_errors(f: &Fixture) {
         .unwrap()
         .holds(&key));
     let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
-    assert!(!text.is_empty(), "the capture must see the targets' logs");
+    assert!(
+        text.len() > before,
+        "the capture must see the targets' logs"
+    );
     assert!(
         !text.contains(key.expose()),
         "{}: a key reached the log",
         f.report_type
     );
+}
+
+/// Everything the test process logs, from the first call on. One subscriber for the whole
+/// process rather than one per test (`set_default`): the tests of this binary run side by side,
+/// and a callsite first reached on a thread without a subscriber could otherwise stay silent
+/// for a test's own. Any test's full key in it is a leak, whoever logged it.
+fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
+    static LOGS: std::sync::OnceLock<Arc<Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let sink = logs.clone();
+        // TRACE for everything but the HTTP stack's own internals (frames, TLS records), which
+        // would only grow the buffer: the rotator's, the SDK's and reqwest's events all stay.
+        let filter = tracing_subscriber::EnvFilter::new(
+            "trace,hyper=debug,hyper_util=debug,h2=debug,rustls=debug,tokio_util=debug",
+        );
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(move || Capture(sink.clone()))
+            .try_init()
+            .expect("no other global subscriber in the test binary");
+        logs
+    })
+    .clone()
 }
 
 struct Capture(Arc<Mutex<Vec<u8>>>);
