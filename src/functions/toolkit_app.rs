@@ -132,7 +132,37 @@ pub(super) async fn handle(
     body: Bytes,
 ) -> Response {
     let caller = Caller::from_request(&headers, query.as_deref());
-    let mut response = match answer(&rotator, &caller, &body).await {
+    respond(&rotator, caller, &body).await
+}
+
+/// The standalone toolkit's routes (`apikey-rotator toolkit`): `POST /getkey`, answered as
+/// ToolkitApp answers (the same parsing, renewal, body, errors and `no-store`), under the same
+/// body limits. No front end vouches for the caller there, so principal and function-key headers
+/// are not read: every caller is unidentified.
+pub fn standalone_router(state: AppState, limits: super::ServerLimits) -> axum::Router {
+    let getkey = axum::routing::post(|State(rotator): State<AppState>, body: Bytes| async move {
+        respond(&rotator, Caller::Unknown, &body).await
+    });
+    axum::Router::new()
+        .route(
+            STANDALONE_ROUTE,
+            super::only(getkey, &[axum::http::Method::POST]),
+        )
+        .fallback(super::not_found)
+        .with_state(state)
+        .layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| async move {
+                super::read_body_within(limits.body_read, request, next).await
+            },
+        ))
+}
+
+/// The standalone toolkit's one route.
+pub const STANDALONE_ROUTE: &str = "/getkey";
+
+/// ToolkitApp's answer to `body` from `caller`: the JSON body and `Cache-Control: no-store`.
+async fn respond(rotator: &crate::rotation::Rotator, caller: Caller, body: &[u8]) -> Response {
+    let mut response = match answer(rotator, &caller, body).await {
         Ok(body) => (StatusCode::OK, Json(body)).into_response(),
         Err(e) => {
             tracing::warn!(status = e.status().as_u16(), code = %e.code(), caller = %caller, "ToolkitApp: {}", e.message());
