@@ -329,3 +329,67 @@ async fn an_incorrect_uuid_says_so() {
         "nothing is made before the details open"
     );
 }
+
+/// SIGTERM while a request is in flight (Apigee is slow to answer): the request still gets its
+/// key, then the toolkit exits 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_lets_the_request_in_flight_finish() {
+    let env = Env::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let (settings, uuid) = toolkit_settings(&env, &[]);
+    let toolkit = Toolkit::start(
+        &settings,
+        &[
+            "--uuid",
+            &uuid,
+            "--state-dir",
+            state.path().to_str().unwrap(),
+        ],
+    )
+    .await;
+    let cert = state.path().join("default").join("toolkit-cert.pem");
+    // Long enough for the test to see the request waiting and send SIGTERM meanwhile.
+    env.add_fault(&serde_json::json!({"service": "apigee", "method": "GET", "match": APP3, "delayMs": 5000, "times": 1}))
+        .await;
+    let port = toolkit.port;
+    let asking = {
+        let cert = cert.clone();
+        tokio::spawn(async move {
+            let pem = std::fs::read(&cert).unwrap();
+            let client = reqwest::Client::builder()
+                .tls_certs_merge(reqwest::Certificate::from_pem_bundle(&pem).unwrap())
+                .build()
+                .unwrap();
+            let r = client
+                .post(format!("https://localhost:{port}/getkey"))
+                .body(format!(r#"{{"appName":"{APP3}"}}"#))
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        })
+    };
+    let mut waiting = false;
+    for _ in 0..400 {
+        waiting = env.requests().await.iter().any(|r| {
+            r["service"] == "apigee"
+                && r["status"].is_null()
+                && r["path"].as_str().is_some_and(|p| p.contains(APP3))
+        });
+        if waiting {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(waiting, "the request never reached Apigee");
+    let (code, output) = toolkit.terminate().await;
+    let (status, body) = asking.await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["apiKey"].as_str().is_some_and(|k| k.len() >= 32),
+        "{body}"
+    );
+    assert_eq!(code, Some(0), "{output}");
+    let keys = env.all_keys().await;
+    assert_nothing_leaked(&output, &keys, &uuid);
+}
