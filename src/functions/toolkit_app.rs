@@ -247,6 +247,46 @@ mod tests {
         assert_eq!(Caller::from_request(&headers(&[]), None), Caller::Unknown);
     }
 
+    /// The standalone router serves POST /getkey only (a JSON 405 naming POST otherwise, a
+    /// JSON 404 elsewhere, ToolkitApp's route included), with ToolkitApp's answers and no-store.
+    #[tokio::test]
+    async fn the_standalone_router_serves_getkey_only() {
+        use axum::body::Body;
+        use axum::http::{Method, Request};
+        let settings = crate::settings::Settings::from_map(Default::default());
+        let app = standalone_router(
+            std::sync::Arc::new(crate::rotation::Rotator::new(settings)),
+            super::super::ServerLimits::default(),
+        );
+        let call = |method: Method, uri: &str, body: &'static str| {
+            let request = Request::builder()
+                .method(method)
+                .uri(uri)
+                .body(Body::from(body))
+                .unwrap();
+            super::super::dispatch(app.clone(), request)
+        };
+        let r = call(Method::POST, STANDALONE_ROUTE, "{}").await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(r.headers()[header::CACHE_CONTROL], "no-store");
+        let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("appName is required"),
+            "{body}"
+        );
+        let r = call(Method::GET, STANDALONE_ROUTE, "").await;
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(r.headers()[header::ALLOW], "POST");
+        for uri in ["/api/ToolkitApp", "/", "/getkey/x"] {
+            let r = call(Method::POST, uri, "{}").await;
+            assert_eq!(r.status(), StatusCode::NOT_FOUND, "{uri}");
+        }
+    }
+
     /// Without the setting anyone the host let in may ask; with it, only listed principals,
     /// per app or for every app.
     #[test]
