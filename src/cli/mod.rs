@@ -1,5 +1,5 @@
-//! The command line (PRODUCT.md §8): `serve`, `rotate`, `validate`, `seal`, `sandbox`, `demo`,
-//! `completions` (`sandbox` and `demo` with the `sandbox` feature only, so the deployable
+//! The command line (PRODUCT.md §8): `serve`, `rotate`, `validate`, `seal`, `toolkit`,
+//! `sandbox`, `demo`, `completions` (`sandbox` and `demo` with the `sandbox` feature only, so the deployable
 //! binary carries no sandbox code).
 //!
 //! Output for people and for programs: a command's result on stdout (the report as JSON, a
@@ -11,6 +11,7 @@
 mod demo;
 mod progress;
 mod seal;
+mod toolkit;
 mod validate;
 
 use crate::functions;
@@ -116,6 +117,14 @@ pub enum Command {
         #[arg(long, requires = "check", value_name = "SEALED")]
         value: Option<String>,
     },
+    /// Run the standalone (on-premises) toolkit: POST https://localhost:PORT/getkey.
+    ///
+    /// Answers {"appName": "..."} as ToolkitApp does (renewing the key first when it is due),
+    /// from the sealed company details (COMPANYDETAILS or --company-details) opened with --uuid.
+    /// Serves a self-signed certificate made on the first start and kept in the instance's
+    /// state folder (printed at start), or --cert/--key. Runs until ctrl-c or SIGTERM; exit 2
+    /// when it cannot start (port in use, incorrect Toolkit UUID).
+    Toolkit(toolkit::ToolkitArgs),
     /// Start the local doubles of every outside service and write DIR/sandbox.json.
     ///
     /// Runs until stopped (ctrl-c).
@@ -258,6 +267,10 @@ pub fn main() -> ExitCode {
                     format,
                 )
                 .await
+            }
+            Command::Toolkit(args) => {
+                init_cli_logging(log_format);
+                toolkit::run(args).await
             }
             #[cfg(feature = "sandbox")]
             Command::Sandbox {

@@ -8,6 +8,7 @@ mod rotator_timer;
 mod toolkit_app;
 
 pub use error::ApiError;
+pub use toolkit_app::{standalone_router, ALLOWED_PRINCIPALS_SETTING, STANDALONE_ROUTE};
 
 use crate::rotation::Rotator;
 use axum::extract::Request;
@@ -274,7 +275,8 @@ pub async fn serve_on(
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Completes on ctrl-c or (on Unix) SIGTERM.
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

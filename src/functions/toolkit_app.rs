@@ -132,7 +132,37 @@ pub(super) async fn handle(
     body: Bytes,
 ) -> Response {
     let caller = Caller::from_request(&headers, query.as_deref());
-    let mut response = match answer(&rotator, &caller, &body).await {
+    respond(&rotator, caller, &body).await
+}
+
+/// The standalone toolkit's routes (`apikey-rotator toolkit`): `POST /getkey`, answered as
+/// ToolkitApp answers (the same parsing, renewal, body, errors and `no-store`), under the same
+/// body limits. No front end vouches for the caller there, so principal and function-key headers
+/// are not read: every caller is unidentified.
+pub fn standalone_router(state: AppState, limits: super::ServerLimits) -> axum::Router {
+    let getkey = axum::routing::post(|State(rotator): State<AppState>, body: Bytes| async move {
+        respond(&rotator, Caller::Unknown, &body).await
+    });
+    axum::Router::new()
+        .route(
+            STANDALONE_ROUTE,
+            super::only(getkey, &[axum::http::Method::POST]),
+        )
+        .fallback(super::not_found)
+        .with_state(state)
+        .layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| async move {
+                super::read_body_within(limits.body_read, request, next).await
+            },
+        ))
+}
+
+/// The standalone toolkit's one route.
+pub const STANDALONE_ROUTE: &str = "/getkey";
+
+/// ToolkitApp's answer to `body` from `caller`: the JSON body and `Cache-Control: no-store`.
+async fn respond(rotator: &crate::rotation::Rotator, caller: Caller, body: &[u8]) -> Response {
+    let mut response = match answer(rotator, &caller, body).await {
         Ok(body) => (StatusCode::OK, Json(body)).into_response(),
         Err(e) => {
             tracing::warn!(status = e.status().as_u16(), code = %e.code(), caller = %caller, "ToolkitApp: {}", e.message());
@@ -215,6 +245,46 @@ mod tests {
         assert!(k.to_string().starts_with("function key sha256:"));
         assert!(!k.to_string().contains("the-function-key-value"));
         assert_eq!(Caller::from_request(&headers(&[]), None), Caller::Unknown);
+    }
+
+    /// The standalone router serves POST /getkey only (a JSON 405 naming POST otherwise, a
+    /// JSON 404 elsewhere, ToolkitApp's route included), with ToolkitApp's answers and no-store.
+    #[tokio::test]
+    async fn the_standalone_router_serves_getkey_only() {
+        use axum::body::Body;
+        use axum::http::{Method, Request};
+        let settings = crate::settings::Settings::from_map(Default::default());
+        let app = standalone_router(
+            std::sync::Arc::new(crate::rotation::Rotator::new(settings)),
+            super::super::ServerLimits::default(),
+        );
+        let call = |method: Method, uri: &str, body: &'static str| {
+            let request = Request::builder()
+                .method(method)
+                .uri(uri)
+                .body(Body::from(body))
+                .unwrap();
+            super::super::dispatch(app.clone(), request)
+        };
+        let r = call(Method::POST, STANDALONE_ROUTE, "{}").await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(r.headers()[header::CACHE_CONTROL], "no-store");
+        let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("appName is required"),
+            "{body}"
+        );
+        let r = call(Method::GET, STANDALONE_ROUTE, "").await;
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(r.headers()[header::ALLOW], "POST");
+        for uri in ["/api/ToolkitApp", "/", "/getkey/x"] {
+            let r = call(Method::POST, uri, "{}").await;
+            assert_eq!(r.status(), StatusCode::NOT_FOUND, "{uri}");
+        }
     }
 
     /// Without the setting anyone the host let in may ask; with it, only listed principals,

@@ -31,4 +31,5 @@ mod rotation;
 mod run_lock;
 mod sdk_oracle;
 mod self_contained;
+mod toolkit_command;
 mod toolkit_limits;
