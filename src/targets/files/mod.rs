@@ -277,6 +277,7 @@ impl FileContainer {
                 _ => Stored::Missing,
             })
             .collect();
+        tracing::debug!(file = %self.label, format = self.format.name(), keys = names.len(), "read file");
         *self.seen.lock().unwrap() = Some(Snapshot { bytes, values });
         Ok(stored)
     }
@@ -347,6 +348,7 @@ impl FileContainer {
             let _ = std::fs::remove_file(&tmp);
             return result;
         }
+        tracing::info!(file = %self.label, keys = ?names, backup = self.backup, "rewrote file");
         let values = self.values(&new, &names)?;
         *self.seen.lock().unwrap() = Some(Snapshot {
             bytes: new.into_bytes(),
@@ -413,7 +415,10 @@ impl Container for FileContainer {
     async fn write(&self, writes: &[Write]) -> Vec<Result<()>> {
         match self.write_all(writes) {
             Ok(()) => writes.iter().map(|_| Ok(())).collect(),
-            Err(e) => writes.iter().map(|_| Err(e.clone())).collect(),
+            Err(e) => {
+                tracing::warn!(file = %self.label, error = %e, "file not rewritten");
+                writes.iter().map(|_| Err(e.clone())).collect()
+            }
         }
     }
 }
