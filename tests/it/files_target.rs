@@ -34,6 +34,7 @@ fn rotate(env: &Env, root: &Path, mapping: &Value) -> (Value, String) {
 
 const ENV: &str = "# orders\r\nexport ORDERS_KEY=\"old\" # rotated\r\nOTHER=1\r\n";
 const PROPERTIES: &str = "! shop\norders.apiKey = old\nshop.url=https://x\n";
+const YAML: &str = "shop:\r\n  url: https://x # the API\r\n  apiKey: old\r\nlist:\r\n  - a\r\n";
 const JSON: &str = "{\n  \"z\": [1, 2],\n  \"orders\": { \"apiKey\": \"old\" }\n}\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,6 +47,7 @@ async fn rotate_writes_each_file_once_and_then_nothing() {
         ("app.env", ENV),
         ("app.properties", PROPERTIES),
         ("app.json", JSON),
+        ("app.yaml", YAML),
     ];
     for (name, text) in files {
         std::fs::write(root.join(name), text).unwrap();
@@ -61,12 +63,13 @@ async fn rotate_writes_each_file_once_and_then_nothing() {
         entry("key.txt", "plain", None),
         entry("app.env", "env", Some("ORDERS_KEY")),
         entry("app.properties", "properties", Some("orders.apiKey")),
+        entry("app.yaml", "yaml", Some("shop.apiKey")),
         { "path": root.join("app.json"), "format": "json", "backup": true,
           "keys": [ { "key": "/orders/apiKey", "apimAppName": APP3 } ] },
     ]});
 
     let (first, out1) = rotate(&env, &root, &mapping);
-    assert_eq!(first["summary"]["updated"], 4, "{first:#}");
+    assert_eq!(first["summary"]["updated"], 5, "{first:#}");
     assert_eq!(first["summary"]["failed"], 0, "{first:#}");
     let key = std::fs::read_to_string(root.join("key.txt")).unwrap();
     let key = key
@@ -84,6 +87,20 @@ async fn rotate_writes_each_file_once_and_then_nothing() {
     assert_eq!(
         std::fs::read_to_string(root.join("app.json")).unwrap(),
         JSON.replace("\"old\"", &format!("\"{key}\""))
+    );
+    let yaml = std::fs::read_to_string(root.join("app.yaml")).unwrap();
+    let key_is_plain = key.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-./+=".contains(c));
+    let want = if key_is_plain {
+        key.to_string()
+    } else {
+        format!("\"{key}\"")
+    };
+    assert_eq!(
+        yaml,
+        YAML.replace("apiKey: old", &format!("apiKey: {want}"))
     );
     assert_eq!(
         std::fs::read_to_string(root.join("app.json.bak")).unwrap(),
@@ -106,7 +123,7 @@ async fn rotate_writes_each_file_once_and_then_nothing() {
             second["summary"]["updated"].clone(),
             second["summary"]["unchanged"].clone()
         ),
-        (json!(0), json!(4)),
+        (json!(0), json!(5)),
         "{second:#}"
     );
     let after: Vec<_> = files
@@ -121,7 +138,7 @@ async fn rotate_writes_each_file_once_and_then_nothing() {
         .collect();
     assert_eq!(before, after, "the second run rewrote a file");
     // Nothing but the files and the one backup: no temporary left behind.
-    assert_eq!(std::fs::read_dir(&root).unwrap().count(), 5);
+    assert_eq!(std::fs::read_dir(&root).unwrap().count(), 6);
 
     // A file holding the key twice fails alone, named with both lines, and is left as it was.
     let dup = "ORDERS_KEY=a\nORDERS_KEY=b\n";
@@ -132,7 +149,7 @@ async fn rotate_writes_each_file_once_and_then_nothing() {
         .unwrap()
         .push(entry("dup.env", "env", Some("ORDERS_KEY")));
     let (third, out3) = rotate(&env, &root, &with_dup);
-    assert_eq!(third["summary"]["unchanged"], 4, "{third:#}");
+    assert_eq!(third["summary"]["unchanged"], 5, "{third:#}");
     assert_eq!(third["summary"]["failed"], 1, "{third:#}");
     let text = third["errors"].to_string();
     assert!(

@@ -71,7 +71,7 @@ fn format(s: &str) -> Result<Format, String> {
     Format::ALL
         .into_iter()
         .find(|f| f.name() == s)
-        .ok_or_else(|| format!("expected plain, env, properties or json, got \"{s}\""))
+        .ok_or_else(|| format!("expected plain, env, properties, json or yaml, got \"{s}\""))
 }
 
 /// Reads one `files` entry at `path`; the same file path and key is the same target.
@@ -112,6 +112,7 @@ pub(super) fn read(w: &mut Walker, v: &Value, path: &str) -> Option<Walked> {
         let key = match fmt {
             Some(Format::Plain) => Some(PLAIN_ENTRY.to_string()),
             Some(Format::Json) => w.required_string(kobj, &p, "key", json_pointer),
+            Some(Format::Yaml) => w.required_string(kobj, &p, "key", yaml_path),
             _ => w.required_string(kobj, &p, "key", name),
         };
         let apim = w.required_string(kobj, &p, "apimAppName", name);
@@ -133,6 +134,14 @@ pub(super) fn read(w: &mut Walker, v: &Value, path: &str) -> Option<Walked> {
         .map(|(p, k)| Place::new(p, container.clone(), k.key.clone()))
         .collect();
     Some(Walked::new(group, places))
+}
+
+fn yaml_path(s: &str) -> Result<String, String> {
+    let s = name(s)?;
+    if s.split('.').any(|k| k.trim().is_empty() || k.trim() != k) {
+        return Err("expected a dotted path of mapping keys, such as orders.apiKey".into());
+    }
+    Ok(s)
 }
 
 fn json_pointer(s: &str) -> Result<String, String> {
@@ -164,7 +173,8 @@ mod tests {
             { "path": "/etc/orders/app.properties", "format": "properties", "backup": true,
               "keys": [ { "key": "orders.apiKey", "apimAppName": "App1" } ] },
             { "path": "/etc/orders/key.txt", "format": "plain", "keys": [ { "apimAppName": "App2" } ] },
-            { "path": "/etc/orders/app.json", "format": "json", "keys": [ { "key": "/orders/apiKey", "apimAppName": "App2" } ] }
+            { "path": "/etc/orders/app.json", "format": "json", "keys": [ { "key": "/orders/apiKey", "apimAppName": "App2" } ] },
+            { "path": "/etc/orders/app.yaml", "format": "yaml", "keys": [ { "key": "orders.apiKey", "apimAppName": "App2" } ] }
         ]);
         one_problem_each(
             &v,
@@ -189,7 +199,7 @@ mod tests {
                 (
                     "/files/0/format",
                     Some(json!("ini")),
-                    "files[0].format: expected plain, env, properties or json, got \"ini\"",
+                    "files[0].format: expected plain, env, properties, json or yaml, got \"ini\"",
                 ),
                 (
                     "/files/0/backup",

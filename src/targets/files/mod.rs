@@ -1,5 +1,6 @@
 //! Files on the host that hold keys (on premises: host-managed keys): Java `.properties`,
-//! `.env`, JSON (a JSON Pointer to a string) and plain files holding only the key.
+//! `.env`, JSON (a JSON Pointer to a string), YAML (a dotted path to a one-line scalar) and
+//! plain files holding only the key.
 //!
 //! One container per file, whatever number of entries name it: the file is read once and
 //! written at most once per run. A write edits only the bytes of the values it changes (every
@@ -48,11 +49,19 @@ pub enum Format {
     Properties,
     /// A JSON document; keys are JSON Pointers to strings.
     Json,
+    /// A YAML document; keys are dotted paths of mapping keys to one-line scalars.
+    Yaml,
 }
 
 impl Format {
     /// Every format, in the mapping's order.
-    pub const ALL: [Format; 4] = [Format::Plain, Format::Env, Format::Properties, Format::Json];
+    pub const ALL: [Format; 5] = [
+        Format::Plain,
+        Format::Env,
+        Format::Properties,
+        Format::Json,
+        Format::Yaml,
+    ];
 
     /// Its name in the mapping.
     pub fn name(self) -> &'static str {
@@ -61,6 +70,7 @@ impl Format {
             Format::Env => "env",
             Format::Properties => "properties",
             Format::Json => "json",
+            Format::Yaml => "yaml",
         }
     }
 
@@ -71,6 +81,7 @@ impl Format {
             Format::Env => formats::env::find(text, key)?,
             Format::Properties => formats::properties::find(text, key)?,
             Format::Json => formats::json::find(text, key)?,
+            Format::Yaml => formats::yaml::find(text, key)?,
         };
         Ok(found.map(|f| f.value))
     }
@@ -82,6 +93,7 @@ impl Format {
             Format::Env => formats::env::set(text, key, value),
             Format::Properties => formats::properties::set(text, key, value),
             Format::Json => formats::json::set(text, key, value),
+            Format::Yaml => formats::yaml::set(text, key, value),
         }
     }
 }

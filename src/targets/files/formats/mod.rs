@@ -7,6 +7,7 @@ pub(super) mod env;
 pub(super) mod json;
 pub(super) mod plain;
 pub(super) mod properties;
+pub(super) mod yaml;
 
 use std::ops::Range;
 
