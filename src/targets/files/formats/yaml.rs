@@ -109,7 +109,7 @@ pub(in crate::targets::files) fn find(text: &str, path: &str) -> Result<Option<F
         let entry = match first {
             q @ ('"' | '\'') => {
                 let inner = &raw[1..];
-                if !inner.ends_with(q) || inner.len() < 1 {
+                if !inner.ends_with(q) {
                     return Err(format!(
                         "line {n}: the quoted value of {path} is not closed on its line"
                     ));
