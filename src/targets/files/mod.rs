@@ -133,41 +133,52 @@ impl Kind for FilesKind {
         context: &TargetContext,
     ) -> Result<Vec<PlannedContainer>> {
         let roots = allowed_roots(context.settings.get(ALLOWED_ROOTS_SETTING));
-        let mut files: Vec<(FileGroup, Vec<Entry>)> = Vec::new();
-        for group in mapping.groups::<FileGroup>() {
-            let entries = group.keys.iter().map(|k| Entry {
-                name: k.key.clone(),
-                apim_app_name: k.apim_app_name.clone(),
-            });
-            match files.iter_mut().find(|(g, _)| g.path == group.path) {
-                Some((g, _)) if g.format != group.format => {
-                    return Err(Error::config(format!(
-                        "the mapping names file {} twice, as {} and as {}",
-                        g.path.display(),
-                        g.format.name(),
-                        group.format.name()
-                    )))
-                }
-                Some((g, e)) => {
-                    g.backup |= group.backup;
-                    e.extend(entries);
-                }
-                None => files.push((group.clone(), entries.collect())),
-            }
-        }
-        Ok(files
+        Ok(by_file(mapping.groups::<FileGroup>())
             .into_iter()
-            .map(|(g, entries)| PlannedContainer {
-                container: Arc::new(FileContainer::new(
-                    &g.path,
-                    g.format,
-                    g.backup,
-                    roots.clone(),
-                )),
-                entries,
+            .map(|(g, entries, refused)| {
+                // A file named with two formats is refused whole (its entries fail), the
+                // other files and kinds go on.
+                let roots = match refused {
+                    Some(why) => Err(why),
+                    None => roots.clone(),
+                };
+                PlannedContainer {
+                    container: Arc::new(FileContainer::new(&g.path, g.format, g.backup, roots)),
+                    entries,
+                }
             })
             .collect())
     }
+}
+
+/// The mapping's file groups merged per file (one container each), with the reason to refuse
+/// the file when two groups give it different formats.
+fn by_file<'a>(
+    groups: impl IntoIterator<Item = &'a FileGroup>,
+) -> Vec<(FileGroup, Vec<Entry>, Option<String>)> {
+    let mut files: Vec<(FileGroup, Vec<Entry>, Option<String>)> = Vec::new();
+    for group in groups {
+        let entries = group.keys.iter().map(|k| Entry {
+            name: k.key.clone(),
+            apim_app_name: k.apim_app_name.clone(),
+        });
+        match files.iter_mut().find(|(g, _, _)| g.path == group.path) {
+            Some((g, e, refused)) => {
+                if g.format != group.format {
+                    *refused = Some(format!(
+                        "the mapping names file {} twice, as {} and as {}; name it with one format",
+                        g.path.display(),
+                        g.format.name(),
+                        group.format.name()
+                    ));
+                }
+                g.backup |= group.backup;
+                e.extend(entries);
+            }
+            None => files.push((group.clone(), entries.collect(), None)),
+        }
+    }
+    files
 }
 
 /// The allowed folders of the setting's value: `Err` with the reason when unset or malformed.
@@ -572,6 +583,34 @@ mod tests {
         let err = c.read(&["K".into()]).await.remove(0).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::ConfigInvalid);
         assert!(err.to_string().contains(ALLOWED_ROOTS_SETTING), "{err}");
+    }
+
+    #[test]
+    fn entries_of_one_file_share_its_container_and_two_formats_refuse_it() {
+        let group = |path: &str, format, key: &str| FileGroup {
+            path: PathBuf::from(path),
+            format,
+            backup: false,
+            keys: vec![FileKeyMapping {
+                key: key.into(),
+                apim_app_name: "App1".into(),
+            }],
+        };
+        let groups = [
+            group("/k/a.env", Format::Env, "A"),
+            group("/k/b.yaml", Format::Yaml, "x.y"),
+            group("/k/a.env", Format::Env, "B"),
+            group("/k/b.yaml", Format::Properties, "z"),
+        ];
+        let files = by_file(&groups);
+        assert_eq!(files.len(), 2);
+        assert_eq!(files[0].1.len(), 2);
+        assert_eq!(files[0].2, None);
+        assert!(files[1]
+            .2
+            .as_deref()
+            .unwrap()
+            .contains("as yaml and as properties"));
     }
 
     #[tokio::test]
