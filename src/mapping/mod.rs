@@ -332,7 +332,7 @@ mod tests {
         ] {
             assert_eq!(
                 errors_of(&[text]),
-                ["APIKEYROTATIONAPPS: $: the mapping names no targets; expected at least one entry in keyVault or applicationApis or appConfiguration or functionApps or webApps or staticWebApps"]
+                [format!("APIKEYROTATIONAPPS: $: the mapping names no targets; expected at least one entry in {}", SECTIONS.join(" or "))]
             );
         }
         // Another part with targets makes the whole non-empty.

@@ -492,7 +492,7 @@ pub(crate) mod tests {
             &valid(),
             vec![
             ("/keyvault", Some(json!([])), "keyvault: unknown field; did you mean keyVault?"),
-            ("/secrets", Some(json!([])), "secrets: unknown field; expected keyVault, applicationApis, appConfiguration, functionApps, webApps, staticWebApps (fields starting with _ are comments)"),
+            ("/secrets", Some(json!([])), "secrets: unknown field; expected keyVault, applicationApis, appConfiguration, functionApps, webApps, staticWebApps"),
         ]);
     }
 

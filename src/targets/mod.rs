@@ -15,26 +15,29 @@
 pub mod app_configuration;
 pub mod app_settings;
 pub mod application_api;
+pub mod files;
 pub mod key_vault;
 
 /// Every target kind, in the order the plan lists their containers (and so the report its
 /// entries, and [`AppsMapping::apim_app_names`] the apps).
-pub static KINDS: [&dyn Kind; 4] = [
+pub static KINDS: [&dyn Kind; 5] = [
     &key_vault::KIND,
     &application_api::KIND,
     &app_settings::KIND,
     &app_configuration::KIND,
+    &files::KIND,
 ];
 
 /// Every kind's mapping sections, in the order messages list them (`unknown field; expected
 /// ...`); each is one of [`KINDS`]' sections (a test checks); a new kind's go last.
-pub const SECTIONS: [&str; 6] = [
+pub const SECTIONS: [&str; 7] = [
     "keyVault",
     "applicationApis",
     "appConfiguration",
     "functionApps",
     "webApps",
     "staticWebApps",
+    "files",
 ];
 
 use crate::azure::cloud::Cloud;

@@ -19,6 +19,7 @@ use apikey_rotator::settings::Settings;
 use apikey_rotator::targets::app_configuration::{AppConfigurationStore, KeyValueMapping};
 use apikey_rotator::targets::app_settings::{SettingMapping, SiteGroup, SiteSection};
 use apikey_rotator::targets::application_api::{ApiAuth, ApplicationApiMapping};
+use apikey_rotator::targets::files::{FileGroup, FileKeyMapping, Format};
 use apikey_rotator::targets::key_vault::{KeyVaultGroup, SecretMapping};
 use apikey_rotator::targets::{plan, Container, Stored, TargetContext, Write};
 use apikey_rotator::toolkit::{key_source, KeyRequest};
@@ -73,6 +74,14 @@ const APP_CONFIGURATION_HMAC: Fixture = Fixture {
     mapping: app_configuration_hmac_mapping,
 };
 
+// Files need no double: the fixture's file is in the test's own folder, faults are made on
+// the file itself (see `file_fault`).
+const FILES: Fixture = Fixture {
+    report_type: "FILE",
+    service: "files",
+    mapping: files_mapping,
+};
+
 /// Stamps, for each `module: FIXTURE`, a module with one test per contract.
 macro_rules! conformance {
     ($($module:ident: $fixture:expr;)*) => {$(
@@ -106,6 +115,7 @@ conformance! {
     static_web_app: STATIC_WEB_APP;
     app_configuration_entra: APP_CONFIGURATION_ENTRA;
     app_configuration_hmac: APP_CONFIGURATION_HMAC;
+    files: FILES;
 }
 
 /// The sandbox's subscription (see `sandbox/demo.rs`).
@@ -232,6 +242,55 @@ fn application_api_mapping(env: &Env, entries: &[&str], app: &str) -> AppsMappin
     AppsMapping::default().with(apis)
 }
 
+/// The folder of the files fixture, inside the test's own folder (`FILES_ALLOWED_ROOTS`).
+fn files_root(env: &Env) -> std::path::PathBuf {
+    env.dir.path().join("files")
+}
+
+/// An `.env` file in the test's folder (created empty the first time), holding `entries`.
+fn files_mapping(env: &Env, entries: &[&str], app: &str) -> AppsMapping {
+    let path = files_root(env).join("keys.env");
+    std::fs::create_dir_all(files_root(env)).unwrap();
+    if !path.exists() {
+        std::fs::write(&path, "# conformance\n").unwrap();
+    }
+    let keys = entries
+        .iter()
+        .map(|e| FileKeyMapping {
+            key: e.to_string(),
+            apim_app_name: app.into(),
+        })
+        .collect();
+    AppsMapping::default().with([FileGroup {
+        path,
+        format: Format::Env,
+        backup: false,
+        keys,
+    }])
+}
+
+/// Makes the files fixture's file fail as a service answering `status` would, where a file
+/// can: refused (403, 400) is the file replaced by a symlink to a file outside
+/// `FILES_ALLOWED_ROOTS` (refused whoever runs the test, root included). `None` where no file
+/// fault matches (throttled, unavailable: a file has neither).
+fn file_fault(env: &Env, status: u16) -> Option<()> {
+    if !matches!(status, 400 | 403) {
+        return None;
+    }
+    let path = files_root(env).join("keys.env");
+    let outside = env.dir.path().join("outside.env");
+    std::fs::write(&outside, "").unwrap();
+    std::fs::rename(&path, files_root(env).join("keys.env.saved")).unwrap();
+    std::os::unix::fs::symlink(&outside, &path).unwrap();
+    Some(())
+}
+
+fn clear_file_fault(env: &Env) {
+    let path = files_root(env).join("keys.env");
+    std::fs::remove_file(&path).unwrap();
+    std::fs::rename(files_root(env).join("keys.env.saved"), &path).unwrap();
+}
+
 const APP3: &str = "ApiKeyRotator_TestApp3_Sandbox";
 
 /// Settings that reach the sandbox with its service principal (no process environment needed).
@@ -243,6 +302,10 @@ fn settings(env: &Env) -> Arc<Settings> {
         ("IDENTITY_HEADER", ""),
         ("AZURE_CLIENT_ID", &client_id),
         ("AZURE_CLIENT_SECRET", &secret),
+        (
+            "FILES_ALLOWED_ROOTS",
+            &files_root(env).display().to_string(),
+        ),
     ])))
 }
 
@@ -466,6 +529,20 @@ async fn errors_carry_the_right_kind(f: &Fixture) {
         (503, ErrorKind::Unavailable, true),
     ] {
         let c = container(&env, &deps, f, &["conf-faulty"]);
+        if f.report_type == FILES.report_type {
+            if file_fault(&env, status).is_none() {
+                continue;
+            }
+            let got = c.read(&["conf-faulty".into()]).await;
+            clear_file_fault(&env);
+            let err = got[0].as_ref().expect_err("a fault must be an error");
+            assert_eq!(
+                (err.kind(), err.is_temporary()),
+                (kind, temporary),
+                "{status}: {err}"
+            );
+            continue;
+        }
         let fault =
             serde_json::json!({"service": f.service, "match": "", "status": status, "times": 50});
         let url = format!("{}/faults", env.info.endpoints.admin);
@@ -502,13 +579,19 @@ async fn no_key_in_logs_or_errors(f: &Fixture) {
     let c = container(&env, &deps, f, &["conf-leak"]);
     assert!(c.write(&[write("conf-leak", &key)]).await[0].is_ok());
     let fault = serde_json::json!({"service": f.service, "match": "", "status": 400, "times": 1});
-    env.admin
-        .post(format!("{}/faults", env.info.endpoints.admin))
-        .json(&fault)
-        .send()
-        .await
-        .unwrap();
+    let file_faulted = f.report_type == FILES.report_type && file_fault(&env, 400).is_some();
+    if !file_faulted {
+        env.admin
+            .post(format!("{}/faults", env.info.endpoints.admin))
+            .json(&fault)
+            .send()
+            .await
+            .unwrap();
+    }
     let failed = c.write(&[write("conf-leak", &key)]).await;
+    if file_faulted {
+        clear_file_fault(&env);
+    }
     let err = failed[0]
         .as_ref()
         .expect_err("the fault must fail the write");

@@ -17,6 +17,7 @@ mod core_tools_layout;
 mod deployment_modes;
 mod failure_handling;
 mod fault_matrix;
+mod files_target;
 mod front_end;
 mod functions_host;
 mod infra;
