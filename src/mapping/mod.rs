@@ -596,6 +596,12 @@ mod tests {
             merged, file,
             "run with APIKEYROTATOR_BLESS_SCHEMA=1 to regenerate the file"
         );
+        // The file is exactly what the fragments generate, layout included, so regenerating it
+        // after a kind changed shows only that kind's part in the diff.
+        assert!(
+            SCHEMA == serde_json::to_string_pretty(&merged).unwrap() + "\n",
+            "the schema file's layout is not the generated one: run with APIKEYROTATOR_BLESS_SCHEMA=1"
+        );
     }
 
     #[test]
