@@ -117,7 +117,7 @@ async fn a_run_sends_the_minimal_requests_and_reuses_connections() {
 
     // Connections are reused: per host, about as many as requests may be in flight (a
     // connection goes back to the pool just after its answer is read, so a request starting at
-    // that moment may open one more), and few in all.
+    // that moment may open one more); a second run opens almost none (below).
     let connections = env.connections().await;
     let hosts: BTreeMap<&str, u64> = [
         ("apigee", 1),
@@ -135,7 +135,6 @@ async fn a_run_sends_the_minimal_requests_and_reuses_connections() {
             "{service}: {opened} connections for at most {limit} requests in flight"
         );
     }
-    assert!(connections.values().sum::<u64>() < requests.len() as u64 / 4);
 
     // A second run in the same process: no token, no challenge, no write; one read each.
     env.clear_requests().await;
@@ -145,4 +144,17 @@ async fn a_run_sends_the_minimal_requests_and_reuses_connections() {
     let requests = env.requests().await;
     assert_eq!(requests.len(), w.reads, "{:#?}", env.writes().await);
     assert!(env.writes().await.is_empty());
+    // ...over connections the first run opened: a pool keeps them across runs. (A count of the
+    // whole first run against its requests depends on how loaded the machine is, since a
+    // connection is back in the pool only just after its answer is read; this does not.)
+    let again = env.connections().await;
+    let reopened: u64 = again
+        .iter()
+        .map(|(service, n)| n - connections.get(service).copied().unwrap_or(0))
+        .sum();
+    assert!(
+        reopened < requests.len() as u64 / 4,
+        "the second run opened {reopened} connections for {} requests: {connections:?} then {again:?}",
+        requests.len()
+    );
 }
