@@ -243,6 +243,32 @@ pub async fn serve_on(
     limits: ServerLimits,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
+    accept_loop(listener, None, app, limits, shutdown).await;
+    Ok(())
+}
+
+/// [`serve_on`] over TLS with `config` (the on-premises toolkit): a handshake gets the same
+/// time as request headers.
+pub(crate) async fn serve_tls_on(
+    listener: tokio::net::TcpListener,
+    config: std::sync::Arc<rustls::ServerConfig>,
+    app: Router,
+    limits: ServerLimits,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    accept_loop(listener, Some(acceptor), app, limits, shutdown).await;
+}
+
+/// The one accept loop of both: each connection in a task of its own, watched so that
+/// `shutdown` waits for the requests in flight.
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    app: Router,
+    limits: ServerLimits,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -256,23 +282,43 @@ pub async fn serve_on(
                         continue;
                     }
                 };
-                let service = hyper_util::service::TowerToHyperService::new(app.clone());
-                let connection = hyper::server::conn::http1::Builder::new()
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(limits.header_read)
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-                let connection = graceful.watch(connection);
+                let (tls, app, watcher) = (tls.clone(), app.clone(), graceful.watcher());
                 tokio::spawn(async move {
-                    if let Err(e) = connection.await {
-                        tracing::debug!(error = %e, "connection ended");
+                    let Some(acceptor) = tls else {
+                        return serve_connection(stream, app, limits, watcher).await;
+                    };
+                    match tokio::time::timeout(limits.header_read, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => serve_connection(stream, app, limits, watcher).await,
+                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
                     }
                 });
             }
             () = &mut shutdown => break,
         }
     }
+    drop(listener);
     graceful.shutdown().await;
-    Ok(())
+}
+
+/// Serves one connection's HTTP/1.1 requests with the header-read limit, until it closes or a
+/// graceful shutdown ends it.
+async fn serve_connection<S>(
+    stream: S,
+    app: Router,
+    limits: ServerLimits,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_read)
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+    if let Err(e) = watcher.watch(connection).await {
+        tracing::debug!(error = %e, "connection ended");
+    }
 }
 
 /// Completes on ctrl-c or (on Unix) SIGTERM.
