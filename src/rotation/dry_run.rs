@@ -126,6 +126,27 @@ impl KeySource for ReadOnlyKeys<'_> {
         };
         self.inner.current_key(call, app_name, request).await
     }
+
+    async fn app_keys(
+        &self,
+        call: &Call,
+        app_name: &str,
+    ) -> Result<Vec<crate::toolkit::IssuedKey>> {
+        self.inner.app_keys(call, app_name).await
+    }
+
+    async fn revoke(
+        &self,
+        _: &Call,
+        app_name: &str,
+        key: &crate::secret::ApiKey,
+        _why: &str,
+    ) -> Result<crate::toolkit::IssuedKey> {
+        // The engine plans revocations in a dry run and never asks; refuse if it ever does.
+        Err(crate::error::Error::unexpected(format!(
+            "a dry run asked to revoke key {key} of app '{app_name}'"
+        )))
+    }
 }
 
 #[cfg(test)]
