@@ -212,7 +212,12 @@ struct Snapshot {
 }
 
 /// One file; its entries are the keys in it.
-pub struct FileContainer {
+pub struct FileContainer(Arc<HostFile>);
+
+/// What a [`FileContainer`] knows of its file; shared with the blocking threads that read and
+/// write it (file I/O blocks, and must not hold up the run's other requests on a runtime
+/// thread).
+struct HostFile {
     path: PathBuf,
     label: String,
     format: Format,
@@ -229,16 +234,34 @@ impl FileContainer {
         backup: bool,
         roots: std::result::Result<Vec<PathBuf>, String>,
     ) -> Self {
-        Self {
+        Self(Arc::new(HostFile {
             path: path.to_path_buf(),
             label: path.display().to_string(),
             format,
             backup,
             roots,
             seen: Mutex::new(None),
-        }
+        }))
     }
 
+    /// Runs `f` on the file on a blocking thread.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&HostFile) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let file = self.0.clone();
+        tokio::task::spawn_blocking(move || f(&file))
+            .await
+            .unwrap_or_else(|e| {
+                Err(Error::unexpected(format!(
+                    "file {}: the file task failed: {e}",
+                    self.0.path.display()
+                )))
+            })
+    }
+}
+
+impl HostFile {
     /// The file's real path (symlinks resolved), checked to be a regular file inside the
     /// allowed folders.
     fn resolve(&self) -> Result<PathBuf> {
@@ -307,6 +330,11 @@ impl FileContainer {
 
     fn write_all(&self, writes: &[Write]) -> Result<()> {
         let real = self.resolve()?;
+        // Writers of one file in this process (two runs, or two entries' containers) take
+        // turns, so one's rename never lands between another's last check and its rename;
+        // writers in other processes are caught by the checks below.
+        let turn = writer_turn(&real);
+        let _turn = turn.lock().unwrap_or_else(|p| p.into_inner());
         let meta =
             std::fs::metadata(&real).map_err(|e| error::io_error(&self.path, "opening", &e))?;
         if meta.permissions().readonly() {
@@ -381,6 +409,17 @@ impl FileContainer {
     }
 }
 
+/// The lock that writers of the file at `real` (its resolved path) in this process share.
+fn writer_turn(real: &Path) -> Arc<Mutex<()>> {
+    static TURNS: std::sync::OnceLock<Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>> =
+        std::sync::OnceLock::new();
+    let mut turns = TURNS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    turns.entry(real.to_path_buf()).or_default().clone()
+}
+
 /// Writes `bytes` to a new temporary file next to `target` in `dir`, with `meta`'s permissions
 /// (and owner, where the process may set it), synced to disk; returns its path.
 fn write_temporary(
@@ -425,21 +464,23 @@ impl Container for FileContainer {
     }
 
     fn label(&self) -> &str {
-        &self.label
+        &self.0.label
     }
 
     async fn read(&self, names: &[String]) -> Vec<Result<Stored>> {
-        match self.read_all(names) {
+        let owned = names.to_vec();
+        match self.blocking(move |f| f.read_all(&owned)).await {
             Ok(stored) => stored.into_iter().map(Ok).collect(),
             Err(e) => names.iter().map(|_| Err(e.clone())).collect(),
         }
     }
 
     async fn write(&self, writes: &[Write]) -> Vec<Result<()>> {
-        match self.write_all(writes) {
+        let owned = writes.to_vec();
+        match self.blocking(move |f| f.write_all(&owned)).await {
             Ok(()) => writes.iter().map(|_| Ok(())).collect(),
             Err(e) => {
-                tracing::warn!(file = %self.label, error = %e, "file not rewritten");
+                tracing::warn!(file = %self.0.label, error = %e, "file not rewritten");
                 writes.iter().map(|_| Err(e.clone())).collect()
             }
         }
