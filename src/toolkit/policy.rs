@@ -94,11 +94,20 @@ impl RenewalPolicy {
         force: bool,
     ) -> Result<Decision> {
         if let Some(cur) = current_key(credentials, now) {
+            // A key a rollback made current again was due when its successor was made: the
+            // window alone would renew it on the next run and undo the rollback. A pin holds
+            // the window's renewals off until a forced renewal, or until the key comes within
+            // PINNED_RENEWAL_FLOOR of its expiry (a lapsed key breaks every consumer).
+            let window = if pin_in_force(cur, credentials, now) {
+                self.renew_window().min(PINNED_RENEWAL_FLOOR)
+            } else {
+                self.renew_window()
+            };
             let reason = if force {
                 Some(RenewReason::Forced)
             } else {
                 cur.expires_at
-                    .filter(|exp| *exp - now <= self.renew_window())
+                    .filter(|exp| *exp - now <= window)
                     .map(|expires_at| RenewReason::ExpiresSoon { expires_at })
             };
             return Ok(match reason {
@@ -127,6 +136,10 @@ impl RenewalPolicy {
         }
     }
 }
+
+/// How close to its expiry a key pinned by a rollback is renewed anyway, without a forced
+/// renewal (the renewal window applies instead when it is shorter).
+pub const PINNED_RENEWAL_FLOOR: Duration = Duration::days(7);
 
 /// What to do with a key the rotator created but did not finish (PRODUCT.md §6: such keys are
 /// completed or removed on the next run).
@@ -838,5 +851,40 @@ mod tests {
             may_revoke(&lone, std::slice::from_ref(&lone), NOW),
             Err(NotRevocable::NoCurrentKey)
         );
+    }
+
+    /// A pinned key inside the renewal window is kept (the rollback holds), until it comes
+    /// within the floor of its expiry or a renewal is forced; without the pin it is renewed.
+    #[test]
+    fn a_pin_holds_renewals_off_until_the_floor_or_a_force() {
+        let policy = policy();
+        let pinned = |expires_in: i64| IssuedKey {
+            pinned_at: Some(NOW - Duration::hours(1)),
+            ..cred("previous", 60, Some(expires_in), true)
+        };
+        let bad = IssuedKey {
+            withdrawn_at: Some(NOW - Duration::hours(1)),
+            ..cred("bad", 1, Some(89), true)
+        };
+        // 30 days left: inside the 45-day window, outside the 7-day floor.
+        let creds = [pinned(30), bad.clone()];
+        assert!(matches!(
+            policy.decide(&creds, NOW, false).unwrap(),
+            Decision::Keep(k) if k.key.expose() == "previous"
+        ));
+        assert!(matches!(
+            policy.decide(&creds, NOW, true).unwrap(),
+            Decision::Renew { reason: RenewReason::Forced, .. }
+        ));
+        let creds = [pinned(6), bad.clone()];
+        assert!(matches!(
+            policy.decide(&creds, NOW, false).unwrap(),
+            Decision::Renew { reason: RenewReason::ExpiresSoon { .. }, .. }
+        ));
+        let unpinned = [cred("previous", 60, Some(30), true), bad];
+        assert!(matches!(
+            policy.decide(&unpinned, NOW, false).unwrap(),
+            Decision::Renew { reason: RenewReason::ExpiresSoon { .. }, .. }
+        ));
     }
 }
