@@ -391,7 +391,7 @@ pub fn why_current(current: &IssuedKey, keys: &[IssuedKey], now: OffsetDateTime)
             "chosen by the renewal policy over {}, the complete key that expires latest (a rollback, say)",
             l.key.redacted()
         ),
-        _ => "the complete, unexpired key that expires latest (approved, and approved for every API product of the complete key before it)".to_string(),
+        _ => "the complete, unexpired key that expires latest".to_string(),
     }
 }
 
