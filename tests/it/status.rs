@@ -439,6 +439,12 @@ async fn the_key_status_function_answers_what_the_command_prints() {
         .as_str()
         .unwrap()
         .contains("NoSuchApp"));
+    // A run keeps answering 400 for the same app, as it always has.
+    let (status, refused) = handler.rotate("app=NoSuchApp").await;
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (400, Some("BadRequest"))
+    );
     let (status, bad) = get("?dryRun=true").await;
     assert_eq!(
         (status, bad["error"]["code"].as_str()),
@@ -530,4 +536,54 @@ async fn set_secret(client: &SecretClient, name: &str, value: &str) {
         .set_secret(name, params.try_into().unwrap(), None)
         .await
         .unwrap();
+}
+
+/// Status takes no run lock: while a rotation holds it (its write of one secret never
+/// answers), KeyStatus answers and shows the targets as they are, and a second rotation is
+/// refused with 409.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_answers_while_a_rotation_holds_the_run_lock() {
+    let env = Env::start().await;
+    env.add_fault(&serde_json::json!({
+        "service": "keyVault", "match": "/secrets/partner-apikey", "method": "PUT",
+        "kind": "timeout", "times": 1
+    }))
+    .await;
+    let handler = Handler::start(&env.settings(&[])).await;
+    let rotation = {
+        let (client, url) = (
+            handler.client.clone(),
+            format!("{}/api/ApiKeyRotator", handler.base),
+        );
+        tokio::spawn(async move { client.get(url).send().await })
+    };
+    // The rotation holds the lock once its hung write is in the log (in flight: no status).
+    let mut in_flight = false;
+    for _ in 0..400 {
+        in_flight = env.requests().await.iter().any(|r| {
+            r["method"] == "PUT"
+                && r["path"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .ends_with("/partner-apikey")
+                && r["status"].is_null()
+        });
+        if in_flight {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(in_flight, "the rotation never reached its hung write");
+    let (status, refused) = handler.rotate("").await;
+    assert_eq!(status, 409, "the rotation holds the lock: {refused:#}");
+    let r = handler
+        .client
+        .get(format!("{}/api/KeyStatus", handler.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(state_of(&answer, "/partner-apikey"), "missing");
+    rotation.abort();
 }
