@@ -1,4 +1,4 @@
-//! The command line (PRODUCT.md §8): `serve`, `rotate`, `validate`, `seal`, `toolkit`,
+//! The command line (PRODUCT.md §8): `serve`, `rotate`, `status`, `validate`, `seal`, `toolkit`,
 //! `sandbox`, `demo`, `completions` (`sandbox` and `demo` with the `sandbox` feature only, so the deployable
 //! binary carries no sandbox code).
 //!
@@ -11,6 +11,7 @@
 mod demo;
 mod progress;
 mod seal;
+mod status;
 mod toolkit;
 mod validate;
 
@@ -154,6 +155,25 @@ pub enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Show every app's keys, which one is current and why, when it is due for renewal, and
+    /// which key each target holds.
+    ///
+    /// Reads exactly what `rotate --dry-run` reads and writes nothing (it takes no run lock).
+    /// Prints a table per app on stdout, the targets that do not hold their app's current key
+    /// (drift) first; with --json, the KeyStatus function's body. Exit 0 when every target
+    /// holds its app's current key, 1 on drift or when something could not be read, 2 when it
+    /// could not start (settings, mapping, an --app not in the mapping, TOOLKIT_APP_URL set).
+    Status {
+        /// Read the apps mapping from this file instead of APIKEYROTATIONAPPS(2,3).
+        #[arg(long)]
+        mapping: Option<PathBuf>,
+        /// Only this API-manager app.
+        #[arg(long)]
+        app: Option<String>,
+        /// Print the answer as JSON (the body of GET /api/KeyStatus) instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a shell completion script on stdout.
     ///
     /// For example `apikey-rotator completions bash > /etc/bash_completion.d/apikey-rotator`,
@@ -267,6 +287,18 @@ pub fn main() -> ExitCode {
                     format,
                 )
                 .await
+            }
+            Command::Status { mapping, app, json } => {
+                init_cli_logging(log_format);
+                let settings = match settings_with_mapping(std::env::vars().collect(), mapping) {
+                    Ok(s) => s,
+                    Err(code) => return code,
+                };
+                let options = crate::rotation::StatusOptions {
+                    app,
+                    ..Default::default()
+                };
+                status::run(Rotator::new(settings), options, json).await
             }
             Command::Toolkit(args) => {
                 init_cli_logging(log_format);

@@ -122,6 +122,9 @@ impl From<RunError> for ApiError {
                 m.as_str(),
                 Vec::new(),
             ),
+            RunError::UnknownApp(m) => {
+                (StatusCode::NOT_FOUND, "AppNotFound", m.as_str(), Vec::new())
+            }
         };
         tracing::error!(code, "{e}");
         Self {

@@ -1,9 +1,10 @@
-//! The Azure Functions custom-handler surface (PRODUCT.md §3): readiness, the two forwarded
-//! HTTP functions, and the timer invocation.
+//! The Azure Functions custom-handler surface (PRODUCT.md §3): readiness, the forwarded HTTP
+//! functions (ToolkitApp, ApiKeyRotator, KeyStatus), and the timer invocation.
 
 mod api_key_rotator;
 mod error;
 pub mod host;
+mod key_status;
 mod rotator_timer;
 mod toolkit_app;
 
@@ -24,11 +25,12 @@ pub type AppState = Arc<Rotator>;
 
 /// Every route the handler serves, with the methods its `function.json` declares (the host
 /// refuses the others before forwarding; the handler agrees, with a JSON 405).
-pub const ROUTES: [(&str, &[Method]); 4] = [
+pub const ROUTES: [(&str, &[Method]); 5] = [
     ("/", &[Method::GET]),
     ("/api/ToolkitApp", &[Method::POST]),
     ("/api/ApiKeyRotator", &[Method::GET]),
     ("/RotatorTimer", &[Method::POST]),
+    ("/api/KeyStatus", &[Method::GET]),
 ];
 
 /// How long a client may take over its request: slow clients must not hold connections (and
@@ -117,6 +119,7 @@ fn routes(state: AppState) -> Router {
             "/RotatorTimer",
             only(post(rotator_timer::handle), ROUTES[3].1),
         )
+        .route("/api/KeyStatus", only(get(key_status::handle), ROUTES[4].1))
         .with_state(state);
     let canonical = exact.clone().fallback(not_found);
     exact.fallback(move |request: Request| {
@@ -460,6 +463,7 @@ mod tests {
             "/api/ApiKeyRotator?dryRun=maybe",
             "/api/apikeyrotator?dryRun=maybe",
             "/API/APIKEYROTATOR?dryRun=maybe",
+            "/api/keystatus?dryRun=maybe",
         ] {
             let (status, body) = call(Method::GET, uri).await;
             assert_ne!(status, StatusCode::NOT_FOUND, "{uri}: {body}");

@@ -6,8 +6,10 @@ pub mod engine;
 pub mod lock;
 pub mod report;
 pub mod service;
+pub mod status;
 
 pub use engine::{run, Progress, RunOptions};
 pub use lock::{LockError, RunLock};
 pub use report::Report;
 pub use service::{Rotator, RunError};
+pub use status::{StatusAnswer, StatusOptions};

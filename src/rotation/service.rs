@@ -4,6 +4,7 @@
 use super::engine::{run, RunOptions};
 use super::lock::{LockError, RunLock};
 use super::report::Report;
+use super::status::{StatusAnswer, StatusOptions};
 use crate::azure::call::Call;
 use crate::azure::{credential, http, retry};
 use crate::error::Error;
@@ -31,6 +32,9 @@ pub enum RunError {
     Setup(Error),
     /// Another run holds the run lock (HTTP 409); the message says where.
     InProgress(String),
+    /// The app asked for is not in the mapping (`status`: HTTP 404; a run reports it as
+    /// [`RunError::BadRequest`], as it always has).
+    UnknownApp(String),
 }
 
 impl std::fmt::Display for RunError {
@@ -44,6 +48,7 @@ impl std::fmt::Display for RunError {
             RunError::BadRequest(m) => f.write_str(m),
             RunError::Setup(e) => write!(f, "{e}"),
             RunError::InProgress(m) => write!(f, "a run is in progress: {m}"),
+            RunError::UnknownApp(m) => f.write_str(m),
         }
     }
 }
@@ -168,35 +173,24 @@ impl Rotator {
         call: &Call,
         deadline: Instant,
     ) -> Result<Report, RunError> {
-        let problems = self.settings.check_for_rotation();
-        if !problems.is_empty() {
-            return Err(RunError::Settings(problems));
-        }
+        self.check_settings()?;
         if options.force && options.app.is_none() {
             return Err(RunError::BadRequest(
                 "force=true needs app=<apimAppName>: emergency rotation is for one app at a time"
                     .into(),
             ));
         }
-        let mut mapping = self.mapping()?;
-        if let Some(app) = &options.app {
-            if !mapping.apim_app_names().contains(app) {
-                return Err(RunError::BadRequest(format!(
-                    "app \"{app}\" is not in the mapping"
-                )));
-            }
-            mapping = mapping.only_app(app);
-        }
-        let keys = self.keys.clone().map_err(RunError::Setup)?;
-        let deps = TargetContext {
-            http: self.http.clone().map_err(RunError::Setup)?,
-            credential: self.credential.clone().map_err(RunError::Setup)?,
-            cloud: self.settings.cloud.clone(),
-            settings: self.settings.clone(),
-            vaults: self.vaults.clone(),
-            call: call.clone(),
-        };
-        let plan = targets::plan(&mapping, &deps).map_err(RunError::Setup)?;
+        let Prepared {
+            mapping,
+            keys,
+            deps,
+            plan,
+        } = self
+            .prepare(options.app.as_deref(), call)
+            .map_err(|e| match e {
+                RunError::UnknownApp(m) => RunError::BadRequest(m),
+                e => e,
+            })?;
         let lock = self.lock.as_ref().map_err(|e| RunError::Setup(e.clone()))?;
         let guard = tokio::time::timeout_at(deadline.into(), lock.acquire(call))
             .await
@@ -228,6 +222,70 @@ impl Rotator {
         Ok(report)
     }
 
+    /// What every key the API manager holds for each mapped app (or only `options.app`) is,
+    /// and which of them each target holds: the same settings, mapping and plan as a run, and
+    /// exactly a dry run's reads ([`super::status`]). It takes no run lock: it changes nothing,
+    /// so it may run beside a rotation (it then shows the targets as they are at that moment).
+    pub async fn status(&self, options: &StatusOptions) -> Result<StatusAnswer, RunError> {
+        let call = self.call(options.http_triggered);
+        self.check_settings()?;
+        let Prepared {
+            mapping,
+            keys,
+            deps,
+            plan,
+        } = self.prepare(options.app.as_deref(), &call)?;
+        super::status::gather(
+            &call,
+            keys.as_ref(),
+            &plan,
+            &mapping.apim_app_names(),
+            &deps,
+        )
+        .await
+        .map_err(RunError::Setup)
+    }
+
+    /// The settings a run needs, or every problem with them.
+    fn check_settings(&self) -> Result<(), RunError> {
+        let problems = self.settings.check_for_rotation();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(RunError::Settings(problems))
+        }
+    }
+
+    /// The mapping (only `app`'s part when given), the key source, the targets' context for
+    /// `call`, and the plan: what a run and a status start from.
+    fn prepare(&self, app: Option<&str>, call: &Call) -> Result<Prepared, RunError> {
+        let mut mapping = self.mapping()?;
+        if let Some(app) = app {
+            if !mapping.apim_app_names().iter().any(|a| a == app) {
+                return Err(RunError::UnknownApp(format!(
+                    "app \"{app}\" is not in the mapping"
+                )));
+            }
+            mapping = mapping.only_app(app);
+        }
+        let keys = self.keys.clone().map_err(RunError::Setup)?;
+        let deps = TargetContext {
+            http: self.http.clone().map_err(RunError::Setup)?,
+            credential: self.credential.clone().map_err(RunError::Setup)?,
+            cloud: self.settings.cloud.clone(),
+            settings: self.settings.clone(),
+            vaults: self.vaults.clone(),
+            call: call.clone(),
+        };
+        let plan = targets::plan(&mapping, &deps).map_err(RunError::Setup)?;
+        Ok(Prepared {
+            mapping,
+            keys,
+            deps,
+            plan,
+        })
+    }
+
     /// Parses and validates the mapping settings.
     pub fn mapping(&self) -> Result<mapping::AppsMapping, RunError> {
         let settings = self.settings.clone();
@@ -238,6 +296,14 @@ impl Rotator {
         )
         .map_err(RunError::Mapping)
     }
+}
+
+/// What [`Rotator::prepare`] gives a run or a status.
+struct Prepared {
+    mapping: mapping::AppsMapping,
+    keys: Arc<dyn KeySource>,
+    deps: TargetContext,
+    plan: Vec<targets::PlannedContainer>,
 }
 
 fn load_ca(settings: &Settings) -> Result<Option<Vec<u8>>, Error> {

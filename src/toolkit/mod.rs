@@ -75,12 +75,20 @@ pub trait KeySource: Send + Sync {
         request: KeyRequest,
     ) -> Result<KeyGrant>;
 
-    /// Every key of `app_name` as the API manager holds it now (read only: nothing is
-    /// finished, removed or renewed), for the lifecycle steps that decide over all of an
-    /// app's keys (revocation).
-    async fn app_keys(&self, call: &Call, app_name: &str) -> Result<Vec<IssuedKey>> {
+    /// Every key the API manager holds for `app_name`, as it holds them (approved or not,
+    /// unfinished ones included), with the renewal policy in force: what `status` shows. Reads
+    /// only: never finishes, removes or renews a key, and takes no lock. Errors:
+    /// [`ErrorKind::NotFound`] for an app the API manager does not know, other kinds when it
+    /// fails. By default a configuration error with code [`NEEDS_IN_PROCESS_TOOLKIT`]: a
+    /// remote ToolkitApp hands out the current key only.
+    async fn app_keys(&self, call: &Call, app_name: &str) -> Result<AppKeyList> {
         let _ = (call, app_name);
-        Err(needs_in_process("Listing an app's keys"))
+        Err(Error::config(format!(
+            "the list of an app's keys (status) needs the in-process toolkit: {TOOLKIT_APP_URL} is set, \
+             and a remote ToolkitApp hands out the current key only; run status where \
+             {COMPANY_DETAILS} and {TOOLKIT_UUID} are set instead"
+        ))
+        .with_code(NEEDS_IN_PROCESS_TOOLKIT))
     }
 
     /// Revokes `key` of `app_name` (the API manager's revoke, never a delete) under the app's
@@ -109,6 +117,21 @@ fn needs_in_process(what: &str) -> Error {
     Error::config(format!(
         "{what} needs the in-process toolkit: {TOOLKIT_APP_URL} is set, and a remote ToolkitApp only hands out keys"
     ))
+}
+
+/// Error code of [`KeySource::app_keys`] on a key source that cannot list keys (a remote
+/// ToolkitApp).
+pub const NEEDS_IN_PROCESS_TOOLKIT: &str = "NeedsInProcessToolkit";
+
+/// Every key of one app as the API manager holds them ([`KeySource::app_keys`]).
+#[derive(Debug, Clone)]
+pub struct AppKeyList {
+    /// The API-manager app.
+    pub app_name: String,
+    /// Its keys, in the API manager's order.
+    pub keys: Vec<IssuedKey>,
+    /// The renewal policy of the sealed company details (when a key is due).
+    pub policy: RenewalPolicy,
 }
 
 /// A lock on one app's renewals that every instance of the function app shares (a blob lease in
@@ -387,8 +410,14 @@ impl KeySource for Toolkit {
         }
     }
 
-    async fn app_keys(&self, call: &Call, app_name: &str) -> Result<Vec<IssuedKey>> {
-        self.issuer.list_keys(call, app_name).await
+    /// One `list_keys` call: no recovery, no decision, no lock (status changes nothing).
+    async fn app_keys(&self, call: &Call, app_name: &str) -> Result<AppKeyList> {
+        let keys = self.issuer.list_keys(call, app_name).await?;
+        Ok(AppKeyList {
+            app_name: app_name.to_string(),
+            keys,
+            policy: self.policy,
+        })
     }
 
     async fn revoke(
@@ -1236,5 +1265,56 @@ mod tests {
             http,
         )
         .is_ok());
+    }
+
+    /// `status`'s key list is one read: a due app and a half-made key are listed as they are,
+    /// nothing is created, finished or deleted, and no lock is taken.
+    #[tokio::test]
+    async fn app_keys_lists_and_changes_nothing() {
+        let lock = Arc::new(CountingLock::default());
+        let (issuer, tk) = toolkit_with(Some(10));
+        let tk = tk.with_renewal_lock(Some(lock.clone()));
+        issuer.creds.lock().unwrap().push(IssuedKey {
+            key: ApiKey::new("HALFMADEHALFMADEHALFMADE0002"),
+            issued_at: Some(OffsetDateTime::now_utc()),
+            expires_at: None,
+            approved: true,
+            api_products: Vec::new(),
+            unfinished: true,
+            made_by_rotator: true,
+            revoked: false,
+            replaces: None,
+            pinned_at: None,
+            withdrawn_at: None,
+        });
+        let list = tk.app_keys(&call(), "app1").await.unwrap();
+        assert_eq!(list.keys.len(), 2);
+        assert!(list.keys[1].unfinished);
+        assert_eq!(list.policy, RenewalPolicy::default());
+        assert!(issuer.created.lock().unwrap().is_empty());
+        assert!(issuer.finished.lock().unwrap().is_empty());
+        assert!(issuer.deleted.lock().unwrap().is_empty());
+        assert!(lock.holds.lock().unwrap().is_empty());
+        let unknown = tk.app_keys(&call(), "nope").await.unwrap_err();
+        assert_eq!(unknown.kind(), ErrorKind::NotFound);
+    }
+
+    /// A key source that only hands out keys (a remote ToolkitApp) says clearly that the key
+    /// list needs the in-process toolkit.
+    #[tokio::test]
+    async fn app_keys_needs_the_in_process_toolkit_by_default() {
+        struct OnlyCurrent;
+        #[async_trait]
+        impl KeySource for OnlyCurrent {
+            async fn current_key(&self, _: &Call, _: &str, _: KeyRequest) -> Result<KeyGrant> {
+                Err(Error::unexpected("not called"))
+            }
+        }
+        let e = OnlyCurrent.app_keys(&call(), "app1").await.unwrap_err();
+        assert_eq!(
+            (e.kind(), e.code()),
+            (ErrorKind::ConfigInvalid, NEEDS_IN_PROCESS_TOOLKIT)
+        );
+        assert!(e.to_string().contains(TOOLKIT_APP_URL), "{e}");
     }
 }

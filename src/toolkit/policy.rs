@@ -874,17 +874,26 @@ mod tests {
         ));
         assert!(matches!(
             policy.decide(&creds, NOW, true).unwrap(),
-            Decision::Renew { reason: RenewReason::Forced, .. }
+            Decision::Renew {
+                reason: RenewReason::Forced,
+                ..
+            }
         ));
         let creds = [pinned(6), bad.clone()];
         assert!(matches!(
             policy.decide(&creds, NOW, false).unwrap(),
-            Decision::Renew { reason: RenewReason::ExpiresSoon { .. }, .. }
+            Decision::Renew {
+                reason: RenewReason::ExpiresSoon { .. },
+                ..
+            }
         ));
         let unpinned = [cred("previous", 60, Some(30), true), bad];
         assert!(matches!(
             policy.decide(&unpinned, NOW, false).unwrap(),
-            Decision::Renew { reason: RenewReason::ExpiresSoon { .. }, .. }
+            Decision::Renew {
+                reason: RenewReason::ExpiresSoon { .. },
+                ..
+            }
         ));
     }
 }

@@ -115,7 +115,10 @@ fn the_executable_is_where_the_build_step_and_the_zip_put_it() {
 #[test]
 fn every_function_folder_is_packaged_and_declares_one_trigger() {
     let folders = function_folders();
-    assert_eq!(folders, ["ApiKeyRotator", "RotatorTimer", "ToolkitApp"]);
+    assert_eq!(
+        folders,
+        ["ApiKeyRotator", "KeyStatus", "RotatorTimer", "ToolkitApp"]
+    );
     let package = read("scripts/package.sh");
     let listed = package
         .lines()
@@ -196,7 +199,7 @@ async fn the_handler_serves_every_binding_of_every_function_json() {
     settings.remove("AzureWebJobsStorage");
     let handler = common::Handler::start(&settings).await;
     let requests = host_requests();
-    assert_eq!(requests.len(), 3, "{requests:?}");
+    assert_eq!(requests.len(), 4, "{requests:?}");
     for (name, method, path) in requests {
         let url = format!("{}{path}", handler.base);
         let builder = match method.as_str() {

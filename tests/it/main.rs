@@ -32,5 +32,6 @@ mod rotation;
 mod run_lock;
 mod sdk_oracle;
 mod self_contained;
+mod status;
 mod toolkit_command;
 mod toolkit_limits;

@@ -13,11 +13,12 @@ use std::path::PathBuf;
 
 const EXECUTABLE: &str = "apikey-rotator";
 /// Every file the zip must hold at its root, besides the executable.
-const CONFIG_FILES: [&str; 4] = [
+const CONFIG_FILES: [&str; 5] = [
     "host.json",
     "ToolkitApp/function.json",
     "ApiKeyRotator/function.json",
     "RotatorTimer/function.json",
+    "KeyStatus/function.json",
 ];
 /// Text only the sandbox (the `sandbox` feature) puts in the executable, with the source file
 /// it comes from: the deployable build (`--no-default-features`) must hold none of it.
@@ -354,7 +355,7 @@ fn a_wrapper_folder_fails() {
         .collect();
     let entries: Vec<_> = names.iter().map(|n| entry(n)).collect();
     let problems = check_layout(&build_zip(&entries));
-    assert_eq!(problems.len(), 5, "{problems:?}");
+    assert_eq!(problems.len(), CONFIG_FILES.len() + 1, "{problems:?}");
     assert!(
         problems.iter().all(|p| p.contains("wrapper folder")),
         "{problems:?}"
