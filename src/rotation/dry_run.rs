@@ -132,6 +132,16 @@ impl KeySource for ReadOnlyKeys<'_> {
         self.inner.app_keys(call, app_name).await
     }
 
+    /// A rollback in a dry run decides and changes nothing.
+    async fn rollback(
+        &self,
+        call: &Call,
+        app_name: &str,
+        _dry_run: bool,
+    ) -> Result<crate::toolkit::RollbackOutcome> {
+        self.inner.rollback(call, app_name, true).await
+    }
+
     async fn revoke(
         &self,
         _: &Call,

@@ -28,6 +28,9 @@ pub struct RunOptions {
     pub app: Option<String>,
     /// Renew now regardless of the SLA window (only honoured with `app`).
     pub force: bool,
+    /// Roll `app` back first ([`super::rollback`]): its current key's predecessor becomes
+    /// current again, then the run redistributes it. Needs `app`; not with `force`.
+    pub rollback: bool,
     /// Started by the HTTP function (whose default deadline is shorter, see
     /// [`crate::settings::Deadlines::for_run`]).
     pub http_triggered: bool,

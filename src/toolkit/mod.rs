@@ -107,6 +107,41 @@ pub trait KeySource: Send + Sync {
         let _ = (call, app_name, key, why);
         Err(needs_in_process("Revoking a key"))
     }
+
+    /// Rolls `app_name` back to the key its current key replaced ([`IssuedKey::replaces`]),
+    /// under the app's renewal locks, after reading its keys under them: reactivates that key
+    /// when it was revoked, withdraws the current key (it is never current again, and is
+    /// revoked once every target holds the restored key) and pins the restored one
+    /// ([`IssuedKey::pinned_at`]), in that order, so that a crash between any two steps leaves
+    /// a valid current key that the next call or run finishes with. Idempotent: an app rolled
+    /// back already answers [`RollbackOutcome::done_before`]. With `dry_run`, decides and
+    /// changes nothing. A [`ErrorKind::Conflict`] error with code [`NO_PREVIOUS_KEY_CODE`] when
+    /// there is no still-valid key to go back to.
+    async fn rollback(
+        &self,
+        call: &Call,
+        app_name: &str,
+        dry_run: bool,
+    ) -> Result<RollbackOutcome> {
+        let _ = (call, app_name, dry_run);
+        Err(needs_in_process("A rollback"))
+    }
+}
+
+/// Error code of a rollback with no still-valid key to go back to.
+pub const NO_PREVIOUS_KEY_CODE: &str = "NoPreviousKey";
+
+/// What a rollback did (or, in a dry run, would do) to one app's keys.
+#[derive(Debug, Clone)]
+pub struct RollbackOutcome {
+    /// The key that is current again (in a dry run: that would be).
+    pub restored: IssuedKey,
+    /// The bad key, withdrawn (in a dry run: that would be).
+    pub withdrawn: IssuedKey,
+    /// Whether the restored key was revoked and is (would be) reactivated.
+    pub reactivated: bool,
+    /// Whether an earlier rollback had done it all already (nothing was changed now).
+    pub done_before: bool,
 }
 
 /// Error code of a revocation the keys themselves forbid (see [`KeySource::revoke`]).
@@ -441,9 +476,101 @@ impl KeySource for Toolkit {
         }
         result
     }
+
+    async fn rollback(
+        &self,
+        call: &Call,
+        app_name: &str,
+        dry_run: bool,
+    ) -> Result<RollbackOutcome> {
+        let lock = self.lock_for(app_name);
+        let _guard = lock.lock().await;
+        let held = match &self.renewal_lock {
+            Some(l) if !dry_run => Some(l.hold(call, app_name).await?),
+            _ => None,
+        };
+        let result = self.rollback_locked(call, app_name, dry_run).await;
+        if let Some(held) = held {
+            held.release().await;
+        }
+        result
+    }
 }
 
 impl Toolkit {
+    /// [`KeySource::rollback`] once the app's locks are held.
+    async fn rollback_locked(
+        &self,
+        call: &Call,
+        app_name: &str,
+        dry_run: bool,
+    ) -> Result<RollbackOutcome> {
+        let credentials = self.issuer.list_keys(call, app_name).await?;
+        let now = OffsetDateTime::now_utc();
+        let step = policy::rollback_step(&credentials, now).map_err(|why| {
+            Error::new(
+                ErrorKind::Conflict,
+                format!("app '{app_name}' cannot be rolled back: {why}"),
+            )
+            .with_code(NO_PREVIOUS_KEY_CODE)
+        })?;
+        let (mut restored, mut withdrawn) = (step.restore.clone(), step.withdraw.clone());
+        let reactivated = restored.revoked;
+        if dry_run || step.done_before {
+            return Ok(RollbackOutcome {
+                restored,
+                withdrawn,
+                reactivated,
+                done_before: step.done_before,
+            });
+        }
+        // Reactivate, withdraw, pin: after any prefix of these the app still has a valid
+        // current key (the bad one until the withdrawal, the restored one after it), and the
+        // next rollback finds what is left to do.
+        if restored.revoked {
+            restored = self
+                .issuer
+                .reactivate_key(call, app_name, &restored.key)
+                .await?;
+            tracing::info!(app = app_name, key = %restored.key, "reactivated the key a rollback restores");
+        }
+        if withdrawn.withdrawn_at.is_none() {
+            withdrawn = self
+                .issuer
+                .set_marks(
+                    call,
+                    app_name,
+                    &withdrawn.key,
+                    issuer::KeyMarks {
+                        pinned_at: None,
+                        withdrawn_at: Some(now),
+                    },
+                )
+                .await?;
+        }
+        if restored.pinned_at.is_none() {
+            restored = self
+                .issuer
+                .set_marks(
+                    call,
+                    app_name,
+                    &restored.key,
+                    issuer::KeyMarks {
+                        pinned_at: Some(now),
+                        withdrawn_at: None,
+                    },
+                )
+                .await?;
+        }
+        tracing::info!(app = app_name, restored = %restored.key, withdrawn = %withdrawn.key, "rolled back");
+        Ok(RollbackOutcome {
+            restored,
+            withdrawn,
+            reactivated,
+            done_before: false,
+        })
+    }
+
     /// [`KeySource::revoke`] once the app's locks are held.
     async fn revoke_locked(
         &self,
