@@ -17,8 +17,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
-use serde_json::json;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -231,7 +231,8 @@ async fn token(State(ctx): State<Ctx>, Path(tenant): Path<String>, body: Bytes) 
     }
     if param("client_assertion").is_some() || param("client_assertion_type").is_some() {
         if param("client_assertion_type") != Some(ASSERTION_TYPE) {
-            let msg = "The request body must contain the following parameter: 'client_assertion_type'.";
+            let msg =
+                "The request body must contain the following parameter: 'client_assertion_type'.";
             return entra_error(bad, "invalid_request", 900144, msg);
         }
         let assertion = param("client_assertion").unwrap_or_default();
@@ -328,7 +329,10 @@ fn check_assertion(authority: &Authority, assertion: &str) -> Result<(), Respons
         let msg = format!("Client assertion is not within its valid time range. Current time: {current}, assertion valid from {}, expiry time of assertion {}. Review the documentation at https://learn.microsoft.com/entra/identity-platform/certificate-credentials .", at(nbf), at(claims.exp));
         return Err(entra_error(unauthorized, "invalid_client", 700024, &msg));
     }
-    let of_issuer = principal.federated.iter().filter(|f| f.issuer == claims.iss);
+    let of_issuer = principal
+        .federated
+        .iter()
+        .filter(|f| f.issuer == claims.iss);
     let Some(credential) = of_issuer.clone().find(|f| f.subject == claims.sub) else {
         let msg = format!("No matching federated identity record found for presented assertion subject '{}'. Check your federated identity credential Subject, Audience and Issuer against the presented assertion. https://learn.microsoft.com/entra/workload-id/workload-identity-federation", claims.sub);
         return Err(entra_error(unauthorized, "invalid_client", 700213, &msg));
@@ -540,7 +544,10 @@ mod tests {
                 assert_eq!(body["error"], error, "{body}");
                 assert_eq!(body["error_codes"][0], code, "{body}");
                 let description = body["error_description"].as_str().unwrap().to_string();
-                assert!(description.starts_with(&format!("AADSTS{code}: ")), "{description}");
+                assert!(
+                    description.starts_with(&format!("AADSTS{code}: ")),
+                    "{description}"
+                );
                 description
             }
         };
@@ -550,14 +557,21 @@ mod tests {
             300,
         );
         let d = refused(700213, 401, "invalid_client")(post(wrong_subject, ASSERTION_TYPE).await);
-        assert!(d.contains("'repo:contoso/rotations:ref:refs/heads/feature'"), "{d}");
+        assert!(
+            d.contains("'repo:contoso/rotations:ref:refs/heads/feature'"),
+            "{d}"
+        );
         let wrong_audience = issuer.sign(GITHUB_SUBJECT, "api://SomethingElse", 300);
         let d = refused(70021, 400, "invalid_request")(post(wrong_audience, ASSERTION_TYPE).await);
-        assert!(d.contains("Assertion Audience: 'api://SomethingElse'"), "{d}");
+        assert!(
+            d.contains("Assertion Audience: 'api://SomethingElse'"),
+            "{d}"
+        );
         let expired = issuer.sign(GITHUB_SUBJECT, FEDERATION_AUDIENCE, -60);
         let d = refused(700024, 401, "invalid_client")(post(expired, ASSERTION_TYPE).await);
         assert!(d.contains("not within its valid time range"), "{d}");
-        let elsewhere = PipelineIssuer::generate("https://token.actions.githubusercontent.com".into());
+        let elsewhere =
+            PipelineIssuer::generate("https://token.actions.githubusercontent.com".into());
         let other_issuer = elsewhere.sign(GITHUB_SUBJECT, FEDERATION_AUDIENCE, 300);
         refused(700211, 401, "invalid_client")(post(other_issuer, ASSERTION_TYPE).await);
         let forged = PipelineIssuer::generate(issuer.url.clone());
