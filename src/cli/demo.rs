@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-/// Runs the demo; exit 0 when the first run succeeded and the second found nothing to do.
+/// Runs the demo; exit 0 when the first run succeeded, the second found nothing to do, the
+/// on-premises files were rotated and the on-premises toolkit serves the key they hold.
 /// Its account is for a person, so logs (warnings only, unless `RUST_LOG` says otherwise) are
 /// text unless `log_format` asks for JSON.
 pub fn run(dir: Option<PathBuf>, log_format: Option<LogFormat>) -> ExitCode {
