@@ -154,8 +154,9 @@ fn the_examples_ask_for_oidc_store_no_azure_secret_and_run_on_a_schedule() {
         token_step.contains("audience=api://AzureADTokenExchange"),
         "{token_step}"
     );
+    // The file's bytes are the assertion: no trailing newline (`jq -j`, not `jq -r`).
     assert!(
-        token_step.contains("> \"$RUNNER_TEMP/azure-federated-token\""),
+        token_step.contains("| jq -j .value > \"$RUNNER_TEMP/azure-federated-token\""),
         "{token_step}"
     );
     let rotate = github_rotate(&gh);
