@@ -249,6 +249,17 @@ async fn oidc_token(env: &Env, subject: &str, lifetime_seconds: i64) -> String {
 /// Runs the example's Rotate step in a checkout holding `mapping`, as `platform` runs it, with
 /// `token` as the job's OIDC token.
 async fn run_rotate_step(env: &Env, platform: Platform, mapping: &str, token: &str) -> Ran {
+    run_rotate_step_with(env, platform, mapping, token, &[]).await
+}
+
+/// [`run_rotate_step`] with `extra` added to the runner's environment.
+async fn run_rotate_step_with(
+    env: &Env,
+    platform: Platform,
+    mapping: &str,
+    token: &str,
+    extra: &[(&str, &str)],
+) -> Ran {
     let checkout = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(checkout.path().join("config")).unwrap();
     std::fs::write(checkout.path().join(MAPPING_FILE), mapping).unwrap();
@@ -290,6 +301,9 @@ async fn run_rotate_step(env: &Env, platform: Platform, mapping: &str, token: &s
         ),
     );
     process.insert("HOME".into(), checkout.path().display().to_string());
+    for (k, v) in extra {
+        process.insert(k.to_string(), v.to_string());
+    }
 
     let (step, values, shell_args): (Step, BTreeMap<&str, String>, &[&str]) = match platform {
         Platform::GitHub => {
@@ -570,4 +584,44 @@ async fn a_bad_mapping_file_exits_2_and_changes_nothing() {
     );
     assert!(env.writes().await.is_empty());
     assert_no_key(&env, &ran).await;
+}
+
+/// While another run holds the run lock (the function app's, in the storage account they
+/// share), `rotate` exits 3 and changes nothing, and the step passes with a warning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn github_actions_a_run_in_progress_passes_the_step_with_a_warning() {
+    use apikey_rotator::azure::retry::{Call, RetryPolicy};
+    use apikey_rotator::azure::storage::{BlobClient, StorageAccount};
+    use apikey_rotator::rotation::lock::{RunLock, LOCK_CONTAINER};
+    let azurite = common::azurite::Azurite::start();
+    let env = Env::start().await;
+    let storage = azurite.connection_string();
+    let call = Call::new(std::sync::Arc::new(RetryPolicy::default()), None);
+    let other = RunLock::blob(
+        BlobClient::new(
+            reqwest::Client::new(),
+            StorageAccount::from_connection_string(&storage).unwrap(),
+        ),
+        LOCK_CONTAINER,
+        &format!("{}/rotation-run.lock", env.info.env["WEBSITE_SITE_NAME"]),
+        std::time::Duration::from_secs(60),
+    );
+    let held = other.acquire(&call).await.unwrap();
+    let token = oidc_token(&env, GITHUB_SUBJECT, 300).await;
+    let extra = [("AzureWebJobsStorage", storage.as_str())];
+    let ran = run_rotate_step_with(&env, Platform::GitHub, &mapping(&env), &token, &extra).await;
+    assert_eq!(ran.code, Some(0), "{}\n{}", ran.stdout, ran.stderr);
+    assert!(
+        ran.stdout
+            .contains("::warning::Another rotation run holds the lock"),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        ran.stderr.contains("a run is in progress"),
+        "{}",
+        ran.stderr
+    );
+    assert!(env.writes().await.is_empty());
+    held.release(&call).await;
 }
