@@ -48,17 +48,25 @@ pub(crate) struct PipelineIssuer {
     /// `iss` of its tokens.
     pub url: String,
     kid: String,
+    /// The public key's modulus and exponent, base64url (its JWKS entry).
+    n: String,
+    e: String,
     encoding_key: EncodingKey,
     decoding_key: DecodingKey,
 }
 
 impl PipelineIssuer {
     fn generate(url: String) -> Self {
+        use base64::Engine as _;
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256)
             .expect("an RSA key for the pipeline issuer");
+        let (n, e) = rsa_components(key.public_key_raw()).expect("a PKCS#1 RSA public key");
+        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
         Self {
             url,
             kid: uuid::Uuid::new_v4().simple().to_string(),
+            n: b64(n),
+            e: b64(e),
             encoding_key: EncodingKey::from_rsa_pem(key.serialize_pem().as_bytes())
                 .expect("the issuer's own PEM"),
             decoding_key: DecodingKey::from_rsa_pem(key.public_key_pem().as_bytes())
@@ -154,6 +162,11 @@ impl Double for Authority {
             .route("/{tenant}/oauth2/v2.0/token", post(token))
             .route("/common/discovery/instance", get(discovery))
             .route(&format!("{ISSUER_PATH}/token"), get(pipeline_token))
+            .route(
+                &format!("{ISSUER_PATH}/.well-known/openid-configuration"),
+                get(issuer_configuration),
+            )
+            .route(&format!("{ISSUER_PATH}/.well-known/jwks"), get(issuer_keys))
             .route(
                 "/{tenant}/v2.0/.well-known/openid-configuration",
                 get(openid_configuration),
@@ -264,6 +277,65 @@ async fn token(State(ctx): State<Ctx>, Path(tenant): Path<String>, body: Bytes) 
     );
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     response
+}
+
+/// The modulus and exponent of a PKCS#1 `RSAPublicKey` (`SEQUENCE { INTEGER n, INTEGER e }`,
+/// DER), without the sign byte DER puts before a high bit.
+fn rsa_components(der: &[u8]) -> Option<(&[u8], &[u8])> {
+    /// One DER element of `tag` at the start of `b`: its content and what follows.
+    fn element(b: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+        let (&t, rest) = b.split_first()?;
+        let (&first, rest) = rest.split_first()?;
+        if t != tag {
+            return None;
+        }
+        let (len, rest) = if first < 0x80 {
+            (first as usize, rest)
+        } else {
+            let n = (first & 0x7f) as usize;
+            let (len, rest) = (rest.get(..n)?, rest.get(n..)?);
+            (len.iter().fold(0usize, |a, b| a << 8 | *b as usize), rest)
+        };
+        Some((rest.get(..len)?, rest.get(len..)?))
+    }
+    /// An INTEGER's bytes without the sign byte DER puts before a high bit.
+    fn strip(i: &[u8]) -> &[u8] {
+        match i {
+            [0, rest @ ..] if !rest.is_empty() => rest,
+            _ => i,
+        }
+    }
+    let (seq, _) = element(der, 0x30)?;
+    let (n, rest) = element(seq, 0x02)?;
+    let (e, _) = element(rest, 0x02)?;
+    Some((strip(n), strip(e)))
+}
+
+/// `GET {ISSUER_PATH}/.well-known/openid-configuration`: the issuer's discovery document, as
+/// an OIDC issuer publishes it (GitHub's names the same claims).
+async fn issuer_configuration(State(ctx): State<Ctx>) -> Response {
+    let issuer = &ctx.authority.issuer.url;
+    json_response(
+        StatusCode::OK,
+        json!({
+            "issuer": issuer,
+            "jwks_uri": format!("{issuer}/.well-known/jwks"),
+            "subject_types_supported": ["public", "pairwise"],
+            "response_types_supported": ["id_token"],
+            "claims_supported": ["sub", "aud", "exp", "iat", "iss", "jti", "nbf"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "scopes_supported": ["openid"],
+        }),
+    )
+}
+
+/// `GET {ISSUER_PATH}/.well-known/jwks`: the key the issuer signs with.
+async fn issuer_keys(State(ctx): State<Ctx>) -> Response {
+    let i = &ctx.authority.issuer;
+    json_response(
+        StatusCode::OK,
+        json!({"keys": [{"kty": "RSA", "alg": "RS256", "use": "sig", "kid": i.kid, "n": i.n, "e": i.e}]}),
+    )
 }
 
 /// The claims of a federated assertion Entra looks at.
@@ -531,6 +603,43 @@ mod tests {
             .await
             .unwrap();
         let github = issued["value"].as_str().unwrap().to_string();
+        // The issuer's discovery leads to the key that verifies its tokens.
+        let base = h.env("AZURE_AUTHORITY_HOST");
+        let get_json = |url: String| {
+            let request = h.client.get(url);
+            async move {
+                request
+                    .send()
+                    .await
+                    .unwrap()
+                    .json::<serde_json::Value>()
+                    .await
+                    .unwrap()
+            }
+        };
+        let discovery = get_json(format!(
+            "{base}{ISSUER_PATH}/.well-known/openid-configuration"
+        ))
+        .await;
+        assert_eq!(discovery["issuer"], format!("{base}{ISSUER_PATH}"));
+        let jwks = get_json(discovery["jwks_uri"].as_str().unwrap().to_string()).await;
+        let jwk = &jwks["keys"][0];
+        assert_eq!(
+            jsonwebtoken::decode_header(&github).unwrap().kid.as_deref(),
+            jwk["kid"].as_str()
+        );
+        let key = DecodingKey::from_rsa_components(
+            jwk["n"].as_str().unwrap(),
+            jwk["e"].as_str().unwrap(),
+        )
+        .unwrap();
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.set_audience(&[FEDERATION_AUDIENCE]);
+        validation.set_issuer(&[discovery["issuer"].as_str().unwrap()]);
+        let claims = jsonwebtoken::decode::<serde_json::Value>(&github, &key, &validation)
+            .unwrap()
+            .claims;
+        assert_eq!(claims["sub"], GITHUB_SUBJECT);
         let (status, body) = post(github.clone(), ASSERTION_TYPE).await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["token_type"], "Bearer");
