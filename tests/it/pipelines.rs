@@ -308,8 +308,10 @@ async fn run_rotate_step_with(
     let (step, values, shell_args): (Step, BTreeMap<&str, String>, &[&str]) = match platform {
         Platform::GitHub => {
             let (_, doc) = example("github-actions.yml");
-            // What the "Get the job's OIDC token" step leaves behind.
-            std::fs::write(temp.join("azure-federated-token"), token).unwrap();
+            // What the "Get the job's OIDC token" step leaves behind (nothing when it failed).
+            if !token.is_empty() {
+                std::fs::write(temp.join("azure-federated-token"), token).unwrap();
+            }
             process.insert("RUNNER_TEMP".into(), temp_s.clone());
             let values = BTreeMap::from([
                 ("vars.AZURE_CLIENT_ID", sandbox["SANDBOX_CLIENT_ID"].clone()),
@@ -624,4 +626,26 @@ async fn github_actions_a_run_in_progress_passes_the_step_with_a_warning() {
     );
     assert!(env.writes().await.is_empty());
     held.release(&call).await;
+}
+
+/// No token file (the step that fetches it failed, or the path is wrong): the run cannot start,
+/// exit 2, the setting and the file named, nothing changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn github_actions_without_the_token_file_exits_2_and_changes_nothing() {
+    let env = Env::start().await;
+    let ran = run_rotate_step(&env, Platform::GitHub, &mapping(&env), "").await;
+    assert_eq!(ran.code, Some(2), "{}\n{}", ran.stdout, ran.stderr);
+    assert!(
+        ran.stdout.contains("::error::The run could not start"),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        ran.stderr.contains("AZURE_FEDERATED_TOKEN_FILE")
+            && ran.stderr.contains("azure-federated-token"),
+        "{}",
+        ran.stderr
+    );
+    assert!(env.writes().await.is_empty());
+    assert!(token_requests(&env).await.is_empty());
 }
