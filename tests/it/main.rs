@@ -27,6 +27,7 @@ mod logs;
 mod mapping_merge;
 mod minimal_requests;
 mod package;
+mod pipelines;
 mod redaction;
 mod rotation;
 mod run_lock;
