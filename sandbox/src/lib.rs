@@ -18,6 +18,7 @@
 #![allow(clippy::result_large_err)]
 
 mod admin;
+mod api_gateway;
 mod apigee;
 mod app_configuration;
 mod application_api;
@@ -127,6 +128,11 @@ pub struct Endpoints {
     pub resource_manager: String,
     /// The Apigee X management API base URL (stands for `https://apigee.googleapis.com`).
     pub apigee: String,
+    /// The Apigee X runtime (the API gateway) base URL; its API proxies are under
+    /// `/healthcheck/v1` (key in header `x-apikey`), `/orders/v1` (query parameter `apikey`)
+    /// and `/reference/v1` (header `x-apikey`).
+    #[serde(default)]
+    pub api_gateway: String,
     /// Vault name to vault base URL (`https://127.0.0.1:<port>/`).
     pub key_vaults: BTreeMap<String, String>,
     /// Store name to `{"endpoint", "connectionString"}`.

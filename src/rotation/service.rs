@@ -188,6 +188,16 @@ impl Rotator {
             mapping = mapping.only_app(app);
         }
         let keys = self.keys.clone().map_err(RunError::Setup)?;
+        let max_wait = super::key_check::KeyChecks::max_wait(&self.settings)
+            .map_err(|e| RunError::Settings(vec![e]))?;
+        let options = &RunOptions {
+            key_checks: super::key_check::KeyChecks::new(
+                &mapping,
+                self.http.clone().map_err(RunError::Setup)?,
+                max_wait,
+            ),
+            ..options.clone()
+        };
         let deps = TargetContext {
             http: self.http.clone().map_err(RunError::Setup)?,
             credential: self.credential.clone().map_err(RunError::Setup)?,

@@ -72,6 +72,17 @@ pub trait KeySource: Send + Sync {
         app_name: &str,
         request: KeyRequest,
     ) -> Result<KeyGrant>;
+
+    /// Withdraws `key`, a key of `app_name` this run created and never distributed (its key
+    /// check failed): deletes it in the API manager, under the app's renewal locks, and only
+    /// when the rotator made it (a key someone else made may be held by consumers). A key that
+    /// is already gone is withdrawn.
+    async fn withdraw(&self, call: &Call, app_name: &str, key: &ApiKey) -> Result<()> {
+        let _ = (call, app_name, key);
+        Err(Error::config(format!(
+            "withdrawing a key that failed its check needs the in-process toolkit: {TOOLKIT_APP_URL} is set, so keys come from a remote ToolkitApp, which withdraws nothing"
+        )))
+    }
 }
 
 /// A lock on one app's renewals that every instance of the function app shares (a blob lease in
@@ -348,6 +359,40 @@ impl KeySource for Toolkit {
             Attempt::Done(grant) => Ok(grant),
             Attempt::NeedsLock => Err(Error::unexpected("the renewal lock is held but not seen")),
         }
+    }
+
+    async fn withdraw(&self, call: &Call, app_name: &str, key: &ApiKey) -> Result<()> {
+        let lock = self.lock_for(app_name);
+        let _guard = lock.lock().await;
+        let held = match &self.renewal_lock {
+            Some(l) => Some(l.hold(call, app_name).await?),
+            None => None,
+        };
+        let result = self.withdraw_locked(call, app_name, key).await;
+        if let Some(held) = held {
+            held.release().await;
+        }
+        result
+    }
+}
+
+impl Toolkit {
+    /// [`KeySource::withdraw`] once the app's locks are held: the key is looked up again, so
+    /// only a key the rotator made is ever deleted.
+    async fn withdraw_locked(&self, call: &Call, app_name: &str, key: &ApiKey) -> Result<()> {
+        let keys = self.issuer.list_keys(call, app_name).await?;
+        let Some(found) = keys.iter().find(|c| c.key == *key) else {
+            return Ok(());
+        };
+        if !found.made_by_rotator {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!("key {key} of app '{app_name}' was not made by the rotator: consumers may hold it, so it is left in place"),
+            ));
+        }
+        self.issuer.delete_key(call, app_name, key).await?;
+        tracing::info!(app = app_name, key = %key, "withdrew a key that was never distributed");
+        Ok(())
     }
 }
 
