@@ -283,7 +283,7 @@ mod tests {
             m.target_count(),
             parse(&[&valid().to_string()]).unwrap().target_count()
         );
-        assert_eq!(m.only_app("App2").key_checks(), [two.clone()]);
+        assert_eq!(m.only_app("App2").key_checks(), std::slice::from_ref(two));
         assert!(m.only_app("App3").key_checks().is_empty());
     }
 

@@ -1092,4 +1092,43 @@ mod tests {
         )
         .is_ok());
     }
+
+    /// A key that failed its check is withdrawn under the app's shared lock, only when the
+    /// rotator made it; one already gone is withdrawn; a remote ToolkitApp withdraws nothing.
+    #[tokio::test]
+    async fn withdraw_deletes_only_a_key_the_rotator_made() {
+        let lock = Arc::new(CountingLock::default());
+        let (issuer, tk) = toolkit_with(Some(10));
+        let tk = tk.with_renewal_lock(Some(lock.clone()));
+        let g = tk
+            .current_key(&call(), "app1", KeyRequest::default())
+            .await
+            .unwrap();
+        assert!(g.renewed);
+        tk.withdraw(&call(), "app1", &g.api_key).await.unwrap();
+        assert_eq!(*issuer.deleted.lock().unwrap(), [g.api_key.expose()]);
+        assert_eq!(lock.holds.lock().unwrap().len(), 2, "renewal and withdrawal");
+        assert_eq!(lock.releases.load(std::sync::atomic::Ordering::SeqCst), 2);
+        // Gone already: nothing to do.
+        tk.withdraw(&call(), "app1", &g.api_key).await.unwrap();
+        assert_eq!(issuer.deleted.lock().unwrap().len(), 1);
+        // The seeded key was not made by the rotator: consumers may hold it.
+        let old = ApiKey::new("OLDKEYOLDKEYOLDKEYOLDKEY0001");
+        let e = tk.withdraw(&call(), "app1", &old).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Conflict);
+        assert!(e.to_string().contains("not made by the rotator"), "{e}");
+        assert!(!e.to_string().contains(old.expose()), "{e}");
+        assert_eq!(issuer.deleted.lock().unwrap().len(), 1);
+
+        struct Remote;
+        #[async_trait]
+        impl KeySource for Remote {
+            async fn current_key(&self, _: &Call, _: &str, _: KeyRequest) -> Result<KeyGrant> {
+                Err(Error::unexpected("unused"))
+            }
+        }
+        let e = Remote.withdraw(&call(), "app1", &old).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ConfigInvalid);
+        assert!(e.to_string().contains("needs the in-process toolkit"), "{e}");
+    }
 }
