@@ -6,7 +6,8 @@
 //! routes, fault answers and state), in one file per service: [`identity`] (App Service
 //! managed identity), [`authority`] (Entra ID), [`key_vault`] (one listener per vault),
 //! [`app_configuration`] (one listener per store), [`apigee`] (Apigee X and its OAuth token
-//! endpoint), [`application_api`] (a consumer app) and [`resource_manager`] (ARM). The
+//! endpoint), [`api_gateway`] (Apigee's runtime, which reads the Apigee double's keys),
+//! [`application_api`] (a consumer app) and [`resource_manager`] (ARM). The
 //! machinery knows no service by name: [`log`] is the middleware every double's router is
 //! wrapped in (request log, faults), [`front_end`] the framing rules it applies before any
 //! double sees a request, [`admin`] the endpoint that reads the log, adds faults and shows

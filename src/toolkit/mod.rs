@@ -1107,7 +1107,11 @@ mod tests {
         assert!(g.renewed);
         tk.withdraw(&call(), "app1", &g.api_key).await.unwrap();
         assert_eq!(*issuer.deleted.lock().unwrap(), [g.api_key.expose()]);
-        assert_eq!(lock.holds.lock().unwrap().len(), 2, "renewal and withdrawal");
+        assert_eq!(
+            lock.holds.lock().unwrap().len(),
+            2,
+            "renewal and withdrawal"
+        );
         assert_eq!(lock.releases.load(std::sync::atomic::Ordering::SeqCst), 2);
         // Gone already: nothing to do.
         tk.withdraw(&call(), "app1", &g.api_key).await.unwrap();
@@ -1129,6 +1133,9 @@ mod tests {
         }
         let e = Remote.withdraw(&call(), "app1", &old).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::ConfigInvalid);
-        assert!(e.to_string().contains("needs the in-process toolkit"), "{e}");
+        assert!(
+            e.to_string().contains("needs the in-process toolkit"),
+            "{e}"
+        );
     }
 }
