@@ -88,6 +88,17 @@ pub trait KeySource: Send + Sync {
         ))
         .with_code(NEEDS_IN_PROCESS_TOOLKIT))
     }
+
+    /// Withdraws `key`, a key of `app_name` this run created and never distributed (its key
+    /// check failed): deletes it in the API manager, under the app's renewal locks, and only
+    /// when the rotator made it (a key someone else made may be held by consumers). A key that
+    /// is already gone is withdrawn.
+    async fn withdraw(&self, call: &Call, app_name: &str, key: &ApiKey) -> Result<()> {
+        let _ = (call, app_name, key);
+        Err(Error::config(format!(
+            "withdrawing a key that failed its check needs the in-process toolkit: {TOOLKIT_APP_URL} is set, so keys come from a remote ToolkitApp, which withdraws nothing"
+        )))
+    }
 }
 
 /// Error code of [`KeySource::app_keys`] on a key source that cannot list keys (a remote
@@ -389,6 +400,40 @@ impl KeySource for Toolkit {
             keys,
             policy: self.policy,
         })
+    }
+
+    async fn withdraw(&self, call: &Call, app_name: &str, key: &ApiKey) -> Result<()> {
+        let lock = self.lock_for(app_name);
+        let _guard = lock.lock().await;
+        let held = match &self.renewal_lock {
+            Some(l) => Some(l.hold(call, app_name).await?),
+            None => None,
+        };
+        let result = self.withdraw_locked(call, app_name, key).await;
+        if let Some(held) = held {
+            held.release().await;
+        }
+        result
+    }
+}
+
+impl Toolkit {
+    /// [`KeySource::withdraw`] once the app's locks are held: the key is looked up again, so
+    /// only a key the rotator made is ever deleted.
+    async fn withdraw_locked(&self, call: &Call, app_name: &str, key: &ApiKey) -> Result<()> {
+        let keys = self.issuer.list_keys(call, app_name).await?;
+        let Some(found) = keys.iter().find(|c| c.key == *key) else {
+            return Ok(());
+        };
+        if !found.made_by_rotator {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!("key {key} of app '{app_name}' was not made by the rotator: consumers may hold it, so it is left in place"),
+            ));
+        }
+        self.issuer.delete_key(call, app_name, key).await?;
+        tracing::info!(app = app_name, key = %key, "withdrew a key that was never distributed");
+        Ok(())
     }
 }
 
@@ -1134,5 +1179,51 @@ mod tests {
             (ErrorKind::ConfigInvalid, NEEDS_IN_PROCESS_TOOLKIT)
         );
         assert!(e.to_string().contains(TOOLKIT_APP_URL), "{e}");
+    }
+
+    /// A key that failed its check is withdrawn under the app's shared lock, only when the
+    /// rotator made it; one already gone is withdrawn; a remote ToolkitApp withdraws nothing.
+    #[tokio::test]
+    async fn withdraw_deletes_only_a_key_the_rotator_made() {
+        let lock = Arc::new(CountingLock::default());
+        let (issuer, tk) = toolkit_with(Some(10));
+        let tk = tk.with_renewal_lock(Some(lock.clone()));
+        let g = tk
+            .current_key(&call(), "app1", KeyRequest::default())
+            .await
+            .unwrap();
+        assert!(g.renewed);
+        tk.withdraw(&call(), "app1", &g.api_key).await.unwrap();
+        assert_eq!(*issuer.deleted.lock().unwrap(), [g.api_key.expose()]);
+        assert_eq!(
+            lock.holds.lock().unwrap().len(),
+            2,
+            "renewal and withdrawal"
+        );
+        assert_eq!(lock.releases.load(std::sync::atomic::Ordering::SeqCst), 2);
+        // Gone already: nothing to do.
+        tk.withdraw(&call(), "app1", &g.api_key).await.unwrap();
+        assert_eq!(issuer.deleted.lock().unwrap().len(), 1);
+        // The seeded key was not made by the rotator: consumers may hold it.
+        let old = ApiKey::new("OLDKEYOLDKEYOLDKEYOLDKEY0001");
+        let e = tk.withdraw(&call(), "app1", &old).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Conflict);
+        assert!(e.to_string().contains("not made by the rotator"), "{e}");
+        assert!(!e.to_string().contains(old.expose()), "{e}");
+        assert_eq!(issuer.deleted.lock().unwrap().len(), 1);
+
+        struct Remote;
+        #[async_trait]
+        impl KeySource for Remote {
+            async fn current_key(&self, _: &Call, _: &str, _: KeyRequest) -> Result<KeyGrant> {
+                Err(Error::unexpected("unused"))
+            }
+        }
+        let e = Remote.withdraw(&call(), "app1", &old).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ConfigInvalid);
+        assert!(
+            e.to_string().contains("needs the in-process toolkit"),
+            "{e}"
+        );
     }
 }

@@ -22,6 +22,7 @@ mod front_end;
 mod functions_host;
 mod infra;
 mod issuer_conformance;
+mod key_check;
 mod key_vault_sdk;
 mod logs;
 mod mapping_merge;
