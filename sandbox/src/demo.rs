@@ -7,7 +7,9 @@
 use super::application_api::StoredKey;
 use super::double::Tenant;
 use super::secret::Secret;
-use super::{apigee, app_configuration, application_api, authority, identity, key_vault};
+use super::{
+    api_gateway, apigee, app_configuration, application_api, authority, identity, key_vault,
+};
 use super::{now_ms, random_alphanumeric, Deployment, Endpoints, Handover};
 use super::{resource_manager, Result};
 use serde_json::json;
@@ -47,6 +49,8 @@ pub(crate) struct Cast {
     pub authority: Arc<authority::Authority>,
     pub resource_manager: Arc<resource_manager::ResourceManager>,
     pub apigee: Arc<apigee::Apigee>,
+    /// The Apigee runtime in front of the demo's APIs; it reads `apigee`'s keys.
+    pub api_gateway: Arc<api_gateway::ApiGateway>,
     pub application_api: Arc<application_api::Store>,
     /// Vaults by name.
     pub vaults: BTreeMap<String, Arc<key_vault::Vault>>,
@@ -62,6 +66,9 @@ impl Cast {
         let resource_manager = d.deploy(true, resource_manager::ResourceManager::new)?;
         let apigee = d.try_deploy(true, |url| {
             apigee::Apigee::new(url, ORGANIZATION, DEVELOPER)
+        })?;
+        let api_gateway = d.deploy(true, |url| {
+            api_gateway::ApiGateway::new(url, apigee.clone())
         })?;
         let application_api = d.deploy(true, application_api::Store::new)?;
         let mut vaults = BTreeMap::new();
@@ -79,6 +86,7 @@ impl Cast {
             authority,
             resource_manager,
             apigee,
+            api_gateway,
             application_api,
             vaults,
             app_configs,
@@ -93,6 +101,7 @@ impl Cast {
             authority: self.authority.base_url.clone(),
             resource_manager: self.resource_manager.base_url.clone(),
             apigee: self.apigee.base_url.clone(),
+            api_gateway: self.api_gateway.base_url.clone(),
             key_vaults: self
                 .vaults
                 .iter()

@@ -6,7 +6,8 @@
 //! routes, fault answers and state), in one file per service: [`identity`] (App Service
 //! managed identity), [`authority`] (Entra ID), [`key_vault`] (one listener per vault),
 //! [`app_configuration`] (one listener per store), [`apigee`] (Apigee X and its OAuth token
-//! endpoint), [`application_api`] (a consumer app) and [`resource_manager`] (ARM). The
+//! endpoint), [`api_gateway`] (Apigee's runtime, which reads the Apigee double's keys),
+//! [`application_api`] (a consumer app) and [`resource_manager`] (ARM). The
 //! machinery knows no service by name: [`log`] is the middleware every double's router is
 //! wrapped in (request log, faults), [`front_end`] the framing rules it applies before any
 //! double sees a request, [`admin`] the endpoint that reads the log, adds faults and shows
@@ -18,6 +19,7 @@
 #![allow(clippy::result_large_err)]
 
 mod admin;
+mod api_gateway;
 mod apigee;
 mod app_configuration;
 mod application_api;
@@ -127,6 +129,11 @@ pub struct Endpoints {
     pub resource_manager: String,
     /// The Apigee X management API base URL (stands for `https://apigee.googleapis.com`).
     pub apigee: String,
+    /// The Apigee X runtime (the API gateway) base URL; its API proxies are under
+    /// `/healthcheck/v1` (key in header `x-apikey`), `/orders/v1` (query parameter `apikey`)
+    /// and `/reference/v1` (header `x-apikey`).
+    #[serde(default)]
+    pub api_gateway: String,
     /// Vault name to vault base URL (`https://127.0.0.1:<port>/`).
     pub key_vaults: BTreeMap<String, String>,
     /// Store name to `{"endpoint", "connectionString"}`.

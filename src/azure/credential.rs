@@ -11,8 +11,9 @@ use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
 use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
 use azure_core::http::{ClientMethodOptions, ClientOptions, RetryOptions, Transport};
 use azure_identity::{
-    AzureCliCredential, ClientSecretCredential, ClientSecretCredentialOptions,
-    ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId,
+    AzureCliCredential, ClientAssertionCredentialOptions, ClientSecretCredential,
+    ClientSecretCredentialOptions, ManagedIdentityCredential, ManagedIdentityCredentialOptions,
+    UserAssignedId, WorkloadIdentityCredential, WorkloadIdentityCredentialOptions,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,11 +21,19 @@ use std::time::Instant;
 use time::OffsetDateTime;
 use tokio::sync::Mutex;
 
+/// The file holding the pipeline's OIDC token (GitHub Actions, Azure Pipelines), for
+/// workload identity federation: the name `azure_identity` and the Azure CLI use.
+pub const FEDERATED_TOKEN_FILE: &str = "AZURE_FEDERATED_TOKEN_FILE";
+
 /// Which `azure_identity` credential the settings select.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CredentialKind {
     /// App Service / Functions managed identity (`IDENTITY_ENDPOINT` is set).
     ManagedIdentity,
+    /// Workload identity federation (`AZURE_FEDERATED_TOKEN_FILE`, `AZURE_CLIENT_ID`,
+    /// `AZURE_TENANT_ID`): a pipeline's OIDC token, exchanged for Entra tokens as a client
+    /// assertion. No secret is stored anywhere.
+    WorkloadIdentity,
     /// Service principal (`AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET`).
     ServicePrincipal,
     /// The Azure CLI login (`az login`), for running outside Azure.
@@ -32,10 +41,17 @@ pub enum CredentialKind {
 }
 
 impl CredentialKind {
-    /// Managed identity in Azure, then a service principal, then the Azure CLI.
+    /// Managed identity in Azure, then workload identity federation (a pipeline's OIDC token
+    /// in a file), then a service principal with a secret, then the Azure CLI. Each needs all
+    /// of its settings: a partial set falls through to the next.
     pub fn select(settings: &Settings) -> Self {
         if settings.get("IDENTITY_ENDPOINT").is_some() || settings.get("MSI_ENDPOINT").is_some() {
             CredentialKind::ManagedIdentity
+        } else if [FEDERATED_TOKEN_FILE, "AZURE_CLIENT_ID", "AZURE_TENANT_ID"]
+            .iter()
+            .all(|k| settings.get(k).is_some())
+        {
+            CredentialKind::WorkloadIdentity
         } else if ["AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET"]
             .iter()
             .all(|k| settings.get(k).is_some())
@@ -87,6 +103,7 @@ pub fn build(settings: &Settings, http: &reqwest::Client) -> Result<Arc<dyn Toke
                 .clone()
                 .map(UserAssignedId::ClientId),
         )?,
+        CredentialKind::WorkloadIdentity => workload_identity(settings, http)?,
         CredentialKind::ServicePrincipal => client_secret(
             settings,
             http,
@@ -158,6 +175,26 @@ fn client_secret(
     )
     .map(|c| c as Arc<dyn TokenCredential>)
     .map_err(|e| credential_error("service principal", &e))
+}
+
+/// The official client-assertion credential over the token file: it sends the file's token as
+/// `client_assertion` to the same authority host (and cloud) the other credentials use, and
+/// reads the file again when its copy is older than ten minutes (a pipeline may refresh it).
+fn workload_identity(
+    settings: &Settings,
+    http: &reqwest::Client,
+) -> Result<Arc<dyn TokenCredential>> {
+    let policy = Arc::new(RetryPolicy::from_limits(&settings.outbound));
+    WorkloadIdentityCredential::new(Some(WorkloadIdentityCredentialOptions {
+        credential_options: ClientAssertionCredentialOptions {
+            client_options: client_options(http, &settings.cloud, SdkPolicy::Process(policy)),
+        },
+        client_id: settings.get("AZURE_CLIENT_ID").map(str::to_string),
+        tenant_id: settings.get("AZURE_TENANT_ID").map(str::to_string),
+        token_file_path: settings.get(FEDERATED_TOKEN_FILE).map(Into::into),
+    }))
+    .map(|c| c as Arc<dyn TokenCredential>)
+    .map_err(|e| credential_error(&format!("workload identity ({FEDERATED_TOKEN_FILE})"), &e))
 }
 
 fn credential_error(which: &str, e: &azure_core::Error) -> Error {
@@ -620,5 +657,59 @@ mod tests {
             CredentialKind::select(&settings(&[("AZURE_CLIENT_ID", "c")])),
             CredentialKind::AzureCli
         );
+    }
+
+    /// A pipeline's token file with the app's client and tenant IDs selects workload identity,
+    /// ahead of a client secret (no stored secret is needed); the managed identity of a
+    /// function app still comes first, and a partial set falls through.
+    #[test]
+    fn workload_identity_selection() {
+        let federated = [
+            (FEDERATED_TOKEN_FILE, "/tmp/oidc-token"),
+            ("AZURE_CLIENT_ID", "c"),
+            ("AZURE_TENANT_ID", "t"),
+        ];
+        assert_eq!(
+            CredentialKind::select(&settings(&federated)),
+            CredentialKind::WorkloadIdentity
+        );
+        let mut with_secret = federated.to_vec();
+        with_secret.push(("AZURE_CLIENT_SECRET", "s"));
+        assert_eq!(
+            CredentialKind::select(&settings(&with_secret)),
+            CredentialKind::WorkloadIdentity
+        );
+        let mut in_azure = federated.to_vec();
+        in_azure.push(("IDENTITY_ENDPOINT", "http://x"));
+        assert_eq!(
+            CredentialKind::select(&settings(&in_azure)),
+            CredentialKind::ManagedIdentity
+        );
+        for missing in 0..federated.len() {
+            let mut partial = federated.to_vec();
+            partial.remove(missing);
+            assert_eq!(
+                CredentialKind::select(&settings(&partial)),
+                CredentialKind::AzureCli,
+                "without {}",
+                federated[missing].0
+            );
+        }
+    }
+
+    /// A token file that cannot be read is a credential error naming the setting, not a panic
+    /// and not a fall-through to another credential.
+    #[test]
+    fn an_unreadable_token_file_is_a_credential_error() {
+        let s = settings(&[
+            (FEDERATED_TOKEN_FILE, "/nonexistent/oidc-token"),
+            ("AZURE_CLIENT_ID", "00000000-0000-0000-0000-000000000001"),
+            ("AZURE_TENANT_ID", "00000000-0000-0000-0000-000000000002"),
+        ]);
+        let e = build(&s, &reqwest::Client::new()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unauthenticated);
+        let text = e.to_string();
+        assert!(text.contains(FEDERATED_TOKEN_FILE), "{text}");
+        assert!(text.contains("/nonexistent/oidc-token"), "{text}");
     }
 }

@@ -85,7 +85,53 @@ pub async fn run(args: ToolkitArgs) -> ExitCode {
 }
 
 async fn start(args: ToolkitArgs) -> Result<(), StartError> {
-    let env = environment(std::env::vars().collect(), &args)?;
+    let toolkit = listen(std::env::vars().collect(), &args).await?;
+    let port = toolkit.port;
+    eprintln!(
+        "Toolkit listening on https://localhost:{port}{} (instance {})",
+        functions::STANDALONE_ROUTE,
+        args.instance
+    );
+    eprintln!(
+        "Certificate: {} (SHA-256 {}); trust it, e.g. curl --cacert {} ...",
+        toolkit.cert_file.display(),
+        toolkit.fingerprint,
+        toolkit.cert_file.display()
+    );
+    tracing::info!(
+        port,
+        instance = %args.instance,
+        certificate = %toolkit.cert_file.display(),
+        fingerprint = %toolkit.fingerprint,
+        "toolkit listening"
+    );
+    toolkit.serve(functions::shutdown_signal()).await;
+    tracing::info!("toolkit stopped");
+    Ok(())
+}
+
+/// A standalone toolkit that listens and is ready to serve: what `apikey-rotator toolkit` runs,
+/// and what the demo starts for its on-premises part.
+pub struct Listening {
+    /// The port it listens on (the one asked for, or the free one picked for port 0).
+    pub port: u16,
+    /// The certificate it serves (PEM): what its callers trust.
+    pub cert_file: PathBuf,
+    /// The certificate's SHA-256 fingerprint.
+    pub fingerprint: String,
+    listener: tokio::net::TcpListener,
+    config: Arc<rustls::ServerConfig>,
+    rotator: Rotator,
+}
+
+/// Everything `apikey-rotator toolkit` does before it serves, with `env` as the process
+/// environment: the settings (`--uuid`, `--company-details`), the toolkit they open, the
+/// certificate, the listener on loopback. Each failure is the message the command prints.
+pub async fn listen(
+    env: BTreeMap<String, String>,
+    args: &ToolkitArgs,
+) -> Result<Listening, StartError> {
+    let env = environment(env, args)?;
     let rotator = rotator(env)?;
     let tls = match (&args.cert, &args.key) {
         (Some(cert), Some(key)) => load_tls(cert, key)?,
@@ -96,36 +142,23 @@ async fn start(args: ToolkitArgs) -> Result<(), StartError> {
     };
     let listener = bind(args.port).await?;
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(args.port);
-    eprintln!(
-        "Toolkit listening on https://localhost:{port}{} (instance {})",
-        functions::STANDALONE_ROUTE,
-        args.instance
-    );
-    eprintln!(
-        "Certificate: {} (SHA-256 {}); trust it, e.g. curl --cacert {} ...",
-        tls.cert_file.display(),
-        tls.fingerprint,
-        tls.cert_file.display()
-    );
-    tracing::info!(
+    Ok(Listening {
         port,
-        instance = %args.instance,
-        certificate = %tls.cert_file.display(),
-        fingerprint = %tls.fingerprint,
-        "toolkit listening"
-    );
-    let limits = ServerLimits::default();
-    let app = functions::standalone_router(Arc::new(rotator), limits);
-    functions::serve_tls_on(
+        cert_file: tls.cert_file,
+        fingerprint: tls.fingerprint,
         listener,
-        tls.config,
-        app,
-        limits,
-        functions::shutdown_signal(),
-    )
-    .await;
-    tracing::info!("toolkit stopped");
-    Ok(())
+        config: tls.config,
+        rotator,
+    })
+}
+
+impl Listening {
+    /// Serves `POST /getkey` until `shutdown`, then lets the requests in flight finish.
+    pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>) {
+        let limits = ServerLimits::default();
+        let app = functions::standalone_router(Arc::new(self.rotator), limits);
+        functions::serve_tls_on(self.listener, self.config, app, limits, shutdown).await;
+    }
 }
 
 /// The settings the toolkit runs with: the process environment, `--uuid` as TOOLKITUUID and

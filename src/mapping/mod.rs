@@ -11,6 +11,7 @@
 //! `examples/sampleAppsMapReq.json` is a commented sample.
 
 mod groups;
+pub mod key_checks;
 mod merge;
 pub mod walk;
 
@@ -30,6 +31,8 @@ pub struct AppsMapping {
     /// One list of groups per kind that has any, in the registry's order when parsed (so the
     /// plan, and the report, list kinds in that order), in the order added by [`AppsMapping::with`].
     sections: Vec<Box<dyn Groups>>,
+    /// The `keyChecks` entries, one per app at most (no target: see [`key_checks`]).
+    key_checks: Vec<key_checks::KeyCheck>,
 }
 
 impl AppsMapping {
@@ -45,6 +48,27 @@ impl AppsMapping {
     pub fn with<G: Group>(mut self, groups: impl IntoIterator<Item = G>) -> Self {
         self.append(Box::new(groups.into_iter().collect::<Vec<G>>()));
         self
+    }
+
+    /// The mapping with these key checks added (one per app; the parser checks that).
+    pub fn with_key_checks(
+        mut self,
+        checks: impl IntoIterator<Item = key_checks::KeyCheck>,
+    ) -> Self {
+        self.key_checks.extend(checks);
+        self
+    }
+
+    /// How to try a key of `apim_app_name` before it is distributed, if the mapping says.
+    pub fn key_check(&self, apim_app_name: &str) -> Option<&key_checks::KeyCheck> {
+        self.key_checks
+            .iter()
+            .find(|c| c.apim_app_name == apim_app_name)
+    }
+
+    /// Every key check, in setting and document order.
+    pub fn key_checks(&self) -> &[key_checks::KeyCheck] {
+        &self.key_checks
     }
 
     fn append(&mut self, groups: Box<dyn Groups>) {
@@ -93,6 +117,12 @@ impl AppsMapping {
                 .map(|s| s.only_app(apim_app_name))
                 .filter(|s| !s.is_empty())
                 .collect(),
+            key_checks: self
+                .key_checks
+                .iter()
+                .filter(|c| c.apim_app_name == apim_app_name)
+                .cloned()
+                .collect(),
         }
     }
 }
@@ -100,7 +130,8 @@ impl AppsMapping {
 /// Equal when every kind has the same groups (kinds without groups, and their order, do not count).
 impl PartialEq for AppsMapping {
     fn eq(&self, other: &Self) -> bool {
-        self.non_empty().count() == other.non_empty().count()
+        self.key_checks == other.key_checks
+            && self.non_empty().count() == other.non_empty().count()
             && self
                 .non_empty()
                 .all(|s| other.non_empty().any(|o| s.eq_box(o)))
@@ -111,7 +142,12 @@ impl Eq for AppsMapping {}
 
 impl fmt::Debug for AppsMapping {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.non_empty()).finish()
+        let mut list = f.debug_list();
+        list.entries(self.non_empty());
+        if !self.key_checks.is_empty() {
+            list.entry(&self.key_checks);
+        }
+        list.finish()
     }
 }
 
@@ -176,16 +212,20 @@ pub fn parse(
         }]));
     };
     let mut errors = Vec::new();
+    let mut checks = Vec::new();
     let walked: Vec<_> = parts
         .iter()
         .map(|(setting, text)| {
             let mut walker = walk::Walker::new(setting, cloud, setting_exists);
             let part = walker.part(text);
             errors.append(&mut walker.errors);
+            checks.push((setting.as_str(), std::mem::take(&mut walker.key_checks)));
             (setting.as_str(), part)
         })
         .collect();
     let mapping = merge::merge(walked, &mut errors);
+    let checks = key_checks::merge(checks, &mapping.apim_app_names(), &mut errors);
+    let mapping = mapping.with_key_checks(checks);
     // Only when all else is right: a mapping whose entries are all wrong is not also "empty".
     if errors.is_empty() && mapping.target_count() == 0 {
         errors.push(MappingError {
@@ -308,7 +348,7 @@ mod tests {
     fn sample_has_a_readme_for_each_supported_section() {
         let v: serde_json::Value = serde_json::from_str(SAMPLE).unwrap();
         let readme = v["_readme"].to_string();
-        for section in SECTIONS {
+        for section in SECTIONS.iter().chain([&key_checks::SECTION]) {
             assert!(
                 readme.contains(section),
                 "_readme does not explain {section}"
@@ -542,18 +582,19 @@ mod tests {
     fn schema_file_is_the_kinds_fragments() {
         let file: serde_json::Value = serde_json::from_str(SCHEMA).unwrap();
         let mut merged: serde_json::Value = serde_json::from_str(SCHEMA_ENVELOPE).unwrap();
-        for kind in KINDS {
-            let fragment: serde_json::Value = serde_json::from_str(kind.schema())
-                .unwrap_or_else(|e| panic!("{:?}: {e}", kind.sections()));
+        // The kinds' fragments, then the one section no kind owns.
+        let fragments = KINDS
+            .iter()
+            .map(|k| (k.sections(), k.schema()))
+            .chain([(&[key_checks::SECTION][..], key_checks::SCHEMA)]);
+        for (sections, schema) in fragments {
+            let fragment: serde_json::Value =
+                serde_json::from_str(schema).unwrap_or_else(|e| panic!("{sections:?}: {e}"));
             let keys: Vec<_> = fragment.as_object().unwrap().keys().cloned().collect();
-            assert_eq!(keys, ["properties", "$defs"], "{:?}", kind.sections());
+            assert_eq!(keys, ["properties", "$defs"], "{sections:?}");
             let properties = fragment["properties"].as_object().unwrap();
             let owned: Vec<_> = properties.keys().map(String::as_str).collect();
-            assert_eq!(
-                owned,
-                kind.sections(),
-                "a fragment describes its kind's sections"
-            );
+            assert_eq!(owned, sections, "a fragment describes its kind's sections");
             for (part, values) in [
                 ("properties", properties),
                 ("$defs", fragment["$defs"].as_object().unwrap()),

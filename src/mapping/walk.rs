@@ -70,6 +70,8 @@ pub struct Walker<'a> {
     setting_exists: &'a dyn Fn(&str) -> bool,
     /// Problems found so far, in document order.
     pub(super) errors: Vec<MappingError>,
+    /// The `keyChecks` entries read so far, each with its path (the one section no kind owns).
+    pub(super) key_checks: Vec<(String, super::key_checks::KeyCheck)>,
 }
 
 impl<'a> Walker<'a> {
@@ -84,6 +86,7 @@ impl<'a> Walker<'a> {
             cloud,
             setting_exists,
             errors: Vec::new(),
+            key_checks: Vec::new(),
         }
     }
 
@@ -120,11 +123,18 @@ impl<'a> Walker<'a> {
             if key.starts_with('_') {
                 continue;
             }
+            if key == super::key_checks::SECTION {
+                let mut checks = super::key_checks::read_section(self, v, key);
+                self.key_checks.append(&mut checks);
+                continue;
+            }
             let Some(at) = KINDS
                 .iter()
                 .position(|k| k.sections().contains(&key.as_str()))
             else {
-                self.error(key, unknown(key, &SECTIONS));
+                let mut sections = SECTIONS.to_vec();
+                sections.push(super::key_checks::SECTION);
+                self.error(key, unknown(key, &sections));
                 continue;
             };
             let kind: &dyn Kind = KINDS[at];

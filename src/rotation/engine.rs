@@ -6,6 +6,7 @@
 //! knows it is a dry run only to word the report ("Would update ...").
 
 use super::dry_run;
+use super::key_check;
 use super::report::{Report, ReportEntry};
 use crate::azure::call::Call;
 use crate::error::Error;
@@ -36,6 +37,9 @@ pub struct RunOptions {
     pub http_triggered: bool,
     /// Told how the run advances (the command line's progress bar); `None`: nobody listens.
     pub progress: Option<Arc<dyn Progress>>,
+    /// The mapping's key checks: an app's key is tried before its first write
+    /// ([`super::key_check`]); none by default.
+    pub key_checks: super::key_check::KeyChecks,
 }
 
 /// Follows a run as it advances: apps whose key is known, targets finished. Called from the
@@ -109,6 +113,7 @@ async fn run_over(
                 .iter()
                 .map(|app| (app.clone(), tokio::sync::OnceCell::new()))
                 .collect(),
+            checks: key_check::Checks::new(&options.key_checks, apps, options.dry_run),
         },
         vaults,
         dry_run: options.dry_run,
@@ -169,6 +174,8 @@ async fn run_over(
             }
         }
     }
+    keys.checks
+        .report(apps, |app| keys.done(app).ok().cloned(), &mut report);
     for outcome in outcomes.into_iter().flatten() {
         match outcome {
             Outcome::Updated(e) => {
@@ -214,6 +221,8 @@ struct AppKeys<'a> {
     request: KeyRequest,
     deadline: Instant,
     cells: HashMap<String, tokio::sync::OnceCell<Result<KeyGrant, Error>>>,
+    /// Each app's key check, run before the app's first write.
+    checks: key_check::Checks<'a>,
 }
 
 impl AppKeys<'_> {
@@ -227,6 +236,11 @@ impl AppKeys<'_> {
                     .unwrap_or_else(|_| Err(key_deadline(app)))
             })
             .await
+    }
+
+    /// Whether a target of `app` may now be written with `grant` (its key check, run once).
+    async fn allow(&self, app: &str, grant: &KeyGrant) -> Result<(), Error> {
+        self.checks.allow(self.call, self.source, app, grant).await
     }
 
     /// `app`'s key as fetched, or the deadline error when the fetch never finished.
@@ -369,6 +383,22 @@ impl Rotation<'_> {
             (false, true) => "Created",
             (false, false) => "Updated",
         };
+        let mut allowed = Vec::new();
+        for write in writes {
+            let app = write.0.apim_app_name.clone();
+            let grant = self.keys.done(&app);
+            match grant {
+                Ok(grant) => match self.keys.allow(&app, grant).await {
+                    Ok(()) => allowed.push(write),
+                    Err(e) => outcomes.push(failed(kind, &app, &target(&write.0.name), &e)),
+                },
+                Err(e) => outcomes.push(failed(kind, &app, &target(&write.0.name), &e)),
+            }
+        }
+        let writes = allowed;
+        if writes.is_empty() {
+            return outcomes;
+        }
         let batch: Vec<Write> = writes.iter().map(|(w, _, _)| w.clone()).collect();
         let results = container.write(&batch).await;
         for ((write, created, renewing), result) in writes.into_iter().zip(results) {
@@ -475,6 +505,10 @@ impl Rotation<'_> {
                     key: grant.api_key.clone(),
                     expires_at: grant.expires_at,
                 };
+                if let Err(e) = self.keys.allow(app, grant).await {
+                    outcomes.push(failed(kind, app, &label, &e));
+                    continue;
+                }
                 let result = vault.write(&[write]).await.remove(0);
                 match result {
                     Ok(()) => {

@@ -3,6 +3,7 @@
 
 pub mod dry_run;
 pub mod engine;
+pub mod key_check;
 pub mod lock;
 pub mod report;
 pub mod rollback;

@@ -256,7 +256,7 @@ pub fn hint(kind: &str, code: &str) -> Option<&'static str> {
         (_, _) if not_found && remedies.not_found.is_some() => remedies.not_found?,
         (_, _) if not_found => "check the names in the mapping",
         (_, _) if unauthenticated => {
-            "check the rotator's credential (managed identity, or AZURE_TENANT_ID / AZURE_CLIENT_ID / AZURE_CLIENT_SECRET)"
+            "check the rotator's credential (managed identity; in a pipeline AZURE_FEDERATED_TOKEN_FILE / AZURE_CLIENT_ID / AZURE_TENANT_ID and the app's federated credential; or AZURE_TENANT_ID / AZURE_CLIENT_ID / AZURE_CLIENT_SECRET)"
         }
         _ => return None,
     })

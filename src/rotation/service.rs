@@ -197,6 +197,12 @@ impl Rotator {
                 RunError::UnknownApp(m) => RunError::BadRequest(m),
                 e => e,
             })?;
+        let max_wait = super::key_check::KeyChecks::max_wait(&self.settings)
+            .map_err(|e| RunError::Settings(vec![e]))?;
+        let options = &RunOptions {
+            key_checks: super::key_check::KeyChecks::new(&mapping, deps.http.clone(), max_wait),
+            ..options.clone()
+        };
         let lock = self.lock.as_ref().map_err(|e| RunError::Setup(e.clone()))?;
         let guard = tokio::time::timeout_at(deadline.into(), lock.acquire(call))
             .await

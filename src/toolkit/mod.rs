@@ -126,6 +126,15 @@ pub trait KeySource: Send + Sync {
         let _ = (call, app_name, dry_run);
         Err(needs_in_process("A rollback"))
     }
+
+    /// Withdraws `key`, a key of `app_name` this run created and never distributed (its key
+    /// check failed): deletes it in the API manager, under the app's renewal locks, and only
+    /// when the rotator made it (a key someone else made may be held by consumers). A key that
+    /// is already gone is withdrawn.
+    async fn withdraw(&self, call: &Call, app_name: &str, key: &ApiKey) -> Result<()> {
+        let _ = (call, app_name, key);
+        Err(needs_in_process("Withdrawing a key that failed its check"))
+    }
 }
 
 /// Error code of a rollback with no still-valid key to go back to.
@@ -464,17 +473,13 @@ impl KeySource for Toolkit {
     ) -> Result<IssuedKey> {
         // The same locks as a renewal: a renewal in flight on another instance could otherwise
         // make the key it replaces current again in its view, or this revoke a key it hands out.
-        let lock = self.lock_for(app_name);
-        let _guard = lock.lock().await;
-        let held = match &self.renewal_lock {
-            Some(l) => Some(l.hold(call, app_name).await?),
-            None => None,
-        };
-        let result = self.revoke_locked(call, app_name, key, why).await;
-        if let Some(held) = held {
-            held.release().await;
-        }
-        result
+        let step = self.revoke_locked(call, app_name, key, why);
+        self.under_app_locks(call, app_name, true, step).await
+    }
+
+    async fn withdraw(&self, call: &Call, app_name: &str, key: &ApiKey) -> Result<()> {
+        let step = self.withdraw_locked(call, app_name, key);
+        self.under_app_locks(call, app_name, true, step).await
     }
 
     async fn rollback(
@@ -483,21 +488,54 @@ impl KeySource for Toolkit {
         app_name: &str,
         dry_run: bool,
     ) -> Result<RollbackOutcome> {
+        // A dry run changes nothing, so it need not wait for other instances.
+        let step = self.rollback_locked(call, app_name, dry_run);
+        self.under_app_locks(call, app_name, !dry_run, step).await
+    }
+}
+
+impl Toolkit {
+    /// Runs `step` holding `app_name`'s locks: this process's, and with `shared` the renewal
+    /// lock every instance shares; released on every path. Every change to an app's keys
+    /// outside a renewal (revocation, withdrawal, rollback) takes them, as a renewal does.
+    async fn under_app_locks<T>(
+        &self,
+        call: &Call,
+        app_name: &str,
+        shared: bool,
+        step: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
         let lock = self.lock_for(app_name);
         let _guard = lock.lock().await;
         let held = match &self.renewal_lock {
-            Some(l) if !dry_run => Some(l.hold(call, app_name).await?),
+            Some(l) if shared => Some(l.hold(call, app_name).await?),
             _ => None,
         };
-        let result = self.rollback_locked(call, app_name, dry_run).await;
+        let result = step.await;
         if let Some(held) = held {
             held.release().await;
         }
         result
     }
-}
 
-impl Toolkit {
+    /// [`KeySource::withdraw`] once the app's locks are held: the key is looked up again, so
+    /// only a key the rotator made is ever deleted.
+    async fn withdraw_locked(&self, call: &Call, app_name: &str, key: &ApiKey) -> Result<()> {
+        let keys = self.issuer.list_keys(call, app_name).await?;
+        let Some(found) = keys.iter().find(|c| c.key == *key) else {
+            return Ok(());
+        };
+        if !found.made_by_rotator {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!("key {key} of app '{app_name}' was not made by the rotator: consumers may hold it, so it is left in place"),
+            ));
+        }
+        self.issuer.delete_key(call, app_name, key).await?;
+        tracing::info!(app = app_name, key = %key, "withdrew a key that was never distributed");
+        Ok(())
+    }
+
     /// [`KeySource::rollback`] once the app's locks are held.
     async fn rollback_locked(
         &self,
@@ -1443,5 +1481,51 @@ mod tests {
             (ErrorKind::ConfigInvalid, NEEDS_IN_PROCESS_TOOLKIT)
         );
         assert!(e.to_string().contains(TOOLKIT_APP_URL), "{e}");
+    }
+
+    /// A key that failed its check is withdrawn under the app's shared lock, only when the
+    /// rotator made it; one already gone is withdrawn; a remote ToolkitApp withdraws nothing.
+    #[tokio::test]
+    async fn withdraw_deletes_only_a_key_the_rotator_made() {
+        let lock = Arc::new(CountingLock::default());
+        let (issuer, tk) = toolkit_with(Some(10));
+        let tk = tk.with_renewal_lock(Some(lock.clone()));
+        let g = tk
+            .current_key(&call(), "app1", KeyRequest::default())
+            .await
+            .unwrap();
+        assert!(g.renewed);
+        tk.withdraw(&call(), "app1", &g.api_key).await.unwrap();
+        assert_eq!(*issuer.deleted.lock().unwrap(), [g.api_key.expose()]);
+        assert_eq!(
+            lock.holds.lock().unwrap().len(),
+            2,
+            "renewal and withdrawal"
+        );
+        assert_eq!(lock.releases.load(std::sync::atomic::Ordering::SeqCst), 2);
+        // Gone already: nothing to do.
+        tk.withdraw(&call(), "app1", &g.api_key).await.unwrap();
+        assert_eq!(issuer.deleted.lock().unwrap().len(), 1);
+        // The seeded key was not made by the rotator: consumers may hold it.
+        let old = ApiKey::new("OLDKEYOLDKEYOLDKEYOLDKEY0001");
+        let e = tk.withdraw(&call(), "app1", &old).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Conflict);
+        assert!(e.to_string().contains("not made by the rotator"), "{e}");
+        assert!(!e.to_string().contains(old.expose()), "{e}");
+        assert_eq!(issuer.deleted.lock().unwrap().len(), 1);
+
+        struct Remote;
+        #[async_trait]
+        impl KeySource for Remote {
+            async fn current_key(&self, _: &Call, _: &str, _: KeyRequest) -> Result<KeyGrant> {
+                Err(Error::unexpected("unused"))
+            }
+        }
+        let e = Remote.withdraw(&call(), "app1", &old).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ConfigInvalid);
+        assert!(
+            e.to_string().contains("needs the in-process toolkit"),
+            "{e}"
+        );
     }
 }

@@ -20,6 +20,54 @@ fn demo_runs_twice_and_passes() {
     );
     assert!(stdout.contains("Demo passed"), "{stdout}");
     assert!(dir.path().join("sandbox.json").is_file());
+
+    // On premises: two local files rotated as `files` targets (once, then unchanged), and the
+    // standalone toolkit answering POST /getkey with the key the .properties file now holds.
+    let folder = dir.path().join("on-premises");
+    let value = |file: &str, name: &str| {
+        let text = std::fs::read_to_string(folder.join(file)).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("{file} lost {name}:\n{text}"))
+            .to_string();
+        assert!(text.starts_with("# "), "{file} kept its comment:\n{text}");
+        line[name.len() + 1..].to_string()
+    };
+    let env_key = value("orders.env", "ORDERS_API_KEY");
+    let properties_key = value("healthcheck.properties", "healthcheck.apiKey");
+    for key in [&env_key, &properties_key] {
+        assert_ne!(key, "stale-key-from-the-last-quarter");
+        assert!(key.len() >= 32, "a key was written");
+        assert!(
+            !stdout.contains(key.as_str()) && !stderr.contains(key.as_str()),
+            "a full key ({}) in the demo's output",
+            &key[key.len() - 4..]
+        );
+        assert!(stdout.contains(&format!("****{}", &key[key.len() - 4..])));
+    }
+    assert_eq!(stdout.matches("[FILE] Updated key").count(), 2, "{stdout}");
+    assert_eq!(
+        stdout.matches("[FILE] No update needed").count(),
+        2,
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("/getkey {\"appName\": \"APIKeyRotator_TestApp1_Sandbox\"} -> HTTP 200"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("the key it serves is the one in"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("healthcheck.properties: yes"), "{stdout}");
+    let sandbox: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("sandbox.json")).unwrap())
+            .unwrap();
+    assert!(sandbox["env"]["FILES_ALLOWED_ROOTS"].is_string());
+    let mapping: serde_json::Value =
+        serde_json::from_str(sandbox["env"]["APIKEYROTATIONAPPS"].as_str().unwrap()).unwrap();
+    assert_eq!(mapping["files"].as_array().unwrap().len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
