@@ -455,16 +455,7 @@ impl Rotation<'_> {
             let app = entry.apim_app_name.as_str();
             let entry_desc = format!("\"{}\" in {} {name}", entry.name, kind.noun());
             let entry_name = entry.name.clone();
-            if let Some(version) = &secret.version {
-                let e = Error::new(
-                ErrorKind::ConfigInvalid,
-                format!(
-                    "{entry_desc} refers to version {version} of Key Vault secret {}: a new version would not be seen; \
-                     make the reference versionless",
-                    secret.secret_name
-                ),
-            )
-            .with_code("PinnedKeyVaultReference");
+            if let Some(e) = secret.pinned_error(&entry_desc) {
                 outcomes.push(failed(kind, app, &label, &e));
                 continue;
             }
