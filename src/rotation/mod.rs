@@ -5,6 +5,7 @@ pub mod dry_run;
 pub mod engine;
 pub mod lock;
 pub mod report;
+pub mod revocation;
 pub mod service;
 
 pub use engine::{run, Progress, RunOptions};

@@ -112,6 +112,8 @@ pub struct Summary {
     pub failed: usize,
     /// Keys renewed in the API manager (in a dry run: that would be renewed).
     pub renewed: usize,
+    /// Superseded keys revoked in the API manager (in a dry run: that would be revoked now).
+    pub revoked: usize,
     /// Run time.
     pub duration_ms: u64,
 }
@@ -335,6 +337,7 @@ mod tests {
             failed: 1,
             renewed: 1,
             duration_ms: 5,
+            ..Summary::default()
         };
         r.successes.push(ReportEntry::new(
             "KEY_VAULT",

@@ -178,7 +178,18 @@ impl Rotator {
                     .into(),
             ));
         }
+        if options.revoke == super::revocation::RevokeMode::Immediately
+            && !(options.force && options.app.is_some())
+        {
+            return Err(RunError::BadRequest(
+                "revoke=immediate needs force=true and app=<apimAppName>: an emergency rotation renews and revokes one app's key".into(),
+            ));
+        }
         let mut mapping = self.mapping()?;
+        // The opt-out list is checked against the whole mapping, before `app` narrows it.
+        let mut options = options.clone();
+        options.revocation = self.revocation_policy(&mapping)?;
+        let options = &options;
         if let Some(app) = &options.app {
             if !mapping.apim_app_names().contains(app) {
                 return Err(RunError::BadRequest(format!(
@@ -226,6 +237,18 @@ impl Rotator {
                 .push(super::report::ReportEntry::new("LOCK", "", "", note));
         }
         Ok(report)
+    }
+
+    /// The revocation settings, checked against `mapping`'s apps (settings problems otherwise).
+    pub fn revocation_policy(
+        &self,
+        mapping: &mapping::AppsMapping,
+    ) -> Result<super::revocation::RevocationPolicy, RunError> {
+        super::revocation::RevocationPolicy::from_settings(
+            &self.settings,
+            &mapping.apim_app_names(),
+        )
+        .map_err(RunError::Settings)
     }
 
     /// Parses and validates the mapping settings.
