@@ -28,6 +28,7 @@ mod mapping_merge;
 mod minimal_requests;
 mod package;
 mod redaction;
+mod revocation;
 mod rotation;
 mod run_lock;
 mod sdk_oracle;
