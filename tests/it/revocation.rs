@@ -232,7 +232,7 @@ async fn once_every_target_holds_the_new_key_the_replaced_key_is_revoked() {
         .as_str()
         .unwrap()
         .ends_with(&format!("/apps/{APP1}/keys/{old}")));
-    assert_eq!(revoked_keys(&env).await, [old.clone()]);
+    assert_eq!(revoked_keys(&env).await, std::slice::from_ref(&old));
     // Revoked, never deleted.
     assert!(credentials(&env, APP1)
         .await
@@ -433,7 +433,7 @@ async fn an_emergency_revokes_the_leaked_key_after_reading_every_target_back() {
     let done = of_type(&report, "successes", "REVOCATION", APP2);
     assert_eq!(done.len(), 1, "{report:#}");
     assert_eq!(done[0]["apiKey"], redacted(&leaked).as_str());
-    assert_eq!(revoked_keys(&env).await, [leaked.clone()]);
+    assert_eq!(revoked_keys(&env).await, std::slice::from_ref(&leaked));
     let log = env.requests().await;
     let revoke_at = log
         .iter()
