@@ -170,6 +170,14 @@ impl Report {
             would("renewed"),
             s.duration_ms
         );
+        if s.revoked > 0 {
+            // Only when it happened: the line stays as it was for runs without revocation.
+            out.push_str(&format!(
+                "; {} {}",
+                plural(s.revoked, "key"),
+                would("revoked")
+            ));
+        }
         let place = |e: &ReportEntry| match (e.target.is_empty(), e.app_name.is_empty()) {
             (false, _) => format!("{} {}", e.kind, e.target),
             (true, false) => format!("{} {}", e.kind, e.app_name),

@@ -98,6 +98,15 @@ impl RevocationPolicy {
                 }
             },
         };
+        if grace.is_some() && settings.get(crate::settings::TOOLKIT_APP_URL).is_some() {
+            problems.push(problem(
+                GRACE_SETTING,
+                format!(
+                    "revocation needs the in-process toolkit, and {} is set (a remote ToolkitApp only hands out keys); unset one of them",
+                    crate::settings::TOOLKIT_APP_URL
+                ),
+            ));
+        }
         let mut excluded = BTreeSet::new();
         for name in settings
             .get(EXCLUDED_SETTING)
@@ -789,6 +798,15 @@ mod tests {
         assert!(p.enabled());
         let p = RevocationPolicy::from_settings(&s(&[(GRACE_SETTING, "0")]), &apps).unwrap();
         assert_eq!(p.grace, Some(Duration::ZERO));
+        let e = RevocationPolicy::from_settings(
+            &s(&[
+                (GRACE_SETTING, "0"),
+                ("TOOLKIT_APP_URL", "https://tk.example/api/ToolkitApp"),
+            ]),
+            &apps,
+        )
+        .unwrap_err();
+        assert!(e[0].message.contains("in-process toolkit"), "{}", e[0]);
         for (name, value, expect) in [
             (GRACE_SETTING, "-1", "expected a whole number of hours"),
             (GRACE_SETTING, "1.5", "expected a whole number of hours"),

@@ -185,6 +185,17 @@ impl Rotator {
                 "revoke=immediate needs force=true and app=<apimAppName>: an emergency rotation renews and revokes one app's key".into(),
             ));
         }
+        if options.revoke == super::revocation::RevokeMode::Immediately
+            && self
+                .settings
+                .get(crate::settings::TOOLKIT_APP_URL)
+                .is_some()
+        {
+            return Err(RunError::BadRequest(format!(
+                "revoke=immediate needs the in-process toolkit, and {} is set: a remote ToolkitApp only hands out keys",
+                crate::settings::TOOLKIT_APP_URL
+            )));
+        }
         let mut mapping = self.mapping()?;
         // The opt-out list is checked against the whole mapping, before `app` narrows it.
         let mut options = options.clone();
