@@ -587,3 +587,28 @@ async fn validate_settings_checks_the_revocation_settings() {
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains(GRACE), "{stderr}");
 }
+
+/// A dry run of an emergency plans the revocation of the key the forced renewal would
+/// replace, and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_of_an_emergency_plans_and_changes_nothing() {
+    let env = Env::start().await;
+    let leaked = seeded_current(&env, APP2).await;
+    let handler = Handler::start(&env.settings(&[])).await;
+    let plan = run(
+        &env,
+        &handler,
+        &format!("dryRun=true&app={APP2}&force=true&revoke=immediate"),
+        200,
+    )
+    .await;
+    let planned = of_type(&plan, "successes", "REVOCATION", APP2);
+    assert_eq!(planned.len(), 1, "{plan:#}");
+    assert_eq!(planned[0]["apiKey"], redacted(&leaked).as_str());
+    assert!(planned[0]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with(&format!("Would revoke {} at once", redacted(&leaked))));
+    assert_eq!(plan["summary"]["revoked"], 1);
+    assert_eq!(env.writes().await, Vec::<Value>::new());
+}
