@@ -9,7 +9,7 @@
 use crate::azure::call::Call;
 use crate::error::Result;
 use crate::targets::{Container, PlannedContainer, Stored, TargetType, VaultResolver, Write};
-use crate::toolkit::{KeyGrant, KeyRequest, KeySource};
+use crate::toolkit::{AppKeyList, KeyGrant, KeyRequest, KeySource};
 use std::sync::{Arc, Mutex};
 
 /// `plan` with every container read-only.
@@ -127,11 +127,8 @@ impl KeySource for ReadOnlyKeys<'_> {
         self.inner.current_key(call, app_name, request).await
     }
 
-    async fn app_keys(
-        &self,
-        call: &Call,
-        app_name: &str,
-    ) -> Result<Vec<crate::toolkit::IssuedKey>> {
+    /// Listing keys only reads: passed on as it is.
+    async fn app_keys(&self, call: &Call, app_name: &str) -> Result<AppKeyList> {
         self.inner.app_keys(call, app_name).await
     }
 

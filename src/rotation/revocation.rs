@@ -453,7 +453,7 @@ async fn app_step(
         return lines;
     }
     let keys = match source.app_keys(call, app).await {
-        Ok(k) => k,
+        Ok(list) => list.keys,
         Err(e) => {
             lines.push(Line::Error(
                 entry(format!(

@@ -75,12 +75,20 @@ pub trait KeySource: Send + Sync {
         request: KeyRequest,
     ) -> Result<KeyGrant>;
 
-    /// Every key of `app_name` as the API manager holds it now (read only: nothing is
-    /// finished, removed or renewed), for the lifecycle steps that decide over all of an
-    /// app's keys (revocation).
-    async fn app_keys(&self, call: &Call, app_name: &str) -> Result<Vec<IssuedKey>> {
+    /// Every key the API manager holds for `app_name`, as it holds them (approved or not,
+    /// unfinished ones included), with the renewal policy in force: what `status` shows. Reads
+    /// only: never finishes, removes or renews a key, and takes no lock. Errors:
+    /// [`ErrorKind::NotFound`] for an app the API manager does not know, other kinds when it
+    /// fails. By default a configuration error with code [`NEEDS_IN_PROCESS_TOOLKIT`]: a
+    /// remote ToolkitApp hands out the current key only.
+    async fn app_keys(&self, call: &Call, app_name: &str) -> Result<AppKeyList> {
         let _ = (call, app_name);
-        Err(needs_in_process("Listing an app's keys"))
+        Err(Error::config(format!(
+            "the list of an app's keys (status) needs the in-process toolkit: {TOOLKIT_APP_URL} is set, \
+             and a remote ToolkitApp hands out the current key only; run status where \
+             {COMPANY_DETAILS} and {TOOLKIT_UUID} are set instead"
+        ))
+        .with_code(NEEDS_IN_PROCESS_TOOLKIT))
     }
 
     /// Revokes `key` of `app_name` (the API manager's revoke, never a delete) under the app's
@@ -99,6 +107,21 @@ pub trait KeySource: Send + Sync {
         let _ = (call, app_name, key, why);
         Err(needs_in_process("Revoking a key"))
     }
+}
+
+/// Error code of [`KeySource::app_keys`] on a key source that cannot list keys (a remote
+/// ToolkitApp).
+pub const NEEDS_IN_PROCESS_TOOLKIT: &str = "NeedsInProcessToolkit";
+
+/// Every key of one app as the API manager holds them ([`KeySource::app_keys`]).
+#[derive(Debug, Clone)]
+pub struct AppKeyList {
+    /// The API-manager app.
+    pub app_name: String,
+    /// Its keys, in the API manager's order.
+    pub keys: Vec<IssuedKey>,
+    /// The renewal policy of the sealed company details (when a key is due).
+    pub policy: RenewalPolicy,
 }
 
 /// Error code of a revocation the keys themselves forbid (see [`KeySource::revoke`]).
@@ -387,8 +410,14 @@ impl KeySource for Toolkit {
         }
     }
 
-    async fn app_keys(&self, call: &Call, app_name: &str) -> Result<Vec<IssuedKey>> {
-        self.issuer.list_keys(call, app_name).await
+    /// One `list_keys` call: no recovery, no decision, no lock (status changes nothing).
+    async fn app_keys(&self, call: &Call, app_name: &str) -> Result<AppKeyList> {
+        let keys = self.issuer.list_keys(call, app_name).await?;
+        Ok(AppKeyList {
+            app_name: app_name.to_string(),
+            keys,
+            policy: self.policy,
+        })
     }
 
     async fn revoke(
