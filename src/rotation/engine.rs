@@ -29,17 +29,17 @@ pub struct RunOptions {
     pub app: Option<String>,
     /// Renew now regardless of the SLA window (only honoured with `app`).
     pub force: bool,
-    /// Started by the HTTP function (whose default deadline is shorter, see
-    /// [`crate::settings::Deadlines::for_run`]).
-    pub http_triggered: bool,
-    /// Told how the run advances (the command line's progress bar); `None`: nobody listens.
-    pub progress: Option<Arc<dyn Progress>>,
     /// How superseded keys are revoked: as the settings say, or at once after every write was
     /// read back (emergency rotation, `revoke=immediate`; the entry points allow it only with
     /// `force` and `app`).
     pub revoke: RevokeMode,
     /// The revocation settings, as [`crate::rotation::Rotator`] read them (default: off).
     pub revocation: RevocationPolicy,
+    /// Started by the HTTP function (whose default deadline is shorter, see
+    /// [`crate::settings::Deadlines::for_run`]).
+    pub http_triggered: bool,
+    /// Told how the run advances (the command line's progress bar); `None`: nobody listens.
+    pub progress: Option<Arc<dyn Progress>>,
 }
 
 /// Follows a run as it advances: apps whose key is known, targets finished. Called from the
@@ -146,6 +146,7 @@ async fn run_over(
         crate::fan_out::bounded(call.concurrency(), containers),
     )
     .await;
+    let held = held_by_app(outcomes.iter().flatten(), &rotation.read_backs);
 
     for app in apps {
         match keys.done(app) {
@@ -176,9 +177,7 @@ async fn run_over(
             }
         }
     }
-    let outcomes: Vec<Outcome> = outcomes.into_iter().flatten().collect();
-    let held = held_by_app(&outcomes, &rotation.read_backs);
-    for outcome in outcomes {
+    for outcome in outcomes.into_iter().flatten() {
         match outcome {
             Outcome::Updated(e) => {
                 report.summary.updated += 1;
@@ -231,7 +230,10 @@ struct Rotation<'a> {
 
 /// What each app's targets held in this run, for the revocation step: unchanged targets held
 /// the current key; written ones count only when read back holding it.
-fn held_by_app(outcomes: &[Outcome], read_backs: &ReadBacks) -> revocation::TargetsByApp {
+fn held_by_app<'o>(
+    outcomes: impl Iterator<Item = &'o Outcome>,
+    read_backs: &ReadBacks,
+) -> revocation::TargetsByApp {
     let mut by_app = revocation::TargetsByApp::new();
     for outcome in outcomes {
         let (entry, held) = match outcome {
@@ -526,11 +528,10 @@ impl Rotation<'_> {
                     key: grant.api_key.clone(),
                     expires_at: grant.expires_at,
                 };
-                let written = [write];
-                let result = vault.write(&written).await.remove(0);
+                let result = vault.write(&[write]).await.remove(0);
                 if self.read_back && result.is_ok() {
                     self.read_backs
-                        .confirm(vault.as_ref(), &written, &[Ok(())], |_| label.clone())
+                        .confirm_one(vault.as_ref(), app, &label, &secret.secret_name, &grant.api_key)
                         .await;
                 }
                 match result {

@@ -213,6 +213,26 @@ impl ReadBacks {
         }
     }
 
+    /// Reads back `name` of `store` after a write of `key` there, recording what it holds
+    /// under (`app`, `target`): the Key Vault secret an entry refers to.
+    pub async fn confirm_one(
+        &self,
+        store: &dyn Container,
+        app: &str,
+        target: &str,
+        name: &str,
+        key: &ApiKey,
+    ) {
+        let write = Write {
+            name: name.to_string(),
+            apim_app_name: app.to_string(),
+            key: key.clone(),
+            expires_at: None,
+        };
+        self.confirm(store, &[write], &[Ok(())], |_| target.to_string())
+            .await;
+    }
+
     /// What the read-back of (app, target) found, if it was read back.
     pub fn get(&self, app: &str, target: &str) -> Option<Held> {
         self.0

@@ -159,7 +159,43 @@ impl Rotator {
     pub async fn run(&self, options: &RunOptions) -> Result<Report, RunError> {
         let call = self.call(options.http_triggered);
         let deadline = call.deadline().unwrap_or_else(Instant::now);
-        self.run_checked(options, &call, deadline).await
+        let options = self.with_revocation(options)?;
+        self.run_checked(&options, &call, deadline).await
+    }
+
+    /// `options` with the revocation settings read ([`RunOptions::revocation`]), after the
+    /// checks of the run's start that revocation adds: the settings and the opt-out list
+    /// (against the whole mapping, before `app` narrows it); `revoke=immediate` only with
+    /// `force`, `app` and the in-process toolkit.
+    fn with_revocation(&self, options: &RunOptions) -> Result<RunOptions, RunError> {
+        use super::revocation::RevokeMode;
+        // What the run checks first, first here too: a missing mapping is a settings problem.
+        let problems = self.settings.check_for_rotation();
+        if !problems.is_empty() {
+            return Err(RunError::Settings(problems));
+        }
+        if options.revoke == RevokeMode::Immediately {
+            if !(options.force && options.app.is_some()) {
+                return Err(RunError::BadRequest(
+                    "revoke=immediate needs force=true and app=<apimAppName>: an emergency rotation renews and revokes one app's key".into(),
+                ));
+            }
+            if self
+                .settings
+                .get(crate::settings::TOOLKIT_APP_URL)
+                .is_some()
+            {
+                return Err(RunError::BadRequest(format!(
+                    "revoke=immediate needs the in-process toolkit, and {} is set: a remote ToolkitApp only hands out keys",
+                    crate::settings::TOOLKIT_APP_URL
+                )));
+            }
+        }
+        let mapping = self.mapping()?;
+        Ok(RunOptions {
+            revocation: self.revocation_policy(&mapping)?,
+            ..options.clone()
+        })
     }
 
     async fn run_checked(
@@ -178,29 +214,7 @@ impl Rotator {
                     .into(),
             ));
         }
-        if options.revoke == super::revocation::RevokeMode::Immediately
-            && !(options.force && options.app.is_some())
-        {
-            return Err(RunError::BadRequest(
-                "revoke=immediate needs force=true and app=<apimAppName>: an emergency rotation renews and revokes one app's key".into(),
-            ));
-        }
-        if options.revoke == super::revocation::RevokeMode::Immediately
-            && self
-                .settings
-                .get(crate::settings::TOOLKIT_APP_URL)
-                .is_some()
-        {
-            return Err(RunError::BadRequest(format!(
-                "revoke=immediate needs the in-process toolkit, and {} is set: a remote ToolkitApp only hands out keys",
-                crate::settings::TOOLKIT_APP_URL
-            )));
-        }
         let mut mapping = self.mapping()?;
-        // The opt-out list is checked against the whole mapping, before `app` narrows it.
-        let mut options = options.clone();
-        options.revocation = self.revocation_policy(&mapping)?;
-        let options = &options;
         if let Some(app) = &options.app {
             if !mapping.apim_app_names().contains(app) {
                 return Err(RunError::BadRequest(format!(

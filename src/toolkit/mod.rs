@@ -60,9 +60,36 @@ pub struct KeyRequest {
     pub dry_run: bool,
 }
 
+/// Error code of a revocation the keys themselves forbid (see [`KeySource::revoke`]).
+pub const NOT_REVOCABLE_CODE: &str = "NotRevocable";
+
+/// The error of a lifecycle step a key source other than the in-process toolkit cannot take.
+fn needs_in_process(what: &str) -> Error {
+    Error::config(format!(
+        "{what} needs the in-process toolkit: {TOOLKIT_APP_URL} is set, and a remote ToolkitApp only hands out keys"
+    ))
+}
+
 /// Where the rotation engine gets keys from: the in-process toolkit or a remote ToolkitApp.
 #[async_trait]
 pub trait KeySource: Send + Sync {
+    /// Revokes `key` of `app_name` (the API manager's revoke, never a delete) under the app's
+    /// renewal locks, after reading the app's keys again under them: only a key
+    /// [`policy::may_revoke`] allows is revoked (never the current or a pinned key, never a
+    /// key no rotator key replaces); a [`ErrorKind::Conflict`] error with code
+    /// [`NOT_REVOCABLE_CODE`] otherwise. A key revoked already is returned as it is. `why` is
+    /// logged.
+    async fn revoke(
+        &self,
+        call: &Call,
+        app_name: &str,
+        key: &ApiKey,
+        why: &str,
+    ) -> Result<IssuedKey> {
+        let _ = (call, app_name, key, why);
+        Err(needs_in_process("Revoking a key"))
+    }
+
     /// The key consumers of `app_name` should use now, renewing it first when the policy (or
     /// `request.force`) says so and `request.dry_run` is not set. Repeated calls return the
     /// same key until it is next due for renewal. Errors: [`ErrorKind::NotFound`] for an unknown
@@ -90,23 +117,6 @@ pub trait KeySource: Send + Sync {
         ))
         .with_code(NEEDS_IN_PROCESS_TOOLKIT))
     }
-
-    /// Revokes `key` of `app_name` (the API manager's revoke, never a delete) under the app's
-    /// renewal locks, after reading the app's keys again under them: only a key
-    /// [`policy::may_revoke`] allows is revoked (never the current or a pinned key, never a
-    /// key no rotator key replaces); a [`ErrorKind::Conflict`] error with code
-    /// [`NOT_REVOCABLE_CODE`] otherwise. A key revoked already is returned as it is. `why` is
-    /// logged.
-    async fn revoke(
-        &self,
-        call: &Call,
-        app_name: &str,
-        key: &ApiKey,
-        why: &str,
-    ) -> Result<IssuedKey> {
-        let _ = (call, app_name, key, why);
-        Err(needs_in_process("Revoking a key"))
-    }
 }
 
 /// Error code of [`KeySource::app_keys`] on a key source that cannot list keys (a remote
@@ -122,16 +132,6 @@ pub struct AppKeyList {
     pub keys: Vec<IssuedKey>,
     /// The renewal policy of the sealed company details (when a key is due).
     pub policy: RenewalPolicy,
-}
-
-/// Error code of a revocation the keys themselves forbid (see [`KeySource::revoke`]).
-pub const NOT_REVOCABLE_CODE: &str = "NotRevocable";
-
-/// The error of a lifecycle step a key source other than the in-process toolkit cannot take.
-fn needs_in_process(what: &str) -> Error {
-    Error::config(format!(
-        "{what} needs the in-process toolkit: {TOOLKIT_APP_URL} is set, and a remote ToolkitApp only hands out keys"
-    ))
 }
 
 /// A lock on one app's renewals that every instance of the function app shares (a blob lease in
@@ -380,6 +380,28 @@ impl Toolkit {
 
 #[async_trait]
 impl KeySource for Toolkit {
+    async fn revoke(
+        &self,
+        call: &Call,
+        app_name: &str,
+        key: &ApiKey,
+        why: &str,
+    ) -> Result<IssuedKey> {
+        // The same locks as a renewal: a renewal in flight on another instance could otherwise
+        // make the key it replaces current again in its view, or this revoke a key it hands out.
+        let lock = self.lock_for(app_name);
+        let _guard = lock.lock().await;
+        let held = match &self.renewal_lock {
+            Some(l) => Some(l.hold(call, app_name).await?),
+            None => None,
+        };
+        let result = self.revoke_locked(call, app_name, key, why).await;
+        if let Some(held) = held {
+            held.release().await;
+        }
+        result
+    }
+
     async fn current_key(
         &self,
         call: &Call,
@@ -418,28 +440,6 @@ impl KeySource for Toolkit {
             keys,
             policy: self.policy,
         })
-    }
-
-    async fn revoke(
-        &self,
-        call: &Call,
-        app_name: &str,
-        key: &ApiKey,
-        why: &str,
-    ) -> Result<IssuedKey> {
-        // The same locks as a renewal: a renewal in flight on another instance could otherwise
-        // make the key it replaces current again in its view, or this revoke a key it hands out.
-        let lock = self.lock_for(app_name);
-        let _guard = lock.lock().await;
-        let held = match &self.renewal_lock {
-            Some(l) => Some(l.hold(call, app_name).await?),
-            None => None,
-        };
-        let result = self.revoke_locked(call, app_name, key, why).await;
-        if let Some(held) = held {
-            held.release().await;
-        }
-        result
     }
 }
 
