@@ -198,6 +198,18 @@ impl Rotator {
         })
     }
 
+    /// The revocation settings, checked against `mapping`'s apps (settings problems otherwise).
+    pub fn revocation_policy(
+        &self,
+        mapping: &mapping::AppsMapping,
+    ) -> Result<super::revocation::RevocationPolicy, RunError> {
+        super::revocation::RevocationPolicy::from_settings(
+            &self.settings,
+            &mapping.apim_app_names(),
+        )
+        .map_err(RunError::Settings)
+    }
+
     async fn run_checked(
         &self,
         options: &RunOptions,
@@ -262,18 +274,6 @@ impl Rotator {
                 .push(super::report::ReportEntry::new("LOCK", "", "", note));
         }
         Ok(report)
-    }
-
-    /// The revocation settings, checked against `mapping`'s apps (settings problems otherwise).
-    pub fn revocation_policy(
-        &self,
-        mapping: &mapping::AppsMapping,
-    ) -> Result<super::revocation::RevocationPolicy, RunError> {
-        super::revocation::RevocationPolicy::from_settings(
-            &self.settings,
-            &mapping.apim_app_names(),
-        )
-        .map_err(RunError::Settings)
     }
 
     /// Parses and validates the mapping settings.
