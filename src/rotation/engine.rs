@@ -116,8 +116,9 @@ async fn run_over(
         },
         vaults,
         dry_run: options.dry_run,
-        // An emergency confirms every write by reading it back (a dry run writes nothing).
-        read_back: options.revoke == RevokeMode::Immediately && !options.dry_run,
+        // An emergency (or a rollback) confirms every write by reading it back (a dry run
+        // writes nothing).
+        read_back: options.revoke != RevokeMode::Settings && !options.dry_run,
         read_backs: ReadBacks::default(),
     };
     let keys = &rotation.keys;

@@ -22,8 +22,9 @@
 //! confirmation.
 //!
 //! A key a rollback withdrew ([`crate::toolkit::IssuedKey::withdrawn_at`]) is revoked under the
-//! same confirmation, whenever a run decides revocations (grace on, or an emergency), grace
-//! and opt-out aside: the rollback asked for it.
+//! same confirmation, whenever a run decides revocations (grace on, an emergency, or the
+//! rollback's own run, [`RevokeMode::Withdrawn`], which reads every write back as an emergency
+//! does), grace and opt-out aside: the rollback asked for it.
 //!
 //! The decisions are pure functions ([`decide`]) tested with fixed times at the bottom; the
 //! engine gives them what each target held ([`Held`]) and [`step`] asks the key source.
@@ -62,6 +63,10 @@ pub enum RevokeMode {
     /// Emergency: read back every write, then revoke every key the rotator replaced at once,
     /// grace and opt-out aside (only with `force` and `app` at the entry points).
     Immediately,
+    /// After a rollback: read back every write, and revoke the keys a rollback withdrew once
+    /// every target confirms; other keys as the settings say. For the rollback's own run: no
+    /// query parameter or flag sets it.
+    Withdrawn,
 }
 
 /// The revocation settings, checked against the mapping.
@@ -322,7 +327,7 @@ pub fn decide(
         }
         let successor = policy::successor(key, facts.keys);
         let mut verdict = None;
-        if key.withdrawn_at.is_none() && facts.mode == RevokeMode::Settings {
+        if key.withdrawn_at.is_none() && facts.mode != RevokeMode::Immediately {
             let Some(grace) = facts.grace else { continue };
             if facts.excluded {
                 continue;
@@ -444,7 +449,7 @@ async fn app_step(
         Err(e) => {
             // The TOOLKIT error says why; an emergency also says what it did not do.
             return match mode {
-                RevokeMode::Immediately => vec![Line::Warning(
+                RevokeMode::Immediately | RevokeMode::Withdrawn => vec![Line::Warning(
                     entry(format!(
                         "Nothing was revoked: the toolkit could not provide the app's current key ({}).",
                         e.code()
@@ -508,6 +513,11 @@ async fn app_step(
             "revoke=immediate: no key the rotator replaced is left to revoke.".to_string(),
         )));
     }
+    if mode == RevokeMode::Withdrawn && !candidates.iter().any(|c| c.withdrawn_at.is_some()) {
+        lines.push(Line::Warning(entry(
+            "No key a rollback withdrew is left to revoke.".to_string(),
+        )));
+    }
     for c in candidates {
         let origin = match (&c.successor, c.withdrawn_at) {
             (_, Some(at)) => format!("withdrawn by a rollback on {}", date(at)),
@@ -550,9 +560,10 @@ async fn app_step(
                 entry(format!("Would revoke {} now ({origin}).", c.key)).with_key(&c.key),
             )),
             Verdict::Revoke => {
-                let why = match mode {
-                    RevokeMode::Immediately => "emergency rotation",
-                    RevokeMode::Settings => "grace period passed",
+                let why = match (c.withdrawn_at, mode) {
+                    (Some(_), _) => "withdrawn by a rollback",
+                    (None, RevokeMode::Immediately) => "emergency rotation",
+                    (None, _) => "grace period passed",
                 };
                 match source.revoke(call, app, &c.key, why).await {
                     Ok(_) => lines.push(Line::Revoked(
@@ -791,6 +802,27 @@ mod tests {
         let c = decide(&f, NOW).unwrap();
         assert_eq!(verdicts(&c), [("NEWKEY00000000009M1x", &Verdict::Revoke)]);
         assert_eq!(c[0].withdrawn_at, Some(NOW - Duration::hours(1)));
+        // The rollback's run: the withdrawn key once confirmed, other keys as the settings say
+        // (here a replaced key inside its grace period, and with revocation off, none).
+        let older = key("OLDER00000000000abcd", NOW - Duration::days(85), 90);
+        let previous = IssuedKey {
+            made_by_rotator: true,
+            replaces: Some(fingerprint(&older.key)),
+            ..keys[0].clone()
+        };
+        let keys = vec![older, previous, keys[1].clone()];
+        let mut f = facts(&keys, &targets, RevokeMode::Withdrawn, None);
+        f.distributed = &keys[1].key;
+        let c = decide(&f, NOW).unwrap();
+        assert_eq!(verdicts(&c), [("NEWKEY00000000009M1x", &Verdict::Revoke)]);
+        f.grace = Some(Duration::days(1000));
+        let c = decide(&f, NOW).unwrap();
+        assert_eq!(c.len(), 2, "{c:?}");
+        assert!(matches!(c[0].verdict, Verdict::After(_)), "{c:?}");
+        let blocked = vec![("kv/a".to_string(), Held::Written)];
+        f.targets = &blocked;
+        let c = decide(&f, NOW).unwrap();
+        assert!(matches!(c[1].verdict, Verdict::Blocked(_)), "{c:?}");
     }
 
     #[test]

@@ -166,7 +166,7 @@ impl Rotator {
     /// `options` with the revocation settings read ([`RunOptions::revocation`]), after the
     /// checks of the run's start that revocation adds: the settings and the opt-out list
     /// (against the whole mapping, before `app` narrows it); `revoke=immediate` only with
-    /// `force`, `app` and the in-process toolkit.
+    /// `force` and `app`; any mode but the settings' only with the in-process toolkit.
     fn with_revocation(&self, options: &RunOptions) -> Result<RunOptions, RunError> {
         use super::revocation::RevokeMode;
         // What the run checks first, first here too: a missing mapping is a settings problem.
@@ -174,22 +174,21 @@ impl Rotator {
         if !problems.is_empty() {
             return Err(RunError::Settings(problems));
         }
-        if options.revoke == RevokeMode::Immediately {
-            if !(options.force && options.app.is_some()) {
-                return Err(RunError::BadRequest(
-                    "revoke=immediate needs force=true and app=<apimAppName>: an emergency rotation renews and revokes one app's key".into(),
-                ));
-            }
-            if self
+        if options.revoke == RevokeMode::Immediately && !(options.force && options.app.is_some()) {
+            return Err(RunError::BadRequest(
+                "revoke=immediate needs force=true and app=<apimAppName>: an emergency rotation renews and revokes one app's key".into(),
+            ));
+        }
+        if options.revoke != RevokeMode::Settings
+            && self
                 .settings
                 .get(crate::settings::TOOLKIT_APP_URL)
                 .is_some()
-            {
-                return Err(RunError::BadRequest(format!(
-                    "revoke=immediate needs the in-process toolkit, and {} is set: a remote ToolkitApp only hands out keys",
-                    crate::settings::TOOLKIT_APP_URL
-                )));
-            }
+        {
+            return Err(RunError::BadRequest(format!(
+                "revoking at once needs the in-process toolkit, and {} is set: a remote ToolkitApp only hands out keys",
+                crate::settings::TOOLKIT_APP_URL
+            )));
         }
         let mapping = self.mapping()?;
         Ok(RunOptions {
