@@ -716,6 +716,12 @@ async fn update_key(
         Err(_) => return google_error(StatusCode::BAD_REQUEST, "The request body is too large."),
     };
     let mut update: Option<UpdateKeyBody> = match (&action, body.is_empty()) {
+        // "The Content-Type header must be set to application/octet-stream": the action is
+        // the whole request, and a body (JSON, say) would be a different request.
+        (Some(Ok(_)), false) => return google_error(
+            StatusCode::BAD_REQUEST,
+            "To approve or revoke, send an empty body with Content-Type application/octet-stream.",
+        ),
         (Some(_), _) => None,
         (None, true) => Some(UpdateKeyBody::default()),
         (None, false) => match parse_json(&body) {
@@ -1121,6 +1127,20 @@ mod tests {
             json!({"apiproduct": "healthcheck-product", "status": "approved"})
         );
 
+        // The key's own revoke: octet-stream and an empty body, or a 400.
+        for (content_type, body) in [("application/json", ""), ("application/octet-stream", "{}")] {
+            let rsp = h
+                .client
+                .post(format!("{key_url}?action=revoke"))
+                .bearer_auth(&token)
+                .header("content-type", content_type)
+                .header("content-length", body.len().to_string())
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(rsp.status(), 400, "{content_type} {body}");
+        }
         let rsp = h
             .client
             .post(format!("{key_url}?action=revoke"))

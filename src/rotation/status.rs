@@ -721,6 +721,10 @@ mod tests {
             }],
             unfinished: false,
             made_by_rotator: false,
+            revoked: false,
+            replaces: None,
+            pinned_at: None,
+            withdrawn_at: None,
         }
     }
 

@@ -28,6 +28,42 @@ pub struct IssuedKey {
     pub unfinished: bool,
     /// Whether the rotator created this key (its mark is on it, whatever the step).
     pub made_by_rotator: bool,
+    /// Whether the key's own status is revoked (Apigee: `status: revoked`): it opens nothing
+    /// until reactivated ([`Issuer::reactivate_key`]). Distinct from a key that is merely not
+    /// approved (a status this rotator does not know): `approved` is false for both.
+    pub revoked: bool,
+    /// The [`fingerprint`] of the key this key was created to replace (set in the same call
+    /// that created it, with the unfinished mark, so a crash cannot lose it). `None` for a key
+    /// the rotator did not make, or made when there was no key to replace. Only a key some
+    /// rotator key replaces is ever revoked by the rotator.
+    pub replaces: Option<String>,
+    /// Set by a rollback ([`Issuer::set_marks`]): while set, this key is current over every
+    /// key issued before this time; a complete key issued after it ends the pin (see
+    /// [`super::policy::current_key`]).
+    pub pinned_at: Option<OffsetDateTime>,
+    /// Set by a rollback on the bad key it withdraws: a withdrawn key is never current again,
+    /// and is revoked once every target holds the current key.
+    pub withdrawn_at: Option<OffsetDateTime>,
+}
+
+/// The rotator's fingerprint of a key, as [`IssuedKey::replaces`] holds it: the first 16 hex
+/// characters of its SHA-256 (64 bits: enough to tell an app's keys apart, and nothing of the
+/// key itself).
+pub fn fingerprint(key: &ApiKey) -> String {
+    let mut hex = key.sha256_hex();
+    hex.truncate(16);
+    hex
+}
+
+/// The rotator's lifecycle marks on a key that exists, as [`Issuer::set_marks`] sets them:
+/// each field replaces the mark of the same name (`None` removes it); the key's other
+/// attributes, and its creation marks (unfinished / products attached, `replaces`), are kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeyMarks {
+    /// [`IssuedKey::pinned_at`].
+    pub pinned_at: Option<OffsetDateTime>,
+    /// [`IssuedKey::withdrawn_at`].
+    pub withdrawn_at: Option<OffsetDateTime>,
 }
 
 impl IssuedKey {
@@ -74,7 +110,8 @@ pub trait Issuer: Send + Sync {
     async fn list_keys(&self, call: &Call, app_name: &str) -> Result<Vec<IssuedKey>>;
 
     /// Creates `key` for the app with the given lifetime (`None`: it never expires), marked
-    /// unfinished from its creation on, associates `api_products` with it (marking it so) and
+    /// unfinished from its creation on and, when it is made to replace a key, marked with that
+    /// key's [`fingerprint`] in the same call ([`IssuedKey::replaces`]), associates `api_products` with it (marking it so) and
     /// approves every association that is pending; returns the complete key as stored. Other
     /// keys of the app are left alone. On failure the half-made key is deleted when it can be;
     /// when it cannot, the mark lets the next run recognise it.
@@ -85,6 +122,7 @@ pub trait Issuer: Send + Sync {
         key: &ApiKey,
         lifetime: Option<time::Duration>,
         api_products: &[String],
+        replaces: Option<&ApiKey>,
     ) -> Result<IssuedKey>;
 
     /// Finishes a key whose renewal was interrupted as [`Issuer::create_key`] would have:
@@ -100,6 +138,41 @@ pub trait Issuer: Send + Sync {
 
     /// Deletes a key. Only for unfinished keys, which no consumer holds.
     async fn delete_key(&self, call: &Call, app_name: &str, key: &ApiKey) -> Result<()>;
+
+    /// Revokes a key with the API manager's own revoke (Apigee: `POST .../keys/{key}
+    /// ?action=revoke`), never a delete, so it can be undone ([`Issuer::reactivate_key`]);
+    /// returns the key as stored. Revoking a revoked key changes nothing. A
+    /// [`crate::error::ErrorKind::NotFound`] error for a key or app the API manager does not
+    /// know.
+    async fn revoke_key(&self, call: &Call, app_name: &str, key: &ApiKey) -> Result<IssuedKey> {
+        let _ = (call, app_name, key);
+        Err(crate::error::Error::config(
+            "this issuer cannot revoke keys",
+        ))
+    }
+
+    /// Approves a revoked key again (Apigee: `?action=approve`); returns the key as stored.
+    /// Its product associations are as they were. Reactivating an approved key changes
+    /// nothing.
+    async fn reactivate_key(&self, call: &Call, app_name: &str, key: &ApiKey) -> Result<IssuedKey> {
+        let _ = (call, app_name, key);
+        Err(crate::error::Error::config(
+            "this issuer cannot reactivate keys",
+        ))
+    }
+
+    /// Sets the rotator's lifecycle marks of an existing key to `marks`, every other
+    /// attribute of the key kept; returns the key as stored.
+    async fn set_marks(
+        &self,
+        call: &Call,
+        app_name: &str,
+        key: &ApiKey,
+        marks: KeyMarks,
+    ) -> Result<IssuedKey> {
+        let _ = (call, app_name, key, marks);
+        Err(crate::error::Error::config("this issuer cannot mark keys"))
+    }
 }
 
 /// An issuer's part of the sealed company details (the `issuer` object, told apart by its

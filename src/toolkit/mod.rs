@@ -28,7 +28,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use time::OffsetDateTime;
 
-pub use issuer::{AssociationStatus, IssuedKey, Issuer, IssuerConfig, ProductAssociation};
+pub use issuer::{
+    fingerprint, AssociationStatus, IssuedKey, Issuer, IssuerConfig, KeyMarks, ProductAssociation,
+};
 pub use policy::RenewalPolicy;
 
 /// The answer to "which key should consumers of this app use now".
@@ -58,9 +60,36 @@ pub struct KeyRequest {
     pub dry_run: bool,
 }
 
+/// Error code of a revocation the keys themselves forbid (see [`KeySource::revoke`]).
+pub const NOT_REVOCABLE_CODE: &str = "NotRevocable";
+
+/// The error of a lifecycle step a key source other than the in-process toolkit cannot take.
+fn needs_in_process(what: &str) -> Error {
+    Error::config(format!(
+        "{what} needs the in-process toolkit: {TOOLKIT_APP_URL} is set, and a remote ToolkitApp only hands out keys"
+    ))
+}
+
 /// Where the rotation engine gets keys from: the in-process toolkit or a remote ToolkitApp.
 #[async_trait]
 pub trait KeySource: Send + Sync {
+    /// Revokes `key` of `app_name` (the API manager's revoke, never a delete) under the app's
+    /// renewal locks, after reading the app's keys again under them: only a key
+    /// [`policy::may_revoke`] allows is revoked (never the current or a pinned key, never a
+    /// key no rotator key replaces); a [`ErrorKind::Conflict`] error with code
+    /// [`NOT_REVOCABLE_CODE`] otherwise. A key revoked already is returned as it is. `why` is
+    /// logged.
+    async fn revoke(
+        &self,
+        call: &Call,
+        app_name: &str,
+        key: &ApiKey,
+        why: &str,
+    ) -> Result<IssuedKey> {
+        let _ = (call, app_name, key, why);
+        Err(needs_in_process("Revoking a key"))
+    }
+
     /// The key consumers of `app_name` should use now, renewing it first when the policy (or
     /// `request.force`) says so and `request.dry_run` is not set. Repeated calls return the
     /// same key until it is next due for renewal. Errors: [`ErrorKind::NotFound`] for an unknown
@@ -362,6 +391,28 @@ impl Toolkit {
 
 #[async_trait]
 impl KeySource for Toolkit {
+    async fn revoke(
+        &self,
+        call: &Call,
+        app_name: &str,
+        key: &ApiKey,
+        why: &str,
+    ) -> Result<IssuedKey> {
+        // The same locks as a renewal: a renewal in flight on another instance could otherwise
+        // make the key it replaces current again in its view, or this revoke a key it hands out.
+        let lock = self.lock_for(app_name);
+        let _guard = lock.lock().await;
+        let held = match &self.renewal_lock {
+            Some(l) => Some(l.hold(call, app_name).await?),
+            None => None,
+        };
+        let result = self.revoke_locked(call, app_name, key, why).await;
+        if let Some(held) = held {
+            held.release().await;
+        }
+        result
+    }
+
     async fn current_key(
         &self,
         call: &Call,
@@ -438,6 +489,40 @@ impl Toolkit {
 }
 
 impl Toolkit {
+    /// [`KeySource::revoke`] once the app's locks are held.
+    async fn revoke_locked(
+        &self,
+        call: &Call,
+        app_name: &str,
+        key: &ApiKey,
+        why: &str,
+    ) -> Result<IssuedKey> {
+        let credentials = self.issuer.list_keys(call, app_name).await?;
+        let now = OffsetDateTime::now_utc();
+        let Some(found) = credentials.iter().find(|c| c.key == *key) else {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!("app '{app_name}' has no key {key}"),
+            ));
+        };
+        if found.revoked {
+            return Ok(found.clone());
+        }
+        policy::may_revoke(found, &credentials, now).map_err(|refusal| {
+            Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "key {key} of app '{app_name}' was not revoked: {}",
+                    refusal.describe()
+                ),
+            )
+            .with_code(NOT_REVOCABLE_CODE)
+        })?;
+        let revoked = self.issuer.revoke_key(call, app_name, key).await?;
+        tracing::info!(app = app_name, key = %revoked.key, why, "revoked a superseded key");
+        Ok(revoked)
+    }
+
     /// One pass: read the app's keys, finish or remove half-made ones, decide, renew. Returns
     /// [`Attempt::NeedsLock`] instead of changing anything when a renewal lock is configured
     /// and `locked` is false.
@@ -537,7 +622,14 @@ impl Toolkit {
                 let lifetime = new_key_lifetime(&self.policy, &reason, current.as_ref(), now);
                 let created = self
                     .issuer
-                    .create_key(call, app_name, &key, lifetime, &products)
+                    .create_key(
+                        call,
+                        app_name,
+                        &key,
+                        lifetime,
+                        &products,
+                        current.as_ref().map(|c| &c.key),
+                    )
                     .await?;
                 tracing::info!(app = app_name, key = %created.key, "created a new API key");
                 let message = format!(
@@ -686,6 +778,7 @@ mod tests {
             key: &ApiKey,
             lifetime: Option<time::Duration>,
             products: &[String],
+            replaces: Option<&ApiKey>,
         ) -> Result<IssuedKey> {
             let now = OffsetDateTime::now_utc();
             let c = IssuedKey {
@@ -696,6 +789,10 @@ mod tests {
                 api_products: approved(products),
                 unfinished: false,
                 made_by_rotator: true,
+                revoked: false,
+                replaces: replaces.map(fingerprint),
+                pinned_at: None,
+                withdrawn_at: None,
             };
             self.creds.lock().unwrap().push(c.clone());
             self.created.lock().unwrap().push((
@@ -727,6 +824,13 @@ mod tests {
             self.deleted.lock().unwrap().push(key.expose().to_string());
             Ok(())
         }
+        async fn revoke_key(&self, _: &Call, _app: &str, key: &ApiKey) -> Result<IssuedKey> {
+            let mut creds = self.creds.lock().unwrap();
+            let c = creds.iter_mut().find(|c| c.key == *key).unwrap();
+            c.approved = false;
+            c.revoked = true;
+            Ok(c.clone())
+        }
     }
 
     fn toolkit_with(expires_in_days: Option<i64>) -> (Arc<FakeIssuer>, Toolkit) {
@@ -740,6 +844,10 @@ mod tests {
             api_products: approved(&["p1".into(), "p2".into()]),
             unfinished: false,
             made_by_rotator: false,
+            revoked: false,
+            replaces: None,
+            pinned_at: None,
+            withdrawn_at: None,
         });
         let tk = Toolkit::new(issuer.clone(), RenewalPolicy::default());
         (issuer, tk)
@@ -824,6 +932,10 @@ mod tests {
                     api_products: approved(&["p1".into(), "p2".into()]),
                     unfinished: false,
                     made_by_rotator: true,
+                    revoked: false,
+                    replaces: None,
+                    pinned_at: None,
+                    withdrawn_at: None,
                 });
                 Ok(Box::new(CountingHeld(Default::default())))
             }
@@ -1006,6 +1118,10 @@ mod tests {
             api_products: vec![],
             unfinished: true,
             made_by_rotator: true,
+            revoked: false,
+            replaces: None,
+            pinned_at: None,
+            withdrawn_at: None,
         });
     }
 
@@ -1073,6 +1189,68 @@ mod tests {
         assert!(g.message.contains("1 unfinished key"), "{}", g.message);
         assert!(issuer.finished.lock().unwrap().is_empty());
         assert!(issuer.deleted.lock().unwrap().is_empty());
+    }
+
+    /// A renewal's old key may be revoked (under the shared lock, after a fresh read); the
+    /// current key, and a key no rotator key replaces, may not; a revoked key stays revoked.
+    #[tokio::test]
+    async fn revokes_only_a_key_the_rotator_replaced() {
+        let lock = Arc::new(CountingLock::default());
+        let (issuer, tk) = toolkit_with(Some(10));
+        let tk = tk.with_renewal_lock(Some(lock.clone()));
+        let old = ApiKey::new("OLDKEYOLDKEYOLDKEYOLDKEY0001");
+        let e = tk.revoke(&call(), "app1", &old, "test").await.unwrap_err();
+        assert_eq!(e.code(), NOT_REVOCABLE_CODE, "{e}");
+        assert!(e.message().contains("it is the current key"), "{e}");
+        assert!(!e.message().contains(old.expose()), "{e}");
+        let new = tk
+            .current_key(&call(), "app1", KeyRequest::default())
+            .await
+            .unwrap();
+        assert!(new.renewed);
+        let created = issuer.creds.lock().unwrap().last().unwrap().clone();
+        assert_eq!(created.replaces, Some(fingerprint(&old)));
+        let e = tk
+            .revoke(&call(), "app1", &new.api_key, "test")
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), NOT_REVOCABLE_CODE, "{e}");
+        let holds_before = lock.holds.lock().unwrap().len();
+        let revoked = tk.revoke(&call(), "app1", &old, "test").await.unwrap();
+        assert!(revoked.revoked && !revoked.approved);
+        assert_eq!(lock.holds.lock().unwrap().len(), holds_before + 1);
+        // Idempotent.
+        assert!(
+            tk.revoke(&call(), "app1", &old, "test")
+                .await
+                .unwrap()
+                .revoked
+        );
+        // A key nobody replaced.
+        let now = OffsetDateTime::now_utc();
+        issuer.creds.lock().unwrap().push(IssuedKey {
+            key: ApiKey::new("SOMEONEELSESKEYSOMEONEELSE01"),
+            issued_at: Some(now - Duration::days(5)),
+            expires_at: Some(now + Duration::days(5)),
+            approved: true,
+            api_products: approved(&["p1".into(), "p2".into()]),
+            unfinished: false,
+            made_by_rotator: false,
+            revoked: false,
+            replaces: None,
+            pinned_at: None,
+            withdrawn_at: None,
+        });
+        let e = tk
+            .revoke(
+                &call(),
+                "app1",
+                &ApiKey::new("SOMEONEELSESKEYSOMEONEELSE01"),
+                "test",
+            )
+            .await
+            .unwrap_err();
+        assert!(e.message().contains("no key the rotator made"), "{e}");
     }
 
     #[test]
@@ -1149,6 +1327,10 @@ mod tests {
             api_products: Vec::new(),
             unfinished: true,
             made_by_rotator: true,
+            revoked: false,
+            replaces: None,
+            pinned_at: None,
+            withdrawn_at: None,
         });
         let list = tk.app_keys(&call(), "app1").await.unwrap();
         assert_eq!(list.keys.len(), 2);

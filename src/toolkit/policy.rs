@@ -227,13 +227,113 @@ pub fn complete_keys(credentials: &[IssuedKey]) -> Vec<&IssuedKey> {
     complete
 }
 
-/// The key consumers should use now: a complete, unexpired key (`None` never expires) with the
-/// latest expiry; ties go to the latest issued. A half-made key is never current.
+/// The key consumers should use now: a complete, unexpired key (`None` never expires) that a
+/// rollback did not withdraw, with the latest expiry; ties go to the latest issued. A half-made
+/// key is never current.
+///
+/// A pin overrides the expiry rule: a key a rollback pinned ([`IssuedKey::pinned_at`]) is
+/// current while no other such key was issued after the pin (the latest pin wins among
+/// several). A key issued after the pin (the next renewal) ends it, and the rule above applies
+/// again. A pinned key that is no longer usable (expired, revoked) pins nothing.
 pub fn current_key(credentials: &[IssuedKey], now: OffsetDateTime) -> Option<&IssuedKey> {
+    let usable: Vec<&IssuedKey> = complete_keys(credentials)
+        .into_iter()
+        .filter(|c| c.expires_at.is_none_or(|exp| exp > now) && c.withdrawn_at.is_none())
+        .collect();
+    let pinned = usable
+        .iter()
+        .filter_map(|c| c.pinned_at.map(|at| (at, *c)))
+        .filter(|(at, _)| {
+            !usable
+                .iter()
+                .any(|k| k.issued_at.is_some_and(|issued| issued > *at))
+        })
+        .max_by_key(|(at, c)| (*at, c.issued_at))
+        .map(|(_, c)| c);
+    pinned.or_else(|| {
+        usable
+            .into_iter()
+            .max_by_key(|c| (c.expires_at.is_none(), c.expires_at, c.issued_at))
+    })
+}
+
+/// Whether `key` is pinned and its pin is in force (it is then the current key).
+pub fn pin_in_force(key: &IssuedKey, credentials: &[IssuedKey], now: OffsetDateTime) -> bool {
+    key.pinned_at.is_some() && current_key(credentials, now).is_some_and(|c| c.key == key.key)
+}
+
+/// The complete key the rotator made to replace `key` (its [`IssuedKey::replaces`] is `key`'s
+/// fingerprint), the latest issued when there are several.
+pub fn successor<'a>(key: &IssuedKey, credentials: &'a [IssuedKey]) -> Option<&'a IssuedKey> {
+    let fp = super::fingerprint(&key.key);
     complete_keys(credentials)
         .into_iter()
-        .filter(|c| c.expires_at.is_none_or(|exp| exp > now))
-        .max_by_key(|c| (c.expires_at.is_none(), c.expires_at, c.issued_at))
+        .filter(|c| c.made_by_rotator && c.key != key.key && c.replaces.as_deref() == Some(&fp))
+        .max_by_key(|c| c.issued_at)
+}
+
+/// Why the rotator must not revoke a key, whatever the targets hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotRevocable {
+    /// The API manager holds it revoked already.
+    AlreadyRevoked,
+    /// It expired: it opens nothing anyway.
+    Expired,
+    /// It is the current key (or pinned by a rollback).
+    Current,
+    /// The app has no current key: revoking would leave consumers with nothing.
+    NoCurrentKey,
+    /// A key the rotator made but did not finish: removed by the renewal's recovery instead.
+    Unfinished,
+    /// No key the rotator made replaces it, and no rollback withdrew it: a consumer outside
+    /// the mapping may use it.
+    NotReplaced,
+}
+
+impl NotRevocable {
+    /// Why, for a person.
+    pub fn describe(self) -> &'static str {
+        match self {
+            NotRevocable::AlreadyRevoked => "it is revoked already",
+            NotRevocable::Expired => "it has expired",
+            NotRevocable::Current => "it is the current key",
+            NotRevocable::NoCurrentKey => "the app has no current key",
+            NotRevocable::Unfinished => "it is a key the rotator did not finish",
+            NotRevocable::NotReplaced => {
+                "no key the rotator made replaces it (a consumer outside the mapping may use it)"
+            }
+        }
+    }
+}
+
+/// Whether the rotator may revoke `key` of an app whose keys are `credentials`, as far as the
+/// keys alone tell (the grace period, the targets and the per-app opt-out are the rotation's
+/// part): only a key that is not current (nor pinned), still valid, and either replaced by a
+/// complete key the rotator made ([`successor`]) or withdrawn by a rollback.
+pub fn may_revoke(
+    key: &IssuedKey,
+    credentials: &[IssuedKey],
+    now: OffsetDateTime,
+) -> std::result::Result<(), NotRevocable> {
+    if key.revoked {
+        return Err(NotRevocable::AlreadyRevoked);
+    }
+    if key.expires_at.is_some_and(|exp| exp <= now) {
+        return Err(NotRevocable::Expired);
+    }
+    if key.unfinished {
+        return Err(NotRevocable::Unfinished);
+    }
+    let Some(current) = current_key(credentials, now) else {
+        return Err(NotRevocable::NoCurrentKey);
+    };
+    if current.key == key.key || pin_in_force(key, credentials, now) {
+        return Err(NotRevocable::Current);
+    }
+    if key.withdrawn_at.is_none() && successor(key, credentials).is_none() {
+        return Err(NotRevocable::NotReplaced);
+    }
+    Ok(())
 }
 
 /// The API products a new key must be approved for: the approved products of the current key;
@@ -284,6 +384,10 @@ mod tests {
             api_products: vec![assoc("p1", AssociationStatus::Approved)],
             unfinished: false,
             made_by_rotator: false,
+            revoked: false,
+            replaces: None,
+            pinned_at: None,
+            withdrawn_at: None,
         }
     }
 
@@ -587,5 +691,152 @@ mod tests {
             recovery(&half, std::slice::from_ref(&half), NOW),
             Some(Recovery::Remove { .. })
         ));
+    }
+    /// A rollback's pin makes an older key current over every key issued before the pin; the
+    /// next key issued after it ends the pin; a withdrawn key is never current.
+    #[test]
+    fn a_pin_holds_until_a_later_key_is_issued() {
+        let pin_time = NOW - Duration::hours(1);
+        let previous = IssuedKey {
+            pinned_at: Some(pin_time),
+            ..cred("previous", 60, Some(30), true)
+        };
+        let bad = cred("bad", 2, Some(88), true);
+        let creds = [previous.clone(), bad.clone()];
+        assert_eq!(current_key(&creds, NOW).unwrap().key.expose(), "previous");
+        assert!(pin_in_force(&previous, &creds, NOW));
+        // Without the pin the later expiry wins, as always.
+        let unpinned = [cred("previous", 60, Some(30), true), bad.clone()];
+        assert_eq!(current_key(&unpinned, NOW).unwrap().key.expose(), "bad");
+        // The next renewal, issued after the pin, ends it.
+        let next = IssuedKey {
+            issued_at: Some(NOW - Duration::minutes(1)),
+            ..cred("next", 0, Some(90), true)
+        };
+        let creds = [previous.clone(), bad.clone(), next];
+        assert_eq!(current_key(&creds, NOW).unwrap().key.expose(), "next");
+        assert!(!pin_in_force(&previous, &creds, NOW));
+        // A half-made key issued after the pin does not end it.
+        let half = IssuedKey {
+            unfinished: true,
+            made_by_rotator: true,
+            issued_at: Some(NOW - Duration::minutes(1)),
+            ..cred("half", 0, Some(90), true)
+        };
+        let creds = [previous.clone(), bad.clone(), half];
+        assert_eq!(current_key(&creds, NOW).unwrap().key.expose(), "previous");
+        // A pinned key that expired or was revoked pins nothing.
+        for unusable in [
+            IssuedKey {
+                expires_at: Some(NOW - Duration::days(1)),
+                ..previous.clone()
+            },
+            IssuedKey {
+                approved: false,
+                revoked: true,
+                ..previous.clone()
+            },
+        ] {
+            let creds = [unusable, bad.clone()];
+            assert_eq!(current_key(&creds, NOW).unwrap().key.expose(), "bad");
+        }
+        // The latest pin wins among several.
+        let older_pin = IssuedKey {
+            pinned_at: Some(NOW - Duration::days(3)),
+            ..cred("older", 80, Some(10), true)
+        };
+        let creds = [older_pin, previous.clone(), bad.clone()];
+        assert_eq!(current_key(&creds, NOW).unwrap().key.expose(), "previous");
+        // A withdrawn key is never current, pinned or not.
+        let withdrawn = IssuedKey {
+            withdrawn_at: Some(pin_time),
+            ..bad.clone()
+        };
+        let creds = [cred("previous", 60, Some(30), true), withdrawn];
+        assert_eq!(current_key(&creds, NOW).unwrap().key.expose(), "previous");
+    }
+
+    /// Only a valid key that is not current and that a rotator key replaces (or a rollback
+    /// withdrew) may be revoked.
+    #[test]
+    fn only_replaced_keys_may_be_revoked() {
+        let old = cred("old", 60, Some(30), true);
+        let new = IssuedKey {
+            made_by_rotator: true,
+            replaces: Some(crate::toolkit::fingerprint(&old.key)),
+            ..cred("new", 1, Some(90), true)
+        };
+        let other = cred("other", 70, Some(20), true);
+        let creds = [old.clone(), new.clone(), other.clone()];
+        assert_eq!(may_revoke(&old, &creds, NOW), Ok(()));
+        assert_eq!(successor(&old, &creds).unwrap().key.expose(), "new");
+        assert_eq!(
+            may_revoke(&other, &creds, NOW),
+            Err(NotRevocable::NotReplaced)
+        );
+        assert_eq!(may_revoke(&new, &creds, NOW), Err(NotRevocable::Current));
+        let revoked = IssuedKey {
+            approved: false,
+            revoked: true,
+            ..old.clone()
+        };
+        let creds_revoked = [revoked.clone(), new.clone()];
+        assert_eq!(
+            may_revoke(&revoked, &creds_revoked, NOW),
+            Err(NotRevocable::AlreadyRevoked)
+        );
+        let expired = IssuedKey {
+            expires_at: Some(NOW - Duration::days(1)),
+            ..old.clone()
+        };
+        assert_eq!(
+            may_revoke(&expired, &[expired.clone(), new.clone()], NOW),
+            Err(NotRevocable::Expired)
+        );
+        // The same fingerprint on a key someone else made replaces nothing.
+        let not_ours = IssuedKey {
+            made_by_rotator: false,
+            ..new.clone()
+        };
+        assert_eq!(
+            may_revoke(&old, &[old.clone(), not_ours], NOW),
+            Err(NotRevocable::NotReplaced)
+        );
+        // An incomplete successor replaces nothing yet; the old key stays current.
+        let pending = IssuedKey {
+            api_products: vec![assoc("p1", AssociationStatus::Pending)],
+            ..new.clone()
+        };
+        assert_eq!(
+            may_revoke(&old, &[old.clone(), pending], NOW),
+            Err(NotRevocable::Current)
+        );
+        // A pinned old key is current, whatever replaces it.
+        let pinned = IssuedKey {
+            pinned_at: Some(NOW - Duration::hours(1)),
+            ..old.clone()
+        };
+        assert_eq!(
+            may_revoke(&pinned, &[pinned.clone(), new.clone()], NOW),
+            Err(NotRevocable::Current)
+        );
+        // After a rollback the withdrawn bad key may be revoked, though nothing replaces it.
+        let withdrawn = IssuedKey {
+            withdrawn_at: Some(NOW - Duration::hours(1)),
+            ..new.clone()
+        };
+        assert_eq!(
+            may_revoke(&withdrawn, &[pinned.clone(), withdrawn.clone()], NOW),
+            Ok(())
+        );
+        // No current key at all: nothing is revoked.
+        let lone = IssuedKey {
+            withdrawn_at: Some(NOW),
+            ..old.clone()
+        };
+        assert_eq!(
+            may_revoke(&lone, std::slice::from_ref(&lone), NOW),
+            Err(NotRevocable::NoCurrentKey)
+        );
     }
 }

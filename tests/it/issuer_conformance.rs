@@ -13,7 +13,7 @@ use crate::common;
 
 use apikey_rotator::azure::retry::{Call, RetryPolicy};
 use apikey_rotator::error::ErrorKind;
-use apikey_rotator::toolkit::{generate_key, AssociationStatus, IssuedKey};
+use apikey_rotator::toolkit::{fingerprint, generate_key, AssociationStatus, IssuedKey, KeyMarks};
 use common::issuer::{IssuerDouble, Mark, Step, StoredKey};
 use common::Env;
 use time::{Duration, OffsetDateTime};
@@ -43,6 +43,10 @@ macro_rules! conformance {
             case!($double, a_key_left_without_products_is_marked_unfinished = left_unfinished());
             case!($double, a_key_left_unapproved_is_marked_products_attached = left_unapproved());
             case!($double, deletes_a_key = deletes_a_key());
+            case!($double, a_new_key_says_which_key_it_replaces = records_what_it_replaces());
+            case!($double, revokes_and_reactivates_a_key_never_deleting_it = revokes_and_reactivates());
+            case!($double, sets_lifecycle_marks_keeping_every_other_attribute = sets_marks());
+            case!($double, revoking_an_unknown_key_is_not_found = revoke_unknown_key());
             case!($double, a_401_is_unauthenticated = error_kind(401, ErrorKind::Unauthenticated));
             case!($double, a_403_is_permission_denied = error_kind(403, ErrorKind::PermissionDenied));
             case!($double, a_404_is_not_found = error_kind(404, ErrorKind::NotFound));
@@ -98,6 +102,7 @@ mod cases {
             stored.mark != Mark::None,
             "{issued:?}"
         );
+        assert_eq!(issued.revoked, stored.revoked, "{issued:?}");
     }
 
     /// The error names no full key (rule 2): at most its last four characters.
@@ -158,7 +163,7 @@ mod cases {
         // A manual product's key never expires here; the auto one lives 90 days.
         let lifetime = (!manual).then(|| Duration::days(90));
         let created = issuer
-            .create_key(&call(), app, &key, lifetime, &[product.to_string()])
+            .create_key(&call(), app, &key, lifetime, &[product.to_string()], None)
             .await
             .expect("the key is created");
         assert_eq!(created.key, key);
@@ -212,7 +217,14 @@ mod cases {
         let key = generate_key();
         let (app, product) = double.app_with_auto_product();
         let e = issuer
-            .create_key(&call(), UNKNOWN_APP, &key, None, &[product.to_string()])
+            .create_key(
+                &call(),
+                UNKNOWN_APP,
+                &key,
+                None,
+                &[product.to_string()],
+                None,
+            )
             .await
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
@@ -235,7 +247,7 @@ mod cases {
         env.add_fault(&double.fault(Step::Create, 403)).await;
         let key = generate_key();
         let e = issuer
-            .create_key(&call(), app, &key, None, &[product.to_string()])
+            .create_key(&call(), app, &key, None, &[product.to_string()], None)
             .await
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
@@ -257,7 +269,7 @@ mod cases {
         env.add_fault(&lost).await;
         let key = generate_key();
         let created = issuer
-            .create_key(&call(), app, &key, None, &[product.to_string()])
+            .create_key(&call(), app, &key, None, &[product.to_string()], None)
             .await
             .expect("the key is created once");
         assert!(created.is_approved_for(product), "{created:?}");
@@ -287,7 +299,7 @@ mod cases {
             .await;
         let key = generate_key();
         let e = issuer
-            .create_key(&call(), app, &key, None, &[product.to_string()])
+            .create_key(&call(), app, &key, None, &[product.to_string()], None)
             .await
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
@@ -312,7 +324,7 @@ mod cases {
         env.add_fault(&double.fault(Step::Delete, 403)).await;
         let key = generate_key();
         let e = issuer
-            .create_key(&call(), app, &key, None, &[product.to_string()])
+            .create_key(&call(), app, &key, None, &[product.to_string()], None)
             .await
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
@@ -394,13 +406,253 @@ mod cases {
         let before = stored(&env, double, app).await;
         let key = generate_key();
         issuer
-            .create_key(&call(), app, &key, None, &[product.to_string()])
+            .create_key(&call(), app, &key, None, &[product.to_string()], None)
             .await
             .unwrap();
         issuer
             .delete_key(&call(), app, &key)
             .await
             .expect("deleted");
+        assert_eq!(stored(&env, double, app).await, before);
+    }
+
+    /// A key the app already has, complete: what a renewal replaces.
+    async fn existing_key(double: &dyn IssuerDouble, env: &Env, app: &str) -> IssuedKey {
+        let listed = double.issuer(env).list_keys(&call(), app).await.unwrap();
+        let now = OffsetDateTime::now_utc();
+        apikey_rotator::toolkit::policy::current_key(&listed, now)
+            .expect("the demo app has a current key")
+            .clone()
+    }
+
+    /// A key created to replace another carries that key's fingerprint from its creation on,
+    /// as the API manager stores it; it survives the steps that finish the key.
+    pub async fn records_what_it_replaces(double: &dyn IssuerDouble) {
+        let env = Env::start().await;
+        let issuer = double.issuer(&env);
+        let (app, product) = double.app_with_manual_product();
+        let old = existing_key(double, &env, app).await;
+        let key = generate_key();
+        let created = issuer
+            .create_key(
+                &call(),
+                app,
+                &key,
+                None,
+                &[product.to_string()],
+                Some(&old.key),
+            )
+            .await
+            .expect("created");
+        let fp = fingerprint(&old.key);
+        assert_eq!(fp.len(), 16);
+        assert_eq!(created.replaces.as_deref(), Some(fp.as_str()));
+        let stored_new = stored(&env, double, app)
+            .await
+            .into_iter()
+            .find(|s| s.key == key.expose())
+            .unwrap();
+        assert!(
+            stored_new.attributes.iter().any(|(_, v)| *v == fp),
+            "{stored_new:?}"
+        );
+        assert!(
+            !stored_new
+                .attributes
+                .iter()
+                .any(|(_, v)| v.contains(old.key.expose())),
+            "the key itself is never stored as a mark"
+        );
+        let listed = issuer.list_keys(&call(), app).await.unwrap();
+        let new = find(&listed, key.expose()).unwrap();
+        assert_eq!(new.replaces.as_deref(), Some(fp.as_str()));
+        assert_eq!(find(&listed, old.key.expose()).unwrap().replaces, None);
+        assert_eq!(
+            apikey_rotator::toolkit::policy::successor(&old, &listed).map(|s| s.key.clone()),
+            Some(key)
+        );
+    }
+
+    /// `revoke_key` is the API manager's revoke: the key stays, revoked, with its products;
+    /// repeating it changes nothing; `reactivate_key` approves it again. Nothing is deleted.
+    pub async fn revokes_and_reactivates(double: &dyn IssuerDouble) {
+        let env = Env::start().await;
+        let issuer = double.issuer(&env);
+        let (app, product) = double.app_with_auto_product();
+        let old = existing_key(double, &env, app).await;
+        let before = stored(&env, double, app)
+            .await
+            .into_iter()
+            .find(|s| s.key == old.key.expose())
+            .unwrap();
+        assert!(!before.revoked && before.approved);
+        env.clear_requests().await;
+        let revoked = issuer
+            .revoke_key(&call(), app, &old.key)
+            .await
+            .expect("revoked");
+        assert!(revoked.revoked && !revoked.approved, "{revoked:?}");
+        let after = stored(&env, double, app)
+            .await
+            .into_iter()
+            .find(|s| s.key == old.key.expose())
+            .expect("a revoked key is never deleted");
+        assert!(after.revoked && !after.approved, "{after:?}");
+        assert_eq!(after.products, before.products, "its products are kept");
+        assert_same(&revoked, &after);
+        let listed = issuer.list_keys(&call(), app).await.unwrap();
+        let now = OffsetDateTime::now_utc();
+        assert!(
+            apikey_rotator::toolkit::policy::current_key(&listed, now)
+                .is_none_or(|c| c.key != old.key),
+            "a revoked key is never current"
+        );
+        // Idempotent.
+        let again = issuer.revoke_key(&call(), app, &old.key).await.unwrap();
+        assert!(again.revoked);
+        let log = env.requests().await;
+        let ours: Vec<&serde_json::Value> = log
+            .iter()
+            .filter(|r| r["service"] == double.service())
+            .collect();
+        assert!(ours.iter().all(|r| r["method"] != "DELETE"), "{ours:?}");
+        assert_eq!(
+            ours.iter()
+                .filter(|r| r["query"]
+                    .as_str()
+                    .is_some_and(|q| q.contains("action=revoke")))
+                .count(),
+            2,
+            "{ours:?}"
+        );
+        let back = issuer
+            .reactivate_key(&call(), app, &old.key)
+            .await
+            .expect("reactivated");
+        assert!(back.approved && !back.revoked, "{back:?}");
+        assert!(back.is_approved_for(product), "{back:?}");
+        let restored = stored(&env, double, app)
+            .await
+            .into_iter()
+            .find(|s| s.key == old.key.expose())
+            .unwrap();
+        assert_eq!(restored, before, "reactivated as it was");
+    }
+
+    /// `set_marks` sets the pin and the withdrawal (and removes them), every other attribute
+    /// of the key (its creation marks among them) kept as stored.
+    pub async fn sets_marks(double: &dyn IssuerDouble) {
+        let env = Env::start().await;
+        let issuer = double.issuer(&env);
+        let (app, product) = double.app_with_auto_product();
+        let old = existing_key(double, &env, app).await;
+        let key = generate_key();
+        issuer
+            .create_key(
+                &call(),
+                app,
+                &key,
+                None,
+                &[product.to_string()],
+                Some(&old.key),
+            )
+            .await
+            .unwrap();
+        async fn stored_key(
+            env: &Env,
+            double: &dyn IssuerDouble,
+            app: &str,
+            key: &apikey_rotator::secret::ApiKey,
+        ) -> StoredKey {
+            stored(env, double, app)
+                .await
+                .into_iter()
+                .find(|s| s.key == key.expose())
+                .unwrap()
+        }
+        let original = stored_key(&env, double, app, &key).await;
+        let pinned_at = OffsetDateTime::from_unix_timestamp(1_795_000_000).unwrap();
+        let marked = issuer
+            .set_marks(
+                &call(),
+                app,
+                &key,
+                KeyMarks {
+                    pinned_at: Some(pinned_at),
+                    withdrawn_at: None,
+                },
+            )
+            .await
+            .expect("marked");
+        assert_eq!(marked.pinned_at, Some(pinned_at));
+        assert_eq!(marked.withdrawn_at, None);
+        let pinned = stored_key(&env, double, app, &key).await;
+        for a in &original.attributes {
+            assert!(pinned.attributes.contains(a), "{a:?} kept: {pinned:?}");
+        }
+        assert_eq!(pinned.attributes.len(), original.attributes.len() + 1);
+        assert_eq!(
+            (&pinned.products, pinned.approved, pinned.mark),
+            (&original.products, original.approved, original.mark)
+        );
+        let withdrawn_at = pinned_at + Duration::hours(1);
+        let marked = issuer
+            .set_marks(
+                &call(),
+                app,
+                &key,
+                KeyMarks {
+                    pinned_at: None,
+                    withdrawn_at: Some(withdrawn_at),
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (marked.pinned_at, marked.withdrawn_at),
+            (None, Some(withdrawn_at))
+        );
+        let listed = issuer.list_keys(&call(), app).await.unwrap();
+        let read = find(&listed, key.expose()).unwrap();
+        assert_eq!(
+            (read.pinned_at, read.withdrawn_at),
+            (None, Some(withdrawn_at))
+        );
+        assert!(read.replaces.is_some() && read.made_by_rotator);
+        issuer
+            .set_marks(&call(), app, &key, KeyMarks::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            stored_key(&env, double, app, &key).await,
+            original,
+            "back as created"
+        );
+        let e = issuer
+            .set_marks(&call(), app, &generate_key(), KeyMarks::default())
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    }
+
+    /// Revoking a key the app does not have is not found, and names no key.
+    pub async fn revoke_unknown_key(double: &dyn IssuerDouble) {
+        let env = Env::start().await;
+        let issuer = double.issuer(&env);
+        let (app, _) = double.app_with_auto_product();
+        let before = stored(&env, double, app).await;
+        let key = generate_key();
+        for e in [
+            issuer.revoke_key(&call(), app, &key).await.unwrap_err(),
+            issuer.reactivate_key(&call(), app, &key).await.unwrap_err(),
+            issuer
+                .revoke_key(&call(), UNKNOWN_APP, &key)
+                .await
+                .unwrap_err(),
+        ] {
+            assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+            assert_no_key(&e, key.expose());
+        }
         assert_eq!(stored(&env, double, app).await, before);
     }
 

@@ -7,6 +7,7 @@ use crate::azure::http::transport_error;
 use crate::azure::retry::{self, Call, Idempotency};
 use crate::error::{Error, ErrorKind, Result};
 use crate::secret::ApiKey;
+use crate::toolkit::issuer::{fingerprint, KeyMarks};
 use crate::toolkit::{AssociationStatus, IssuedKey, Issuer, ProductAssociation};
 use async_trait::async_trait;
 use reqwest::Method;
@@ -16,9 +17,21 @@ use time::OffsetDateTime;
 
 const SERVICE: &str = "Apigee";
 
+// The rotator's marks: key attributes, every name starting with [`MARK_PREFIX`]; this block is
+// the one place that names them. State lives on the keys, so it cannot drift from Apigee.
+
+/// What every attribute the rotator writes on a key starts with.
+pub const MARK_PREFIX: &str = "ApiKeyRotator";
 /// The key attribute this rotator writes on the keys it creates: [`UNFINISHED`] from the
 /// creation on, [`PRODUCTS_ATTACHED`] from the call that attaches its products on.
 pub const STATE_ATTRIBUTE: &str = "ApiKeyRotatorState";
+/// The key attribute holding [`IssuedKey::replaces`]: the fingerprint of the key it was
+/// created to replace, written by `keys.create` with [`STATE_ATTRIBUTE`].
+pub const REPLACES_ATTRIBUTE: &str = "ApiKeyRotatorReplaces";
+/// The key attribute holding [`IssuedKey::pinned_at`] (RFC 3339), set by a rollback.
+pub const PINNED_AT_ATTRIBUTE: &str = "ApiKeyRotatorPinnedAt";
+/// The key attribute holding [`IssuedKey::withdrawn_at`] (RFC 3339), set by a rollback.
+pub const WITHDRAWN_AT_ATTRIBUTE: &str = "ApiKeyRotatorWithdrawnAt";
 /// [`STATE_ATTRIBUTE`] of a key whose products are not attached yet: never handed out.
 pub const UNFINISHED: &str = "unfinished";
 /// [`STATE_ATTRIBUTE`] of a key whose products the rotator attached; it is complete once each
@@ -112,11 +125,54 @@ impl KeyBody {
             .collect()
     }
 
-    fn state(&self) -> Option<&str> {
+    fn attribute(&self, name: &str) -> Option<&str> {
         self.attributes
             .iter()
-            .find(|a| a.name == STATE_ATTRIBUTE)
+            .find(|a| a.name == name)
             .map(|a| a.value.as_str())
+    }
+
+    fn state(&self) -> Option<&str> {
+        self.attribute(STATE_ATTRIBUTE)
+    }
+
+    /// A time mark; one that does not parse (edited by hand, say) is an error naming the
+    /// attribute, never ignored: a pin silently lost would change the current key.
+    fn time_mark(&self, name: &str) -> Result<Option<OffsetDateTime>> {
+        self.attribute(name)
+            .map(|v| {
+                OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339).map_err(
+                    |_| {
+                        Error::unexpected(format!(
+                            "{SERVICE}: key attribute {name} is not an RFC 3339 time"
+                        ))
+                    },
+                )
+            })
+            .transpose()
+    }
+
+    /// The attributes with the lifecycle marks set to `marks`, every other attribute kept
+    /// (`keys.updateDeveloperAppKey` replaces them all with those of the request).
+    fn attributes_with_marks(&self, marks: KeyMarks) -> Vec<Attribute> {
+        let mut attributes: Vec<Attribute> = self
+            .attributes
+            .iter()
+            .filter(|a| a.name != PINNED_AT_ATTRIBUTE && a.name != WITHDRAWN_AT_ATTRIBUTE)
+            .cloned()
+            .collect();
+        for (name, at) in [
+            (PINNED_AT_ATTRIBUTE, marks.pinned_at),
+            (WITHDRAWN_AT_ATTRIBUTE, marks.withdrawn_at),
+        ] {
+            if let Some(at) = at {
+                attributes.push(Attribute {
+                    name: name.into(),
+                    value: crate::rfc3339::format(at, crate::rfc3339::Fraction::Millis),
+                });
+            }
+        }
+        attributes
     }
 
     fn status_of(&self, product: &str) -> Option<AssociationStatus> {
@@ -150,6 +206,13 @@ impl KeyBody {
             api_products: self.associations(),
             unfinished: self.state() == Some(UNFINISHED),
             made_by_rotator: self.state().is_some(),
+            revoked: self.status.as_deref() == Some("revoked"),
+            replaces: self
+                .attribute(REPLACES_ATTRIBUTE)
+                .filter(|v| !v.is_empty())
+                .map(str::to_string),
+            pinned_at: self.time_mark(PINNED_AT_ATTRIBUTE)?,
+            withdrawn_at: self.time_mark(WITHDRAWN_AT_ATTRIBUTE)?,
             key: ApiKey::new(self.consumer_key),
         })
     }
@@ -362,6 +425,23 @@ impl ApigeeX {
             .map(|_| ())
     }
 
+    /// `keys.updateDeveloperAppKey?action=approve|revoke`: empty body, `Content-Type:
+    /// application/octet-stream`, `204 No Content`; then `keys.get` for the key as stored.
+    async fn key_action(
+        &self,
+        call: &Call,
+        app_name: &str,
+        key: &ApiKey,
+        action: &str,
+    ) -> Result<IssuedKey> {
+        let mut url = self.app_url(app_name, &["keys", key.expose()])?;
+        url.query_pairs_mut().append_pair("action", action);
+        // Setting the same status again is harmless: safe to repeat.
+        self.call(call, Method::POST, url, None, true, Idempotency::Idempotent)
+            .await?;
+        self.get_key(call, app_name, key).await?.into_issued_key()
+    }
+
     /// `keys.delete`.
     async fn remove_key(&self, call: &Call, app_name: &str, key: &ApiKey) -> Result<()> {
         let url = self.app_url(app_name, &["keys", key.expose()])?;
@@ -483,13 +563,18 @@ impl Issuer for ApigeeX {
         key: &ApiKey,
         lifetime: Option<time::Duration>,
         api_products: &[String],
+        replaces: Option<&ApiKey>,
     ) -> Result<IssuedKey> {
         // keys.create: every key starts approved and without products (products sent here
-        // would be ignored), so no key-level approval is needed. The mark goes in with the key.
+        // would be ignored), so no key-level approval is needed. The marks go in with the key.
+        let mut attributes = vec![json!({"name": STATE_ATTRIBUTE, "value": UNFINISHED})];
+        if let Some(old) = replaces {
+            attributes.push(json!({"name": REPLACES_ATTRIBUTE, "value": fingerprint(old)}));
+        }
         let mut request = json!({
             "consumerKey": key.expose(),
             "consumerSecret": crate::toolkit::random_alphanumeric(32),
-            "attributes": [{"name": STATE_ATTRIBUTE, "value": UNFINISHED}],
+            "attributes": attributes,
         });
         // Without expiresInSeconds Apigee's default applies: -1, never expires.
         if let Some(lifetime) = lifetime {
@@ -547,6 +632,39 @@ impl Issuer for ApigeeX {
     async fn delete_key(&self, call: &Call, app_name: &str, key: &ApiKey) -> Result<()> {
         self.remove_key(call, app_name, key)
             .await
+            .map_err(|e| scrub(e, key).with_context("app", app_name.to_string()))
+    }
+
+    async fn revoke_key(&self, call: &Call, app_name: &str, key: &ApiKey) -> Result<IssuedKey> {
+        self.key_action(call, app_name, key, "revoke")
+            .await
+            .map_err(|e| scrub(e, key).with_context("app", app_name.to_string()))
+    }
+
+    async fn reactivate_key(&self, call: &Call, app_name: &str, key: &ApiKey) -> Result<IssuedKey> {
+        self.key_action(call, app_name, key, "approve")
+            .await
+            .map_err(|e| scrub(e, key).with_context("app", app_name.to_string()))
+    }
+
+    async fn set_marks(
+        &self,
+        call: &Call,
+        app_name: &str,
+        key: &ApiKey,
+        marks: KeyMarks,
+    ) -> Result<IssuedKey> {
+        let done = async {
+            let state = self.get_key(call, app_name, key).await?;
+            let attributes = state.attributes_with_marks(marks);
+            if attributes == state.attributes {
+                return state.into_issued_key();
+            }
+            self.update_key(call, app_name, key, &[], &attributes)
+                .await?
+                .into_issued_key()
+        };
+        done.await
             .map_err(|e| scrub(e, key).with_context("app", app_name.to_string()))
     }
 }

@@ -141,10 +141,19 @@ async fn apigee(
             );
             assert_eq!(req["consumerSecret"].as_str().unwrap().len(), 32);
             assert_eq!(
-                req["attributes"],
-                json!([{"name": STATE_ATTRIBUTE, "value": UNFINISHED}]),
+                req["attributes"][0],
+                json!({"name": STATE_ATTRIBUTE, "value": UNFINISHED}),
                 "the key is marked unfinished from its creation on"
             );
+            // ... and with the fingerprint of the key it replaces, in the same call.
+            let replaces = &req["attributes"][1];
+            assert_eq!(replaces["name"], REPLACES_ATTRIBUTE, "{req}");
+            let fp = replaces["value"].as_str().unwrap();
+            assert!(
+                fp.len() == 16 && fp.chars().all(|c| c.is_ascii_hexdigit()),
+                "{fp}"
+            );
+            assert_eq!(req["attributes"].as_array().unwrap().len(), 2);
             let now = now_ms();
             let cred = json!({
                 "consumerKey": req["consumerKey"], "consumerSecret": req["consumerSecret"],
@@ -311,9 +320,14 @@ async fn renews_through_apigee_and_converges() {
             "the approved products only: not the pending (p2) or revoked (p3) association"
         );
         assert_eq!(new["status"], "approved");
+        // The attributes the creation set are kept when the products are attached.
+        let replaces = crate::toolkit::fingerprint(&ApiKey::new(OLD_KEY));
         assert_eq!(
             new["attributes"],
-            json!([{"name": STATE_ATTRIBUTE, "value": PRODUCTS_ATTACHED}])
+            json!([
+                {"name": REPLACES_ATTRIBUTE, "value": replaces},
+                {"name": STATE_ATTRIBUTE, "value": PRODUCTS_ATTACHED}
+            ])
         );
         let key = first.api_key.expose();
         let prefix = format!("/v1/organizations/{ORG}/developers/{DEV}/apps/app1/keys");

@@ -85,6 +85,18 @@ impl IssuerDouble for Apigee {
                                 .collect()
                         })
                         .unwrap_or_default(),
+                    revoked: c["status"] == "revoked",
+                    attributes: c["attributes"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .map(|a| {
+                                    let s = |f: &str| a[f].as_str().unwrap_or("").to_string();
+                                    (s("name"), s("value"))
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default(),
                     mark: match mark {
                         None => Mark::None,
                         Some("unfinished") => Mark::Unfinished,
@@ -116,6 +128,8 @@ impl IssuerDouble for Apigee {
             Step::AttachProducts => ("POST", "/keys/"),
             Step::Approve => ("POST", "/apiproducts/"),
             Step::Delete => ("DELETE", "/keys/"),
+            // `keys.updateDeveloperAppKey?action=revoke` (the key's own status).
+            Step::Revoke => ("POST", "?action=revoke"),
         };
         json!({"service": "apigee", "method": method, "match": path, "status": status})
     }

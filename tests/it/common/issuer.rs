@@ -23,6 +23,11 @@ pub struct StoredKey {
     pub products: Vec<(String, String)>,
     /// The rotator's mark on the key.
     pub mark: Mark,
+    /// The key's own status is revoked (the issuer's revoke, not a delete).
+    pub revoked: bool,
+    /// The key's attributes, (name, value) in stored order, where the issuer has them (the
+    /// rotator's lifecycle marks live there).
+    pub attributes: Vec<(String, String)>,
 }
 
 /// The rotator's mark on a key it created (Apigee: the `ApiKeyRotatorState` attribute).
@@ -49,6 +54,8 @@ pub enum Step {
     Approve,
     /// Deleting a key.
     Delete,
+    /// Revoking a key (the key's own status).
+    Revoke,
 }
 
 /// What the tests need from one issuer's double.
