@@ -355,6 +355,9 @@ pub(crate) fn mapping(endpoints: &Endpoints) -> serde_json::Value {
             {"endpoint": endpoints.app_configurations["appcs-partners"]["endpoint"],
              "connectionStringSetting": APPCS_PARTNERS_SETTING, "keys": [
                 {"key": "Partner:ApiKey", "label": "partners", "apimAppName": APP3}]}
+        ],
+        "keyChecks": [
+            {"apimAppName": APP1, "url": format!("{}/healthcheck/v1/ping", endpoints.api_gateway.trim_end_matches('/')), "header": "x-apikey"}
         ]
     })
 }

@@ -70,6 +70,11 @@ pub enum Command {
         /// With --app: renew the key now, whatever its expiry (emergency rotation).
         #[arg(long, requires = "app")]
         force: bool,
+        /// With --force --app: `immediate` reads every written target back, then revokes the
+        /// replaced (leaked) key at once, grace period ignored; it does not revoke, and says
+        /// why, unless every target holds the new key.
+        #[arg(long, value_name = "WHEN", value_parser = ["immediate"], requires = "force")]
+        revoke: Option<String>,
     },
     /// Check the apps mapping, or with --settings / --env everything a run needs.
     ///
@@ -290,6 +295,7 @@ pub fn main() -> ExitCode {
                 dry_run,
                 app,
                 force,
+                revoke,
             } => {
                 let format = init_cli_logging(log_format);
                 let settings = match settings_with_mapping(std::env::vars().collect(), mapping) {
@@ -302,6 +308,10 @@ pub fn main() -> ExitCode {
                         dry_run,
                         app,
                         force,
+                        revoke: match revoke {
+                            Some(_) => crate::rotation::revocation::RevokeMode::Immediately,
+                            None => Default::default(),
+                        },
                         ..Default::default()
                     },
                     format,

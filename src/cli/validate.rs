@@ -97,6 +97,12 @@ pub fn with_settings(env: &BTreeMap<String, String>) -> Findings {
     }
 
     let rotator = Rotator::new(settings.clone());
+    if let Ok(Err(crate::rotation::RunError::Settings(problems))) =
+        rotator.mapping().map(|m| rotator.revocation_policy(&m))
+    {
+        out.problems
+            .extend(problems.iter().map(|p| format!("setting {p}")));
+    }
     for e in rotator.setup_problems() {
         out.problems.push(format!("setup: {e}"));
     }

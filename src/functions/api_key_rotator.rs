@@ -1,7 +1,10 @@
-//! `GET /api/ApiKeyRotator?dryRun=&app=&force=`: one rotation run, the report as the body;
+//! `GET /api/ApiKeyRotator?dryRun=&app=&force=&revoke=`: one rotation run, the report as the
+//! body (`revoke=immediate`, with `force` and `app`: emergency rotation, see
+//! [`crate::rotation::revocation`]);
 //! 200 when nothing failed, 207 when some targets did.
 
 use super::{ApiError, AppState};
+use crate::rotation::revocation::RevokeMode;
 use crate::rotation::RunOptions;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
@@ -55,17 +58,27 @@ fn run_options(query: &HashMap<String, String>) -> Result<RunOptions, ApiError> 
     // `code` is the function key when passed in the query; the host has checked it already.
     if let Some(unknown) = query
         .keys()
-        .find(|k| !["dryRun", "app", "force", "code"].contains(&k.as_str()))
+        .find(|k| !["dryRun", "app", "force", "code", "revoke"].contains(&k.as_str()))
     {
         return Err(bad(format!(
-            "unknown query parameter \"{unknown}\"; expected dryRun, app or force"
+            "unknown query parameter \"{unknown}\"; expected dryRun, app, force or revoke"
         )));
     }
+    let revoke = match query.get("revoke").map(|v| v.trim()) {
+        None => RevokeMode::Settings,
+        Some(v) if v.eq_ignore_ascii_case("immediate") => RevokeMode::Immediately,
+        Some(other) => {
+            return Err(bad(format!(
+                "query parameter revoke: expected \"immediate\" (with force=true and app), got \"{other}\""
+            )))
+        }
+    };
     Ok(RunOptions {
         dry_run: flag("dryRun")?,
         app: app(query)?,
         force: flag("force")?,
         http_triggered: true,
+        revoke,
         ..RunOptions::default()
     })
 }
@@ -88,6 +101,14 @@ mod tests {
         assert_eq!(o.app.as_deref(), Some("A"));
         assert!(!run_options(&q(&[])).unwrap().dry_run);
         assert!(run_options(&q(&[("code", "fnkey")])).is_ok());
+        assert_eq!(run_options(&q(&[])).unwrap().revoke, RevokeMode::Settings);
+        let o = run_options(&q(&[
+            ("app", "A"),
+            ("force", "true"),
+            ("revoke", "immediate"),
+        ]))
+        .unwrap();
+        assert_eq!(o.revoke, RevokeMode::Immediately);
     }
 
     #[test]
@@ -96,6 +117,8 @@ mod tests {
             q(&[("dryRun", "yes")]),
             q(&[("dryrun", "true")]),
             q(&[("app", " ")]),
+            q(&[("revoke", "later")]),
+            q(&[("revoke", "")]),
         ] {
             assert_eq!(
                 run_options(&bad).unwrap_err().status(),

@@ -1,12 +1,14 @@
 //! `POST /api/KeyRollback?app=NAME[&dryRun=true]`: rolls one app back to the key its current
 //! key replaced and redistributes it ([`crate::rotation::rollback`]); the run's report is the
 //! body: 200 when nothing failed, 207 when some targets did, 409 when the app cannot be rolled
-//! back (no still-valid previous key: the report's one `ROLLBACK` error says why).
+//! back (no still-valid previous key), 502 when the API manager failed during the step (the
+//! report's one `ROLLBACK` error says why; calling again finishes it).
 
 use super::api_key_rotator::{app, flag};
 use super::{ApiError, AppState};
 use crate::rotation::rollback::ROLLBACK;
 use crate::rotation::RunOptions;
+use crate::toolkit::NO_PREVIOUS_KEY_CODE;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -19,8 +21,13 @@ pub(super) async fn handle(
 ) -> Result<Response, ApiError> {
     let options = rollback_options(&super::strict_query(query.as_deref())?)?;
     let report = rotator.run(&options).await?;
-    let status = if report.errors.iter().any(|e| e.kind == ROLLBACK) {
-        StatusCode::CONFLICT
+    let step_failed = report.errors.iter().find(|e| e.kind == ROLLBACK);
+    let status = if let Some(e) = step_failed {
+        if e.code.as_deref() == Some(NO_PREVIOUS_KEY_CODE) {
+            StatusCode::CONFLICT
+        } else {
+            StatusCode::BAD_GATEWAY
+        }
     } else if report.has_errors() {
         StatusCode::MULTI_STATUS
     } else {

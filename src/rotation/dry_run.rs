@@ -114,6 +114,19 @@ impl<'a> ReadOnlyKeys<'a> {
 
 #[async_trait::async_trait]
 impl KeySource for ReadOnlyKeys<'_> {
+    async fn revoke(
+        &self,
+        _: &Call,
+        app_name: &str,
+        key: &crate::secret::ApiKey,
+        _why: &str,
+    ) -> Result<crate::toolkit::IssuedKey> {
+        // The engine plans revocations in a dry run and never asks; refuse if it ever does.
+        Err(crate::error::Error::unexpected(format!(
+            "a dry run asked to revoke key {key} of app '{app_name}'"
+        )))
+    }
+
     async fn current_key(
         &self,
         call: &Call,
@@ -140,19 +153,6 @@ impl KeySource for ReadOnlyKeys<'_> {
         _dry_run: bool,
     ) -> Result<crate::toolkit::RollbackOutcome> {
         self.inner.rollback(call, app_name, true).await
-    }
-
-    async fn revoke(
-        &self,
-        _: &Call,
-        app_name: &str,
-        key: &crate::secret::ApiKey,
-        _why: &str,
-    ) -> Result<crate::toolkit::IssuedKey> {
-        // The engine plans revocations in a dry run and never asks; refuse if it ever does.
-        Err(crate::error::Error::unexpected(format!(
-            "a dry run asked to revoke key {key} of app '{app_name}'"
-        )))
     }
 }
 

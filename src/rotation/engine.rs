@@ -8,6 +8,7 @@
 use super::dry_run;
 use super::key_check;
 use super::report::{Report, ReportEntry};
+use super::revocation::{self, Held, ReadBacks, RevocationPolicy, RevokeMode};
 use crate::azure::call::Call;
 use crate::error::Error;
 use crate::error::ErrorKind;
@@ -32,6 +33,12 @@ pub struct RunOptions {
     /// Roll `app` back first ([`super::rollback`]): its current key's predecessor becomes
     /// current again, then the run redistributes it. Needs `app`; not with `force`.
     pub rollback: bool,
+    /// How superseded keys are revoked: as the settings say, or at once after every write was
+    /// read back (emergency rotation, `revoke=immediate`; the entry points allow it only with
+    /// `force` and `app`).
+    pub revoke: RevokeMode,
+    /// The revocation settings, as [`crate::rotation::Rotator`] read them (default: off).
+    pub revocation: RevocationPolicy,
     /// Started by the HTTP function (whose default deadline is shorter, see
     /// [`crate::settings::Deadlines::for_run`]).
     pub http_triggered: bool,
@@ -117,6 +124,10 @@ async fn run_over(
         },
         vaults,
         dry_run: options.dry_run,
+        // An emergency (or a rollback) confirms every write by reading it back (a dry run
+        // writes nothing).
+        read_back: options.revoke != RevokeMode::Settings && !options.dry_run,
+        read_backs: ReadBacks::default(),
     };
     let keys = &rotation.keys;
     // No phase waits for another: every app's key is fetched in app order while every
@@ -144,6 +155,7 @@ async fn run_over(
         crate::fan_out::bounded(call.concurrency(), containers),
     )
     .await;
+    let held = held_by_app(outcomes.iter().flatten(), &rotation.read_backs);
 
     for app in apps {
         match keys.done(app) {
@@ -192,6 +204,17 @@ async fn run_over(
             }
         }
     }
+    let grant_of = |app: &str| rotation.keys.done(app);
+    revocation::step(
+        call,
+        rotation.keys.source,
+        apps,
+        grant_of,
+        &held,
+        options,
+        &mut report,
+    )
+    .await;
     report.finish(started);
     tracing::info!(
         run_id = %report.run_id,
@@ -211,6 +234,35 @@ struct Rotation<'a> {
     keys: AppKeys<'a>,
     vaults: &'a dyn VaultResolver,
     dry_run: bool,
+    /// Read every write back (emergency rotation), into `read_backs`.
+    read_back: bool,
+    read_backs: ReadBacks,
+}
+
+/// What each app's targets held in this run, for the revocation step: unchanged targets held
+/// the current key; written ones count only when read back holding it.
+fn held_by_app<'o>(
+    outcomes: impl Iterator<Item = &'o Outcome>,
+    read_backs: &ReadBacks,
+) -> revocation::TargetsByApp {
+    let mut by_app = revocation::TargetsByApp::new();
+    for outcome in outcomes {
+        let (entry, held) = match outcome {
+            Outcome::Unchanged(e) => (e, Held::Confirmed),
+            Outcome::Updated(e) => (
+                e,
+                read_backs
+                    .get(&e.app_name, &e.target)
+                    .unwrap_or(Held::Written),
+            ),
+            Outcome::Failed(e) => (e, Held::Failed(e.code.clone().unwrap_or_default())),
+        };
+        by_app
+            .entry(entry.app_name.clone())
+            .or_default()
+            .push((entry.target.clone(), held));
+    }
+    by_app
 }
 
 /// Each app's key, fetched once by whichever part of the run asks first; the others wait for
@@ -401,6 +453,11 @@ impl Rotation<'_> {
         }
         let batch: Vec<Write> = writes.iter().map(|(w, _, _)| w.clone()).collect();
         let results = container.write(&batch).await;
+        if self.read_back {
+            self.read_backs
+                .confirm(container, &batch, &results, &target)
+                .await;
+        }
         for ((write, created, renewing), result) in writes.into_iter().zip(results) {
             let label = target(&write.name);
             match result {
@@ -458,16 +515,7 @@ impl Rotation<'_> {
             let app = entry.apim_app_name.as_str();
             let entry_desc = format!("\"{}\" in {} {name}", entry.name, kind.noun());
             let entry_name = entry.name.clone();
-            if let Some(version) = &secret.version {
-                let e = Error::new(
-                ErrorKind::ConfigInvalid,
-                format!(
-                    "{entry_desc} refers to version {version} of Key Vault secret {}: a new version would not be seen; \
-                     make the reference versionless",
-                    secret.secret_name
-                ),
-            )
-            .with_code("PinnedKeyVaultReference");
+            if let Some(e) = secret.pinned_error(&entry_desc) {
                 outcomes.push(failed(kind, app, &label, &e));
                 continue;
             }
@@ -510,6 +558,11 @@ impl Rotation<'_> {
                     continue;
                 }
                 let result = vault.write(&[write]).await.remove(0);
+                if self.read_back && result.is_ok() {
+                    self.read_backs
+                        .confirm_one(vault.as_ref(), app, &label, &secret.secret_name, &grant.api_key)
+                        .await;
+                }
                 match result {
                     Ok(()) => {
                         let verb = if dry_run { "Would update" } else { "Updated" };

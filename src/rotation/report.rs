@@ -112,6 +112,8 @@ pub struct Summary {
     pub failed: usize,
     /// Keys renewed in the API manager (in a dry run: that would be renewed).
     pub renewed: usize,
+    /// Superseded keys revoked in the API manager (in a dry run: that would be revoked now).
+    pub revoked: usize,
     /// Run time.
     pub duration_ms: u64,
 }
@@ -168,6 +170,14 @@ impl Report {
             would("renewed"),
             s.duration_ms
         );
+        if s.revoked > 0 {
+            // Only when it happened: the line stays as it was for runs without revocation.
+            out.push_str(&format!(
+                "; {} {}",
+                plural(s.revoked, "key"),
+                would("revoked")
+            ));
+        }
         let place = |e: &ReportEntry| match (e.target.is_empty(), e.app_name.is_empty()) {
             (false, _) => format!("{} {}", e.kind, e.target),
             (true, false) => format!("{} {}", e.kind, e.app_name),
@@ -335,6 +345,7 @@ mod tests {
             failed: 1,
             renewed: 1,
             duration_ms: 5,
+            ..Summary::default()
         };
         r.successes.push(ReportEntry::new(
             "KEY_VAULT",

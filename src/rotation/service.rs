@@ -164,7 +164,54 @@ impl Rotator {
     pub async fn run(&self, options: &RunOptions) -> Result<Report, RunError> {
         let call = self.call(options.http_triggered);
         let deadline = call.deadline().unwrap_or_else(Instant::now);
-        self.run_checked(options, &call, deadline).await
+        let options = self.with_revocation(options)?;
+        self.run_checked(&options, &call, deadline).await
+    }
+
+    /// `options` with the revocation settings read ([`RunOptions::revocation`]), after the
+    /// checks of the run's start that revocation adds: the settings and the opt-out list
+    /// (against the whole mapping, before `app` narrows it); `revoke=immediate` only with
+    /// `force` and `app`; any mode but the settings' only with the in-process toolkit.
+    fn with_revocation(&self, options: &RunOptions) -> Result<RunOptions, RunError> {
+        use super::revocation::RevokeMode;
+        // What the run checks first, first here too: a missing mapping is a settings problem.
+        let problems = self.settings.check_for_rotation();
+        if !problems.is_empty() {
+            return Err(RunError::Settings(problems));
+        }
+        if options.revoke == RevokeMode::Immediately && !(options.force && options.app.is_some()) {
+            return Err(RunError::BadRequest(
+                "revoke=immediate needs force=true and app=<apimAppName>: an emergency rotation renews and revokes one app's key".into(),
+            ));
+        }
+        if options.revoke != RevokeMode::Settings
+            && self
+                .settings
+                .get(crate::settings::TOOLKIT_APP_URL)
+                .is_some()
+        {
+            return Err(RunError::BadRequest(format!(
+                "revoking at once needs the in-process toolkit, and {} is set: a remote ToolkitApp only hands out keys",
+                crate::settings::TOOLKIT_APP_URL
+            )));
+        }
+        let mapping = self.mapping()?;
+        Ok(RunOptions {
+            revocation: self.revocation_policy(&mapping)?,
+            ..options.clone()
+        })
+    }
+
+    /// The revocation settings, checked against `mapping`'s apps (settings problems otherwise).
+    pub fn revocation_policy(
+        &self,
+        mapping: &mapping::AppsMapping,
+    ) -> Result<super::revocation::RevocationPolicy, RunError> {
+        super::revocation::RevocationPolicy::from_settings(
+            &self.settings,
+            &mapping.apim_app_names(),
+        )
+        .map_err(RunError::Settings)
     }
 
     async fn run_checked(
@@ -255,6 +302,12 @@ impl Rotator {
         deps: &TargetContext,
     ) -> Report {
         let apps = [app.to_string()];
+        // The run reads every write back and revokes the withdrawn key once every target
+        // holds the restored one.
+        let options = &RunOptions {
+            revoke: super::revocation::RevokeMode::Withdrawn,
+            ..options.clone()
+        };
         match keys.rollback(call, app, options.dry_run).await {
             Ok(outcome) => {
                 let entry = super::rollback::entry(app, &outcome, options.dry_run);

@@ -696,16 +696,7 @@ impl View<'_> {
         secret: &SecretRef,
     ) -> (String, Result<Stored, Error>) {
         let mut via = format!("Key Vault secret {}", secret.secret_name);
-        if let Some(version) = &secret.version {
-            let e = Error::new(
-                ErrorKind::ConfigInvalid,
-                format!(
-                    "{entry_desc} refers to version {version} of Key Vault secret {}: a new version would not be seen; \
-                     make the reference versionless",
-                    secret.secret_name
-                ),
-            )
-            .with_code("PinnedKeyVaultReference");
+        if let Some(e) = secret.pinned_error(entry_desc) {
             return (via, Err(e));
         }
         let vault = match self.vaults.vault(&secret.vault_url) {

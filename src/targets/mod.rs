@@ -41,7 +41,7 @@ pub const SECTIONS: [&str; 7] = [
 ];
 
 use crate::azure::cloud::Cloud;
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
 use crate::mapping::walk::{Walked, Walker};
 use crate::mapping::AppsMapping;
 use crate::secret::ApiKey;
@@ -206,6 +206,24 @@ pub struct SecretRef {
 }
 
 impl SecretRef {
+    /// The error of an entry (`entry_desc`: `"NAME" in <kind> <container>`) whose reference
+    /// pins a version: a new version would not be seen, so the reference is neither followed
+    /// nor rotated. `None` for a versionless reference.
+    pub fn pinned_error(&self, entry_desc: &str) -> Option<Error> {
+        let version = self.version.as_ref()?;
+        Some(
+            Error::new(
+                ErrorKind::ConfigInvalid,
+                format!(
+                    "{entry_desc} refers to version {version} of Key Vault secret {}: a new version would not be seen; \
+                     make the reference versionless",
+                    self.secret_name
+                ),
+            )
+            .with_code("PinnedKeyVaultReference"),
+        )
+    }
+
     /// Parses a secret identifier `https://{vault}/secrets/{name}[/{version}]`.
     pub fn from_secret_uri(uri: &str) -> Option<Self> {
         let url = url::Url::parse(uri.trim()).ok()?;

@@ -110,11 +110,11 @@ pub trait KeySource: Send + Sync {
 
     /// Rolls `app_name` back to the key its current key replaced ([`IssuedKey::replaces`]),
     /// under the app's renewal locks, after reading its keys under them: reactivates that key
-    /// when it was revoked, withdraws the current key (it is never current again, and is
-    /// revoked once every target holds the restored key) and pins the restored one
-    /// ([`IssuedKey::pinned_at`]), in that order, so that a crash between any two steps leaves
-    /// a valid current key that the next call or run finishes with. Idempotent: an app rolled
-    /// back already answers [`RollbackOutcome::done_before`]. With `dry_run`, decides and
+    /// when it was revoked, pins it ([`IssuedKey::pinned_at`]: current again, renewals held
+    /// off) and withdraws the bad key ([`IssuedKey::withdrawn_at`]: never current again,
+    /// revoked once every target holds the restored key), in that order, so that a crash
+    /// between any two steps leaves a valid current key and the next rollback finishes what is
+    /// left. Idempotent: an app rolled back already answers [`RollbackOutcome::done_before`]. With `dry_run`, decides and
     /// changes nothing. A [`ErrorKind::Conflict`] error with code [`NO_PREVIOUS_KEY_CODE`] when
     /// there is no still-valid key to go back to.
     async fn rollback(
@@ -562,29 +562,15 @@ impl Toolkit {
                 done_before: step.done_before,
             });
         }
-        // Reactivate, withdraw, pin: after any prefix of these the app still has a valid
-        // current key (the bad one until the withdrawal, the restored one after it), and the
-        // next rollback finds what is left to do.
+        // Reactivate, pin, withdraw: after any prefix of these the app still has a valid
+        // current key (the bad one until the pin, the restored one from it on) and the bad key
+        // stays valid for consumers that hold it; the next rollback sees the pin and finishes.
         if restored.revoked {
             restored = self
                 .issuer
                 .reactivate_key(call, app_name, &restored.key)
                 .await?;
             tracing::info!(app = app_name, key = %restored.key, "reactivated the key a rollback restores");
-        }
-        if withdrawn.withdrawn_at.is_none() {
-            withdrawn = self
-                .issuer
-                .set_marks(
-                    call,
-                    app_name,
-                    &withdrawn.key,
-                    issuer::KeyMarks {
-                        pinned_at: None,
-                        withdrawn_at: Some(now),
-                    },
-                )
-                .await?;
         }
         if restored.pinned_at.is_none() {
             restored = self
@@ -596,6 +582,20 @@ impl Toolkit {
                     issuer::KeyMarks {
                         pinned_at: Some(now),
                         withdrawn_at: None,
+                    },
+                )
+                .await?;
+        }
+        if withdrawn.withdrawn_at.is_none() {
+            withdrawn = self
+                .issuer
+                .set_marks(
+                    call,
+                    app_name,
+                    &withdrawn.key,
+                    issuer::KeyMarks {
+                        pinned_at: None,
+                        withdrawn_at: Some(now),
                     },
                 )
                 .await?;

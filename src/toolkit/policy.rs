@@ -374,25 +374,32 @@ pub struct RollbackStep<'a> {
 /// What a rollback of an app whose keys are `credentials` does at `now`: go back from the
 /// current key to the key it replaced ([`IssuedKey::replaces`]), when that key is still valid
 /// (unexpired, finished, approved for an API product; revoked is fine: it is reactivated). A
-/// rollback interrupted after the bad key was withdrawn is recognised (the current key is then
-/// the one a withdrawn key replaced) and finished, never rolled back one key further. `Err`
-/// says, for a person, why there is nothing to go back to; keys appear redacted.
+/// rollback already under way or done is recognised — the current key is pinned by it, or the
+/// key that replaced the current one is withdrawn — and finished (or found done), never taken
+/// one key further. `Err` says, for a person, why there is nothing to go back to; keys appear
+/// redacted.
 pub fn rollback_step(
     credentials: &[IssuedKey],
     now: OffsetDateTime,
 ) -> std::result::Result<RollbackStep<'_>, String> {
     let current = current_key(credentials, now).ok_or("it has no current key")?;
     let fp = super::fingerprint(&current.key);
-    // A rollback to `current` already under way (or done): a withdrawn key replaced it.
-    if let Some(withdrawn) = credentials
+    let replaced_current = credentials
         .iter()
-        .filter(|c| c.withdrawn_at.is_some() && c.replaces.as_deref() == Some(fp.as_str()))
-        .max_by_key(|c| c.issued_at)
-    {
+        .filter(|c| c.key != current.key && c.replaces.as_deref() == Some(fp.as_str()))
+        .max_by_key(|c| c.issued_at);
+    let pinned = pin_in_force(current, credentials, now);
+    if pinned || replaced_current.is_some_and(|w| w.withdrawn_at.is_some()) {
+        let withdraw = replaced_current.ok_or_else(|| {
+            format!(
+                "its current key {} was made current by a rollback already, and no later key replaces it",
+                current.key
+            )
+        })?;
         return Ok(RollbackStep {
             restore: current,
-            withdraw: withdrawn,
-            done_before: current.pinned_at.is_some(),
+            withdraw,
+            done_before: pinned && withdraw.withdrawn_at.is_some(),
         });
     }
     let replaced = current.replaces.as_deref().ok_or_else(|| {
@@ -1011,24 +1018,34 @@ mod tests {
             rollback_step(&creds, NOW).unwrap().restore.key,
             previous.key
         );
-        // Interrupted after the withdrawal: the previous key is current; finish, don't go on.
+        // Interrupted after the pin: the previous key is current; finish (withdraw the bad
+        // key), don't go on to the key before it.
+        let pinned = IssuedKey {
+            pinned_at: Some(NOW - Duration::minutes(4)),
+            ..previous.clone()
+        };
+        let creds = [older.clone(), pinned.clone(), bad.clone()];
+        let step = rollback_step(&creds, NOW).unwrap();
+        assert_eq!(step.restore.key, previous.key);
+        assert_eq!(step.withdraw.key, bad.key);
+        assert!(!step.done_before);
+        // Withdrawn without the pin (a rollback of an older version): the same.
         let withdrawn = IssuedKey {
             withdrawn_at: Some(NOW - Duration::minutes(5)),
             ..bad.clone()
         };
         let creds = [older.clone(), previous.clone(), withdrawn.clone()];
         let step = rollback_step(&creds, NOW).unwrap();
-        assert_eq!(step.restore.key, previous.key);
-        assert_eq!(step.withdraw.key, bad.key);
+        assert_eq!(
+            (&step.restore.key, &step.withdraw.key),
+            (&previous.key, &bad.key)
+        );
         assert!(!step.done_before);
-        let pinned = IssuedKey {
-            pinned_at: Some(NOW - Duration::minutes(4)),
-            ..previous.clone()
-        };
+        // Both: done.
         let creds = [older.clone(), pinned, withdrawn];
         assert!(rollback_step(&creds, NOW).unwrap().done_before);
         // Nothing to go back to.
-        let e = rollback_step(&[older.clone()], NOW).unwrap_err();
+        let e = rollback_step(std::slice::from_ref(&older), NOW).unwrap_err();
         assert!(e.contains("not one the rotator made"), "{e}");
         assert!(!e.contains(older.key.expose()), "{e}");
         let gone = [bad.clone()];

@@ -154,7 +154,7 @@ async fn converges(env: &Env, before: &[Value], interrupted: &Value, finished: b
         .as_array()
         .unwrap()
         .iter()
-        .filter(|e| e["type"] != "TOOLKIT")
+        .filter(|e| common::is_target(e))
         .collect();
     assert!(!targets.is_empty(), "{report:#}");
     for t in &targets {

@@ -513,7 +513,7 @@ fn entries(names: &[(String, String)], report: &Value) -> BTreeMap<String, Entry
     let mut out = BTreeMap::new();
     for list in ["successes", "unchanged", "errors"] {
         for e in report[list].as_array().unwrap() {
-            if e["type"] == "TOOLKIT" {
+            if !common::is_target(e) {
                 continue;
             }
             let id = target_id(names, e);

@@ -30,6 +30,7 @@ mod minimal_requests;
 mod package;
 mod pipelines;
 mod redaction;
+mod revocation;
 mod rollback;
 mod rotation;
 mod run_lock;

@@ -88,12 +88,12 @@ fn tail(text: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-/// The (type, target) of every target entry of a report, TOOLKIT entries left out.
+/// The (type, target) of every target entry of a report, app-level entries (TOOLKIT, KEY_CHECK, ...) left out.
 fn targets(report: &Value) -> Vec<(String, String)> {
     let mut out: Vec<_> = ["successes", "unchanged", "errors"]
         .iter()
         .flat_map(|list| report[list].as_array().cloned().unwrap_or_default())
-        .filter(|e| e["type"] != "TOOLKIT")
+        .filter(common::is_target)
         .map(|e| {
             (
                 e["type"].as_str().unwrap_or_default().to_string(),

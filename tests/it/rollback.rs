@@ -149,6 +149,19 @@ async fn a_rollback_restores_the_previous_key_everywhere_and_holds() {
     let withdrawn = keys.iter().find(|k| k.key == new).unwrap();
     assert!(has_attribute(restored, PINNED_AT_ATTRIBUTE), "{keys:?}");
     assert!(has_attribute(withdrawn, WITHDRAWN_AT_ATTRIBUTE), "{keys:?}");
+    // Every target was read back holding the restored key, so the bad key is revoked (the
+    // API manager's revoke: it stays, and can be approved again), in the same run.
+    assert!(withdrawn.revoked && restored.approved, "{keys:?}");
+    let revoked = entries(&done, "successes", "REVOCATION");
+    assert_eq!(revoked.len(), 1, "{done:#}");
+    assert_eq!(revoked[0]["apiKey"], shown(&new).as_str());
+    let deletes: Vec<Value> = env
+        .requests()
+        .await
+        .into_iter()
+        .filter(|r| r["service"] == "apigee" && r["method"] == "DELETE")
+        .collect();
+    assert!(deletes.is_empty(), "a rollback never deletes: {deletes:#?}");
     let (after, answer, status_text) = target_states(&env, APP1);
     assert_eq!(
         answer["apps"][0]["current"]["apiKey"],
@@ -189,6 +202,133 @@ async fn a_rollback_restores_the_previous_key_everywhere_and_holds() {
 
     let all = env.all_keys().await;
     handler.assert_no_key_leaked(&all, &[&plan_text, &done_text, &again_text, &status_text]);
+}
+
+/// With revocation on, the key a renewal replaced is revoked once every target holds the new
+/// one; a rollback reactivates it (the API manager's approve), makes it current everywhere, and
+/// revokes the bad key in its place. At no point does a target hold a revoked key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_reactivates_a_revoked_previous_key() {
+    let env = Env::start().await;
+    let handler = Handler::start(&env.settings(&[("KEY_REVOCATION_GRACE_HOURS", "0")])).await;
+    let before: Vec<String> = stored(&env, APP1)
+        .await
+        .into_iter()
+        .map(|k| k.key)
+        .collect();
+    let (status, _) = handler.rotate("").await;
+    assert_eq!(status, 200);
+    // The second run reads every target holding the new key: the replaced key is revoked.
+    let (status, second) = handler.rotate("").await;
+    assert_eq!(status, 200, "{second:#}");
+    let keys = stored(&env, APP1).await;
+    let new = keys
+        .iter()
+        .find(|k| !before.contains(&k.key))
+        .unwrap()
+        .key
+        .clone();
+    let previous = keys
+        .iter()
+        .find(|k| k.revoked)
+        .expect("the replaced key was revoked")
+        .key
+        .clone();
+    let (status, done, text) = rollback(&handler, &format!("app={APP1}")).await;
+    assert_eq!(status, 200, "{done:#}");
+    let step = entries(&done, "successes", "ROLLBACK");
+    assert!(
+        step[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("(reactivated)"),
+        "{done:#}"
+    );
+    let keys = stored(&env, APP1).await;
+    let restored = keys.iter().find(|k| k.key == previous).unwrap();
+    let bad = keys.iter().find(|k| k.key == new).unwrap();
+    assert!(restored.approved && !restored.revoked, "{keys:?}");
+    assert!(bad.revoked, "{keys:?}");
+    let (after, _, _) = target_states(&env, APP1);
+    assert!(
+        after
+            .iter()
+            .all(|(_, s, k)| s == "current" && *k == shown(&previous)),
+        "{after:?}"
+    );
+    handler.assert_no_key_leaked(&env.all_keys().await, &[&text]);
+}
+
+/// A rollback that fails between its steps (the API manager refuses the bad key's withdrawal
+/// mark after the previous key was pinned) leaves a valid current key everywhere: the next run
+/// distributes the pinned key and keeps the bad one valid; the next rollback finishes (withdraws
+/// and, once every target holds the restored key, revokes it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_interrupted_between_steps_converges() {
+    let env = Env::start().await;
+    let handler = Handler::start(&env.settings(&[])).await;
+    let before: Vec<String> = stored(&env, APP1)
+        .await
+        .into_iter()
+        .map(|k| k.key)
+        .collect();
+    let (status, first) = handler.rotate("").await;
+    assert_eq!(status, 200, "{first:#}");
+    let new = stored(&env, APP1)
+        .await
+        .into_iter()
+        .find(|k| !before.contains(&k.key))
+        .unwrap()
+        .key;
+    // The withdrawal is the step's last write: a POST on the bad key itself.
+    env.add_fault(&serde_json::json!({
+        "service": "apigee", "method": "POST", "match": format!("/keys/{new}"), "status": 500
+    }))
+    .await;
+    let (status, failed, failed_text) = rollback(&handler, &format!("app={APP1}")).await;
+    assert_eq!(status, 502, "{failed:#}");
+    assert_eq!(
+        entries(&failed, "errors", "ROLLBACK").len(),
+        1,
+        "{failed:#}"
+    );
+    env.clear_faults().await;
+    let keys = stored(&env, APP1).await;
+    let bad = keys.iter().find(|k| k.key == new).unwrap();
+    assert!(
+        !has_attribute(bad, WITHDRAWN_AT_ATTRIBUTE) && bad.approved,
+        "{keys:?}"
+    );
+    let restored = keys
+        .iter()
+        .find(|k| has_attribute(k, PINNED_AT_ATTRIBUTE))
+        .expect("the previous key was pinned before the failure")
+        .key
+        .clone();
+
+    // A scheduled run meanwhile: the pinned key is current and goes everywhere; no renewal.
+    let (status, run) = handler.rotate(&format!("app={APP1}")).await;
+    assert_eq!(status, 200, "{run:#}");
+    assert_eq!(run["summary"]["renewed"], 0, "{run:#}");
+    let (after, _, _) = target_states(&env, APP1);
+    assert!(
+        after
+            .iter()
+            .all(|(_, s, k)| s == "current" && *k == shown(&restored)),
+        "{after:?}"
+    );
+
+    // The next rollback finishes: withdraws and revokes the bad key, writes no target.
+    let (status, done, done_text) = rollback(&handler, &format!("app={APP1}")).await;
+    assert_eq!(status, 200, "{done:#}");
+    assert_eq!(done["summary"]["updated"], 0, "{done:#}");
+    let keys = stored(&env, APP1).await;
+    let bad = keys.iter().find(|k| k.key == new).unwrap();
+    assert!(
+        has_attribute(bad, WITHDRAWN_AT_ATTRIBUTE) && bad.revoked,
+        "{keys:?}"
+    );
+    handler.assert_no_key_leaked(&env.all_keys().await, &[&failed_text, &done_text]);
 }
 
 /// An app whose current key replaced no other cannot be rolled back: 409, the report's one

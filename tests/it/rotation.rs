@@ -225,7 +225,7 @@ async fn dry_run_plans_without_writing_and_force_renews_one_app() {
     assert!(
         entries(&plan, "successes")
             .iter()
-            .filter(|e| e["type"] != "TOOLKIT")
+            .filter(|e| common::is_target(e))
             .all(|e| e["message"].as_str().unwrap().starts_with("Would ")),
         "{plan:#}"
     );

@@ -363,6 +363,15 @@ impl Handler {
     }
 }
 
+/// The report's entry types that are steps of an app's lifecycle or of the run, not targets
+/// (a key check names the gateway URL it tried in `target`, but it is no target).
+pub const STEP_TYPES: [&str; 5] = ["TOOLKIT", "KEY_CHECK", "REVOCATION", "ROLLBACK", "LOCK"];
+
+/// Whether a report entry is a target's, not a step's ([`STEP_TYPES`]).
+pub fn is_target(e: &Value) -> bool {
+    e["type"].as_str().is_some_and(|t| !STEP_TYPES.contains(&t))
+}
+
 /// A free loopback port.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
