@@ -179,6 +179,26 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Roll an app back to the key its current key replaced, and redistribute it.
+    ///
+    /// For a new key that turned out bad: the previous key (still valid; reactivated when it
+    /// was revoked) becomes current again and stays current (renewals hold off until a forced
+    /// renewal, or its last 7 days); every target gets it; the bad key is withdrawn and
+    /// revoked once every target holds the previous one. Prints the report as `rotate` does,
+    /// with the same exit codes; `status` shows the result. Running it again finishes an
+    /// interrupted rollback and changes nothing more.
+    Rollback {
+        /// The API-manager app to roll back.
+        #[arg(long)]
+        app: String,
+        /// Read the apps mapping from this file instead of APIKEYROTATIONAPPS(2,3).
+        #[arg(long)]
+        mapping: Option<PathBuf>,
+        /// Plan only: say which keys would change and which targets would get the restored
+        /// key; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Print a shell completion script on stdout.
     ///
     /// For example `apikey-rotator completions bash > /etc/bash_completion.d/apikey-rotator`,
@@ -292,6 +312,28 @@ pub fn main() -> ExitCode {
                             Some(_) => crate::rotation::revocation::RevokeMode::Immediately,
                             None => Default::default(),
                         },
+                        ..Default::default()
+                    },
+                    format,
+                )
+                .await
+            }
+            Command::Rollback {
+                app,
+                mapping,
+                dry_run,
+            } => {
+                let format = init_cli_logging(log_format);
+                let settings = match settings_with_mapping(std::env::vars().collect(), mapping) {
+                    Ok(s) => s,
+                    Err(code) => return code,
+                };
+                rotate(
+                    Rotator::new(settings),
+                    RunOptions {
+                        dry_run,
+                        app: Some(app),
+                        rollback: true,
                         ..Default::default()
                     },
                     format,

@@ -26,18 +26,35 @@ pub(super) async fn handle(
     Ok((status, Json(report)).into_response())
 }
 
+fn bad(m: String) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "BadRequest", m)
+}
+
+/// The boolean query parameter `name` (absent: false); anything but true/false/1/0 is refused.
+pub(super) fn flag(query: &HashMap<String, String>, name: &str) -> Result<bool, ApiError> {
+    match query.get(name).map(|v| v.to_ascii_lowercase()).as_deref() {
+        None | Some("false") | Some("0") => Ok(false),
+        Some("true") | Some("1") | Some("") => Ok(true),
+        Some(other) => Err(bad(format!(
+            "query parameter {name}: expected true or false, got \"{other}\""
+        ))),
+    }
+}
+
+/// The `app` query parameter, trimmed; an empty value is refused.
+pub(super) fn app(query: &HashMap<String, String>) -> Result<Option<String>, ApiError> {
+    let app = query.get("app").map(|a| a.trim().to_string());
+    if app.as_deref() == Some("") {
+        return Err(bad(
+            "query parameter app: expected an apimAppName, got an empty value".into(),
+        ));
+    }
+    Ok(app)
+}
+
 /// Reads the query; unknown parameters and non-boolean flags are rejected, not ignored.
 fn run_options(query: &HashMap<String, String>) -> Result<RunOptions, ApiError> {
-    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "BadRequest", m);
-    let flag = |name: &str| -> Result<bool, ApiError> {
-        match query.get(name).map(|v| v.to_ascii_lowercase()).as_deref() {
-            None | Some("false") | Some("0") => Ok(false),
-            Some("true") | Some("1") | Some("") => Ok(true),
-            Some(other) => Err(bad(format!(
-                "query parameter {name}: expected true or false, got \"{other}\""
-            ))),
-        }
-    };
+    let flag = |name: &str| flag(query, name);
     // `code` is the function key when passed in the query; the host has checked it already.
     if let Some(unknown) = query
         .keys()
@@ -56,15 +73,9 @@ fn run_options(query: &HashMap<String, String>) -> Result<RunOptions, ApiError> 
             )))
         }
     };
-    let app = query.get("app").map(|a| a.trim().to_string());
-    if app.as_deref() == Some("") {
-        return Err(bad(
-            "query parameter app: expected an apimAppName, got an empty value".into(),
-        ));
-    }
     Ok(RunOptions {
         dry_run: flag("dryRun")?,
-        app,
+        app: app(query)?,
         force: flag("force")?,
         http_triggered: true,
         revoke,

@@ -32,14 +32,8 @@ fn status_options(query: &HashMap<String, String>) -> Result<StatusOptions, ApiE
             "unknown query parameter \"{unknown}\"; expected app"
         )));
     }
-    let app = query.get("app").map(|a| a.trim().to_string());
-    if app.as_deref() == Some("") {
-        return Err(bad(
-            "query parameter app: expected an apimAppName, got an empty value".into(),
-        ));
-    }
     Ok(StatusOptions {
-        app,
+        app: super::api_key_rotator::app(query)?,
         http_triggered: true,
     })
 }

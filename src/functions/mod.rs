@@ -4,6 +4,7 @@
 mod api_key_rotator;
 mod error;
 pub mod host;
+mod key_rollback;
 mod key_status;
 mod rotator_timer;
 mod toolkit_app;
@@ -25,12 +26,13 @@ pub type AppState = Arc<Rotator>;
 
 /// Every route the handler serves, with the methods its `function.json` declares (the host
 /// refuses the others before forwarding; the handler agrees, with a JSON 405).
-pub const ROUTES: [(&str, &[Method]); 5] = [
+pub const ROUTES: [(&str, &[Method]); 6] = [
     ("/", &[Method::GET]),
     ("/api/ToolkitApp", &[Method::POST]),
     ("/api/ApiKeyRotator", &[Method::GET]),
     ("/RotatorTimer", &[Method::POST]),
     ("/api/KeyStatus", &[Method::GET]),
+    ("/api/KeyRollback", &[Method::POST]),
 ];
 
 /// How long a client may take over its request: slow clients must not hold connections (and
@@ -120,6 +122,10 @@ fn routes(state: AppState) -> Router {
             only(post(rotator_timer::handle), ROUTES[3].1),
         )
         .route("/api/KeyStatus", only(get(key_status::handle), ROUTES[4].1))
+        .route(
+            "/api/KeyRollback",
+            only(post(key_rollback::handle), ROUTES[5].1),
+        )
         .with_state(state);
     let canonical = exact.clone().fallback(not_found);
     exact.fallback(move |request: Request| {

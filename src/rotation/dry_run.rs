@@ -144,6 +144,16 @@ impl KeySource for ReadOnlyKeys<'_> {
     async fn app_keys(&self, call: &Call, app_name: &str) -> Result<AppKeyList> {
         self.inner.app_keys(call, app_name).await
     }
+
+    /// A rollback in a dry run decides and changes nothing.
+    async fn rollback(
+        &self,
+        call: &Call,
+        app_name: &str,
+        _dry_run: bool,
+    ) -> Result<crate::toolkit::RollbackOutcome> {
+        self.inner.rollback(call, app_name, true).await
+    }
 }
 
 #[cfg(test)]

@@ -30,6 +30,9 @@ pub struct RunOptions {
     pub app: Option<String>,
     /// Renew now regardless of the SLA window (only honoured with `app`).
     pub force: bool,
+    /// Roll `app` back first ([`super::rollback`]): its current key's predecessor becomes
+    /// current again, then the run redistributes it. Needs `app`; not with `force`.
+    pub rollback: bool,
     /// How superseded keys are revoked: as the settings say, or at once after every write was
     /// read back (emergency rotation, `revoke=immediate`; the entry points allow it only with
     /// `force` and `app`).

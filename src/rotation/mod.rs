@@ -7,6 +7,7 @@ pub mod key_check;
 pub mod lock;
 pub mod report;
 pub mod revocation;
+pub mod rollback;
 pub mod service;
 pub mod status;
 

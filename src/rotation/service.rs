@@ -227,6 +227,12 @@ impl Rotator {
                     .into(),
             ));
         }
+        if options.rollback && (options.app.is_none() || options.force) {
+            return Err(RunError::BadRequest(
+                "a rollback needs app=<apimAppName> and no force: it rolls one app back to the key its current key replaced"
+                    .into(),
+            ));
+        }
         let Prepared {
             mapping,
             keys,
@@ -252,15 +258,23 @@ impl Rotator {
                 LockError::InProgress(m) => RunError::InProgress(m),
                 LockError::Failed(e) => RunError::Setup(e),
             })?;
-        let mut report = run(
-            call,
-            keys.as_ref(),
-            &plan,
-            &mapping.apim_app_names(),
-            options,
-            &deps,
-        )
-        .await;
+        let mut report = match &options.app {
+            Some(app) if options.rollback => {
+                self.rollback_and_run(call, keys.as_ref(), app, &plan, options, &deps)
+                    .await
+            }
+            _ => {
+                run(
+                    call,
+                    keys.as_ref(),
+                    &plan,
+                    &mapping.apim_app_names(),
+                    options,
+                    &deps,
+                )
+                .await
+            }
+        };
         report.lock = lock.describe();
         // Releasing gets a few seconds beyond the deadline at most (every call it makes ends
         // by then): a lease left behind expires on its own.
@@ -273,6 +287,57 @@ impl Rotator {
                 .push(super::report::ReportEntry::new("LOCK", "", "", note));
         }
         Ok(report)
+    }
+
+    /// The rollback step for `app` under the run lock, then the run that redistributes the
+    /// restored key (in a dry run: the plan of that run, as if the step were done). A step
+    /// that cannot be taken is the report's one error, and nothing is written.
+    async fn rollback_and_run(
+        &self,
+        call: &Call,
+        keys: &dyn KeySource,
+        app: &str,
+        plan: &[targets::PlannedContainer],
+        options: &RunOptions,
+        deps: &TargetContext,
+    ) -> Report {
+        let apps = [app.to_string()];
+        // The run reads every write back and revokes the withdrawn key once every target
+        // holds the restored one.
+        let options = &RunOptions {
+            revoke: super::revocation::RevokeMode::Withdrawn,
+            ..options.clone()
+        };
+        match keys.rollback(call, app, options.dry_run).await {
+            Ok(outcome) => {
+                let entry = super::rollback::entry(app, &outcome, options.dry_run);
+                let mut report = if options.dry_run {
+                    let restored = super::rollback::Restored::new(keys, app, outcome);
+                    run(call, &restored, plan, &apps, options, deps).await
+                } else {
+                    run(call, keys, plan, &apps, options, deps).await
+                };
+                report.successes.insert(0, entry);
+                report
+            }
+            Err(e) => {
+                let started = Instant::now();
+                tracing::warn!(app, code = e.code(), error = %e, "rollback refused");
+                let mut report = Report::new(options.dry_run);
+                report.summary.apps = 1;
+                report.errors.push(
+                    super::report::ReportEntry::new(
+                        super::rollback::ROLLBACK,
+                        app,
+                        "",
+                        e.to_string(),
+                    )
+                    .with_code(e.code()),
+                );
+                report.finish(started);
+                report
+            }
+        }
     }
 
     /// What every key the API manager holds for each mapped app (or only `options.app`) is,

@@ -185,6 +185,9 @@ pub enum KeyRole {
     Expired,
     /// Not approved, or refused by every API product it had.
     Revoked,
+    /// Withdrawn by a rollback: still valid, never current again, revoked once every target
+    /// holds the current key.
+    Withdrawn,
     /// Valid but never complete (a product association not approved, or unfinished): the
     /// rotator never hands it out.
     Incomplete,
@@ -202,6 +205,8 @@ pub enum TargetState {
     Expired,
     /// A revoked key of the app.
     Revoked,
+    /// A key a rollback withdrew (still valid until it is revoked).
+    Withdrawn,
     /// A key of the app that was never complete.
     Incomplete,
     /// A value that is none of the app's keys.
@@ -220,6 +225,7 @@ impl TargetState {
             TargetState::Previous => "previous",
             TargetState::Expired => "expired",
             TargetState::Revoked => "revoked",
+            TargetState::Withdrawn => "withdrawn",
             TargetState::Incomplete => "incomplete",
             TargetState::Unknown => "unknown",
             TargetState::Missing => "missing",
@@ -241,6 +247,7 @@ impl From<KeyRole> for TargetState {
             KeyRole::Previous => TargetState::Previous,
             KeyRole::Expired => TargetState::Expired,
             KeyRole::Revoked => TargetState::Revoked,
+            KeyRole::Withdrawn => TargetState::Withdrawn,
             KeyRole::Incomplete => TargetState::Incomplete,
         }
     }
@@ -326,6 +333,8 @@ pub fn key_role(
         KeyRole::Revoked
     } else if key.expires_at.is_some_and(|exp| exp <= now) {
         KeyRole::Expired
+    } else if key.withdrawn_at.is_some() {
+        KeyRole::Withdrawn
     } else if policy::complete_keys(keys).iter().any(|c| c.key == key.key) {
         KeyRole::Previous
     } else {
@@ -362,18 +371,21 @@ pub fn target_state<'a>(
     }
 }
 
-/// When `current` is due for renewal under `policy` (its expiry minus the window; `None` for
-/// a key that never expires) and whether it is due at `now`, as the policy decides.
+/// When `current`, one of `keys`, is due for renewal under `policy` (its expiry minus the
+/// window, shorter for a key a rollback pinned; `None` for a key that never expires) and
+/// whether it is due at `now`, as the policy decides.
 pub fn renewal(
     current: &IssuedKey,
+    keys: &[IssuedKey],
     policy: &RenewalPolicy,
     now: OffsetDateTime,
 ) -> (Option<OffsetDateTime>, bool) {
+    let window = policy.window_for(current, keys, now);
     match current.expires_at {
         None => (None, false),
         Some(exp) => {
-            let due = exp - policy.renew_window();
-            (Some(due), exp - now <= policy.renew_window())
+            let due = exp - window;
+            (Some(due), exp - now <= window)
         }
     }
 }
@@ -382,6 +394,16 @@ pub fn renewal(
 /// chose another key than the latest-expiring complete one, as a rollback does) that it was
 /// chosen over that one.
 pub fn why_current(current: &IssuedKey, keys: &[IssuedKey], now: OffsetDateTime) -> String {
+    if let Some(at) = current
+        .pinned_at
+        .filter(|_| policy::pin_in_force(current, keys, now))
+    {
+        return format!(
+            "made current again by a rollback on {}; renewals hold off until a forced renewal, or its last {} days",
+            at.date(),
+            policy::PINNED_RENEWAL_FLOOR.whole_days()
+        );
+    }
     let latest = policy::complete_keys(keys)
         .into_iter()
         .filter(|c| c.expires_at.is_none_or(|exp| exp > now))
@@ -434,7 +456,7 @@ fn app_status(list: &AppKeyList, now: OffsetDateTime) -> AppStatus {
         })
         .collect();
     let current_info = current.map(|c| {
-        let (due_at, due) = renewal(c, &list.policy, now);
+        let (due_at, due) = renewal(c, keys, &list.policy, now);
         CurrentKey {
             api_key: c.key.redacted(),
             why: why_current(c, keys, now),
@@ -709,6 +731,14 @@ mod tests {
 
     const NOW: OffsetDateTime = datetime!(2026-12-01 12:00 UTC);
 
+    fn renewal_of(
+        k: &IssuedKey,
+        policy: &RenewalPolicy,
+        now: OffsetDateTime,
+    ) -> (Option<OffsetDateTime>, bool) {
+        renewal(k, std::slice::from_ref(k), policy, now)
+    }
+
     fn key(k: &str, issued_days_ago: i64, expires_in_days: Option<i64>) -> IssuedKey {
         IssuedKey {
             key: ApiKey::new(k),
@@ -824,17 +854,17 @@ mod tests {
     #[test]
     fn renewal_is_due_at_expiry_minus_the_window() {
         let policy = RenewalPolicy::default(); // 45 days
-        let (due, now_due) = renewal(&key("K-000000000001", 5, Some(85)), &policy, NOW);
+        let (due, now_due) = renewal_of(&key("K-000000000001", 5, Some(85)), &policy, NOW);
         assert_eq!(due, Some(NOW + Days::days(40)));
         assert!(!now_due);
         assert_eq!(days(due.unwrap(), NOW), 40);
-        let (due, now_due) = renewal(&key("K-000000000002", 80, Some(10)), &policy, NOW);
+        let (due, now_due) = renewal_of(&key("K-000000000002", 80, Some(10)), &policy, NOW);
         assert_eq!(days(due.unwrap(), NOW), -35);
         assert!(now_due, "inside the window: the next run renews");
         // Exactly at the window's edge the policy renews.
-        assert!(renewal(&key("K-000000000003", 1, Some(45)), &policy, NOW).1);
+        assert!(renewal_of(&key("K-000000000003", 1, Some(45)), &policy, NOW).1);
         assert_eq!(
-            renewal(&key("K-000000000004", 1, None), &policy, NOW),
+            renewal_of(&key("K-000000000004", 1, None), &policy, NOW),
             (None, false)
         );
     }

@@ -60,36 +60,9 @@ pub struct KeyRequest {
     pub dry_run: bool,
 }
 
-/// Error code of a revocation the keys themselves forbid (see [`KeySource::revoke`]).
-pub const NOT_REVOCABLE_CODE: &str = "NotRevocable";
-
-/// The error of a lifecycle step a key source other than the in-process toolkit cannot take.
-fn needs_in_process(what: &str) -> Error {
-    Error::config(format!(
-        "{what} needs the in-process toolkit: {TOOLKIT_APP_URL} is set, and a remote ToolkitApp only hands out keys"
-    ))
-}
-
 /// Where the rotation engine gets keys from: the in-process toolkit or a remote ToolkitApp.
 #[async_trait]
 pub trait KeySource: Send + Sync {
-    /// Revokes `key` of `app_name` (the API manager's revoke, never a delete) under the app's
-    /// renewal locks, after reading the app's keys again under them: only a key
-    /// [`policy::may_revoke`] allows is revoked (never the current or a pinned key, never a
-    /// key no rotator key replaces); a [`ErrorKind::Conflict`] error with code
-    /// [`NOT_REVOCABLE_CODE`] otherwise. A key revoked already is returned as it is. `why` is
-    /// logged.
-    async fn revoke(
-        &self,
-        call: &Call,
-        app_name: &str,
-        key: &ApiKey,
-        why: &str,
-    ) -> Result<IssuedKey> {
-        let _ = (call, app_name, key, why);
-        Err(needs_in_process("Revoking a key"))
-    }
-
     /// The key consumers of `app_name` should use now, renewing it first when the policy (or
     /// `request.force`) says so and `request.dry_run` is not set. Repeated calls return the
     /// same key until it is next due for renewal. Errors: [`ErrorKind::NotFound`] for an unknown
@@ -118,16 +91,76 @@ pub trait KeySource: Send + Sync {
         .with_code(NEEDS_IN_PROCESS_TOOLKIT))
     }
 
+    /// Revokes `key` of `app_name` (the API manager's revoke, never a delete) under the app's
+    /// renewal locks, after reading the app's keys again under them: only a key
+    /// [`policy::may_revoke`] allows is revoked (never the current or a pinned key, never a
+    /// key no rotator key replaces); a [`ErrorKind::Conflict`] error with code
+    /// [`NOT_REVOCABLE_CODE`] otherwise. A key revoked already is returned as it is. `why` is
+    /// logged.
+    async fn revoke(
+        &self,
+        call: &Call,
+        app_name: &str,
+        key: &ApiKey,
+        why: &str,
+    ) -> Result<IssuedKey> {
+        let _ = (call, app_name, key, why);
+        Err(needs_in_process("Revoking a key"))
+    }
+
+    /// Rolls `app_name` back to the key its current key replaced ([`IssuedKey::replaces`]),
+    /// under the app's renewal locks, after reading its keys under them: reactivates that key
+    /// when it was revoked, pins it ([`IssuedKey::pinned_at`]: current again, renewals held
+    /// off) and withdraws the bad key ([`IssuedKey::withdrawn_at`]: never current again,
+    /// revoked once every target holds the restored key), in that order, so that a crash
+    /// between any two steps leaves a valid current key and the next rollback finishes what is
+    /// left. Idempotent: an app rolled back already answers [`RollbackOutcome::done_before`]. With `dry_run`, decides and
+    /// changes nothing. A [`ErrorKind::Conflict`] error with code [`NO_PREVIOUS_KEY_CODE`] when
+    /// there is no still-valid key to go back to.
+    async fn rollback(
+        &self,
+        call: &Call,
+        app_name: &str,
+        dry_run: bool,
+    ) -> Result<RollbackOutcome> {
+        let _ = (call, app_name, dry_run);
+        Err(needs_in_process("A rollback"))
+    }
+
     /// Withdraws `key`, a key of `app_name` this run created and never distributed (its key
     /// check failed): deletes it in the API manager, under the app's renewal locks, and only
     /// when the rotator made it (a key someone else made may be held by consumers). A key that
     /// is already gone is withdrawn.
     async fn withdraw(&self, call: &Call, app_name: &str, key: &ApiKey) -> Result<()> {
         let _ = (call, app_name, key);
-        Err(Error::config(format!(
-            "withdrawing a key that failed its check needs the in-process toolkit: {TOOLKIT_APP_URL} is set, so keys come from a remote ToolkitApp, which withdraws nothing"
-        )))
+        Err(needs_in_process("Withdrawing a key that failed its check"))
     }
+}
+
+/// Error code of a rollback with no still-valid key to go back to.
+pub const NO_PREVIOUS_KEY_CODE: &str = "NoPreviousKey";
+
+/// What a rollback did (or, in a dry run, would do) to one app's keys.
+#[derive(Debug, Clone)]
+pub struct RollbackOutcome {
+    /// The key that is current again (in a dry run: that would be).
+    pub restored: IssuedKey,
+    /// The bad key, withdrawn (in a dry run: that would be).
+    pub withdrawn: IssuedKey,
+    /// Whether the restored key was revoked and is (would be) reactivated.
+    pub reactivated: bool,
+    /// Whether an earlier rollback had done it all already (nothing was changed now).
+    pub done_before: bool,
+}
+
+/// Error code of a revocation the keys themselves forbid (see [`KeySource::revoke`]).
+pub const NOT_REVOCABLE_CODE: &str = "NotRevocable";
+
+/// The error of a lifecycle step a key source other than the in-process toolkit cannot take.
+fn needs_in_process(what: &str) -> Error {
+    Error::config(format!(
+        "{what} needs the in-process toolkit: {TOOLKIT_APP_URL} is set, and a remote ToolkitApp only hands out keys"
+    ))
 }
 
 /// Error code of [`KeySource::app_keys`] on a key source that cannot list keys (a remote
@@ -391,28 +424,6 @@ impl Toolkit {
 
 #[async_trait]
 impl KeySource for Toolkit {
-    async fn revoke(
-        &self,
-        call: &Call,
-        app_name: &str,
-        key: &ApiKey,
-        why: &str,
-    ) -> Result<IssuedKey> {
-        // The same locks as a renewal: a renewal in flight on another instance could otherwise
-        // make the key it replaces current again in its view, or this revoke a key it hands out.
-        let lock = self.lock_for(app_name);
-        let _guard = lock.lock().await;
-        let held = match &self.renewal_lock {
-            Some(l) => Some(l.hold(call, app_name).await?),
-            None => None,
-        };
-        let result = self.revoke_locked(call, app_name, key, why).await;
-        if let Some(held) = held {
-            held.release().await;
-        }
-        result
-    }
-
     async fn current_key(
         &self,
         call: &Call,
@@ -453,22 +464,60 @@ impl KeySource for Toolkit {
         })
     }
 
+    async fn revoke(
+        &self,
+        call: &Call,
+        app_name: &str,
+        key: &ApiKey,
+        why: &str,
+    ) -> Result<IssuedKey> {
+        // The same locks as a renewal: a renewal in flight on another instance could otherwise
+        // make the key it replaces current again in its view, or this revoke a key it hands out.
+        let step = self.revoke_locked(call, app_name, key, why);
+        self.under_app_locks(call, app_name, true, step).await
+    }
+
     async fn withdraw(&self, call: &Call, app_name: &str, key: &ApiKey) -> Result<()> {
+        let step = self.withdraw_locked(call, app_name, key);
+        self.under_app_locks(call, app_name, true, step).await
+    }
+
+    async fn rollback(
+        &self,
+        call: &Call,
+        app_name: &str,
+        dry_run: bool,
+    ) -> Result<RollbackOutcome> {
+        // A dry run changes nothing, so it need not wait for other instances.
+        let step = self.rollback_locked(call, app_name, dry_run);
+        self.under_app_locks(call, app_name, !dry_run, step).await
+    }
+}
+
+impl Toolkit {
+    /// Runs `step` holding `app_name`'s locks: this process's, and with `shared` the renewal
+    /// lock every instance shares; released on every path. Every change to an app's keys
+    /// outside a renewal (revocation, withdrawal, rollback) takes them, as a renewal does.
+    async fn under_app_locks<T>(
+        &self,
+        call: &Call,
+        app_name: &str,
+        shared: bool,
+        step: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
         let lock = self.lock_for(app_name);
         let _guard = lock.lock().await;
         let held = match &self.renewal_lock {
-            Some(l) => Some(l.hold(call, app_name).await?),
-            None => None,
+            Some(l) if shared => Some(l.hold(call, app_name).await?),
+            _ => None,
         };
-        let result = self.withdraw_locked(call, app_name, key).await;
+        let result = step.await;
         if let Some(held) = held {
             held.release().await;
         }
         result
     }
-}
 
-impl Toolkit {
     /// [`KeySource::withdraw`] once the app's locks are held: the key is looked up again, so
     /// only a key the rotator made is ever deleted.
     async fn withdraw_locked(&self, call: &Call, app_name: &str, key: &ApiKey) -> Result<()> {
@@ -486,9 +535,80 @@ impl Toolkit {
         tracing::info!(app = app_name, key = %key, "withdrew a key that was never distributed");
         Ok(())
     }
-}
 
-impl Toolkit {
+    /// [`KeySource::rollback`] once the app's locks are held.
+    async fn rollback_locked(
+        &self,
+        call: &Call,
+        app_name: &str,
+        dry_run: bool,
+    ) -> Result<RollbackOutcome> {
+        let credentials = self.issuer.list_keys(call, app_name).await?;
+        let now = OffsetDateTime::now_utc();
+        let step = policy::rollback_step(&credentials, now).map_err(|why| {
+            Error::new(
+                ErrorKind::Conflict,
+                format!("app '{app_name}' cannot be rolled back: {why}"),
+            )
+            .with_code(NO_PREVIOUS_KEY_CODE)
+        })?;
+        let (mut restored, mut withdrawn) = (step.restore.clone(), step.withdraw.clone());
+        let reactivated = restored.revoked;
+        if dry_run || step.done_before {
+            return Ok(RollbackOutcome {
+                restored,
+                withdrawn,
+                reactivated,
+                done_before: step.done_before,
+            });
+        }
+        // Reactivate, pin, withdraw: after any prefix of these the app still has a valid
+        // current key (the bad one until the pin, the restored one from it on) and the bad key
+        // stays valid for consumers that hold it; the next rollback sees the pin and finishes.
+        if restored.revoked {
+            restored = self
+                .issuer
+                .reactivate_key(call, app_name, &restored.key)
+                .await?;
+            tracing::info!(app = app_name, key = %restored.key, "reactivated the key a rollback restores");
+        }
+        if restored.pinned_at.is_none() {
+            restored = self
+                .issuer
+                .set_marks(
+                    call,
+                    app_name,
+                    &restored.key,
+                    issuer::KeyMarks {
+                        pinned_at: Some(now),
+                        withdrawn_at: None,
+                    },
+                )
+                .await?;
+        }
+        if withdrawn.withdrawn_at.is_none() {
+            withdrawn = self
+                .issuer
+                .set_marks(
+                    call,
+                    app_name,
+                    &withdrawn.key,
+                    issuer::KeyMarks {
+                        pinned_at: None,
+                        withdrawn_at: Some(now),
+                    },
+                )
+                .await?;
+        }
+        tracing::info!(app = app_name, restored = %restored.key, withdrawn = %withdrawn.key, "rolled back");
+        Ok(RollbackOutcome {
+            restored,
+            withdrawn,
+            reactivated,
+            done_before: false,
+        })
+    }
+
     /// [`KeySource::revoke`] once the app's locks are held.
     async fn revoke_locked(
         &self,

@@ -85,6 +85,24 @@ impl RenewalPolicy {
         Duration::days(self.new_key_lifetime_days.into())
     }
 
+    /// The renewal window of `current`, the current key of `credentials`: the policy's, or
+    /// for a key a rollback pinned the shorter of it and [`PINNED_RENEWAL_FLOOR`]. A key
+    /// a rollback made current again was due when its successor was made: the window alone
+    /// would renew it on the next run and undo the rollback, so a pin holds the window's
+    /// renewals off until a forced renewal or the floor (a lapsed key breaks every consumer).
+    pub fn window_for(
+        &self,
+        current: &IssuedKey,
+        credentials: &[IssuedKey],
+        now: OffsetDateTime,
+    ) -> Duration {
+        if pin_in_force(current, credentials, now) {
+            self.renew_window().min(PINNED_RENEWAL_FLOOR)
+        } else {
+            self.renew_window()
+        }
+    }
+
     /// Decides for one app. Errors with [`ErrorKind::NotFound`] when no key tells which API
     /// products a new key needs (no key with an approved product at all).
     pub fn decide(
@@ -94,11 +112,12 @@ impl RenewalPolicy {
         force: bool,
     ) -> Result<Decision> {
         if let Some(cur) = current_key(credentials, now) {
+            let window = self.window_for(cur, credentials, now);
             let reason = if force {
                 Some(RenewReason::Forced)
             } else {
                 cur.expires_at
-                    .filter(|exp| *exp - now <= self.renew_window())
+                    .filter(|exp| *exp - now <= window)
                     .map(|expires_at| RenewReason::ExpiresSoon { expires_at })
             };
             return Ok(match reason {
@@ -127,6 +146,10 @@ impl RenewalPolicy {
         }
     }
 }
+
+/// How close to its expiry a key pinned by a rollback is renewed anyway, without a forced
+/// renewal (the renewal window applies instead when it is shorter).
+pub const PINNED_RENEWAL_FLOOR: Duration = Duration::days(7);
 
 /// What to do with a key the rotator created but did not finish (PRODUCT.md §6: such keys are
 /// completed or removed on the next run).
@@ -334,6 +357,85 @@ pub fn may_revoke(
         return Err(NotRevocable::NotReplaced);
     }
     Ok(())
+}
+
+/// The two keys of an app's rollback ([`rollback_step`]).
+#[derive(Debug, Clone, Copy)]
+pub struct RollbackStep<'a> {
+    /// The key made current again: the one the bad key replaced.
+    pub restore: &'a IssuedKey,
+    /// The bad key, withdrawn.
+    pub withdraw: &'a IssuedKey,
+    /// Whether an earlier rollback did both already (the restored key is current and pinned,
+    /// the bad key withdrawn).
+    pub done_before: bool,
+}
+
+/// What a rollback of an app whose keys are `credentials` does at `now`: go back from the
+/// current key to the key it replaced ([`IssuedKey::replaces`]), when that key is still valid
+/// (unexpired, finished, approved for an API product; revoked is fine: it is reactivated). A
+/// rollback already under way or done is recognised — the current key is pinned by it, or the
+/// key that replaced the current one is withdrawn — and finished (or found done), never taken
+/// one key further. `Err` says, for a person, why there is nothing to go back to; keys appear
+/// redacted.
+pub fn rollback_step(
+    credentials: &[IssuedKey],
+    now: OffsetDateTime,
+) -> std::result::Result<RollbackStep<'_>, String> {
+    let current = current_key(credentials, now).ok_or("it has no current key")?;
+    let fp = super::fingerprint(&current.key);
+    let replaced_current = credentials
+        .iter()
+        .filter(|c| c.key != current.key && c.replaces.as_deref() == Some(fp.as_str()))
+        .max_by_key(|c| c.issued_at);
+    let pinned = pin_in_force(current, credentials, now);
+    if pinned || replaced_current.is_some_and(|w| w.withdrawn_at.is_some()) {
+        let withdraw = replaced_current.ok_or_else(|| {
+            format!(
+                "its current key {} was made current by a rollback already, and no later key replaces it",
+                current.key
+            )
+        })?;
+        return Ok(RollbackStep {
+            restore: current,
+            withdraw,
+            done_before: pinned && withdraw.withdrawn_at.is_some(),
+        });
+    }
+    let replaced = current.replaces.as_deref().ok_or_else(|| {
+        format!(
+            "its current key {} is not one the rotator made to replace another, so there is no previous key to go back to",
+            current.key
+        )
+    })?;
+    let previous = credentials
+        .iter()
+        .find(|c| super::fingerprint(&c.key) == replaced)
+        .ok_or_else(|| {
+            format!(
+                "the key its current key {} replaced is no longer in the API manager",
+                current.key
+            )
+        })?;
+    if let Some(exp) = previous.expires_at.filter(|exp| *exp <= now) {
+        return Err(format!(
+            "the key its current key {} replaced, {}, expired on {}",
+            current.key,
+            previous.key,
+            exp.date()
+        ));
+    }
+    if previous.unfinished || previous.approved_products().next().is_none() {
+        return Err(format!(
+            "the key its current key {} replaced, {}, is approved for no API product",
+            current.key, previous.key
+        ));
+    }
+    Ok(RollbackStep {
+        restore: previous,
+        withdraw: current,
+        done_before: false,
+    })
 }
 
 /// The API products a new key must be approved for: the approved products of the current key;
@@ -837,6 +939,127 @@ mod tests {
         assert_eq!(
             may_revoke(&lone, std::slice::from_ref(&lone), NOW),
             Err(NotRevocable::NoCurrentKey)
+        );
+    }
+
+    /// A pinned key inside the renewal window is kept (the rollback holds), until it comes
+    /// within the floor of its expiry or a renewal is forced; without the pin it is renewed.
+    #[test]
+    fn a_pin_holds_renewals_off_until_the_floor_or_a_force() {
+        let policy = policy();
+        let pinned = |expires_in: i64| IssuedKey {
+            pinned_at: Some(NOW - Duration::hours(1)),
+            ..cred("previous", 60, Some(expires_in), true)
+        };
+        let bad = IssuedKey {
+            withdrawn_at: Some(NOW - Duration::hours(1)),
+            ..cred("bad", 1, Some(89), true)
+        };
+        // 30 days left: inside the 45-day window, outside the 7-day floor.
+        let creds = [pinned(30), bad.clone()];
+        assert!(matches!(
+            policy.decide(&creds, NOW, false).unwrap(),
+            Decision::Keep(k) if k.key.expose() == "previous"
+        ));
+        assert!(matches!(
+            policy.decide(&creds, NOW, true).unwrap(),
+            Decision::Renew {
+                reason: RenewReason::Forced,
+                ..
+            }
+        ));
+        let creds = [pinned(6), bad.clone()];
+        assert!(matches!(
+            policy.decide(&creds, NOW, false).unwrap(),
+            Decision::Renew {
+                reason: RenewReason::ExpiresSoon { .. },
+                ..
+            }
+        ));
+        let unpinned = [cred("previous", 60, Some(30), true), bad];
+        assert!(matches!(
+            policy.decide(&unpinned, NOW, false).unwrap(),
+            Decision::Renew {
+                reason: RenewReason::ExpiresSoon { .. },
+                ..
+            }
+        ));
+    }
+
+    /// A rollback goes from the current key to the one it replaced (revoked or not); one
+    /// interrupted after the withdrawal is finished, never taken one key further; nothing to
+    /// go back to is said, with the keys redacted.
+    #[test]
+    fn a_rollback_goes_back_one_key_and_only_one() {
+        let older = cred("olderolderolderolder0001", 100, Some(1), true);
+        let previous = IssuedKey {
+            made_by_rotator: true,
+            replaces: Some(crate::toolkit::fingerprint(&older.key)),
+            ..cred("previousprevious0002", 60, Some(30), true)
+        };
+        let bad = IssuedKey {
+            made_by_rotator: true,
+            replaces: Some(crate::toolkit::fingerprint(&previous.key)),
+            ..cred("badbadbadbadbadbad0003", 1, Some(89), true)
+        };
+        let creds = [older.clone(), previous.clone(), bad.clone()];
+        let step = rollback_step(&creds, NOW).unwrap();
+        assert_eq!(step.restore.key, previous.key);
+        assert_eq!(step.withdraw.key, bad.key);
+        assert!(!step.done_before);
+        // The previous key was revoked (by a grace revocation): still the one to go back to.
+        let revoked = IssuedKey {
+            approved: false,
+            revoked: true,
+            ..previous.clone()
+        };
+        let creds = [older.clone(), revoked.clone(), bad.clone()];
+        assert_eq!(
+            rollback_step(&creds, NOW).unwrap().restore.key,
+            previous.key
+        );
+        // Interrupted after the pin: the previous key is current; finish (withdraw the bad
+        // key), don't go on to the key before it.
+        let pinned = IssuedKey {
+            pinned_at: Some(NOW - Duration::minutes(4)),
+            ..previous.clone()
+        };
+        let creds = [older.clone(), pinned.clone(), bad.clone()];
+        let step = rollback_step(&creds, NOW).unwrap();
+        assert_eq!(step.restore.key, previous.key);
+        assert_eq!(step.withdraw.key, bad.key);
+        assert!(!step.done_before);
+        // Withdrawn without the pin (a rollback of an older version): the same.
+        let withdrawn = IssuedKey {
+            withdrawn_at: Some(NOW - Duration::minutes(5)),
+            ..bad.clone()
+        };
+        let creds = [older.clone(), previous.clone(), withdrawn.clone()];
+        let step = rollback_step(&creds, NOW).unwrap();
+        assert_eq!(
+            (&step.restore.key, &step.withdraw.key),
+            (&previous.key, &bad.key)
+        );
+        assert!(!step.done_before);
+        // Both: done.
+        let creds = [older.clone(), pinned, withdrawn];
+        assert!(rollback_step(&creds, NOW).unwrap().done_before);
+        // Nothing to go back to.
+        let e = rollback_step(std::slice::from_ref(&older), NOW).unwrap_err();
+        assert!(e.contains("not one the rotator made"), "{e}");
+        assert!(!e.contains(older.key.expose()), "{e}");
+        let gone = [bad.clone()];
+        assert!(rollback_step(&gone, NOW).unwrap_err().contains("no longer"));
+        let expired = IssuedKey {
+            expires_at: Some(NOW - Duration::days(1)),
+            ..previous.clone()
+        };
+        assert!(rollback_step(&[expired, bad.clone()], NOW)
+            .unwrap_err()
+            .contains("expired on"));
+        assert_eq!(
+            rollback_step(&[], NOW).unwrap_err(),
+            "it has no current key"
         );
     }
 }

@@ -117,7 +117,13 @@ fn every_function_folder_is_packaged_and_declares_one_trigger() {
     let folders = function_folders();
     assert_eq!(
         folders,
-        ["ApiKeyRotator", "KeyStatus", "RotatorTimer", "ToolkitApp"]
+        [
+            "ApiKeyRotator",
+            "KeyRollback",
+            "KeyStatus",
+            "RotatorTimer",
+            "ToolkitApp"
+        ]
     );
     let package = read("scripts/package.sh");
     let listed = package
@@ -199,7 +205,7 @@ async fn the_handler_serves_every_binding_of_every_function_json() {
     settings.remove("AzureWebJobsStorage");
     let handler = common::Handler::start(&settings).await;
     let requests = host_requests();
-    assert_eq!(requests.len(), 4, "{requests:?}");
+    assert_eq!(requests.len(), 5, "{requests:?}");
     for (name, method, path) in requests {
         let url = format!("{}{path}", handler.base);
         let builder = match method.as_str() {

@@ -31,6 +31,7 @@ mod package;
 mod pipelines;
 mod redaction;
 mod revocation;
+mod rollback;
 mod rotation;
 mod run_lock;
 mod sdk_oracle;
