@@ -87,7 +87,9 @@ async fn stored_keys(env: &Env, app: &str) -> Vec<String> {
         .collect()
 }
 
-/// (service, method, path) of every request of the log, sorted: a multiset.
+/// (service, method, path) of every request of the log, sorted and each once: a read that the
+/// retry policy repeated (an answer slower than the request timeout on a loaded machine) is the
+/// same read.
 async fn request_set(env: &Env) -> Vec<(String, String, String)> {
     let mut set: Vec<(String, String, String)> = env
         .requests()
@@ -99,6 +101,7 @@ async fn request_set(env: &Env) -> Vec<(String, String, String)> {
         })
         .collect();
     set.sort();
+    set.dedup();
     set
 }
 
