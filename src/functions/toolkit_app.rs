@@ -50,6 +50,14 @@ impl std::fmt::Display for Caller {
     }
 }
 
+/// The audit trail's origin of an HTTP-triggered run: the caller as [`Caller`] reads it.
+pub(crate) fn audit_origin(headers: &HeaderMap, query: Option<&str>) -> crate::audit::Origin {
+    crate::audit::Origin {
+        trigger: crate::audit::Trigger::Http,
+        who: Some(Caller::from_request(headers, query).to_string()),
+    }
+}
+
 impl Caller {
     /// Reads the caller from the forwarded request's headers and query.
     pub(crate) fn from_request(headers: &HeaderMap, query: Option<&str>) -> Caller {
