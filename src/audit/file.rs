@@ -1,8 +1,10 @@
 //! The command line's audit sink: an append-only JSON-lines file ([`super::AUDIT_LOG_FILE`]).
 //!
 //! The next record chains after the file's last line, so separate runs form one chain. The
-//! file is locked for the append (two processes never interleave their records), opened for
-//! appending only, and synced before the append counts as done.
+//! file is opened for appending only, a run's records go in one write, and the file is synced
+//! before the append counts as done. One writer at a time: the file is not locked (the
+//! crate's minimum Rust has no `File::lock`), so two command-line runs appending to one file
+//! at the same moment would fork the chain, which `audit verify` then reports (never silent).
 
 use super::{chain, Event, Head, Origin};
 use std::fs::{File, OpenOptions};
@@ -21,7 +23,6 @@ pub fn append(path: &Path, run_id: &str, origin: &Origin, events: &[Event]) -> R
         .create(true)
         .open(path)
         .map_err(|e| format!("cannot open {shown}: {e}"))?;
-    f.lock().map_err(|e| format!("cannot lock {shown}: {e}"))?;
     let head = last_head(&mut f).map_err(|e| format!("{shown}: {e}"))?;
     let (lines, _) = chain(&head, run_id, origin, events);
     let mut out = String::new();
@@ -46,7 +47,11 @@ fn last_head(f: &mut File) -> Result<Head, String> {
     if !text.ends_with('\n') {
         return Err("its last line is incomplete (no line end): run `audit verify`".into());
     }
-    let last = text.trim_end_matches('\n').rsplit('\n').next().unwrap_or("");
+    let last = text
+        .trim_end_matches('\n')
+        .rsplit('\n')
+        .next()
+        .unwrap_or("");
     Head::after(last).map_err(|why| format!("its last line is {why}: run `audit verify`"))
 }
 

@@ -373,7 +373,11 @@ pub fn record_run(
     }
     let events = events_of(report, started);
     if let Err(why) = file::append(std::path::Path::new(path), &report.run_id, origin, &events) {
-        tracing::error!(setting = AUDIT_LOG_FILE, records = events.len(), "audit trail not written: {why}");
+        tracing::error!(
+            setting = AUDIT_LOG_FILE,
+            records = events.len(),
+            "audit trail not written: {why}"
+        );
         report.warnings.push(
             ReportEntry::new(
                 REPORT_TYPE,
@@ -429,7 +433,12 @@ mod tests {
         let first = parse(&lines[0]).unwrap();
         assert_eq!((first.seq, first.prev.as_str()), (1, genesis().as_str()));
         // A second run chains after the first's last line.
-        let (more, _) = chain(&v.head, "run-2", &Origin::default(), &[event("b", "run.ended")]);
+        let (more, _) = chain(
+            &v.head,
+            "run-2",
+            &Origin::default(),
+            &[event("b", "run.ended")],
+        );
         let all: Vec<String> = lines.into_iter().chain(more).collect();
         assert_eq!(check(&all).unwrap().records, 5);
         assert!(check(&[]).is_ok());
@@ -467,7 +476,12 @@ mod tests {
         let mut lines = log(4);
         // Even a well-formed record chained after line 1 breaks the chain at the next line.
         let head = Head::after(&lines[0]).unwrap();
-        let (forged, _) = chain(&head, "run-x", &Origin::default(), &[event("x", "key.revoked")]);
+        let (forged, _) = chain(
+            &head,
+            "run-x",
+            &Origin::default(),
+            &[event("x", "key.revoked")],
+        );
         lines.insert(1, forged[0].clone());
         let b = check(&lines).unwrap_err();
         assert_eq!(b.line, 3, "{b}");
@@ -499,8 +513,8 @@ mod tests {
             ReportEntry::new("KEY_CHECK", "A", "", "accepted").with_key(&key),
             ReportEntry::new("ROLLBACK", "A", "", "rolled back").with_key(&key),
         ];
-        report.errors = vec![ReportEntry::new("APPLICATION_API", "B", "h/p", "refused")
-            .with_code("Forbidden")];
+        report.errors =
+            vec![ReportEntry::new("APPLICATION_API", "B", "h/p", "refused").with_code("Forbidden")];
         report.warnings = vec![ReportEntry::new("LOCK", "", "", "not released")];
         let events = events_of(&report, datetime!(2026-12-01 06:00:00 UTC));
         let actions: Vec<&str> = events.iter().map(|e| e.action).collect();
@@ -537,7 +551,10 @@ mod tests {
         assert_eq!(Origin::default().who(), os_user());
         let (lines, _) = chain(&Head::empty(), "r", &http, &[event("a", "run.started")]);
         let r = parse(&lines[0]).unwrap();
-        assert_eq!((r.trigger, r.who.as_str()), (Trigger::Http, http.who().as_str()));
+        assert_eq!(
+            (r.trigger, r.who.as_str()),
+            (Trigger::Http, http.who().as_str())
+        );
         assert!(lines[0].contains("\"trigger\":\"http\""));
     }
 }

@@ -116,9 +116,8 @@ pub fn run(args: AuditArgs) -> ExitCode {
                 // verify parsed every line already.
                 let Ok(r) = audit::parse(line) else { continue };
                 let t = OffsetDateTime::parse(&r.time, &Rfc3339).ok();
-                let in_range = t.is_some_and(|t| {
-                    since.is_none_or(|s| t >= s) && until.is_none_or(|u| t < u)
-                });
+                let in_range =
+                    t.is_some_and(|t| since.is_none_or(|s| t >= s) && until.is_none_or(|u| t < u));
                 if !in_range {
                     continue;
                 }
@@ -153,7 +152,9 @@ fn bound(option: &str, value: Option<String>) -> Result<Option<OffsetDateTime>, 
     value
         .map(|v| {
             OffsetDateTime::parse(v.trim(), &Rfc3339).map_err(|_| {
-                format!("{option}: expected an RFC 3339 time such as 2026-11-01T00:00:00Z, got \"{v}\"")
+                format!(
+                    "{option}: expected an RFC 3339 time such as 2026-11-01T00:00:00Z, got \"{v}\""
+                )
             })
         })
         .transpose()

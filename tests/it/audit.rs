@@ -54,7 +54,10 @@ async fn two_runs_chain_verify_detects_tampering_and_export_writes_csv() {
         2 + r["successes"].as_array().unwrap().len() + r["errors"].as_array().unwrap().len()
     };
     assert_eq!(records.len(), expected(&first) + expected(&second), "{log}");
-    let actions: Vec<&str> = records.iter().map(|r| r["action"].as_str().unwrap()).collect();
+    let actions: Vec<&str> = records
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
     assert_eq!(actions[0], "run.started");
     assert_eq!(actions.iter().filter(|a| **a == "run.ended").count(), 2);
     assert_eq!(
@@ -63,37 +66,61 @@ async fn two_runs_chain_verify_detects_tampering_and_export_writes_csv() {
     );
     assert_eq!(
         actions.iter().filter(|a| **a == "target.written").count() as u64,
-        first["summary"]["updated"].as_u64().unwrap() + second["summary"]["updated"].as_u64().unwrap()
+        first["summary"]["updated"].as_u64().unwrap()
+            + second["summary"]["updated"].as_u64().unwrap()
     );
     for (i, r) in records.iter().enumerate() {
         assert_eq!(r["seq"], i as u64 + 1);
-        assert_eq!((r["trigger"].as_str(), r["who"].as_str()), (Some("cli"), Some("audit-tester")));
+        assert_eq!(
+            (r["trigger"].as_str(), r["who"].as_str()),
+            (Some("cli"), Some("audit-tester"))
+        );
     }
     assert_eq!(records[0]["runId"], first["runId"]);
     assert_eq!(records.last().unwrap()["runId"], second["runId"]);
-    let created = records.iter().find(|r| r["action"] == "key.created").unwrap();
-    assert!(created["newKey"].as_str().unwrap().starts_with("****"), "{created}");
+    let created = records
+        .iter()
+        .find(|r| r["action"] == "key.created")
+        .unwrap();
+    assert!(
+        created["newKey"].as_str().unwrap().starts_with("****"),
+        "{created}"
+    );
 
     // No full key the API managers hold is in the file.
     for key in env.all_keys().await {
-        assert!(!log.contains(key.as_str()), "a full key is in the audit log");
+        assert!(
+            !log.contains(key.as_str()),
+            "a full key is in the audit log"
+        );
     }
 
     let (code, stdout, stderr) = audit(&["verify", "--file", path]);
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
-    assert!(stdout.contains(&format!("intact: {} records", records.len())), "{stdout}");
+    assert!(
+        stdout.contains(&format!("intact: {} records", records.len())),
+        "{stdout}"
+    );
 
     let (code, csv, stderr) = audit(&["export", "--file", path, "--format", "csv"]);
     assert_eq!(code, Some(0), "{stderr}");
     let mut rows = csv.lines();
     assert_eq!(
         rows.next(),
-        Some("time,seq,runId,trigger,who,app,target,action,oldKey,newKey,outcome,code,message,prev")
+        Some(
+            "time,seq,runId,trigger,who,app,target,action,oldKey,newKey,outcome,code,message,prev"
+        )
     );
     assert_eq!(rows.count(), records.len());
     // --until before the first record: only the header.
     let (code, none, _) = audit(&[
-        "export", "--file", path, "--format", "jsonl", "--until", "2000-01-01T00:00:00Z",
+        "export",
+        "--file",
+        path,
+        "--format",
+        "jsonl",
+        "--until",
+        "2000-01-01T00:00:00Z",
     ]);
     assert_eq!((code, none.as_str()), (Some(0), ""));
 
@@ -103,7 +130,10 @@ async fn two_runs_chain_verify_detects_tampering_and_export_writes_csv() {
     std::fs::write(&file, lines.join("\n") + "\n").unwrap();
     let (code, _, stderr) = audit(&["verify", "--file", path]);
     assert_eq!(code, Some(1), "{stderr}");
-    assert!(stderr.contains("line 4:") && stderr.contains("line 3"), "{stderr}");
+    assert!(
+        stderr.contains("line 4:") && stderr.contains("line 3"),
+        "{stderr}"
+    );
     let (code, _, _) = audit(&["export", "--file", path, "--format", "csv"]);
     assert_eq!(code, Some(1), "a tampered log is not exported");
 
@@ -132,7 +162,8 @@ async fn a_failing_sink_is_reported_with_the_records_not_written() {
         .find(|w| w["type"] == "AUDIT")
         .unwrap_or_else(|| panic!("no AUDIT warning: {report}"));
     assert_eq!(warning["code"], "AuditWriteFailed");
-    let expected = 2 + report["successes"].as_array().unwrap().len()
+    let expected = 2
+        + report["successes"].as_array().unwrap().len()
         + report["errors"].as_array().unwrap().len();
     assert!(
         warning["message"]
