@@ -393,6 +393,62 @@ pub fn record_run(
     }
 }
 
+/// Appends the record of a key ToolkitApp (or the standalone toolkit) handed out to `origin`'s
+/// caller, preceded by `key.created` when the request renewed it, to the sink the settings
+/// name (none when [`AUDIT_LOG_FILE`] is not set). The answer carries no report, so a sink
+/// that fails is logged as an error with the count of records not written.
+pub fn record_handout(
+    settings: &crate::settings::Settings,
+    origin: &Origin,
+    grant: &crate::toolkit::KeyGrant,
+    dry_run: bool,
+) {
+    let Some(path) = settings.get(AUDIT_LOG_FILE) else {
+        return;
+    };
+    let events = handout_events(grant, dry_run, OffsetDateTime::now_utc());
+    let id = uuid::Uuid::new_v4().to_string();
+    if let Err(why) = file::append(std::path::Path::new(path), &id, origin, &events) {
+        tracing::error!(
+            setting = AUDIT_LOG_FILE,
+            records = events.len(),
+            app = %grant.app_name,
+            "{} audit records not written: {why}",
+            events.len()
+        );
+    }
+}
+
+/// The events of one handout: `key.created` when it renewed the key (not in a dry run, which
+/// renews nothing), then `key.handedOut`.
+fn handout_events(
+    grant: &crate::toolkit::KeyGrant,
+    dry_run: bool,
+    now: OffsetDateTime,
+) -> Vec<Event> {
+    let event = |action, message: String| Event {
+        time: rfc3339::format(now, rfc3339::Fraction::Millis),
+        app: grant.app_name.clone(),
+        target: String::new(),
+        action,
+        old_key: None,
+        new_key: Some(grant.api_key.redacted()),
+        outcome: "success",
+        code: None,
+        message,
+    };
+    let mut out = Vec::new();
+    if grant.renewed && !dry_run {
+        out.push(event("key.created", grant.message.clone()));
+    }
+    let what = if dry_run { " (dry run)" } else { "" };
+    out.push(event(
+        "key.handedOut",
+        format!("{} handed out{what}", grant.api_key),
+    ));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -556,5 +612,29 @@ mod tests {
             (Trigger::Http, http.who().as_str())
         );
         assert!(lines[0].contains("\"trigger\":\"http\""));
+    }
+
+    #[test]
+    fn a_handout_records_the_key_created_first_when_it_renewed() {
+        let grant = crate::toolkit::KeyGrant {
+            app_name: "A".into(),
+            api_key: crate::secret::ApiKey::new("a-full-key-value-x7K2"),
+            issued_at: None,
+            expires_at: None,
+            renewed: true,
+            message: "renewed".into(),
+        };
+        let now = datetime!(2026-12-01 06:00:00 UTC);
+        let actions = |dry| -> Vec<&str> {
+            handout_events(&grant, dry, now)
+                .iter()
+                .map(|e| e.action)
+                .collect()
+        };
+        assert_eq!(actions(false), ["key.created", "key.handedOut"]);
+        assert_eq!(actions(true), ["key.handedOut"]);
+        let e = &handout_events(&grant, false, now)[1];
+        assert_eq!(e.new_key.as_deref(), Some("****x7K2"));
+        assert!(!e.message.contains("a-full-key-value"), "{}", e.message);
     }
 }

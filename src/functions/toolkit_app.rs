@@ -214,6 +214,11 @@ async fn answer(
         caller = %caller,
         "ToolkitApp handed out a key"
     );
+    let origin = crate::audit::Origin {
+        trigger: crate::audit::Trigger::Http,
+        who: Some(caller.to_string()),
+    };
+    crate::audit::record_handout(rotator.settings(), &origin, &grant, request.dry_run);
     Ok(response_body(&grant))
 }
 

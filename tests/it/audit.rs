@@ -173,3 +173,38 @@ async fn a_failing_sink_is_reported_with_the_records_not_written() {
         "{warning}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_handler_records_its_runs_and_toolkit_app_handouts() {
+    let env = Env::start().await;
+    let file = env.dir.path().join("handler-audit.jsonl");
+    let path = file.to_str().unwrap();
+    let handler = crate::common::Handler::start(&env.settings(&[("AUDIT_LOG_FILE", path)])).await;
+    let app = "APIKeyRotator_TestApp1_Sandbox";
+    let (status, _) = handler.toolkit(format!(r#"{{"appName":"{app}"}}"#)).await;
+    assert_eq!(status, 200);
+    let (status, report) = handler.rotate("").await;
+    assert!(status == 200 || status == 207, "{report}");
+
+    let log = std::fs::read_to_string(&file).unwrap();
+    let records: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let handout = records
+        .iter()
+        .find(|r| r["action"] == "key.handedOut")
+        .unwrap_or_else(|| panic!("no handout recorded:\n{log}"));
+    assert_eq!(handout["app"], app);
+    assert!(handout["newKey"].as_str().unwrap().starts_with("****"));
+    assert!(records.iter().all(|r| r["trigger"] == "http"), "{log}");
+    assert!(records.iter().any(|r| r["action"] == "run.ended"), "{log}");
+    for key in env.all_keys().await {
+        assert!(
+            !log.contains(key.as_str()),
+            "a full key is in the audit log"
+        );
+    }
+    let (code, stdout, stderr) = audit(&["verify", "--file", path]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+}
