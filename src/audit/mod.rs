@@ -236,7 +236,17 @@ pub fn events_of(report: &Report, started: OffsetDateTime) -> Vec<Event> {
     for (list, outcome) in lists {
         for e in list.iter() {
             if let Some(event) = event_of(e, outcome, &ended) {
+                // A rollback that reactivated the revoked key it restored says so in its
+                // wording (pinned by `rotation::rollback`'s tests): one record more.
+                let reactivated = event.action == "rollback"
+                    && outcome == "success"
+                    && e.message.contains(" (reactivated) is current again");
+                let reactivation = reactivated.then(|| Event {
+                    action: "key.reactivated",
+                    ..event.clone()
+                });
                 out.push(event);
+                out.extend(reactivation);
             }
         }
     }
@@ -595,6 +605,43 @@ mod tests {
         assert_eq!(events[7].outcome, "failure");
         let (lines, _) = chain(&Head::empty(), &report.run_id, &Origin::default(), &events);
         assert!(lines.iter().all(|l| !l.contains("a-full-key-value")));
+    }
+
+    #[test]
+    fn a_rollback_that_reactivated_its_key_records_the_reactivation() {
+        let issued = |k: &str| crate::toolkit::IssuedKey {
+            key: crate::secret::ApiKey::new(k),
+            issued_at: None,
+            expires_at: None,
+            approved: true,
+            api_products: Vec::new(),
+            unfinished: false,
+            made_by_rotator: true,
+            revoked: false,
+            replaces: None,
+            pinned_at: None,
+            withdrawn_at: None,
+        };
+        let mut outcome = crate::toolkit::RollbackOutcome {
+            restored: issued("RESTOREDRESTOREDRESTORED0001"),
+            withdrawn: issued("WITHDRAWNWITHDRAWNWITHDR0002"),
+            reactivated: true,
+            done_before: false,
+        };
+        let actions = |outcome: &crate::toolkit::RollbackOutcome| -> Vec<&str> {
+            let mut report = Report::new(false);
+            report.successes = vec![crate::rotation::rollback::entry("A", outcome, false)];
+            events_of(&report, datetime!(2026-12-01 06:00:00 UTC))
+                .iter()
+                .map(|e| e.action)
+                .collect()
+        };
+        assert_eq!(
+            actions(&outcome),
+            ["run.started", "rollback", "key.reactivated", "run.ended"]
+        );
+        outcome.reactivated = false;
+        assert_eq!(actions(&outcome), ["run.started", "rollback", "run.ended"]);
     }
 
     #[test]
