@@ -7,6 +7,7 @@
 //! credentials and the shared HTTP client, `sandbox` (feature `sandbox`) the local doubles of
 //! every outside service with the handler's settings for them, [`cli`] the command line.
 
+pub mod audit;
 pub mod azure;
 pub mod cli;
 pub mod error;

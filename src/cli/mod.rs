@@ -7,6 +7,7 @@
 //! person at a terminal and JSON lines otherwise ([`crate::logging::choose_format`],
 //! `--log-format` to choose).
 
+mod audit;
 #[cfg(feature = "sandbox")]
 mod demo;
 mod progress;
@@ -208,6 +209,8 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Check the audit trail (`verify`) or export it (`export --format csv|jsonl`).
+    Audit(audit::AuditArgs),
 }
 
 /// Runs the command line; the process exits with the returned code.
@@ -260,6 +263,7 @@ pub fn main() -> ExitCode {
             settings,
             env,
         } => return validate(mapping, settings, env.as_deref()),
+        Command::Audit(args) => return audit::run(args),
         _ => {}
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -373,7 +377,10 @@ pub fn main() -> ExitCode {
             }
             #[cfg(feature = "sandbox")]
             Command::Demo { .. } => unreachable!("handled above"),
-            Command::Seal { .. } | Command::Completions { .. } | Command::Validate { .. } => {
+            Command::Seal { .. }
+            | Command::Completions { .. }
+            | Command::Validate { .. }
+            | Command::Audit(_) => {
                 unreachable!("handled above")
             }
         }

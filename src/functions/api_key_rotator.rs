@@ -14,9 +14,11 @@ use std::collections::HashMap;
 
 pub(super) async fn handle(
     State(rotator): State<AppState>,
+    headers: axum::http::HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let options = run_options(&super::strict_query(query.as_deref())?)?;
+    let mut options = run_options(&super::strict_query(query.as_deref())?)?;
+    options.origin = super::toolkit_app::audit_origin(&headers, query.as_deref());
     let report = rotator.run(&options).await?;
     let status = if report.has_errors() {
         StatusCode::MULTI_STATUS

@@ -17,9 +17,11 @@ use std::collections::HashMap;
 
 pub(super) async fn handle(
     State(rotator): State<AppState>,
+    headers: axum::http::HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let options = rollback_options(&super::strict_query(query.as_deref())?)?;
+    let mut options = rollback_options(&super::strict_query(query.as_deref())?)?;
+    options.origin = super::toolkit_app::audit_origin(&headers, query.as_deref());
     let report = rotator.run(&options).await?;
     let step_failed = report.errors.iter().find(|e| e.kind == ROLLBACK);
     let status = if let Some(e) = step_failed {

@@ -23,7 +23,14 @@ pub(super) async fn handle(State(rotator): State<AppState>, body: Bytes) -> Resp
     if timer.is_past_due {
         logs.push("The timer is past due: running the missed rotation now.".to_string());
     }
-    match rotator.run(&RunOptions::default()).await {
+    let options = RunOptions {
+        origin: crate::audit::Origin {
+            trigger: crate::audit::Trigger::Timer,
+            who: None,
+        },
+        ..RunOptions::default()
+    };
+    match rotator.run(&options).await {
         Ok(report) => {
             logs.push(report.human_summary());
             let status = if report.has_errors() {

@@ -50,6 +50,14 @@ impl std::fmt::Display for Caller {
     }
 }
 
+/// The audit trail's origin of an HTTP-triggered run: the caller as [`Caller`] reads it.
+pub(crate) fn audit_origin(headers: &HeaderMap, query: Option<&str>) -> crate::audit::Origin {
+    crate::audit::Origin {
+        trigger: crate::audit::Trigger::Http,
+        who: Some(Caller::from_request(headers, query).to_string()),
+    }
+}
+
 impl Caller {
     /// Reads the caller from the forwarded request's headers and query.
     pub(crate) fn from_request(headers: &HeaderMap, query: Option<&str>) -> Caller {
@@ -206,6 +214,11 @@ async fn answer(
         caller = %caller,
         "ToolkitApp handed out a key"
     );
+    let origin = crate::audit::Origin {
+        trigger: crate::audit::Trigger::Http,
+        who: Some(caller.to_string()),
+    };
+    crate::audit::record_handout(rotator.settings(), &origin, &grant, request.dry_run);
     Ok(response_body(&grant))
 }
 

@@ -47,6 +47,9 @@ pub struct RunOptions {
     /// The mapping's key checks: an app's key is tried before its first write
     /// ([`super::key_check`]); none by default.
     pub key_checks: super::key_check::KeyChecks,
+    /// Who started the run and how, for the audit trail ([`crate::audit`]; default: the
+    /// command line's OS user).
+    pub origin: crate::audit::Origin,
 }
 
 /// Follows a run as it advances: apps whose key is known, targets finished. Called from the

@@ -162,10 +162,13 @@ impl Rotator {
     /// The deadline counts from the call: taking the lock spends it too, so an HTTP-triggered
     /// run answers within its deadline however slow the storage account is.
     pub async fn run(&self, options: &RunOptions) -> Result<Report, RunError> {
+        let started = time::OffsetDateTime::now_utc();
         let call = self.call(options.http_triggered);
         let deadline = call.deadline().unwrap_or_else(Instant::now);
         let options = self.with_revocation(options)?;
-        self.run_checked(&options, &call, deadline).await
+        let mut report = self.run_checked(&options, &call, deadline).await?;
+        crate::audit::record_run(&self.settings, &options.origin, &mut report, started);
+        Ok(report)
     }
 
     /// `options` with the revocation settings read ([`RunOptions::revocation`]), after the

@@ -6,6 +6,7 @@ mod common;
 mod apigee_renewal;
 mod app_configuration;
 mod app_settings;
+mod audit;
 mod bad_input;
 mod cached_vault;
 mod cli;
