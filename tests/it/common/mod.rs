@@ -364,8 +364,17 @@ impl Handler {
 }
 
 /// The report's entry types that are steps of an app's lifecycle or of the run, not targets
-/// (a key check names the gateway URL it tried in `target`, but it is no target).
-pub const STEP_TYPES: [&str; 5] = ["TOOLKIT", "KEY_CHECK", "REVOCATION", "ROLLBACK", "LOCK"];
+/// (a key check names the gateway URL it tried in `target`, but it is no target), nor the
+/// run's own warnings (`LOCK`, `AUDIT`, `NOTIFY`).
+pub const STEP_TYPES: [&str; 7] = [
+    "TOOLKIT",
+    "KEY_CHECK",
+    "REVOCATION",
+    "ROLLBACK",
+    "LOCK",
+    "AUDIT",
+    "NOTIFY",
+];
 
 /// Whether a report entry is a target's, not a step's ([`STEP_TYPES`]).
 pub fn is_target(e: &Value) -> bool {
