@@ -363,9 +363,9 @@ impl Handler {
     }
 }
 
-/// The report's entry types that are steps of an app's lifecycle or of the run, not targets
-/// (a key check names the gateway URL it tried in `target`, but it is no target), nor the
-/// run's own warnings (`LOCK`, `AUDIT`, `NOTIFY`).
+/// The report's entry types that are no target: an app's lifecycle steps (a key check names
+/// the gateway URL it tried in `target`, but it is no target) and the run's own warnings
+/// (`LOCK`, `AUDIT`, `NOTIFY`).
 pub const STEP_TYPES: [&str; 7] = [
     "TOOLKIT",
     "KEY_CHECK",
