@@ -6,9 +6,9 @@
 
 use crate::common::{self, Env};
 use serde_json::Value;
-use serde_yaml::Value as Yaml;
 use std::collections::BTreeMap;
 use std::path::Path;
+use yaml_serde::Value as Yaml;
 
 /// Where the sandbox's pipeline OIDC issuer hands out tokens, on the authority's host
 /// (docs/sandbox.md).
@@ -20,7 +20,7 @@ const MAPPING_FILE: &str = "config/apikeyrotationapps.json";
 fn example(name: &str) -> (String, Yaml) {
     let path = format!("{}/examples/pipelines/{name}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap();
-    let yaml = serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let yaml = yaml_serde::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
     (text, yaml)
 }
 
