@@ -301,48 +301,30 @@ pub fn main() -> ExitCode {
                 force,
                 revoke,
             } => {
-                let format = init_cli_logging(log_format);
-                let settings = match settings_with_mapping(std::env::vars().collect(), mapping) {
-                    Ok(s) => s,
-                    Err(code) => return code,
-                };
-                rotate(
-                    Rotator::new(settings),
-                    RunOptions {
-                        dry_run,
-                        app,
-                        force,
-                        revoke: match revoke {
-                            Some(_) => crate::rotation::revocation::RevokeMode::Immediately,
-                            None => Default::default(),
-                        },
-                        ..Default::default()
+                let options = RunOptions {
+                    dry_run,
+                    app,
+                    force,
+                    revoke: match revoke {
+                        Some(_) => crate::rotation::revocation::RevokeMode::Immediately,
+                        None => Default::default(),
                     },
-                    format,
-                )
-                .await
+                    ..Default::default()
+                };
+                rotate_with(mapping, options, log_format).await
             }
             Command::Rollback {
                 app,
                 mapping,
                 dry_run,
             } => {
-                let format = init_cli_logging(log_format);
-                let settings = match settings_with_mapping(std::env::vars().collect(), mapping) {
-                    Ok(s) => s,
-                    Err(code) => return code,
+                let options = RunOptions {
+                    dry_run,
+                    app: Some(app),
+                    rollback: true,
+                    ..Default::default()
                 };
-                rotate(
-                    Rotator::new(settings),
-                    RunOptions {
-                        dry_run,
-                        app: Some(app),
-                        rollback: true,
-                        ..Default::default()
-                    },
-                    format,
-                )
-                .await
+                rotate_with(mapping, options, log_format).await
             }
             Command::Status { mapping, app, json } => {
                 init_cli_logging(log_format);
@@ -421,6 +403,21 @@ fn env_with_mapping(
         env.insert(MAPPING_SETTINGS[0].to_string(), text);
     }
     Ok(env)
+}
+
+/// `rotate` and `rollback`: the process environment's settings, with the mapping from `mapping`
+/// when given, then one run with `options`.
+async fn rotate_with(
+    mapping: Option<PathBuf>,
+    options: RunOptions,
+    log_format: Option<LogFormat>,
+) -> ExitCode {
+    let format = init_cli_logging(log_format);
+    let settings = match settings_with_mapping(std::env::vars().collect(), mapping) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    rotate(Rotator::new(settings), options, format).await
 }
 
 async fn rotate(rotator: Rotator, mut options: RunOptions, format: LogFormat) -> ExitCode {

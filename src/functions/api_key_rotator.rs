@@ -89,12 +89,7 @@ fn run_options(query: &HashMap<String, String>) -> Result<RunOptions, ApiError> 
 mod tests {
     use super::*;
 
-    fn q(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::functions::test_query as q;
 
     #[test]
     fn query_flags() {

@@ -42,12 +42,7 @@ fn status_options(query: &HashMap<String, String>) -> Result<StatusOptions, ApiE
 mod tests {
     use super::*;
 
-    fn q(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::functions::test_query as q;
 
     #[test]
     fn the_query_names_one_app_or_none() {

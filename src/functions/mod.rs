@@ -57,6 +57,15 @@ impl Default for ServerLimits {
 /// Largest request body any function accepts (ToolkitApp's own limit is smaller).
 pub const MAX_REQUEST_BODY: usize = 1024 * 1024;
 
+/// A parsed query of `pairs`, for the query readers' tests.
+#[cfg(test)]
+pub(crate) fn test_query(pairs: &[(&str, &str)]) -> std::collections::HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 /// The handler's routes. Tests send requests through them with [`dispatch`], without a socket.
 ///
 /// Paths match without regard to case, as the Functions host's routes do: the host forwards
