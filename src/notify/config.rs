@@ -194,6 +194,28 @@ pub fn parse(
     }
 }
 
+/// The channels [`NOTIFY_CHANNELS`] lists (none when it is not set), or its problems as
+/// setting errors: what a run checks at its start and `validate --settings` shows.
+pub fn from_settings(
+    settings: &crate::settings::Settings,
+) -> Result<Vec<Channel>, Vec<crate::settings::SettingError>> {
+    let Some(text) = settings.get(NOTIFY_CHANNELS) else {
+        return Ok(Vec::new());
+    };
+    parse(text, &|name| settings.get(name).map(str::to_string)).map_err(|problems| {
+        problems
+            .into_iter()
+            .map(|p| crate::settings::SettingError {
+                setting: NOTIFY_CHANNELS.to_string(),
+                message: p
+                    .strip_prefix(NOTIFY_CHANNELS)
+                    .map(|m| m.trim_start_matches(": ").to_string())
+                    .unwrap_or(p),
+            })
+            .collect()
+    })
+}
+
 /// Why a channel URL is refused (never quoting it): not a URL, or not https (http only to a
 /// loopback host, for local receivers and tests).
 fn check_url(text: &str) -> Result<(), String> {

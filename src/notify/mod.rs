@@ -10,6 +10,7 @@
 //! when the current keys fall due, so it cannot be built from the report alone.
 
 pub mod config;
+pub mod deliver;
 
 use crate::rotation::report::{Report, ReportEntry};
 use crate::rotation::revocation;
