@@ -215,3 +215,37 @@ async fn a_failing_receiver_is_retried_then_reported_and_the_targets_are_unaffec
     assert!(tries.iter().all(|r| r["status"] == 503), "{tries:?}");
     assert!(received(&env).await.iter().all(|r| r["hook"] != "generic"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_channels_stop_the_run_at_its_start_and_fail_validate() {
+    let env = Env::start().await;
+    let mut settings = settings(&env);
+    settings.insert(
+        "NOTIFY_URL_HOOK".into(),
+        "http://hooks.example/secret-token-in-url".into(),
+    );
+    let expected =
+        "NOTIFY_CHANNELS: [2].urlSetting: app setting NOTIFY_URL_HOOK: expected an https URL (http only to loopback)";
+
+    let out = binary()
+        .envs(&settings)
+        .args(["validate", "--settings"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains(expected) || stdout.contains(expected),
+        "{stdout}\n{stderr}"
+    );
+
+    let out = binary().envs(&settings).arg("rotate").output().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_ne!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let all = format!("{stdout}\n{stderr}");
+    assert!(all.contains(expected), "{all}");
+    assert!(!all.contains("secret-token-in-url"), "{all}");
+    // Nothing was changed: the run stopped before the lock and the plan.
+    assert!(env.writes().await.is_empty());
+    assert!(received(&env).await.is_empty());
+}
