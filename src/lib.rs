@@ -16,6 +16,7 @@ pub mod functions;
 pub mod json;
 pub mod logging;
 pub mod mapping;
+pub mod notify;
 pub mod rfc3339;
 pub mod rotation;
 #[cfg(feature = "sandbox")]

@@ -11,7 +11,7 @@ use super::{
     api_gateway, apigee, app_configuration, application_api, authority, identity, key_vault,
 };
 use super::{now_ms, random_alphanumeric, Deployment, Endpoints, Handover};
-use super::{resource_manager, Result};
+use super::{resource_manager, webhook, Result};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -52,6 +52,8 @@ pub(crate) struct Cast {
     /// The Apigee runtime in front of the demo's APIs; it reads `apigee`'s keys.
     pub api_gateway: Arc<api_gateway::ApiGateway>,
     pub application_api: Arc<application_api::Store>,
+    /// The webhook receiver (notifications).
+    pub webhook: Arc<webhook::Receiver>,
     /// Vaults by name.
     pub vaults: BTreeMap<String, Arc<key_vault::Vault>>,
     /// App Configuration stores by name.
@@ -71,6 +73,7 @@ impl Cast {
             api_gateway::ApiGateway::new(url, apigee.clone())
         })?;
         let application_api = d.deploy(true, application_api::Store::new)?;
+        let webhook = d.deploy(true, webhook::Receiver::new)?;
         let mut vaults = BTreeMap::new();
         for name in VAULTS {
             let vault = d.deploy(true, |url| key_vault::Vault::new(name, url))?;
@@ -88,6 +91,7 @@ impl Cast {
             apigee,
             api_gateway,
             application_api,
+            webhook,
             vaults,
             app_configs,
         })
@@ -121,6 +125,7 @@ impl Cast {
                 .map(|name| (name.to_string(), app_api_url.clone()))
                 .collect(),
             admin: admin.to_string(),
+            webhook: format!("{}{}", self.webhook.base_url, webhook::PATH),
         }
     }
 

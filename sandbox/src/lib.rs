@@ -35,6 +35,7 @@ mod resource_manager;
 mod secret;
 mod tls;
 mod tokens;
+mod webhook;
 pub mod workload;
 
 pub use error::{Error, Result};
@@ -142,6 +143,10 @@ pub struct Endpoints {
     pub application_apis: BTreeMap<String, String>,
     /// The admin endpoint (plain http): request log, faults, state.
     pub admin: String,
+    /// The webhook receiver's URL prefix: `POST <webhook>/<name>` (a stand-in for Slack,
+    /// Teams and generic webhooks; what it received is in `admin/state` under `webhooks`).
+    #[serde(default)]
+    pub webhook: String,
 }
 
 /// A bound listener and the URL it is reached at.

@@ -166,8 +166,10 @@ impl Rotator {
         let call = self.call(options.http_triggered);
         let deadline = call.deadline().unwrap_or_else(Instant::now);
         let options = self.with_revocation(options)?;
+        crate::notify::config::from_settings(&self.settings).map_err(RunError::Settings)?;
         let mut report = self.run_checked(&options, &call, deadline).await?;
         crate::audit::record_run(&self.settings, &options.origin, &mut report, started);
+        crate::notify::deliver::notify_run(&self.settings, self.http(), &call, &mut report).await;
         Ok(report)
     }
 

@@ -28,6 +28,7 @@ mod key_vault_sdk;
 mod logs;
 mod mapping_merge;
 mod minimal_requests;
+mod notify;
 mod package;
 mod pipelines;
 mod redaction;
