@@ -103,6 +103,9 @@ pub fn with_settings(env: &BTreeMap<String, String>) -> Findings {
         out.problems
             .extend(problems.iter().map(|p| format!("setting {p}")));
     }
+    if let Err(p) = crate::rotation::key_check::KeyChecks::max_wait(rotator.settings()) {
+        out.problems.push(format!("setting {p}"));
+    }
     if let Err(problems) = crate::notify::config::from_settings(rotator.settings()) {
         out.problems
             .extend(problems.iter().map(|p| format!("setting {p}")));

@@ -249,6 +249,15 @@ pub fn hint(kind: &str, code: &str) -> Option<&'static str> {
         (_, "keylocked") => "the key-value is locked in App Configuration: unlock it, or remove it from the mapping",
         (_, "preconditionfailed" | "conflict") => "it changed during the run: run again",
         (_, "noapprovedkey") => "approve the app's key and its API products in the API manager",
+        (_, "keycheckfailed") => {
+            "the new key was refused where the mapping's keyChecks tries it: check the check's URL and the key's API products, or raise KEY_CHECK_MAX_WAIT_SECONDS if the API manager is slow to propagate keys; the targets keep their previous key"
+        }
+        (_, "nopreviouskey") => {
+            "there is no still-valid key to roll back to: renew instead (rotate --app NAME --force)"
+        }
+        (_, "revocationblocked") => {
+            "fix or update the target named, then run again: the key is revoked once every target holds the current one"
+        }
         (_, "configinvalid") => "fix the setting or the company details the message names (apikey-rotator validate --settings)",
         (_, "unexpected") => "an answer could not be read: check the service, or a proxy between it and the rotator",
         ("TOOLKIT", _) if forbidden => {
@@ -412,6 +421,9 @@ mod tests {
         assert!(h("APP_CONFIG", "TooManyRequests").contains("run again later"));
         assert!(h("KEY_VAULT", "DeadlineExceeded").contains("ROTATION_DEADLINE_SECONDS"));
         assert!(h("WEB_APP", "PinnedKeyVaultReference").contains("versionless"));
+        assert!(h("KEY_VAULT", "KeyCheckFailed").contains("keyChecks"));
+        assert!(h("ROLLBACK", "NoPreviousKey").contains("--force"));
+        assert!(h("REVOCATION", "RevocationBlocked").contains("every target"));
         assert_eq!(hint("KEY_VAULT", "SomethingNew"), None);
     }
 }

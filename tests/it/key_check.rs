@@ -352,5 +352,17 @@ async fn a_bad_bound_is_named() {
         body.to_string().contains("KEY_CHECK_MAX_WAIT_SECONDS"),
         "{body}"
     );
+    // `validate --settings` names it too, before any run.
+    let out = common::binary()
+        .envs(env.settings(&[("KEY_CHECK_MAX_WAIT_SECONDS", "soon")]))
+        .args(["validate", "--settings"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = common::text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("KEY_CHECK_MAX_WAIT_SECONDS: not a whole number of seconds"),
+        "{stderr}"
+    );
     assert!(env.writes().await.is_empty());
 }
