@@ -246,40 +246,8 @@ async fn once_every_target_holds_the_new_key_the_replaced_key_is_revoked() {
 
 /// Writes `value` into a Key Vault secret of the sandbox with the official SDK.
 async fn set_secret(env: &Env, vault: &str, name: &str, value: &str) {
-    use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
-    use azure_core::http::{ClientOptions, Transport};
     use azure_security_keyvault_secrets::models::SetSecretParameters;
-    use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
-    let transport = || Some(Transport::new(std::sync::Arc::new(env.tls_client())));
-    let mut cloud = CustomConfiguration::default();
-    cloud.authority_host = env.info.env["AZURE_AUTHORITY_HOST"].clone();
-    let credential = azure_identity::ClientSecretCredential::new(
-        &env.info.env["AZURE_TENANT_ID"],
-        env.info.env["SANDBOX_CLIENT_ID"].clone(),
-        env.info.env["SANDBOX_CLIENT_SECRET"].clone().into(),
-        Some(azure_identity::ClientSecretCredentialOptions {
-            client_options: ClientOptions {
-                transport: transport(),
-                cloud: Some(std::sync::Arc::new(CloudConfiguration::from(cloud))),
-                ..Default::default()
-            },
-        }),
-    )
-    .unwrap();
-    let options = SecretClientOptions {
-        client_options: ClientOptions {
-            transport: transport(),
-            ..Default::default()
-        },
-        verify_challenge_resource: Some(false),
-        ..Default::default()
-    };
-    let client = SecretClient::new(
-        &env.info.endpoints.key_vaults[vault],
-        credential,
-        Some(options),
-    )
-    .unwrap();
+    let client = common::vault_sdk_client(env, vault);
     let params = SetSecretParameters {
         value: Some(value.to_string()),
         ..Default::default()

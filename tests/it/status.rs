@@ -8,7 +8,7 @@
 use crate::common;
 
 use azure_security_keyvault_secrets::models::SetSecretParameters;
-use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
+use azure_security_keyvault_secrets::SecretClient;
 use common::issuer::{IssuerDouble, ISSUERS};
 use common::{Env, Handler};
 use serde_json::Value;
@@ -496,38 +496,7 @@ async fn a_remote_toolkit_is_a_clear_error() {
 }
 
 fn vault_client(env: &Env) -> SecretClient {
-    use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
-    use azure_core::http::{ClientOptions, Transport};
-    let mut cloud = CustomConfiguration::default();
-    cloud.authority_host = env.info.env["AZURE_AUTHORITY_HOST"].clone();
-    let transport = || Some(Transport::new(std::sync::Arc::new(env.tls_client())));
-    let credential = azure_identity::ClientSecretCredential::new(
-        &env.info.env["AZURE_TENANT_ID"],
-        env.info.env["SANDBOX_CLIENT_ID"].clone(),
-        env.info.env["SANDBOX_CLIENT_SECRET"].clone().into(),
-        Some(azure_identity::ClientSecretCredentialOptions {
-            client_options: ClientOptions {
-                transport: transport(),
-                cloud: Some(std::sync::Arc::new(CloudConfiguration::from(cloud))),
-                ..Default::default()
-            },
-        }),
-    )
-    .unwrap();
-    let options = SecretClientOptions {
-        client_options: ClientOptions {
-            transport: transport(),
-            ..Default::default()
-        },
-        verify_challenge_resource: Some(false),
-        ..Default::default()
-    };
-    SecretClient::new(
-        &env.info.endpoints.key_vaults[VAULT],
-        credential,
-        Some(options),
-    )
-    .unwrap()
+    common::vault_sdk_client(env, VAULT)
 }
 
 async fn set_secret(client: &SecretClient, name: &str, value: &str) {

@@ -381,6 +381,47 @@ pub fn is_target(e: &Value) -> bool {
     e["type"].as_str().is_some_and(|t| !STEP_TYPES.contains(&t))
 }
 
+/// The official Key Vault client for the sandbox vault `vault` (a name of
+/// `endpoints.key_vaults`), trusting the sandbox CA and signing in as the sandbox's service
+/// principal with the official client-secret credential: what tests use to change a target
+/// behind the rotator's back.
+pub fn vault_sdk_client(env: &Env, vault: &str) -> azure_security_keyvault_secrets::SecretClient {
+    use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
+    use azure_core::http::{ClientOptions, Transport};
+    use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
+    let mut cloud = CustomConfiguration::default();
+    cloud.authority_host = env.info.env["AZURE_AUTHORITY_HOST"].clone();
+    let transport = || Some(Transport::new(Arc::new(env.tls_client())));
+    let credential = azure_identity::ClientSecretCredential::new(
+        &env.info.env["AZURE_TENANT_ID"],
+        env.info.env["SANDBOX_CLIENT_ID"].clone(),
+        env.info.env["SANDBOX_CLIENT_SECRET"].clone().into(),
+        Some(azure_identity::ClientSecretCredentialOptions {
+            client_options: ClientOptions {
+                transport: transport(),
+                cloud: Some(Arc::new(CloudConfiguration::from(cloud))),
+                ..Default::default()
+            },
+        }),
+    )
+    .unwrap();
+    let options = SecretClientOptions {
+        client_options: ClientOptions {
+            transport: transport(),
+            ..Default::default()
+        },
+        // The vault listens on 127.0.0.1, not a subdomain of vault.azure.net.
+        verify_challenge_resource: Some(false),
+        ..Default::default()
+    };
+    SecretClient::new(
+        &env.info.endpoints.key_vaults[vault],
+        credential,
+        Some(options),
+    )
+    .unwrap()
+}
+
 /// A free loopback port.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
