@@ -39,10 +39,19 @@ pub const CONCURRENCY: &str = "ROTATION_CONCURRENCY";
 pub const CONCURRENCY_PER_HOST: &str = "ROTATION_CONCURRENCY_PER_HOST";
 /// Default of [`REQUEST_TIMEOUT`].
 pub const DEFAULT_REQUEST_TIMEOUT_SECONDS: u64 = 20;
-/// Default of [`DEADLINE`] for the HTTP function (the host cuts HTTP calls at 230 s).
+/// Default of [`DEADLINE`] for the HTTP functions that answer with their result (KeyStatus,
+/// KeyRollback: the front end drops an HTTP call at 230 s).
 pub const DEFAULT_HTTP_DEADLINE_SECONDS: u64 = 200;
 /// Default of [`DEADLINE`] for the timer and the command line.
 pub const DEFAULT_DEADLINE_SECONDS: u64 = 540;
+/// How long `ApiKeyRotator` waits for its run before it answers `202 Accepted` with a
+/// `Location` to poll, in seconds.
+pub const HTTP_ANSWER: &str = "ROTATION_HTTP_ANSWER_SECONDS";
+/// Default of [`HTTP_ANSWER`]: the old HTTP deadline, well inside the 230 s after which the
+/// platform's front end drops an HTTP call whatever the plan.
+pub const DEFAULT_HTTP_ANSWER_SECONDS: u64 = 200;
+/// Largest [`HTTP_ANSWER`]: an answer must leave the front end's 230 s some margin.
+pub const MAX_HTTP_ANSWER_SECONDS: u64 = 220;
 /// Default of [`CONCURRENCY`].
 pub const DEFAULT_CONCURRENCY: usize = 16;
 /// Default of [`CONCURRENCY_PER_HOST`].
@@ -115,11 +124,15 @@ pub struct Deadlines {
     /// The run deadline when [`DEADLINE`] is set (else a default per entry point, see
     /// [`Deadlines::for_run`]).
     pub configured: Option<std::time::Duration>,
+    /// How long an HTTP-started run is waited for before the answer is `202 Accepted`
+    /// ([`HTTP_ANSWER`]).
+    pub http_answer: std::time::Duration,
 }
 
 impl Deadlines {
-    /// The run deadline: [`DEADLINE`] when set, else 200 s for the HTTP functions
-    /// (`http_triggered`) and 540 s for the timer and the command line.
+    /// The run deadline: [`DEADLINE`] when set, else 200 s for the HTTP functions that answer
+    /// with their result (`http_triggered`) and 540 s for the timer, the command line and
+    /// ApiKeyRotator (which answers `202` past [`Deadlines::http_answer`]).
     pub fn for_run(self, http_triggered: bool) -> std::time::Duration {
         self.configured
             .unwrap_or(std::time::Duration::from_secs(if http_triggered {
@@ -252,6 +265,11 @@ impl Settings {
         let request_timeout = number(REQUEST_TIMEOUT, DEFAULT_REQUEST_TIMEOUT_SECONDS, 600);
         let deadline_setting =
             get(DEADLINE).map(|_| number(DEADLINE, DEFAULT_DEADLINE_SECONDS, 86_400));
+        let http_answer = number(
+            HTTP_ANSWER,
+            DEFAULT_HTTP_ANSWER_SECONDS,
+            MAX_HTTP_ANSWER_SECONDS,
+        );
         let concurrency = number(CONCURRENCY, DEFAULT_CONCURRENCY as u64, 1024) as usize;
         let concurrency_per_host = number(
             CONCURRENCY_PER_HOST,
@@ -267,6 +285,7 @@ impl Settings {
             },
             deadlines: Deadlines {
                 configured: deadline_setting.map(std::time::Duration::from_secs),
+                http_answer: std::time::Duration::from_secs(http_answer),
             },
             mapping_parts,
             company_details: get(COMPANY_DETAILS).map(Secret::new),
@@ -488,9 +507,17 @@ mod tests {
         assert_eq!(s.outbound.request_timeout.as_secs(), 20);
         assert_eq!(s.deadlines.for_run(true).as_secs(), 200);
         assert_eq!(s.deadlines.for_run(false).as_secs(), 540);
+        assert_eq!(s.deadlines.http_answer.as_secs(), 200);
         assert_eq!(
             (s.outbound.concurrency, s.outbound.concurrency_per_host),
             (16, 4)
+        );
+        assert_eq!(
+            settings(&[("ROTATION_HTTP_ANSWER_SECONDS", "5")])
+                .deadlines
+                .http_answer
+                .as_secs(),
+            5
         );
 
         let s = settings(&[
@@ -512,6 +539,8 @@ mod tests {
             ("ROTATION_DEADLINE_SECONDS", "0"),
             ("ROTATION_CONCURRENCY", "-1"),
             ("ROTATION_CONCURRENCY_PER_HOST", "99999"),
+            // Past the front end's 230 s the answer would never arrive.
+            ("ROTATION_HTTP_ANSWER_SECONDS", "230"),
         ]);
         let named: Vec<&str> = s.problems().iter().map(|p| p.setting.as_str()).collect();
         assert_eq!(
@@ -519,6 +548,7 @@ mod tests {
             [
                 "ROTATION_REQUEST_TIMEOUT_SECONDS",
                 "ROTATION_DEADLINE_SECONDS",
+                "ROTATION_HTTP_ANSWER_SECONDS",
                 "ROTATION_CONCURRENCY",
                 "ROTATION_CONCURRENCY_PER_HOST"
             ]

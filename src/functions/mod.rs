@@ -7,6 +7,7 @@ pub mod host;
 mod key_rollback;
 mod key_status;
 mod rotator_timer;
+mod runs;
 mod toolkit_app;
 
 pub use error::ApiError;
@@ -249,7 +250,11 @@ pub async fn serve(state: AppState, port: u16) -> std::io::Result<()> {
         limits,
         shutdown_signal(),
     )
-    .await
+    .await?;
+    // Runs answered with a 202 are not requests in flight: each ends by its deadline and
+    // releases its lock before the process goes.
+    runs::RUNS.wait_all().await;
+    Ok(())
 }
 
 /// Serves `app` on `listener` over HTTP/1.1 until `shutdown` completes, then lets the requests

@@ -39,8 +39,8 @@ pub struct RunOptions {
     pub revoke: RevokeMode,
     /// The revocation settings, as [`crate::rotation::Rotator`] read them (default: off).
     pub revocation: RevocationPolicy,
-    /// Started by the HTTP function (whose default deadline is shorter, see
-    /// [`crate::settings::Deadlines::for_run`]).
+    /// Started by an HTTP function that answers with its result (KeyStatus, KeyRollback: the
+    /// default deadline is shorter, see [`crate::settings::Deadlines::for_run`]).
     pub http_triggered: bool,
     /// Told how the run advances (the command line's progress bar); `None`: nobody listens.
     pub progress: Option<Arc<dyn Progress>>,
@@ -50,6 +50,18 @@ pub struct RunOptions {
     /// Who started the run and how, for the audit trail ([`crate::audit`]; default: the
     /// command line's OS user).
     pub origin: crate::audit::Origin,
+    /// The run's id when the caller chose it (the HTTP function names it in the `Location` it
+    /// answers before the run ends); `None`: a new one.
+    pub run_id: Option<String>,
+}
+
+/// The empty report of a run started with `options` (its id as they choose).
+pub(crate) fn new_report(options: &RunOptions) -> Report {
+    let mut report = Report::new(options.dry_run);
+    if let Some(id) = &options.run_id {
+        report.run_id.clone_from(id);
+    }
+    report
 }
 
 /// Follows a run as it advances: apps whose key is known, targets finished. Called from the
@@ -101,7 +113,7 @@ async fn run_over(
     let deadline = call
         .deadline()
         .unwrap_or(started + Duration::from_secs(100 * 365 * 86_400));
-    let mut report = Report::new(options.dry_run);
+    let mut report = new_report(options);
     report.summary.apps = apps.len();
     report.summary.targets = plan.iter().map(|p| p.entries.len()).sum();
     let progress = options.progress.as_deref();

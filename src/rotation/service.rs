@@ -328,7 +328,7 @@ impl Rotator {
             Err(e) => {
                 let started = Instant::now();
                 tracing::warn!(app, code = e.code(), error = %e, "rollback refused");
-                let mut report = Report::new(options.dry_run);
+                let mut report = super::engine::new_report(options);
                 report.summary.apps = 1;
                 report.errors.push(
                     super::report::ReportEntry::new(

@@ -26,6 +26,7 @@ mod issuer_conformance;
 mod key_check;
 mod key_vault_sdk;
 mod logs;
+mod long_runs;
 mod mapping_merge;
 mod minimal_requests;
 mod notify;
