@@ -554,6 +554,8 @@ impl Toolkit {
         })?;
         let (mut restored, mut withdrawn) = (step.restore.clone(), step.withdraw.clone());
         let reactivated = restored.revoked;
+        // A pin from an earlier rollback that a later renewal ended pins nothing: pin again.
+        let pin = !policy::pin_in_force(step.restore, &credentials, now);
         if dry_run || step.done_before {
             return Ok(RollbackOutcome {
                 restored,
@@ -572,7 +574,7 @@ impl Toolkit {
                 .await?;
             tracing::info!(app = app_name, key = %restored.key, "reactivated the key a rollback restores");
         }
-        if restored.pinned_at.is_none() {
+        if pin {
             restored = self
                 .issuer
                 .set_marks(

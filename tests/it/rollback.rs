@@ -368,3 +368,62 @@ async fn nothing_to_go_back_to_is_a_clear_refusal_that_writes_nothing() {
     assert!(env.writes().await.is_empty());
     handler.assert_no_key_leaked(&env.all_keys().await, &[&text, &stdout, &stderr]);
 }
+
+/// The value of `key`'s attribute `name`.
+fn attribute(k: &StoredKey, name: &str) -> Option<String> {
+    k.attributes
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.clone())
+}
+
+/// Rolled back, renewed again (the renewal ends the pin), then rolled back again: the restored
+/// key is pinned anew (an old pin that a renewal ended would pin nothing) and is current.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_rollback_after_a_renewal_pins_again() {
+    let env = Env::start().await;
+    let handler = Handler::start(&env.settings(&[])).await;
+    let (status, first) = handler.rotate("").await;
+    assert_eq!(status, 200, "{first:#}");
+    let (status, done, _) = rollback(&handler, &format!("app={APP1}")).await;
+    assert_eq!(status, 200, "{done:#}");
+    let pinned: Vec<StoredKey> = stored(&env, APP1)
+        .await
+        .into_iter()
+        .filter(|k| has_attribute(k, PINNED_AT_ATTRIBUTE))
+        .collect();
+    assert_eq!(pinned.len(), 1, "{pinned:?}");
+    let (restored, first_pin) = (
+        pinned[0].key.clone(),
+        attribute(&pinned[0], PINNED_AT_ATTRIBUTE).unwrap(),
+    );
+
+    // An emergency renewal makes a key after the pin: it is current, the pin is over.
+    let (status, renewed) = handler.rotate(&format!("app={APP1}&force=true")).await;
+    assert_eq!(status, 200, "{renewed:#}");
+    assert_eq!(renewed["summary"]["renewed"], 1, "{renewed:#}");
+    let (_, answer, _) = target_states(&env, APP1);
+    assert_ne!(
+        answer["apps"][0]["current"]["apiKey"],
+        shown(&restored).as_str(),
+        "{answer:#}"
+    );
+
+    let (status, again, again_text) = rollback(&handler, &format!("app={APP1}")).await;
+    assert_eq!(status, 200, "{again:#}");
+    let keys = stored(&env, APP1).await;
+    let back = keys.iter().find(|k| k.key == restored).unwrap();
+    let second_pin = attribute(back, PINNED_AT_ATTRIBUTE).expect("pinned");
+    assert!(second_pin > first_pin, "{first_pin} then {second_pin}");
+    let (targets, answer, status_text) = target_states(&env, APP1);
+    assert_eq!(
+        answer["apps"][0]["current"]["apiKey"],
+        shown(&restored).as_str(),
+        "{answer:#}"
+    );
+    assert!(
+        targets.iter().all(|(_, s, _)| s == "current"),
+        "{targets:?}"
+    );
+    handler.assert_no_key_leaked(&env.all_keys().await, &[&again_text, &status_text]);
+}
