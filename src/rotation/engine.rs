@@ -183,6 +183,23 @@ async fn run_over(
                     .successes
                     .push(ReportEntry::new("TOOLKIT", app, "", grant.message.clone()));
             }
+            // Created, then withdrawn by its failed key check: not a renewal, and said so.
+            Ok(grant) if grant.renewed && keys.checks.withdrew(app) => {
+                report.warnings.push(
+                    ReportEntry::new(
+                        "TOOLKIT",
+                        app,
+                        "",
+                        format!(
+                            "{} Then withdrawn: its key check failed (see the {} entry), so the previous key stays current.",
+                            grant.message,
+                            key_check::REPORT_TYPE
+                        ),
+                    )
+                    .with_key(&grant.api_key)
+                    .with_code(key_check::WITHDRAWN_CODE),
+                );
+            }
             Ok(grant) if grant.renewed => {
                 report.summary.renewed += 1;
                 tracing::info!(app = %app, key = %grant.api_key, "key renewed in the API manager");

@@ -31,6 +31,8 @@ pub const DEFAULT_MAX_WAIT_SECONDS: u64 = 120;
 pub const REPORT_TYPE: &str = "KEY_CHECK";
 /// The code of a failed check, and of every target it kept from being written.
 pub const FAILED_CODE: &str = "KeyCheckFailed";
+/// Code of the `TOOLKIT` warning of a key this run created and its failed check withdrew.
+pub const WITHDRAWN_CODE: &str = "KeyWithdrawn";
 /// The longest wait between two tries.
 const MAX_DELAY: Duration = Duration::from_secs(15);
 
@@ -99,8 +101,9 @@ enum Checked {
     Passed { attempts: u32 },
     /// A dry run: the check would be sent.
     Planned,
-    /// The key was refused until the bound; nothing of the app is written.
-    Failed { report: String },
+    /// The key was refused until the bound; nothing of the app is written. `withdrawn`: the
+    /// key was this run's and is gone from the API manager again.
+    Failed { report: String, withdrawn: bool },
 }
 
 /// One run's checks: one cell per app with a check, filled by whichever target of the app
@@ -171,6 +174,7 @@ impl<'a> Checks<'a> {
         let Some(http) = &self.config.http else {
             return Checked::Failed {
                 report: "no HTTP client to send the check with".into(),
+                withdrawn: false,
             };
         };
         let tried = try_key(http, call, check, &grant.api_key, self.config.max_wait).await;
@@ -191,12 +195,16 @@ impl<'a> Checks<'a> {
             "The gateway did not accept key {} at {at} ({tries}): {refusal}. No target of {app} was written.",
             grant.api_key
         );
+        let mut withdrawn = false;
         if grant.renewed {
             match source.withdraw(call, app, &grant.api_key).await {
-                Ok(()) => report.push_str(&format!(
+                Ok(()) => {
+                    withdrawn = true;
+                    report.push_str(&format!(
                     " The new key {} was withdrawn from the API manager (it was never distributed); the previous key stays current.",
                     grant.api_key
-                )),
+                ))
+                }
                 Err(e) => report.push_str(&format!(
                     " The new key {} could not be withdrawn: {e}",
                     grant.api_key
@@ -209,7 +217,18 @@ impl<'a> Checks<'a> {
             ));
         }
         tracing::warn!(app, key = %grant.api_key, attempts, "{report}");
-        Checked::Failed { report }
+        Checked::Failed { report, withdrawn }
+    }
+
+    /// Whether `app`'s check failed and withdrew the key this run had created for it.
+    pub(super) fn withdrew(&self, app: &str) -> bool {
+        matches!(
+            self.cells.get(app).and_then(|c| c.get()),
+            Some(Checked::Failed {
+                withdrawn: true,
+                ..
+            })
+        )
     }
 
     /// Adds one [`REPORT_TYPE`] entry per app whose check ran (or, in a dry run, would run),
@@ -261,7 +280,9 @@ impl<'a> Checks<'a> {
                         None => entry,
                     });
                 }
-                Checked::Failed { report: message } => {
+                Checked::Failed {
+                    report: message, ..
+                } => {
                     let entry = ReportEntry::new(REPORT_TYPE, app, &at, message.clone())
                         .with_code(FAILED_CODE);
                     report.errors.push(match &grant {

@@ -252,6 +252,9 @@ pub fn hint(kind: &str, code: &str) -> Option<&'static str> {
         (_, "keycheckfailed") => {
             "the new key was refused where the mapping's keyChecks tries it: check the check's URL and the key's API products, or raise KEY_CHECK_MAX_WAIT_SECONDS if the API manager is slow to propagate keys; the targets keep their previous key"
         }
+        (_, "keywithdrawn") => {
+            "the key made this run was refused by its key check and withdrawn again: fix what the KEY_CHECK entry names; the next run renews again"
+        }
         (_, "nopreviouskey") => {
             "there is no still-valid key to roll back to: renew instead (rotate --app NAME --force)"
         }
@@ -423,6 +426,7 @@ mod tests {
         assert!(h("WEB_APP", "PinnedKeyVaultReference").contains("versionless"));
         assert!(h("KEY_VAULT", "KeyCheckFailed").contains("keyChecks"));
         assert!(h("ROLLBACK", "NoPreviousKey").contains("--force"));
+        assert!(h("TOOLKIT", "KeyWithdrawn").contains("KEY_CHECK"));
         assert!(h("REVOCATION", "RevocationBlocked").contains("every target"));
         assert_eq!(hint("KEY_VAULT", "SomethingNew"), None);
     }

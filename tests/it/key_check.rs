@@ -174,13 +174,27 @@ async fn a_failing_check_writes_nothing_of_its_app_and_withdraws_the_new_key() {
             .as_str()
             .unwrap()
             .contains("still holds its previous key")));
-    // The renewal itself is reported (TOOLKIT); no target of App1 is a success.
+    // The key made and withdrawn is a TOOLKIT warning, no renewal (and no "renewal done"
+    // notice or key.created success follows from it); no entry of App1 is a success.
     assert!(
         list(&report, "successes")
             .iter()
-            .all(|e| e["appName"] != APP1 || e["type"] == "TOOLKIT"),
+            .all(|e| e["appName"] != APP1),
         "{report:#}"
     );
+    let made = list(&report, "warnings")
+        .iter()
+        .find(|e| e["type"] == "TOOLKIT" && e["appName"] == APP1)
+        .unwrap_or_else(|| panic!("{report:#}"));
+    assert_eq!(made["code"], "KeyWithdrawn", "{report:#}");
+    assert!(
+        made["message"]
+            .as_str()
+            .unwrap()
+            .contains("Then withdrawn: its key check failed"),
+        "{report:#}"
+    );
+    assert_eq!(report["summary"]["renewed"], 0, "{report:#}");
     // (The API manager's own writes, creating and withdrawing the key, are not targets.)
     let writes: Vec<Value> = env
         .writes()
