@@ -5,34 +5,30 @@
 //! the entries of one container ([`crate::azure::call::Call::fan_out`]); the retry policy's
 //! per-host and total caps bound what is actually on the wire.
 
-use futures::future::{BoxFuture, FutureExt};
-use futures::stream::{self, StreamExt};
+use futures::stream::{self, BoxStream, StreamExt};
 use std::future::Future;
 
 /// Runs `calls` with at most `limit` (at least 1) at once, whichever finishes first making room
 /// for the next; the results are in the order of `calls`.
 ///
-/// The calls are boxed as they are given, before anything is awaited, so the returned future
-/// holds no closure of the caller's and stays `Send` for any lifetime (which the async-trait
+/// A call is taken from `calls` only when there is room for it, so at most `limit` of them
+/// exist at a time: a container of 5,000 entries or a run of 50,000 apps never holds a future
+/// per item (each is kilobytes before it is polled). The stream is boxed, so the returned future
+/// names no closure of the caller's and stays `Send` for any lifetime (which the async-trait
 /// methods of the targets and the HTTP handlers need).
-pub fn bounded<'a, T, F>(
-    limit: usize,
-    calls: impl IntoIterator<Item = F>,
-) -> impl Future<Output = Vec<T>> + Send + 'a
+pub fn bounded<'a, T, F, I>(limit: usize, calls: I) -> impl Future<Output = Vec<T>> + Send + 'a
 where
     T: Send + 'a,
     F: Future<Output = T> + Send + 'a,
+    I: IntoIterator<Item = F>,
+    I::IntoIter: Send + 'a,
 {
-    let numbered: Vec<BoxFuture<'a, (usize, T)>> = calls
-        .into_iter()
-        .enumerate()
-        .map(|(i, call)| async move { (i, call.await) }.boxed())
-        .collect();
+    let running: BoxStream<'a, (usize, T)> = stream::iter(calls.into_iter().enumerate())
+        .map(|(i, call)| async move { (i, call.await) })
+        .buffer_unordered(limit.max(1))
+        .boxed();
     async move {
-        let mut done: Vec<(usize, T)> = stream::iter(numbered)
-            .buffer_unordered(limit.max(1))
-            .collect()
-            .await;
+        let mut done: Vec<(usize, T)> = running.collect().await;
         done.sort_unstable_by_key(|(i, _)| *i);
         done.into_iter().map(|(_, out)| out).collect()
     }

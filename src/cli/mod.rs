@@ -22,7 +22,7 @@ use crate::rotation::{Rotator, RunError, RunOptions};
 use crate::settings::{Settings, MAPPING_SETTINGS};
 use clap::{CommandFactory, Parser, Subcommand};
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -428,15 +428,25 @@ async fn rotate(rotator: Rotator, mut options: RunOptions, format: LogFormat) ->
     .then(|| Arc::new(progress::Bar::start()));
     options.progress = bar.clone().map(|b| b as Arc<dyn crate::rotation::Progress>);
     let result = rotator.run(&options).await;
+    // Its connections and caches are done with: free them before the report is written.
+    drop(rotator);
     if let Some(bar) = &bar {
         bar.finish(result.is_ok());
     }
     match result {
         Ok(report) => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&report).expect("a report serialises")
-            );
+            // Written as it is serialised: a report of thousands of targets is megabytes,
+            // and a string of it would double the run's peak memory at its very end.
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let written = serde_json::to_writer_pretty(&mut out, &report)
+                .map_err(std::io::Error::from)
+                .and_then(|()| writeln!(out))
+                .and_then(|()| out.flush());
+            drop(out);
+            if let Err(e) = written {
+                eprintln!("error: the report could not be written to stdout: {e}");
+                return ExitCode::from(2);
+            }
             // With JSON logs the "rotation run finished" line and the report say it all.
             if format == LogFormat::Text {
                 eprintln!("{}", report.human_summary());

@@ -370,7 +370,7 @@ pub(super) async fn step<'a>(
     call: &Call,
     source: &dyn KeySource,
     apps: &[String],
-    grant_of: impl Fn(&str) -> std::result::Result<&'a KeyGrant, Error>,
+    grant_of: impl Fn(&str) -> std::result::Result<&'a KeyGrant, Error> + Sync,
     targets: &TargetsByApp,
     options: &RunOptions,
     report: &mut Report,
