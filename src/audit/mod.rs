@@ -674,6 +674,29 @@ impl Sink {
     }
 }
 
+impl Sink {
+    /// The last `n` lines of the trail [`Sink::read_lines`] reads (fewer when it has fewer);
+    /// for the blob trail only the last blobs needed are read.
+    pub async fn tail_lines(&self, n: usize) -> Result<Vec<String>, String> {
+        if let Some(b) = &self.blob {
+            let call = self.call();
+            let deadline = call.deadline().unwrap_or_else(Instant::now);
+            return tokio::time::timeout_at(deadline.into(), b.tail(&call, n))
+                .await
+                .map_err(|_| {
+                    format!(
+                        "{}: no answer within {} s",
+                        b.describe(),
+                        AUDIT_WAIT.as_secs()
+                    )
+                })?;
+        }
+        let mut lines = self.read_lines().await?;
+        let skip = lines.len().saturating_sub(n);
+        Ok(lines.split_off(skip))
+    }
+}
+
 /// Every line of the audit trail the settings name, in order ([`Sink::read_lines`] of
 /// [`Sink::from_settings`]): what the dashboard's audit tail reads.
 pub async fn read_lines(settings: &Settings) -> Result<Vec<String>, String> {

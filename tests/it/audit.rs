@@ -550,6 +550,11 @@ async fn concurrent_appenders_keep_one_chain() {
     let verified = trail::verify(lines.iter().map(String::as_str))
         .unwrap_or_else(|b| panic!("the chain forked: {b}"));
     assert_eq!(verified.records, lines.len());
+    // The tail is the trail's last lines.
+    assert_eq!(
+        sink.tail(&call(), 5).await.unwrap(),
+        lines[lines.len() - 5..]
+    );
     // A run's records stay together in one block: each run id's records are consecutive.
     let ids: Vec<String> = lines
         .iter()
@@ -646,4 +651,35 @@ async fn a_trail_that_cannot_be_written_is_reported_and_the_targets_are_still_wr
         handler.output().contains("audit trail not written"),
         "the log has the error too"
     );
+}
+
+/// A bad AUDIT_LOG_BLOB_CONTAINER is named by `validate --settings` and stops a run at its
+/// start, changing nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_container_setting_fails_validate_and_stops_the_run() {
+    let env = Env::start().await;
+    let settings = env.settings(&[
+        ("AzureWebJobsStorage", "UseDevelopmentStorage=true"),
+        ("AUDIT_LOG_BLOB_CONTAINER", "Audit_Trail"),
+    ]);
+    let expected = "AUDIT_LOG_BLOB_CONTAINER: not a blob container name";
+    let out = binary()
+        .envs(&settings)
+        .args(["validate", "--settings"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(expected) || stderr.contains(expected),
+        "{stdout}\n{stderr}"
+    );
+    let out = binary().envs(&settings).arg("rotate").output().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_ne!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        format!("{stdout}\n{stderr}").contains(expected),
+        "{stdout}\n{stderr}"
+    );
+    assert!(env.writes().await.is_empty());
 }
