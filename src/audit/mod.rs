@@ -1,6 +1,7 @@
 //! The audit trail: one JSON record per event of a run (run started and ended, key created,
 //! revoked, checked, rolled back, target written or failed), appended to a hash-chained,
-//! append-only log ([`file`] for the command line).
+//! append-only log: append blobs in the host storage account ([`blob`], the Functions host's
+//! default) and a local file ([`file`], the command line's), through one [`Sink`].
 //!
 //! Each record is one line of JSON whose `prev` is the SHA-256 (lower-case hex) of the previous
 //! record's exact line, and the first record's `prev` the SHA-256 of [`GENESIS`]; `seq` counts
@@ -12,16 +13,40 @@
 //! Keys appear only as [`crate::secret::ApiKey::redacted`] (`****` and the last 4); the records
 //! are built from the run's [`Report`], which carries nothing more.
 
+pub mod blob;
 pub mod file;
 
+use crate::azure::call::Call;
+use crate::azure::retry::RetryPolicy;
+use crate::azure::storage::BlobClient;
 use crate::rfc3339;
 use crate::rotation::report::{Report, ReportEntry};
 use crate::secret::sha256_hex;
+use crate::settings::{SettingError, Settings};
 use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 
 /// The setting that names the local audit file (JSON lines, appended to).
 pub const AUDIT_LOG_FILE: &str = "AUDIT_LOG_FILE";
+
+/// The setting that names the blob trail's container in the host storage account (default
+/// [`AUDIT_CONTAINER`]), or turns the blob trail off (`off`).
+pub const AUDIT_LOG_BLOB_CONTAINER: &str = "AUDIT_LOG_BLOB_CONTAINER";
+
+/// The blob trail's container (the ARM template makes it with a time-based immutability
+/// policy that allows protected append writes; the sink makes it when missing).
+pub const AUDIT_CONTAINER: &str = "apikey-rotator-audit";
+
+/// The setting the Functions host gives its custom handler: set, the process runs as the host's
+/// handler, where the blob trail is the default.
+const FUNCTIONS_PORT_SETTING: &str = "FUNCTIONS_CUSTOMHANDLER_PORT";
+
+/// How long one audit write (or read) may take: its own budget, since a run's records are
+/// written when the run ends, its deadline perhaps passed.
+pub const AUDIT_WAIT: Duration = Duration::from_secs(20);
 
 /// The report type of a warning about the audit trail (records not written).
 pub const REPORT_TYPE: &str = "AUDIT";
@@ -365,27 +390,29 @@ pub fn verify<'a>(lines: impl IntoIterator<Item = &'a str>) -> Result<Verified, 
     Ok(Verified { records: n, head })
 }
 
-/// Appends the records of a finished run to the audit sink the settings name (today: the
-/// local file of [`AUDIT_LOG_FILE`]; none when it is not set). A dry run changes nothing and
-/// is not recorded. A sink that fails loses nothing silently: the report gets an [`REPORT_TYPE`]
-/// warning with the count of records not written, and the log an error.
-pub fn record_run(
-    settings: &crate::settings::Settings,
+/// Appends the records of a finished run to every sink of `sink` ([`Sink::new`]: the blob
+/// trail, the local file; nothing when neither applies). A dry run changes nothing and is not
+/// recorded. A sink that fails loses nothing silently: the report gets an [`REPORT_TYPE`]
+/// warning `AuditWriteFailed` per failing sink with the count of records not written, and the
+/// log an error.
+pub async fn record_run(
+    sink: &Sink,
     origin: &Origin,
     report: &mut Report,
     started: OffsetDateTime,
 ) {
-    let Some(path) = settings.get(AUDIT_LOG_FILE) else {
-        return;
-    };
-    if report.dry_run {
+    if report.dry_run || sink.is_none() {
         return;
     }
     let events = events_of(report, started);
-    if let Err(why) = file::append(std::path::Path::new(path), &report.run_id, origin, &events) {
+    for (name, result) in sink.append(&report.run_id, origin, &events).await {
+        let Err((written, why)) = result else {
+            continue;
+        };
+        let missing = events.len() - written;
         tracing::error!(
-            setting = AUDIT_LOG_FILE,
-            records = events.len(),
+            sink = %name,
+            records = missing,
             "audit trail not written: {why}"
         );
         report.warnings.push(
@@ -393,10 +420,7 @@ pub fn record_run(
                 REPORT_TYPE,
                 "",
                 "",
-                format!(
-                    "{} audit records not written ({AUDIT_LOG_FILE}): {why}",
-                    events.len()
-                ),
+                format!("{missing} audit records not written ({name}): {why}"),
             )
             .with_code("AuditWriteFailed"),
         );
@@ -404,29 +428,321 @@ pub fn record_run(
 }
 
 /// Appends the record of a key ToolkitApp (or the standalone toolkit) handed out to `origin`'s
-/// caller, preceded by `key.created` when the request renewed it, to the sink the settings
-/// name (none when [`AUDIT_LOG_FILE`] is not set). The answer carries no report, so a sink
-/// that fails is logged as an error with the count of records not written.
-pub fn record_handout(
-    settings: &crate::settings::Settings,
+/// caller, preceded by `key.created` when the request renewed it, to every sink of `sink`.
+/// The answer carries no report, so a sink that fails is logged as an error with the count of
+/// records not written.
+pub async fn record_handout(
+    sink: &Sink,
     origin: &Origin,
     grant: &crate::toolkit::KeyGrant,
     dry_run: bool,
 ) {
-    let Some(path) = settings.get(AUDIT_LOG_FILE) else {
+    if sink.is_none() {
         return;
-    };
+    }
     let events = handout_events(grant, dry_run, OffsetDateTime::now_utc());
     let id = uuid::Uuid::new_v4().to_string();
-    if let Err(why) = file::append(std::path::Path::new(path), &id, origin, &events) {
-        tracing::error!(
-            setting = AUDIT_LOG_FILE,
-            records = events.len(),
-            app = %grant.app_name,
-            "{} audit records not written: {why}",
-            events.len()
-        );
+    for (name, result) in sink.append(&id, origin, &events).await {
+        if let Err((written, why)) = result {
+            let missing = events.len() - written;
+            tracing::error!(
+                sink = %name,
+                records = missing,
+                app = %grant.app_name,
+                "{missing} audit records not written: {why}"
+            );
+        }
     }
+}
+
+/// Where audit records go: the blob trail in the host storage account ([`blob`]), the local
+/// file of [`AUDIT_LOG_FILE`] ([`file`]), both, or neither.
+///
+/// The blob trail applies when the host storage account is set (`AzureWebJobsStorage` or its
+/// identity-based form, as for the run lock) and either the process runs as the Functions host
+/// (`FUNCTIONS_CUSTOMHANDLER_PORT` set) or [`AUDIT_LOG_BLOB_CONTAINER`] names a container;
+/// [`AUDIT_LOG_BLOB_CONTAINER`] `off` turns it off. The file applies whenever
+/// [`AUDIT_LOG_FILE`] is set. Each sink is its own chain.
+#[derive(Clone, Debug, Default)]
+pub struct Sink {
+    file: Option<PathBuf>,
+    blob: Option<blob::BlobSink>,
+    policy: Arc<RetryPolicy>,
+}
+
+/// What [`AUDIT_LOG_BLOB_CONTAINER`] says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ContainerChoice {
+    /// Unset: [`AUDIT_CONTAINER`], on the Functions host only.
+    Default,
+    /// `off`: no blob trail.
+    Off,
+    /// A container, wherever the process runs.
+    Named(String),
+}
+
+fn container_choice(settings: &Settings) -> ContainerChoice {
+    match settings.get(AUDIT_LOG_BLOB_CONTAINER) {
+        None => ContainerChoice::Default,
+        Some(v) if v.eq_ignore_ascii_case("off") => ContainerChoice::Off,
+        Some(v) => ContainerChoice::Named(v.to_string()),
+    }
+}
+
+/// Whether the host storage account is set (`AzureWebJobsStorage` or its identity form).
+fn storage_is_set(settings: &Settings) -> bool {
+    use crate::azure::storage::STORAGE_SETTING;
+    [
+        STORAGE_SETTING.to_string(),
+        format!("{STORAGE_SETTING}__blobServiceUri"),
+        format!("{STORAGE_SETTING}__accountName"),
+    ]
+    .iter()
+    .any(|name| settings.get(name).is_some())
+}
+
+/// Whether `name` is a valid blob container name: 3 to 63 lower-case letters, digits and
+/// hyphens, starting and ending with a letter or digit, no two hyphens in a row.
+pub fn is_container_name(name: &str) -> bool {
+    let ok = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    (3..=63).contains(&name.len())
+        && name.bytes().all(|b| ok(b) || b == b'-')
+        && name.bytes().next().is_some_and(ok)
+        && name.bytes().last().is_some_and(ok)
+        && !name.contains("--")
+}
+
+/// The audit settings' problems, each naming its setting: a run with any of them stops at its
+/// start, and `validate --settings` lists them.
+pub fn check_settings(settings: &Settings) -> Result<(), Vec<SettingError>> {
+    let mut problems = Vec::new();
+    if let ContainerChoice::Named(name) = container_choice(settings) {
+        if !is_container_name(&name) {
+            problems.push(SettingError {
+                setting: AUDIT_LOG_BLOB_CONTAINER.into(),
+                message: "not a blob container name; expected 3 to 63 lower-case letters, digits and single hyphens, starting and ending with a letter or digit (or \"off\")".into(),
+            });
+        } else if !storage_is_set(settings) {
+            problems.push(SettingError {
+                setting: AUDIT_LOG_BLOB_CONTAINER.into(),
+                message: format!(
+                    "names a container, but {0} (or {0}__blobServiceUri / {0}__accountName) is not set: the blob trail lives in the host storage account",
+                    crate::azure::storage::STORAGE_SETTING
+                ),
+            });
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+impl Sink {
+    /// No sink: nothing is recorded.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// The sinks the settings ask for, the blob trail on `storage` (the host storage account's
+    /// client, the run lock's: [`crate::rotation::lock::RunLock::blob_client`]).
+    pub fn new(settings: &Settings, storage: Option<&BlobClient>) -> Self {
+        let under_host = settings.get(FUNCTIONS_PORT_SETTING).is_some();
+        let container = match container_choice(settings) {
+            ContainerChoice::Named(name) => Some(name),
+            ContainerChoice::Default if under_host => Some(AUDIT_CONTAINER.to_string()),
+            _ => None,
+        };
+        Self {
+            file: settings.get(AUDIT_LOG_FILE).map(PathBuf::from),
+            blob: storage
+                .zip(container)
+                .map(|(client, container)| blob::BlobSink::new(client.clone(), &container)),
+            policy: Arc::new(RetryPolicy::from_limits(&settings.outbound)),
+        }
+    }
+
+    /// [`Sink::new`] on a client of its own, for a reader that has no
+    /// [`crate::rotation::Rotator`] at hand (the storage client is built as the run lock's).
+    pub fn from_settings(settings: &Settings) -> Result<Self, String> {
+        Ok(Self::new(settings, storage_client(settings)?.as_ref()))
+    }
+
+    /// Whether no sink applies.
+    pub fn is_none(&self) -> bool {
+        self.file.is_none() && self.blob.is_none()
+    }
+
+    /// The blob trail, when it applies.
+    pub fn blob(&self) -> Option<&blob::BlobSink> {
+        self.blob.as_ref()
+    }
+
+    /// The local file, when it applies.
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
+    }
+
+    /// What the sinks are, for the log: `blob <account>/<container>, file <path>` or `none`.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(b) = &self.blob {
+            parts.push(b.describe());
+        }
+        if let Some(f) = &self.file {
+            parts.push(format!("file {}", f.display()));
+        }
+        if parts.is_empty() {
+            "none".into()
+        } else {
+            parts.join(", ")
+        }
+    }
+
+    /// The call of one audit write or read: this process's retry policy and its own
+    /// [`AUDIT_WAIT`] (a run's records are written after its deadline may have passed).
+    pub fn call(&self) -> Call {
+        Call::new(self.policy.clone(), Some(Instant::now() + AUDIT_WAIT))
+    }
+
+    /// Appends `events` of `run_id` to each sink: its name for messages, and `Ok` or the count
+    /// of records written and why not the rest.
+    async fn append(
+        &self,
+        run_id: &str,
+        origin: &Origin,
+        events: &[Event],
+    ) -> Vec<(String, Result<(), (usize, String)>)> {
+        let mut out = Vec::new();
+        if let Some(b) = &self.blob {
+            let call = self.call();
+            let deadline = call.deadline().unwrap_or_else(Instant::now);
+            let now = OffsetDateTime::now_utc();
+            let result = tokio::time::timeout_at(
+                deadline.into(),
+                b.append(&call, run_id, origin, events, now),
+            )
+            .await
+            .unwrap_or_else(|_| Err((0, format!("no answer within {} s", AUDIT_WAIT.as_secs()))));
+            out.push((b.describe(), result));
+        }
+        if let Some(path) = &self.file {
+            let (path, run_id, origin, events) = (
+                path.clone(),
+                run_id.to_string(),
+                origin.clone(),
+                events.to_vec(),
+            );
+            // The file's I/O blocks: off the async workers.
+            let result =
+                tokio::task::spawn_blocking(move || file::append(&path, &run_id, &origin, &events))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("the write did not finish: {e}")))
+                    .map_err(|why| (0, why));
+            out.push((AUDIT_LOG_FILE.to_string(), result));
+        }
+        out
+    }
+
+    /// Every line of the trail, in order: the blob trail's (all its blobs in name order) when it
+    /// applies, else the file's; an error when neither applies or the trail cannot be read.
+    pub async fn read_lines(&self) -> Result<Vec<String>, String> {
+        if let Some(b) = &self.blob {
+            let call = self.call();
+            let deadline = call.deadline().unwrap_or_else(Instant::now);
+            let blobs = tokio::time::timeout_at(deadline.into(), b.read(&call))
+                .await
+                .map_err(|_| {
+                    format!(
+                        "{}: no answer within {} s",
+                        b.describe(),
+                        AUDIT_WAIT.as_secs()
+                    )
+                })??;
+            return Ok(blobs.into_iter().flat_map(|b| b.lines).collect());
+        }
+        if let Some(path) = self.file.clone() {
+            return tokio::task::spawn_blocking(move || file::read_lines(&path))
+                .await
+                .unwrap_or_else(|e| Err(format!("the read did not finish: {e}")));
+        }
+        Err(format!(
+            "no audit trail: set {AUDIT_LOG_FILE}, or run as the Functions host with {} set",
+            crate::azure::storage::STORAGE_SETTING
+        ))
+    }
+}
+
+impl Sink {
+    /// The last `n` lines of the trail [`Sink::read_lines`] reads (fewer when it has fewer);
+    /// for the blob trail only the last blobs needed are read.
+    pub async fn tail_lines(&self, n: usize) -> Result<Vec<String>, String> {
+        if let Some(b) = &self.blob {
+            let call = self.call();
+            let deadline = call.deadline().unwrap_or_else(Instant::now);
+            return tokio::time::timeout_at(deadline.into(), b.tail(&call, n))
+                .await
+                .map_err(|_| {
+                    format!(
+                        "{}: no answer within {} s",
+                        b.describe(),
+                        AUDIT_WAIT.as_secs()
+                    )
+                })?;
+        }
+        let mut lines = self.read_lines().await?;
+        let skip = lines.len().saturating_sub(n);
+        Ok(lines.split_off(skip))
+    }
+}
+
+/// Every line of the audit trail the settings name, in order ([`Sink::read_lines`] of
+/// [`Sink::from_settings`]): what the dashboard's audit tail reads.
+pub async fn read_lines(settings: &Settings) -> Result<Vec<String>, String> {
+    Sink::from_settings(settings)?.read_lines().await
+}
+
+/// The blob trail of the host storage account the settings name, for the command line's
+/// `audit verify|export --storage` (wherever it runs): `None` when no storage account is set.
+pub fn storage_trail(settings: &Settings) -> Result<Option<blob::BlobSink>, String> {
+    let container = match container_choice(settings) {
+        ContainerChoice::Off => {
+            return Err(format!(
+                "{AUDIT_LOG_BLOB_CONTAINER} is off: there is no blob trail to read"
+            ))
+        }
+        ContainerChoice::Named(name) => name,
+        ContainerChoice::Default => AUDIT_CONTAINER.to_string(),
+    };
+    Ok(storage_client(settings)?.map(|c| blob::BlobSink::new(c, &container)))
+}
+
+/// The host storage account's client, built from the settings alone exactly as the run lock
+/// builds it (connection string, or identity-based `AzureWebJobsStorage__*`).
+fn storage_client(settings: &Settings) -> Result<Option<BlobClient>, String> {
+    if !storage_is_set(settings) {
+        return Ok(None);
+    }
+    let ca = settings
+        .trusted_ca_file
+        .as_ref()
+        .map(|path| {
+            std::fs::read(path).map_err(|e| {
+                format!(
+                    "{}: cannot read {}: {e}",
+                    crate::azure::http::TRUSTED_CA_SETTING,
+                    path.display()
+                )
+            })
+        })
+        .transpose()?;
+    let http = crate::azure::http::build_client(ca.as_deref(), settings.outbound.request_timeout)
+        .map_err(|e| e.to_string())?;
+    let credential = crate::azure::credential::build(settings, &http);
+    let lock = crate::rotation::lock::RunLock::from_settings(settings, Ok(&http), credential)
+        .map_err(|e| e.to_string())?;
+    Ok(lock.blob_client().cloned())
 }
 
 /// The events of one handout: `key.created` when it renewed the key (not in a dry run, which
@@ -659,6 +975,73 @@ mod tests {
             (Trigger::Http, http.who().as_str())
         );
         assert!(lines[0].contains("\"trigger\":\"http\""));
+    }
+
+    fn settings(pairs: &[(&str, &str)]) -> Settings {
+        Settings::from_map(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn the_blob_trail_is_the_hosts_default_and_a_setting_names_or_stops_it() {
+        let storage = crate::azure::storage::BlobClient::new(
+            reqwest::Client::new(),
+            crate::azure::storage::StorageAccount::from_connection_string(
+                "UseDevelopmentStorage=true",
+            )
+            .unwrap(),
+        );
+        let cs = ("AzureWebJobsStorage", "UseDevelopmentStorage=true");
+        let host = ("FUNCTIONS_CUSTOMHANDLER_PORT", "7071");
+        let container = |pairs: &[(&str, &str)]| {
+            Sink::new(&settings(pairs), Some(&storage))
+                .blob()
+                .map(|b| b.container().to_string())
+        };
+        assert_eq!(container(&[cs, host]).as_deref(), Some(AUDIT_CONTAINER));
+        // The command line writes the blob trail only when the container is named.
+        assert_eq!(container(&[cs]), None);
+        assert_eq!(
+            container(&[cs, ("AUDIT_LOG_BLOB_CONTAINER", "audit-trail")]).as_deref(),
+            Some("audit-trail")
+        );
+        assert_eq!(
+            container(&[cs, host, ("AUDIT_LOG_BLOB_CONTAINER", "OFF")]),
+            None
+        );
+        // Without a storage account, no blob trail whatever the settings.
+        assert!(Sink::new(&settings(&[host]), None).blob().is_none());
+        // The file applies beside it.
+        let both = Sink::new(
+            &settings(&[cs, host, ("AUDIT_LOG_FILE", "/tmp/a.jsonl")]),
+            Some(&storage),
+        );
+        assert_eq!(
+            both.describe(),
+            "blob devstoreaccount1/apikey-rotator-audit, file /tmp/a.jsonl"
+        );
+        assert!(Sink::none().is_none());
+    }
+
+    #[test]
+    fn a_bad_container_setting_names_it() {
+        let cs = ("AzureWebJobsStorage", "UseDevelopmentStorage=true");
+        assert!(check_settings(&settings(&[])).is_ok());
+        assert!(check_settings(&settings(&[("AUDIT_LOG_BLOB_CONTAINER", "off")])).is_ok());
+        assert!(check_settings(&settings(&[cs, ("AUDIT_LOG_BLOB_CONTAINER", "my-audit")])).is_ok());
+        for bad in ["Audit", "ab", "a--b", "-abc", "abc-", "a_b"] {
+            let e =
+                check_settings(&settings(&[cs, ("AUDIT_LOG_BLOB_CONTAINER", bad)])).unwrap_err();
+            assert_eq!(e[0].setting, AUDIT_LOG_BLOB_CONTAINER, "{bad}");
+            assert!(e[0].message.contains("container name"), "{bad}: {}", e[0]);
+        }
+        let e = check_settings(&settings(&[("AUDIT_LOG_BLOB_CONTAINER", "my-audit")])).unwrap_err();
+        assert!(e[0].message.contains("AzureWebJobsStorage"), "{}", e[0]);
+        assert!(is_container_name(AUDIT_CONTAINER));
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The little of Azure Blob Storage the run lock needs: create a container and an empty blob,
-//! and acquire, renew and release a lease on it. Hand-written REST on the shared client (no
+//! The little of Azure Blob Storage the run lock and the audit trail need: create a container
+//! and an empty blob, acquire, renew and release a lease on it; create an append blob, append a
+//! block at a position, read a blob (or a range of it), list a container's blobs. Hand-written REST on the shared client (no
 //! storage SDK is in use), authenticated with Shared Key (a connection string, or Azurite's
 //! development account) or with an Entra ID token (identity-based `AzureWebJobsStorage__*`).
 
@@ -286,6 +287,79 @@ pub enum LeaseOutcome {
     AlreadyLeased,
 }
 
+/// The most one Append Block may carry: 4 MiB (newer service versions take 100 MiB; the
+/// version this client sends, and Azurite, take 4 MiB).
+pub const MAX_APPEND_BLOCK: usize = 4 * 1024 * 1024;
+
+/// The most blocks an append blob holds; an Append Block beyond it is refused with
+/// `BlockCountExceedsLimit`.
+pub const MAX_APPEND_BLOCKS: u64 = 50_000;
+
+/// What an Append Block did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppendOutcome {
+    /// Appended at `offset`; the blob now has `blocks` committed blocks.
+    Appended {
+        /// Where the block starts.
+        offset: u64,
+        /// The blob's committed blocks, this one included.
+        blocks: u64,
+    },
+    /// The blob is no longer as long as the position said (`412
+    /// AppendPositionConditionNotMet`): someone else appended first.
+    Moved,
+    /// The blob holds [`MAX_APPEND_BLOCKS`] blocks already (`409 BlockCountExceedsLimit`).
+    Full,
+}
+
+/// A blob of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedBlob {
+    /// Its name.
+    pub name: String,
+    /// Its length in bytes.
+    pub length: u64,
+}
+
+/// The blobs of one page of List Blobs (`<EnumerationResults>`) and its `NextMarker`, if any.
+fn parse_blob_list(body: &str) -> Result<(Vec<ListedBlob>, Option<String>)> {
+    let tag = |within: &str, name: &str| -> Option<String> {
+        let open = format!("<{name}>");
+        let start = within.find(&open)? + open.len();
+        let end = within[start..].find(&format!("</{name}>"))? + start;
+        Some(xml_unescape(&within[start..end]))
+    };
+    let bad = || {
+        Error::new(
+            ErrorKind::Unavailable,
+            "blob storage answered a blob list that is not <EnumerationResults>",
+        )
+    };
+    if !body.contains("<EnumerationResults") {
+        return Err(bad());
+    }
+    let mut blobs = Vec::new();
+    for part in body.split("<Blob>").skip(1) {
+        let part = part.split("</Blob>").next().unwrap_or("");
+        let name = tag(part, "Name").ok_or_else(bad)?;
+        let length = tag(part, "Content-Length")
+            .and_then(|l| l.trim().parse().ok())
+            .ok_or_else(bad)?;
+        blobs.push(ListedBlob { name, length });
+    }
+    let next = tag(body, "NextMarker").filter(|m| !m.is_empty());
+    Ok((blobs, next))
+}
+
+/// The five predefined XML entities (blob names may hold `&`, `<`, ...).
+fn xml_unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
+}
+
 /// Blob REST calls on one account, over the shared HTTP client.
 #[derive(Clone, Debug)]
 pub struct BlobClient {
@@ -405,6 +479,140 @@ impl BlobClient {
         }
     }
 
+    /// Creates an empty append blob. With `overwrite` false it is made only when missing
+    /// (`If-None-Match: *`): `Ok(false)` when one exists already. With `overwrite` true an
+    /// existing blob is replaced (tests tamper with a trail this way; the product never does).
+    /// A missing container is a [`ErrorKind::NotFound`] error.
+    pub async fn create_append_blob(
+        &self,
+        call: &Call,
+        container: &str,
+        blob: &str,
+        overwrite: bool,
+    ) -> Result<bool> {
+        let path = format!("{container}/{blob}");
+        let mut headers = vec![("x-ms-blob-type", "AppendBlob")];
+        if !overwrite {
+            headers.push(("if-none-match", "*"));
+        }
+        let r = self.send(call, Method::PUT, &path, &[], &headers).await?;
+        match r.status().as_u16() {
+            201 => Ok(true),
+            // 409 BlobAlreadyExists; 412 when the condition failed (a leased blob says so).
+            409 if !overwrite && error_code(&r) == Some("BlobAlreadyExists") => Ok(false),
+            412 if !overwrite => Ok(false),
+            _ => Err(parse_error(r).await),
+        }
+    }
+
+    /// Appends `body` (at most [`MAX_APPEND_BLOCK`] bytes) to the append blob as one block,
+    /// only if the blob is `position` bytes long (`x-ms-blob-condition-appendpos`).
+    pub async fn append_block(
+        &self,
+        call: &Call,
+        container: &str,
+        blob: &str,
+        position: u64,
+        body: Vec<u8>,
+    ) -> Result<AppendOutcome> {
+        let path = format!("{container}/{blob}");
+        let position = position.to_string();
+        let headers = [("x-ms-blob-condition-appendpos", position.as_str())];
+        let r = self
+            .send_body(
+                call,
+                Method::PUT,
+                &path,
+                &[("comp", "appendblock")],
+                &headers,
+                body,
+            )
+            .await?;
+        let header = |name: &str| {
+            r.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+        };
+        match (r.status().as_u16(), error_code(&r)) {
+            (201, _) => Ok(AppendOutcome::Appended {
+                offset: header("x-ms-blob-append-offset").unwrap_or_default(),
+                blocks: header("x-ms-blob-committed-block-count").unwrap_or_default(),
+            }),
+            (412, Some("AppendPositionConditionNotMet")) => Ok(AppendOutcome::Moved),
+            (409, Some("BlockCountExceedsLimit")) => Ok(AppendOutcome::Full),
+            _ => Err(parse_error(r).await),
+        }
+    }
+
+    /// The blob's content (`None` when it or its container does not exist), or the bytes
+    /// `first..=last` of it (`x-ms-range`; `first` must be within the blob).
+    pub async fn get_blob(
+        &self,
+        call: &Call,
+        container: &str,
+        blob: &str,
+        range: Option<(u64, u64)>,
+    ) -> Result<Option<Vec<u8>>> {
+        let path = format!("{container}/{blob}");
+        let range = range.map(|(first, last)| format!("bytes={first}-{last}"));
+        let headers: Vec<(&str, &str)> = range
+            .as_deref()
+            .map(|r| ("x-ms-range", r))
+            .into_iter()
+            .collect();
+        let r = self.send(call, Method::GET, &path, &[], &headers).await?;
+        match r.status().as_u16() {
+            200 | 206 => r
+                .bytes()
+                .await
+                .map(|b| Some(b.to_vec()))
+                .map_err(|e| transport_error("blob storage", &e)),
+            404 => Ok(None),
+            _ => Err(parse_error(r).await),
+        }
+    }
+
+    /// The blobs of `container` whose names start with `prefix`, in name order, with their
+    /// lengths (every page of List Blobs); `None` when the container does not exist.
+    pub async fn list_blobs(
+        &self,
+        call: &Call,
+        container: &str,
+        prefix: &str,
+    ) -> Result<Option<Vec<ListedBlob>>> {
+        let mut out = Vec::new();
+        let mut marker = String::new();
+        loop {
+            let mut query = vec![
+                ("restype", "container"),
+                ("comp", "list"),
+                ("prefix", prefix),
+            ];
+            if !marker.is_empty() {
+                query.push(("marker", marker.as_str()));
+            }
+            let r = self.send(call, Method::GET, container, &query, &[]).await?;
+            match r.status().as_u16() {
+                200 => {}
+                404 => return Ok(None),
+                _ => return Err(parse_error(r).await),
+            }
+            let body = r
+                .text()
+                .await
+                .map_err(|e| transport_error("blob storage", &e))?;
+            let (page, next) = parse_blob_list(&body)?;
+            out.extend(page);
+            match next {
+                Some(next) => marker = next,
+                None => break,
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(Some(out))
+    }
+
     async fn lease(
         &self,
         call: &Call,
@@ -426,6 +634,21 @@ impl BlobClient {
         query: &[(&str, &str)],
         headers: &[(&str, &str)],
     ) -> Result<reqwest::Response> {
+        self.send_body(call, method, path, query, headers, Vec::new())
+            .await
+    }
+
+    /// Sends a request with `body` (framed with its `Content-Length`, which Shared Key signs),
+    /// signed or with a bearer token.
+    async fn send_body(
+        &self,
+        call: &Call,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<reqwest::Response> {
         let mut url = self.account.url(path);
         if !query.is_empty() {
             url.query_pairs_mut().extend_pairs(query);
@@ -437,9 +660,12 @@ impl BlobClient {
             .collect();
         all.push(("x-ms-date".into(), date));
         all.push(("x-ms-version".into(), API_VERSION.into()));
+        let length = body.len().to_string();
         let authorization = match &self.account.auth {
             StorageAuth::SharedKey(key) => {
-                let to_sign = string_to_sign(method.as_str(), &self.account.name, &url, &all);
+                let mut signed = all.clone();
+                signed.push(("content-length".into(), length.clone()));
+                let to_sign = string_to_sign(method.as_str(), &self.account.name, &url, &signed);
                 format!(
                     "SharedKey {}:{}",
                     self.account.name,
@@ -455,8 +681,8 @@ impl BlobClient {
             .http
             .request(method, url.clone())
             .header("authorization", authorization)
-            .header("content-length", "0")
-            .body(Vec::<u8>::new());
+            .header("content-length", length)
+            .body(body);
         for (k, v) in &all {
             request = request.header(k.as_str(), v.as_str());
         }
@@ -467,8 +693,8 @@ impl BlobClient {
     }
 }
 
-/// The Shared Key string to sign (Blob service, version 2015-02-21 and later) for a request
-/// with an empty body. `headers` are lower-case names; standard headers among them
+/// The Shared Key string to sign (Blob service, version 2015-02-21 and later); a body's length
+/// is the `content-length` among `headers` (empty in the string when zero). `headers` are lower-case names; standard headers among them
 /// (`if-none-match`, ...) go in their fixed slots, `x-ms-*` ones into the canonicalized headers.
 pub fn string_to_sign(
     method: &str,
@@ -832,6 +1058,54 @@ mod tests {
                 "no token in unit tests",
             ))
         }
+    }
+
+    /// An Append Block's body length is signed in the Content-Length slot (and a zero length
+    /// is an empty slot, as before).
+    #[test]
+    fn a_bodys_length_is_signed() {
+        let url = url::Url::parse(
+            "http://127.0.0.1:10000/devstoreaccount1/apikey-rotator-audit/audit-2026-12.jsonl?comp=appendblock",
+        )
+        .unwrap();
+        let headers: Vec<(String, String)> = [
+            ("x-ms-blob-condition-appendpos", "0"),
+            ("x-ms-date", "Tue, 01 Dec 2026 06:00:00 GMT"),
+            ("x-ms-version", "2021-12-02"),
+            ("content-length", "42"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let sts = string_to_sign("PUT", DEV_ACCOUNT, &url, &headers);
+        assert!(sts.starts_with("PUT\n\n\n42\n\n\n"), "{sts:?}");
+        assert!(sts.contains("x-ms-blob-condition-appendpos:0\n"), "{sts:?}");
+        assert!(sts.ends_with("\ncomp:appendblock"), "{sts:?}");
+    }
+
+    /// A List Blobs page as the REST reference shows it (`EnumerationResults`, `Blob` with
+    /// `Name` and `Properties/Content-Length`, `NextMarker`).
+    #[test]
+    fn blob_lists() {
+        let page = r#"<?xml version="1.0" encoding="utf-8"?><EnumerationResults ServiceEndpoint="http://127.0.0.1:10000/devstoreaccount1" ContainerName="apikey-rotator-audit"><Prefix>audit-</Prefix><Blobs><Blob><Name>audit-2026-11.jsonl</Name><Properties><Creation-Time>Sun, 01 Nov 2026 06:00:00 GMT</Creation-Time><Content-Length>1234</Content-Length><BlobType>AppendBlob</BlobType></Properties></Blob><Blob><Name>audit-a&amp;b.jsonl</Name><Properties><Content-Length>0</Content-Length></Properties></Blob></Blobs><NextMarker>page2</NextMarker></EnumerationResults>"#;
+        let (blobs, next) = parse_blob_list(page).unwrap();
+        assert_eq!(
+            blobs,
+            [
+                ListedBlob {
+                    name: "audit-2026-11.jsonl".into(),
+                    length: 1234
+                },
+                ListedBlob {
+                    name: "audit-a&b.jsonl".into(),
+                    length: 0
+                }
+            ]
+        );
+        assert_eq!(next.as_deref(), Some("page2"));
+        let last = "<EnumerationResults><Blobs /><NextMarker /></EnumerationResults>";
+        assert_eq!(parse_blob_list(last).unwrap(), (vec![], None));
+        assert!(parse_blob_list("<html>").is_err());
     }
 
     #[test]

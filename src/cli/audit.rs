@@ -1,7 +1,10 @@
-//! `apikey-rotator audit verify|export`: checks the local audit log's chain, and exports its
-//! records as CSV or JSON lines ([`crate::audit`]).
+//! `apikey-rotator audit verify|export`: checks the audit trail's chain (the local file, or the
+//! append blobs in the host storage account), and exports its records as CSV or JSON lines
+//! ([`crate::audit`]).
 
+use crate::audit::blob::TrailBlob;
 use crate::audit::{self, AUDIT_LOG_FILE};
+use crate::azure::storage::STORAGE_SETTING;
 use clap::{Args, Subcommand, ValueEnum};
 use std::io::Write;
 use std::path::PathBuf;
@@ -27,8 +30,13 @@ pub enum AuditAction {
     /// the log cannot be read.
     Verify {
         /// The log (default: the AUDIT_LOG_FILE setting).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "storage")]
         file: Option<PathBuf>,
+        /// Read the blob trail in the host storage account instead (AzureWebJobsStorage or its
+        /// AzureWebJobsStorage__* form; the container of AUDIT_LOG_BLOB_CONTAINER). The default
+        /// when AUDIT_LOG_FILE is not set and the storage account is.
+        #[arg(long)]
+        storage: bool,
     },
     /// Print the audit log's records on stdout, as CSV (with a header) or JSON lines.
     ///
@@ -36,8 +44,11 @@ pub enum AuditAction {
     /// be read or an option is invalid.
     Export {
         /// The log (default: the AUDIT_LOG_FILE setting).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "storage")]
         file: Option<PathBuf>,
+        /// Read the blob trail in the host storage account instead (as `verify --storage`).
+        #[arg(long)]
+        storage: bool,
         /// The output format.
         #[arg(long, value_enum)]
         format: Format,
@@ -68,27 +79,32 @@ pub const CSV_COLUMNS: [&str; 14] = [
 /// Runs `audit`; the process exits with the returned code.
 pub fn run(args: AuditArgs) -> ExitCode {
     match args.action {
-        AuditAction::Verify { file } => {
-            let lines = match read(file) {
-                Ok(l) => l,
+        AuditAction::Verify { file, storage } => {
+            let trail = match read(file, storage) {
+                Ok(t) => t,
                 Err(code) => return code,
             };
+            let lines = trail.lines();
             match audit::verify(lines.iter().map(String::as_str)) {
                 Ok(v) => {
                     println!(
-                        "intact: {} records; last seq {} sha256 {}",
-                        v.records, v.head.seq, v.head.hash
+                        "intact: {} records{}; last seq {} sha256 {}",
+                        v.records,
+                        trail.where_(),
+                        v.head.seq,
+                        v.head.hash
                     );
                     ExitCode::SUCCESS
                 }
                 Err(b) => {
-                    eprintln!("error: the audit log is not intact: {b}");
+                    eprintln!("error: the audit log is not intact: {}", trail.broken(&b));
                     ExitCode::from(1)
                 }
             }
         }
         AuditAction::Export {
             file,
+            storage,
             format,
             since,
             until,
@@ -100,12 +116,16 @@ pub fn run(args: AuditArgs) -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let lines = match read(file) {
-                Ok(l) => l,
+            let trail = match read(file, storage) {
+                Ok(t) => t,
                 Err(code) => return code,
             };
+            let lines = trail.lines();
             if let Err(b) = audit::verify(lines.iter().map(String::as_str)) {
-                eprintln!("error: the audit log is not intact, not exported: {b}");
+                eprintln!(
+                    "error: the audit log is not intact, not exported: {}",
+                    trail.broken(&b)
+                );
                 return ExitCode::from(1);
             }
             let mut out = std::io::stdout().lock();
@@ -131,20 +151,99 @@ pub fn run(args: AuditArgs) -> ExitCode {
     }
 }
 
-/// The log's lines, or the exit code 2 after saying why they cannot be read.
-fn read(file: Option<PathBuf>) -> Result<Vec<String>, ExitCode> {
+/// A trail as read: the file's lines, or the blobs of the blob trail.
+enum Trail {
+    /// The local file's lines.
+    File(Vec<String>),
+    /// The blob trail's blobs, in name order, in `container`.
+    Blobs {
+        /// Where they are: `blob <account>/<container>`.
+        describe: String,
+        /// The blobs.
+        blobs: Vec<TrailBlob>,
+    },
+}
+
+impl Trail {
+    fn lines(&self) -> Vec<String> {
+        match self {
+            Trail::File(lines) => lines.clone(),
+            Trail::Blobs { blobs, .. } => blobs.iter().flat_map(|b| b.lines.clone()).collect(),
+        }
+    }
+
+    /// ` in 3 blobs of blob <account>/<container>` for the blob trail; nothing for a file.
+    fn where_(&self) -> String {
+        match self {
+            Trail::File(_) => String::new(),
+            Trail::Blobs { describe, blobs } => {
+                format!(
+                    " in {} of {describe}",
+                    crate::rotation::report::plural(blobs.len(), "blob")
+                )
+            }
+        }
+    }
+
+    /// Where the chain breaks: `line N: why` in a file, `<blob> line N: why` in the blob trail
+    /// (the line counted within its blob; the why's own line numbers are the trail's).
+    fn broken(&self, b: &audit::Broken) -> String {
+        match self {
+            Trail::File(_) => b.to_string(),
+            Trail::Blobs { blobs, .. } => match audit::blob::locate(blobs, b.line) {
+                Some((name, line)) => {
+                    format!(
+                        "{name} line {line} (line {} of the trail): {}",
+                        b.line, b.why
+                    )
+                }
+                None => b.to_string(),
+            },
+        }
+    }
+}
+
+/// The trail (the file of `--file` or AUDIT_LOG_FILE, or with `storage` or by default when
+/// only the storage account is set, the blob trail), or the exit code 2 after saying why it
+/// cannot be read.
+fn read(file: Option<PathBuf>, storage: bool) -> Result<Trail, ExitCode> {
+    let fail = |e: String| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    };
     let path = file.or_else(|| {
         std::env::var_os(AUDIT_LOG_FILE)
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
     });
-    let Some(path) = path else {
-        eprintln!("error: no audit log: pass --file or set {AUDIT_LOG_FILE}");
-        return Err(ExitCode::from(2));
+    if let (Some(path), false) = (&path, storage) {
+        return audit::file::read_lines(path).map(Trail::File).map_err(fail);
+    }
+    let settings = crate::settings::Settings::from_env();
+    let Some(trail) = audit::storage_trail(&settings).map_err(fail)? else {
+        return Err(fail(if storage {
+            format!("--storage: {STORAGE_SETTING} (or its {STORAGE_SETTING}__* form) is not set")
+        } else {
+            format!("no audit log: pass --file, set {AUDIT_LOG_FILE}, or set {STORAGE_SETTING} (with --storage)")
+        }));
     };
-    audit::file::read_lines(&path).map_err(|e| {
-        eprintln!("error: {e}");
-        ExitCode::from(2)
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| fail(format!("cannot start the async runtime: {e}")))?;
+    let sink = audit::Sink::none();
+    let blobs = runtime
+        .block_on(async {
+            let call = sink.call();
+            let deadline = call.deadline().unwrap_or_else(std::time::Instant::now);
+            tokio::time::timeout_at(deadline.into(), trail.read(&call))
+                .await
+                .unwrap_or_else(|_| Err(format!("{}: no answer in time", trail.describe())))
+        })
+        .map_err(fail)?;
+    Ok(Trail::Blobs {
+        describe: trail.describe(),
+        blobs,
     })
 }
 

@@ -110,6 +110,10 @@ pub fn with_settings(env: &BTreeMap<String, String>) -> Findings {
         out.problems
             .extend(problems.iter().map(|p| format!("setting {p}")));
     }
+    if let Err(problems) = crate::audit::check_settings(rotator.settings()) {
+        out.problems
+            .extend(problems.iter().map(|p| format!("setting {p}")));
+    }
     for e in rotator.setup_problems() {
         out.problems.push(format!("setup: {e}"));
     }

@@ -218,7 +218,7 @@ async fn answer(
         trigger: crate::audit::Trigger::Http,
         who: Some(caller.to_string()),
     };
-    crate::audit::record_handout(rotator.settings(), &origin, &grant, request.dry_run);
+    crate::audit::record_handout(rotator.audit(), &origin, &grant, request.dry_run).await;
     Ok(response_body(&grant))
 }
 

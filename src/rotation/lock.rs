@@ -159,6 +159,12 @@ impl RunLock {
 }
 
 impl RunLock {
+    /// The host storage account's client, when the lock is a blob lease (the audit trail's
+    /// blobs live in the same account).
+    pub fn blob_client(&self) -> Option<&BlobClient> {
+        self.blob.as_ref().map(|b| &b.client)
+    }
+
     /// The per-app renewal leases beside this lock's blob (same account and container), when
     /// the lock is a blob lease: `<site>/renewals/<sha256 of the app name>.lock`.
     pub fn renewal_leases(&self) -> Option<RenewalLeases> {

@@ -63,6 +63,7 @@ pub struct Rotator {
     keys: Result<Arc<dyn KeySource>, Error>,
     vaults: targets::key_vault::VaultClients,
     lock: Result<RunLock, Error>,
+    audit: crate::audit::Sink,
 }
 
 impl Rotator {
@@ -102,6 +103,9 @@ impl Rotator {
             Ok(lock) => tracing::info!(lock = %lock.describe(), "run lock"),
             Err(e) => tracing::error!(code = e.code(), "run lock unavailable: {e}"),
         }
+        let audit =
+            crate::audit::Sink::new(&settings, lock.as_ref().ok().and_then(RunLock::blob_client));
+        tracing::info!(audit = %audit.describe(), "audit trail");
         Self {
             settings,
             policy,
@@ -110,6 +114,7 @@ impl Rotator {
             keys,
             vaults: Default::default(),
             lock,
+            audit,
         }
     }
 
@@ -124,6 +129,11 @@ impl Rotator {
     pub fn call(&self, http_triggered: bool) -> Call {
         let deadline = Instant::now() + self.settings.deadlines.for_run(http_triggered);
         Call::new(self.policy.clone(), Some(deadline))
+    }
+
+    /// Where audit records go (and are read from).
+    pub fn audit(&self) -> &crate::audit::Sink {
+        &self.audit
     }
 
     /// The shared HTTP client, or why there is none.
@@ -167,8 +177,9 @@ impl Rotator {
         let deadline = call.deadline().unwrap_or_else(Instant::now);
         let options = self.with_revocation(options)?;
         crate::notify::config::from_settings(&self.settings).map_err(RunError::Settings)?;
+        crate::audit::check_settings(&self.settings).map_err(RunError::Settings)?;
         let mut report = self.run_checked(&options, &call, deadline).await?;
-        crate::audit::record_run(&self.settings, &options.origin, &mut report, started);
+        crate::audit::record_run(&self.audit, &options.origin, &mut report, started).await;
         crate::notify::deliver::notify_run(&self.settings, self.http(), &call, &mut report).await;
         Ok(report)
     }
