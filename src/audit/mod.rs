@@ -13,6 +13,7 @@
 //! are built from the run's [`Report`], which carries nothing more.
 
 pub mod file;
+pub mod tail;
 
 use crate::rfc3339;
 use crate::rotation::report::{Report, ReportEntry};
