@@ -80,7 +80,13 @@ mod tests {
         assert!(configured(&s));
         // Nothing written yet: no records, no error.
         assert_eq!(tail(&s, 5).await.unwrap(), Vec::new());
-        file::append(&path, "r1", &Origin::default(), &[ev("a"), ev("b"), ev("c")]).unwrap();
+        file::append(
+            &path,
+            "r1",
+            &Origin::default(),
+            &[ev("a"), ev("b"), ev("c")],
+        )
+        .unwrap();
         let last: Vec<String> = tail(&s, 2)
             .await
             .unwrap()

@@ -14,7 +14,7 @@ pub mod render;
 pub use render::render;
 
 use crate::audit::Record;
-use crate::rotation::StatusAnswer;
+use crate::rotation::{Rotator, RunError, StatusAnswer, StatusOptions};
 
 /// How many of the trail's last records the page reads (the runs are grouped from them).
 pub const TAIL_RECORDS: usize = 500;
@@ -45,6 +45,30 @@ pub struct Page<'a> {
     pub audit: &'a Audit,
     /// The app the page is filtered to (`?app=`), if any.
     pub app: Option<&'a str>,
+}
+
+/// The page for `options`: the status (as KeyStatus reads it; its errors are the caller's to
+/// answer) and the audit tail (an unreadable trail is said on the page and logged, never a
+/// failure). What `GET /api/Dashboard` serves and `apikey-rotator dashboard` writes.
+pub async fn page(rotator: &Rotator, options: &StatusOptions) -> Result<String, RunError> {
+    let status = rotator.status(options).await?;
+    let settings = rotator.settings();
+    let audit = if !crate::audit::tail::configured(settings) {
+        Audit::NotConfigured
+    } else {
+        match crate::audit::tail::tail(settings, TAIL_RECORDS).await {
+            Ok(records) => Audit::Records(records),
+            Err(why) => {
+                tracing::warn!("the dashboard cannot read the audit trail: {why}");
+                Audit::Unreadable(why)
+            }
+        }
+    };
+    Ok(render(&Page {
+        status: &status,
+        audit: &audit,
+        app: options.app.as_deref(),
+    }))
 }
 
 /// How a run ended, as far as the tail shows.
@@ -209,8 +233,10 @@ pub(crate) mod tests {
     #[test]
     fn runs_are_grouped_by_id_newest_first_with_their_failures() {
         let runs = runs(&two_runs(), None);
-        let ids: Vec<(&str, RunOutcome)> =
-            runs.iter().map(|r| (r.run_id.as_str(), r.outcome)).collect();
+        let ids: Vec<(&str, RunOutcome)> = runs
+            .iter()
+            .map(|r| (r.run_id.as_str(), r.outcome))
+            .collect();
         assert_eq!(
             ids,
             [

@@ -34,6 +34,8 @@ h1{font-size:1.5rem;margin:8px 0}
 h2{font-size:1.2rem;margin:24px 0 8px;border-bottom:1px solid #d0d7de;padding-bottom:4px}
 h3{font-size:1.05rem;margin:0 0 6px}
 .app{background:#fff;border:1px solid #d0d7de;border-radius:6px;padding:12px;margin:12px 0}
+.wide{overflow-x:auto}
+td{overflow-wrap:anywhere}
 table{border-collapse:collapse;width:100%;margin:6px 0 10px;font-size:.85rem;background:#fff}
 th,td{border:1px solid #d0d7de;padding:3px 6px;text-align:left;vertical-align:top}
 th{background:#eef1f4}
@@ -80,6 +82,8 @@ pub fn render(page: &Page) -> String {
     out.push_str("</p>\n</header>\n<main>\n");
     summary(&mut out, page);
     drift(&mut out, page);
+    // The runs before the apps: a failed run is the first thing to see.
+    runs_section(&mut out, page);
     out.push_str("<section id=\"apps\">\n<h2>Apps</h2>\n");
     for (i, app) in status.apps.iter().enumerate() {
         app_block(&mut out, i, app, now);
@@ -88,7 +92,6 @@ pub fn render(page: &Page) -> String {
         out.push_str("<p>No app in the mapping.</p>\n");
     }
     out.push_str("</section>\n");
-    runs_section(&mut out, page);
     tail_section(&mut out, page);
     out.push_str("</main>\n<footer>\n<p class=\"muted\">Keys show as <code>****</code> and their last four characters only. <code>?app=NAME</code> shows one app. Served by the Dashboard function of apikey-rotator.</p>\n</footer>\n</body>\n</html>\n");
     out
@@ -97,23 +100,33 @@ pub fn render(page: &Page) -> String {
 fn summary(out: &mut String, page: &Page) {
     let s = &page.status.summary;
     let card = |out: &mut String, n: usize, what: &str, class: &str| {
-        let _ = write!(
-            out,
-            "<li class=\"{class}\"><b>{n}</b>{}</li>",
-            esc(what)
-        );
+        let _ = write!(out, "<li class=\"{class}\"><b>{n}</b>{}</li>", esc(what));
     };
     out.push_str("<section id=\"summary\">\n<ul class=\"cards\">");
     card(out, s.apps, "apps", "");
     card(out, s.keys, "keys", "");
     card(out, s.targets, "targets", "");
     card(out, s.current, "in sync", "ok");
-    card(out, s.drift, "drifted", if s.drift > 0 { "bad" } else { "ok" });
-    card(out, s.errors, "could not be checked", if s.errors > 0 { "warn" } else { "ok" });
+    card(
+        out,
+        s.drift,
+        "drifted",
+        if s.drift > 0 { "bad" } else { "ok" },
+    );
+    card(
+        out,
+        s.errors,
+        "could not be checked",
+        if s.errors > 0 { "warn" } else { "ok" },
+    );
     if let Audit::Records(records) = page.audit {
         let runs = runs(records, page.app);
         if let Some(last) = runs.first() {
-            let class = if last.outcome == RunOutcome::Succeeded { "ok" } else { "bad" };
+            let class = if last.outcome == RunOutcome::Succeeded {
+                "ok"
+            } else {
+                "bad"
+            };
             let _ = write!(
                 out,
                 "<li class=\"{class}\"><b>{}</b>last run</li>",
@@ -399,11 +412,11 @@ fn runs_section(out: &mut String, page: &Page) {
             if runs.is_empty() {
                 out.push_str("<p>No run in the audit trail yet.</p>\n");
             } else {
-                out.push_str("<table class=\"runs\"><thead><tr><th>Run</th><th>Trigger</th><th>Who</th><th>Started</th><th>Ended</th><th>Outcome</th><th>Summary</th><th>Failures and warnings</th></tr></thead><tbody>\n");
+                out.push_str("<div class=\"wide\"><table class=\"runs\"><thead><tr><th>Run</th><th>Trigger</th><th>Who</th><th>Started</th><th>Ended</th><th>Outcome</th><th>Summary</th><th>Failures and warnings</th></tr></thead><tbody>\n");
                 for run in runs.iter().take(super::RUNS_SHOWN) {
                     run_row(out, run);
                 }
-                out.push_str("</tbody></table>\n");
+                out.push_str("</tbody></table></div>\n");
             }
         }
     }
@@ -477,11 +490,11 @@ fn tail_section(out: &mut String, page: &Page) {
                     "<p class=\"muted\">The last {} record(s), newest first.</p>",
                     shown.len()
                 );
-                out.push_str("<table class=\"tail\"><thead><tr><th>#</th><th>Time</th><th>Run</th><th>Who</th><th>App</th><th>Target</th><th>Action</th><th>Old key</th><th>New key</th><th>Outcome</th><th>Code</th><th>Message</th></tr></thead><tbody>\n");
+                out.push_str("<div class=\"wide\"><table class=\"tail\"><thead><tr><th>#</th><th>Time</th><th>Run</th><th>Who</th><th>App</th><th>Target</th><th>Action</th><th>Old key</th><th>New key</th><th>Outcome</th><th>Code</th><th>Message</th></tr></thead><tbody>\n");
                 for r in shown {
                     tail_row(out, r);
                 }
-                out.push_str("</tbody></table>\n");
+                out.push_str("</tbody></table></div>\n");
             }
         }
     }
@@ -575,7 +588,7 @@ mod tests {
     use super::*;
     use crate::dashboard::tests::{record, two_runs};
     use crate::rotation::status::{
-        CurrentKey, Drift, ProductInfo, Problem, StatusAnswer, StatusSummary,
+        CurrentKey, Drift, Problem, ProductInfo, StatusAnswer, StatusSummary,
     };
 
     const EVIL: &str = "<script>alert(\"x\")</script>&'";
@@ -672,7 +685,9 @@ mod tests {
 
     /// The `<tr>` of `html` that contains `needle`.
     fn row_of<'a>(html: &'a str, needle: &str) -> &'a str {
-        let at = html.find(needle).unwrap_or_else(|| panic!("{needle} not in page"));
+        let at = html
+            .find(needle)
+            .unwrap_or_else(|| panic!("{needle} not in page"));
         let start = html[..at].rfind("<tr").unwrap();
         let end = at + html[at..].find("</tr>").unwrap();
         &html[start..end]
@@ -757,7 +772,10 @@ mod tests {
         let empty = page(&status, &Audit::Records(Vec::new()));
         assert!(empty.contains("No run in the audit trail yet."));
         assert!(empty.contains("The audit trail holds no record yet."));
-        let broken = page(&status, &Audit::Unreadable("AUDIT_LOG_FILE line 3: bad".into()));
+        let broken = page(
+            &status,
+            &Audit::Unreadable("AUDIT_LOG_FILE line 3: bad".into()),
+        );
         assert!(broken.contains("could not be read: AUDIT_LOG_FILE line 3: bad"));
         // An app without a current key says what that means; one whose keys failed says why.
         let mut status = answer("App1");
@@ -780,7 +798,10 @@ mod tests {
     fn runs_show_their_failures_and_the_tail_its_records() {
         let html = page(&answer("App1"), &Audit::Records(two_runs()));
         let failed = row_of(&html, "<code>r2</code></td><td>timer");
-        assert!(failed.contains("run-failed") && failed.contains(">failed<"), "{failed}");
+        assert!(
+            failed.contains("run-failed") && failed.contains(">failed<"),
+            "{failed}"
+        );
         assert!(failed.contains("<code>Forbidden</code>"), "{failed}");
         let open = row_of(&html, "<code>r3</code></td><td>timer");
         assert!(open.contains("no end record"), "{open}");

@@ -1,11 +1,10 @@
-//! `GET /api/Dashboard?app=`: the dashboard page ([`crate::dashboard`]): the status (read only,
+//! `GET /api/Dashboard?app=`: the dashboard page ([`crate::dashboard::page`]): the status (read only,
 //! as KeyStatus) and the audit trail's tail as one self-contained HTML page, 200 whatever the
 //! drift. An unreadable audit trail is said on the page, not a failure of the call. What stops
 //! the status from starting (settings, mapping, an `app` not in the mapping, a bad query) is
 //! answered as every function answers it: the JSON error with its stable code.
 
 use super::{ApiError, AppState};
-use crate::dashboard::{self, Audit, Page};
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -13,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 /// The page's policy: nothing may be loaded (no script, image, font or style from anywhere);
 /// only the page's own `<style>` applies. The browser enforces what `dashboard::render`
 /// promises.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 pub(super) async fn handle(
     State(rotator): State<AppState>,
@@ -21,24 +20,7 @@ pub(super) async fn handle(
 ) -> Result<Response, ApiError> {
     // The same query as KeyStatus: `app` and the host's `code`, nothing else.
     let options = super::key_status::status_options(&super::strict_query(query.as_deref())?)?;
-    let answer = rotator.status(&options).await?;
-    let settings = rotator.settings();
-    let audit = if !crate::audit::tail::configured(settings) {
-        Audit::NotConfigured
-    } else {
-        match crate::audit::tail::tail(settings, dashboard::TAIL_RECORDS).await {
-            Ok(records) => Audit::Records(records),
-            Err(why) => {
-                tracing::warn!("the dashboard cannot read the audit trail: {why}");
-                Audit::Unreadable(why)
-            }
-        }
-    };
-    let html = dashboard::render(&Page {
-        status: &answer,
-        audit: &audit,
-        app: options.app.as_deref(),
-    });
+    let html = crate::dashboard::page(&rotator, &options).await?;
     let mut response = (StatusCode::OK, html).into_response();
     let headers = response.headers_mut();
     for (name, value) in [
