@@ -35,7 +35,8 @@ h2{font-size:1.2rem;margin:24px 0 8px;border-bottom:1px solid #d0d7de;padding-bo
 h3{font-size:1.05rem;margin:0 0 6px}
 .app{background:#fff;border:1px solid #d0d7de;border-radius:6px;padding:12px;margin:12px 0}
 .wide{overflow-x:auto}
-td{overflow-wrap:anywhere}
+td{overflow-wrap:break-word}
+.key,.nowrap{white-space:nowrap}
 table{border-collapse:collapse;width:100%;margin:6px 0 10px;font-size:.85rem;background:#fff}
 th,td{border:1px solid #d0d7de;padding:3px 6px;text-align:left;vertical-align:top}
 th{background:#eef1f4}
@@ -524,7 +525,7 @@ fn tail_row(out: &mut String, r: &Record) {
 
 /// A key as the sources give it (`****` and its last four).
 fn key_el(key: Option<&str>) -> String {
-    key.map(|k| format!("<code>{}</code>", esc(k)))
+    key.map(|k| format!("<code class=\"key\">{}</code>", esc(k)))
         .unwrap_or_default()
 }
 
@@ -809,7 +810,7 @@ mod tests {
         let tail = &html[html.find("id=\"audit\"").unwrap()..];
         assert!(tail.contains("The last 9 record(s)"));
         assert!(tail.contains("key.handedOut") && tail.contains("<code>h1</code>"));
-        assert!(tail.contains("<code>****x7K2</code>"));
+        assert!(tail.contains("<code class=\"key\">****x7K2</code>"));
     }
 
     #[test]

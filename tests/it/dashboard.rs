@@ -115,6 +115,21 @@ fn assert_self_contained(html: &str) {
     }
 }
 
+/// Every `consumerKey` and `consumerSecret` under `v` (the Apigee double's state).
+fn consumer_secrets(v: &Value) -> Vec<String> {
+    match v {
+        Value::Object(m) => m
+            .iter()
+            .flat_map(|(k, v)| match (k.as_str(), v) {
+                ("consumerKey" | "consumerSecret", Value::String(s)) => vec![s.clone()],
+                _ => consumer_secrets(v),
+            })
+            .collect(),
+        Value::Array(a) => a.iter().flat_map(consumer_secrets).collect(),
+        _ => Vec::new(),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_keys_drift_runs_and_the_audit_tail_in_a_browser() {
     // Fail first, and clearly, when there is no browser.
@@ -308,9 +323,11 @@ async fn the_dashboard_shows_keys_drift_runs_and_the_audit_tail_in_a_browser() {
         .all(|r| r.contains("drifted: previous")));
     assert_self_contained(&written);
 
-    // No full key in the page, as served or as rendered, nor in the handler's logs.
+    // No full key (nor an Apigee consumer secret) in the page, as served or as rendered, nor
+    // in the handler's logs.
     let mut keys = env.all_keys().await;
     keys.extend(app1_before);
+    keys.extend(consumer_secrets(&env.state().await["apigee"]));
     keys.sort();
     keys.dedup();
     handler.assert_no_key_leaked(&keys, &[&served, &dom, &one, &written, &stdout, &stderr]);
