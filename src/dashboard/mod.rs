@@ -117,7 +117,9 @@ pub struct Run {
 /// The runs among `records` (oldest first, as the trail holds them), newest first: every run
 /// id with a `run.started` or `run.ended` record. A ToolkitApp handout has its own id and no
 /// such record, so it is no run (it shows in the audit tail). With `app`, only the runs that
-/// have a record of that app, their problems limited to it.
+/// have a record of that app (a key renewed, checked or revoked, a target written or failed:
+/// a run that left all its targets unchanged records nothing of it), their problems limited
+/// to it.
 pub fn runs(records: &[Record], app: Option<&str>) -> Vec<Run> {
     let mut out: Vec<Run> = Vec::new();
     for r in records {

@@ -61,8 +61,8 @@ code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
 .role-revoked{fill:#ff8182}.role-withdrawn{fill:#d4a72c}.role-incomplete{fill:#c297ff}
 "#;
 
-/// The page: summary, drift, one block per app (its keys' timeline and table, its targets),
-/// the last runs and the audit tail.
+/// The page: summary, drift, the last runs, one block per app (its keys' timeline and table,
+/// its targets), the audit tail.
 pub fn render(page: &Page) -> String {
     let status = page.status;
     let now = parse(&status.timestamp);
@@ -94,7 +94,7 @@ pub fn render(page: &Page) -> String {
     }
     out.push_str("</section>\n");
     tail_section(&mut out, page);
-    out.push_str("</main>\n<footer>\n<p class=\"muted\">Keys show as <code>****</code> and their last four characters only. <code>?app=NAME</code> shows one app. Served by the Dashboard function of apikey-rotator.</p>\n</footer>\n</body>\n</html>\n");
+    out.push_str("</main>\n<footer>\n<p class=\"muted\">Keys show as <code>****</code> and their last four characters only. One app: <code>?app=NAME</code> (or <code>--app</code>). Made by apikey-rotator (the Dashboard function, or <code>apikey-rotator dashboard</code>).</p>\n</footer>\n</body>\n</html>\n");
     out
 }
 
