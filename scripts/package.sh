@@ -29,7 +29,7 @@ glibc=${PACKAGE_GLIBC:-2.28}
 venv=${PACKAGE_VENV:-$HOME/.cache/apikey-rotator/venv-package}
 out=${PACKAGE_OUT:-dist/apikey-rotator.zip}
 target_dir=${CARGO_TARGET_DIR:-$root/target}
-functions=(ToolkitApp ApiKeyRotator RotatorTimer KeyStatus KeyRollback)
+functions=(ToolkitApp ApiKeyRotator RotatorTimer KeyStatus KeyRollback Dashboard)
 
 log() { printf '== package: %s\n' "$*" >&2; }
 

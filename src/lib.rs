@@ -10,6 +10,7 @@
 pub mod audit;
 pub mod azure;
 pub mod cli;
+pub mod dashboard;
 pub mod error;
 pub mod fan_out;
 pub mod functions;

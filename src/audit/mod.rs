@@ -15,6 +15,7 @@
 
 pub mod blob;
 pub mod file;
+pub mod tail;
 
 use crate::azure::call::Call;
 use crate::azure::retry::RetryPolicy;

@@ -180,6 +180,23 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write the Dashboard function's page to a file: every app's keys on an expiry timeline,
+    /// drift, the last runs and the audit tail (from AUDIT_LOG_FILE), as one self-contained
+    /// HTML page.
+    ///
+    /// Reads what `status` reads and writes nothing else. Exit 0 when the page was written, 2
+    /// when it could not be (as `status`'s 2, or the file).
+    Dashboard {
+        /// The HTML file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Read the apps mapping from this file instead of APIKEYROTATIONAPPS(2,3).
+        #[arg(long)]
+        mapping: Option<PathBuf>,
+        /// Only this API-manager app.
+        #[arg(long)]
+        app: Option<String>,
+    },
     /// Roll an app back to the key its current key replaced, and redistribute it.
     ///
     /// For a new key that turned out bad: the previous key (still valid; reactivated when it
@@ -337,6 +354,30 @@ pub fn main() -> ExitCode {
                     ..Default::default()
                 };
                 status::run(Rotator::new(settings), options, json).await
+            }
+            Command::Dashboard { out, mapping, app } => {
+                init_cli_logging(log_format);
+                let settings = match settings_with_mapping(std::env::vars().collect(), mapping) {
+                    Ok(s) => s,
+                    Err(code) => return code,
+                };
+                let options = crate::rotation::StatusOptions {
+                    app,
+                    ..Default::default()
+                };
+                let written = match crate::dashboard::page(&Rotator::new(settings), &options).await
+                {
+                    Ok(html) => std::fs::write(&out, html)
+                        .map_err(|e| format!("cannot write {}: {e}", out.display())),
+                    Err(e) => Err(e.to_string()),
+                };
+                match written {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        ExitCode::from(2)
+                    }
+                }
             }
             Command::Toolkit(args) => {
                 init_cli_logging(log_format);

@@ -22,7 +22,7 @@ pub(super) async fn handle(
 
 /// Reads the query: `app` (optional), and `code` (the function key, checked by the host);
 /// anything else is refused, not ignored.
-fn status_options(query: &HashMap<String, String>) -> Result<StatusOptions, ApiError> {
+pub(super) fn status_options(query: &HashMap<String, String>) -> Result<StatusOptions, ApiError> {
     let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "BadRequest", m);
     if let Some(unknown) = query
         .keys()

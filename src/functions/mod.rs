@@ -2,6 +2,7 @@
 //! functions (ToolkitApp, ApiKeyRotator, KeyStatus), and the timer invocation.
 
 mod api_key_rotator;
+mod dashboard;
 mod error;
 pub mod host;
 mod key_rollback;
@@ -27,13 +28,14 @@ pub type AppState = Arc<Rotator>;
 
 /// Every route the handler serves, with the methods its `function.json` declares (the host
 /// refuses the others before forwarding; the handler agrees, with a JSON 405).
-pub const ROUTES: [(&str, &[Method]); 6] = [
+pub const ROUTES: [(&str, &[Method]); 7] = [
     ("/", &[Method::GET]),
     ("/api/ToolkitApp", &[Method::POST]),
     ("/api/ApiKeyRotator", &[Method::GET]),
     ("/RotatorTimer", &[Method::POST]),
     ("/api/KeyStatus", &[Method::GET]),
     ("/api/KeyRollback", &[Method::POST]),
+    ("/api/Dashboard", &[Method::GET]),
 ];
 
 /// How long a client may take over its request: slow clients must not hold connections (and
@@ -136,6 +138,7 @@ fn routes(state: AppState) -> Router {
             "/api/KeyRollback",
             only(post(key_rollback::handle), ROUTES[5].1),
         )
+        .route("/api/Dashboard", only(get(dashboard::handle), ROUTES[6].1))
         .with_state(state);
     let canonical = exact.clone().fallback(not_found);
     exact.fallback(move |request: Request| {

@@ -119,6 +119,7 @@ fn every_function_folder_is_packaged_and_declares_one_trigger() {
         folders,
         [
             "ApiKeyRotator",
+            "Dashboard",
             "KeyRollback",
             "KeyStatus",
             "RotatorTimer",
@@ -205,7 +206,7 @@ async fn the_handler_serves_every_binding_of_every_function_json() {
     settings.remove("AzureWebJobsStorage");
     let handler = common::Handler::start(&settings).await;
     let requests = host_requests();
-    assert_eq!(requests.len(), 5, "{requests:?}");
+    assert_eq!(requests.len(), 6, "{requests:?}");
     for (name, method, path) in requests {
         let url = format!("{}{path}", handler.base);
         let builder = match method.as_str() {

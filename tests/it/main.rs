@@ -15,6 +15,7 @@ mod cli_output;
 mod cli_validate;
 mod conformance;
 mod core_tools_layout;
+mod dashboard;
 mod deployment_modes;
 mod failure_handling;
 mod fault_matrix;

@@ -13,13 +13,14 @@ use std::path::PathBuf;
 
 const EXECUTABLE: &str = "apikey-rotator";
 /// Every file the zip must hold at its root, besides the executable.
-const CONFIG_FILES: [&str; 6] = [
+const CONFIG_FILES: [&str; 7] = [
     "host.json",
     "ToolkitApp/function.json",
     "ApiKeyRotator/function.json",
     "RotatorTimer/function.json",
     "KeyStatus/function.json",
     "KeyRollback/function.json",
+    "Dashboard/function.json",
 ];
 /// Text only the sandbox (the `sandbox` feature) puts in the executable, with the source file
 /// it comes from: the deployable build (`--no-default-features`) must hold none of it.
