@@ -1,47 +1,41 @@
 //! The last records of the audit trail, for the dashboard: the one place that reads the trail
-//! back for display (today the local file of [`AUDIT_LOG_FILE`]; the append-blob sink when the
-//! settings name it instead).
+//! back for display, from the sink the run writes to ([`Sink`]: the append-blob trail when it
+//! applies, else the local file of [`super::AUDIT_LOG_FILE`]).
 
-use super::{file, parse, Record, AUDIT_LOG_FILE};
-use crate::settings::Settings;
+use super::{parse, Record, Sink};
 
-/// Whether the settings name an audit sink to read: without one there is no trail to show,
+/// Whether the process has an audit sink to read: without one there is no trail to show,
 /// which is a fact for the page, not an error.
-pub fn configured(settings: &Settings) -> bool {
-    settings.get(AUDIT_LOG_FILE).is_some()
+pub fn configured(sink: &Sink) -> bool {
+    !sink.is_none()
 }
 
 /// The last `n` records of the trail, oldest first. Empty when no sink is configured or nothing
-/// was written yet (a missing file); an unreadable trail, or a line among the last `n` that is
-/// not a record, is an error naming the setting and the line (never its content).
-pub async fn tail(settings: &Settings, n: usize) -> Result<Vec<Record>, String> {
-    let Some(path) = settings.get(AUDIT_LOG_FILE) else {
+/// was written yet (no file yet); an unreadable trail, or a line among the last `n` that is not
+/// a record, is an error naming the sink and the record (never the line's content).
+pub async fn tail(sink: &Sink, n: usize) -> Result<Vec<Record>, String> {
+    if sink.blob().is_none() && sink.file().is_none_or(|path| !path.exists()) {
         return Ok(Vec::new());
-    };
-    let path = std::path::PathBuf::from(path);
-    // The file grows with every run: read it off the runtime's worker threads.
-    let lines = tokio::task::spawn_blocking(move || {
-        if !path.exists() {
-            return Ok(Vec::new());
-        }
-        file::read_lines(&path)
-    })
-    .await
-    .map_err(|e| format!("reading {AUDIT_LOG_FILE} failed: {e}"))?
-    .map_err(|e| format!("{AUDIT_LOG_FILE}: {e}"))?;
-    last_records(&lines, n)
+    }
+    let lines = sink
+        .tail_lines(n)
+        .await
+        .map_err(|e| format!("{}: {e}", sink.describe()))?;
+    last_records(&lines, n).map_err(|e| format!("{}: {e}", sink.describe()))
 }
 
-/// The records of the last `n` non-empty lines of `lines`.
+/// The records of the last `n` non-empty lines of `lines` (a tail of the trail).
 fn last_records(lines: &[String], n: usize) -> Result<Vec<Record>, String> {
     let numbered: Vec<(usize, &String)> = lines
         .iter()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .collect();
-    numbered[numbered.len().saturating_sub(n)..]
+    let shown = &numbered[numbered.len().saturating_sub(n)..];
+    let from_end = |i: usize| lines.len() - i;
+    shown
         .iter()
-        .map(|(i, l)| parse(l).map_err(|why| format!("{AUDIT_LOG_FILE} line {}: {why}", i + 1)))
+        .map(|(i, l)| parse(l).map_err(|why| format!("line {} from the end: {why}", from_end(*i))))
         .collect()
 }
 
@@ -50,12 +44,16 @@ mod tests {
     use super::*;
     use crate::audit::{Event, Origin};
 
-    fn settings(path: Option<&std::path::Path>) -> Settings {
+    use crate::audit::{file, AUDIT_LOG_FILE};
+    use crate::settings::Settings;
+
+    /// The sink of settings naming `path` as the audit file (or nothing).
+    fn settings(path: Option<&std::path::Path>) -> Sink {
         let mut raw = std::collections::BTreeMap::new();
         if let Some(p) = path {
             raw.insert(AUDIT_LOG_FILE.to_string(), p.display().to_string());
         }
-        Settings::from_map(raw)
+        Sink::new(&Settings::from_map(raw), None)
     }
 
     fn ev(app: &str) -> Event {
@@ -109,10 +107,10 @@ mod tests {
         text.push_str("secret-looking garbage\n");
         std::fs::write(&path, text).unwrap();
         let e = tail(&settings(Some(&path)), 5).await.unwrap_err();
-        assert!(e.contains("AUDIT_LOG_FILE line 2"), "{e}");
+        assert!(e.contains("line 1 from the end"), "{e}");
         assert!(!e.contains("garbage"), "{e}");
         // A folder is not a trail.
         let e = tail(&settings(Some(dir.path())), 5).await.unwrap_err();
-        assert!(e.starts_with("AUDIT_LOG_FILE: cannot read"), "{e}");
+        assert!(e.contains("cannot read"), "{e}");
     }
 }

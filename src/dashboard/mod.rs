@@ -52,11 +52,11 @@ pub struct Page<'a> {
 /// failure). What `GET /api/Dashboard` serves and `apikey-rotator dashboard` writes.
 pub async fn page(rotator: &Rotator, options: &StatusOptions) -> Result<String, RunError> {
     let status = rotator.status(options).await?;
-    let settings = rotator.settings();
-    let audit = if !crate::audit::tail::configured(settings) {
+    let sink = rotator.audit();
+    let audit = if !crate::audit::tail::configured(sink) {
         Audit::NotConfigured
     } else {
-        match crate::audit::tail::tail(settings, TAIL_RECORDS).await {
+        match crate::audit::tail::tail(sink, TAIL_RECORDS).await {
             Ok(records) => Audit::Records(records),
             Err(why) => {
                 tracing::warn!("the dashboard cannot read the audit trail: {why}");

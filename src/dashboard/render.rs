@@ -428,7 +428,8 @@ fn runs_section(out: &mut String, page: &Page) {
 fn no_sink(out: &mut String, what: &str) {
     let _ = writeln!(
         out,
-        "<p class=\"muted\">No audit trail is configured (<code>{}</code> is not set), so there are no {what} to show.</p>",
+        "<p class=\"muted\">No audit trail is configured (on the Functions host it is the blob trail in <code>{}</code>; elsewhere set <code>{}</code>), so there are no {what} to show.</p>",
+        crate::azure::storage::STORAGE_SETTING,
         crate::audit::AUDIT_LOG_FILE
     );
 }
