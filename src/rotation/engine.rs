@@ -50,6 +50,9 @@ pub struct RunOptions {
     /// Who started the run and how, for the audit trail ([`crate::audit`]; default: the
     /// command line's OS user).
     pub origin: crate::audit::Origin,
+    /// Where the run notes what targets held that was not the current key, for the
+    /// `target.expiring` notification ([`crate::notify::upcoming::Seen`]); `None`: nobody asks.
+    pub seen: Option<Arc<crate::notify::upcoming::Seen>>,
 }
 
 /// Follows a run as it advances: apps whose key is known, targets finished. Called from the
@@ -131,6 +134,7 @@ async fn run_over(
         // writes nothing).
         read_back: options.revoke != RevokeMode::Settings && !options.dry_run,
         read_backs: ReadBacks::default(),
+        seen: options.seen.as_deref(),
     };
     let keys = &rotation.keys;
     // No phase waits for another: every app's key is fetched in app order while every
@@ -240,6 +244,8 @@ struct Rotation<'a> {
     /// Read every write back (emergency rotation), into `read_backs`.
     read_back: bool,
     read_backs: ReadBacks,
+    /// What targets held besides the current key, when asked ([`RunOptions::seen`]).
+    seen: Option<&'a crate::notify::upcoming::Seen>,
 }
 
 /// What each app's targets held in this run, for the revocation step: unchanged targets held
@@ -396,6 +402,9 @@ impl Rotation<'_> {
         let mut references = Vec::new();
         for ((entry, grant), stored) in ready.into_iter().zip(stored) {
             let label = target(&entry.name);
+            if let (Some(seen), Ok(s)) = (self.seen, &stored) {
+                seen.note(&entry.apim_app_name, kind.report_type(), &label, s, &grant.api_key);
+            }
             match stored {
                 Err(e) => outcomes.push(failed(kind, &entry.apim_app_name, &label, &e)),
                 Ok(Stored::KeyVaultReference(secret)) => references.push((entry, grant, secret)),
@@ -538,6 +547,9 @@ impl Rotation<'_> {
                 .read(std::slice::from_ref(&secret.secret_name))
                 .await
                 .remove(0);
+            if let (Some(seen), Ok(s)) = (self.seen, &stored) {
+                seen.note(app, kind.report_type(), &label, s, &grant.api_key);
+            }
             match stored {
             Err(e) => outcomes.push(failed(kind, app, &label, &e)),
             Ok(s) if s.holds(&grant.api_key) && !would_renew(grant, dry_run) => outcomes.push(Outcome::Unchanged(

@@ -135,6 +135,39 @@ pub trait KeySource: Send + Sync {
         let _ = (call, app_name, key);
         Err(needs_in_process("Withdrawing a key that failed its check"))
     }
+
+    /// Every key of `app_name` with the renewal policy, as [`KeySource::app_keys`] lists them
+    /// (one read, no lock), and the keys whose `renewal.upcoming` notice was delivered (by
+    /// [`fingerprint`], with when): what the notifications after a run need
+    /// ([`crate::notify::upcoming`]). By default a configuration error with code
+    /// [`NEEDS_IN_PROCESS_TOOLKIT`], as [`KeySource::app_keys`].
+    async fn notice_keys(&self, call: &Call, app_name: &str) -> Result<NoticeKeys> {
+        let _ = (call, app_name);
+        Err(needs_in_process("A notice sent once per key").with_code(NEEDS_IN_PROCESS_TOOLKIT))
+    }
+
+    /// Marks `key` of `app_name` as noticed at `at` ([`KeyMarks::noticed_at`]) under the
+    /// app's renewal locks, its other marks kept; a key already marked, or gone, is left as
+    /// it is.
+    async fn mark_noticed(
+        &self,
+        call: &Call,
+        app_name: &str,
+        key: &ApiKey,
+        at: OffsetDateTime,
+    ) -> Result<()> {
+        let _ = (call, app_name, key, at);
+        Err(needs_in_process("Marking a key's notice as sent"))
+    }
+}
+
+/// What [`KeySource::notice_keys`] answers.
+#[derive(Debug, Clone)]
+pub struct NoticeKeys {
+    /// The app's keys and policy.
+    pub list: AppKeyList,
+    /// The [`fingerprint`]s of the keys whose notice was delivered, and when.
+    pub noticed: Vec<(String, OffsetDateTime)>,
 }
 
 /// Error code of a rollback with no still-valid key to go back to.
@@ -492,6 +525,48 @@ impl KeySource for Toolkit {
         let step = self.rollback_locked(call, app_name, dry_run);
         self.under_app_locks(call, app_name, !dry_run, step).await
     }
+
+    async fn notice_keys(&self, call: &Call, app_name: &str) -> Result<NoticeKeys> {
+        let listed = self.issuer.list_keys_with_notices(call, app_name).await?;
+        let noticed = listed
+            .iter()
+            .filter_map(|(k, at)| at.map(|at| (fingerprint(&k.key), at)))
+            .collect();
+        Ok(NoticeKeys {
+            list: AppKeyList {
+                app_name: app_name.to_string(),
+                keys: listed.into_iter().map(|(k, _)| k).collect(),
+                policy: self.policy,
+            },
+            noticed,
+        })
+    }
+
+    async fn mark_noticed(
+        &self,
+        call: &Call,
+        app_name: &str,
+        key: &ApiKey,
+        at: OffsetDateTime,
+    ) -> Result<()> {
+        // Under the locks, and read again under them: a rollback setting its marks on the
+        // same key at once would otherwise lose one of the two (the attributes are replaced
+        // as a whole).
+        let step = async {
+            let listed = self.issuer.list_keys_with_notices(call, app_name).await?;
+            let Some((k, None)) = listed.iter().find(|(k, _)| k.key == *key) else {
+                return Ok(());
+            };
+            let marks = KeyMarks {
+                pinned_at: k.pinned_at,
+                withdrawn_at: k.withdrawn_at,
+                noticed_at: Some(at),
+            };
+            self.issuer.set_marks(call, app_name, key, marks).await?;
+            Ok(())
+        };
+        self.under_app_locks(call, app_name, true, step).await
+    }
 }
 
 impl Toolkit {
@@ -582,6 +657,7 @@ impl Toolkit {
                     issuer::KeyMarks {
                         pinned_at: Some(now),
                         withdrawn_at: None,
+                        ..issuer::KeyMarks::default()
                     },
                 )
                 .await?;
@@ -596,6 +672,7 @@ impl Toolkit {
                     issuer::KeyMarks {
                         pinned_at: None,
                         withdrawn_at: Some(now),
+                        ..issuer::KeyMarks::default()
                     },
                 )
                 .await?;
