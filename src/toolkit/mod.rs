@@ -945,6 +945,9 @@ mod tests {
         /// (key, products) of each finish_key call.
         finished: Mutex<Vec<(String, Vec<String>)>>,
         deleted: Mutex<Vec<String>>,
+        /// (key, marks) of each set_marks call; the notice marks by key.
+        marked: Mutex<Vec<(String, KeyMarks)>>,
+        noticed: Mutex<HashMap<String, OffsetDateTime>>,
     }
 
     fn approved(products: &[String]) -> Vec<ProductAssociation> {
@@ -1027,6 +1030,43 @@ mod tests {
             c.approved = false;
             c.revoked = true;
             Ok(c.clone())
+        }
+        async fn set_marks(
+            &self,
+            _: &Call,
+            _app: &str,
+            key: &ApiKey,
+            marks: KeyMarks,
+        ) -> Result<IssuedKey> {
+            let mut creds = self.creds.lock().unwrap();
+            let c = creds.iter_mut().find(|c| c.key == *key).unwrap();
+            c.pinned_at = marks.pinned_at;
+            c.withdrawn_at = marks.withdrawn_at;
+            let mut noticed = self.noticed.lock().unwrap();
+            match marks.noticed_at {
+                Some(at) => noticed.insert(key.expose().to_string(), at),
+                None => noticed.remove(key.expose()),
+            };
+            self.marked
+                .lock()
+                .unwrap()
+                .push((key.expose().to_string(), marks));
+            Ok(c.clone())
+        }
+        async fn list_keys_with_notices(
+            &self,
+            call: &Call,
+            app_name: &str,
+        ) -> Result<Vec<(IssuedKey, Option<OffsetDateTime>)>> {
+            let keys = self.list_keys(call, app_name).await?;
+            let noticed = self.noticed.lock().unwrap();
+            Ok(keys
+                .into_iter()
+                .map(|k| {
+                    let at = noticed.get(k.key.expose()).copied();
+                    (k, at)
+                })
+                .collect())
         }
     }
 
@@ -1603,6 +1643,46 @@ mod tests {
         assert!(
             e.to_string().contains("needs the in-process toolkit"),
             "{e}"
+        );
+    }
+
+    /// A notice mark goes on the key under the app's locks with its other marks kept, once:
+    /// a key marked already, or gone, is left alone; `notice_keys` reads the marks back by
+    /// fingerprint.
+    #[tokio::test]
+    async fn mark_noticed_keeps_the_other_marks_and_marks_once() {
+        let lock = Arc::new(CountingLock::default());
+        let (issuer, tk) = toolkit_with(Some(50));
+        let tk = tk.with_renewal_lock(Some(lock.clone()));
+        let key = ApiKey::new("OLDKEYOLDKEYOLDKEYOLDKEY0001");
+        let pinned = OffsetDateTime::now_utc() - Duration::days(3);
+        issuer.creds.lock().unwrap()[0].pinned_at = Some(pinned);
+        let at = OffsetDateTime::now_utc();
+        assert!(tk.notice_keys(&call(), "app1").await.unwrap().noticed.is_empty());
+        tk.mark_noticed(&call(), "app1", &key, at).await.unwrap();
+        tk.mark_noticed(&call(), "app1", &key, at + Duration::days(1))
+            .await
+            .unwrap();
+        tk.mark_noticed(&call(), "app1", &ApiKey::new("GONEGONEGONEGONEGONE0009"), at)
+            .await
+            .unwrap();
+        let marked = issuer.marked.lock().unwrap().clone();
+        assert_eq!(marked.len(), 1, "{marked:?}");
+        assert_eq!(
+            marked[0].1,
+            KeyMarks {
+                pinned_at: Some(pinned),
+                withdrawn_at: None,
+                noticed_at: Some(at),
+            }
+        );
+        let read = tk.notice_keys(&call(), "app1").await.unwrap();
+        assert_eq!(read.noticed, [(fingerprint(&key), at)]);
+        assert_eq!(read.list.keys.len(), 1);
+        assert_eq!(
+            lock.holds.lock().unwrap().len(),
+            3,
+            "every mark under the shared renewal lock"
         );
     }
 }
