@@ -7,14 +7,14 @@
 use super::config::{Channel, ChannelKind};
 use super::upcoming::{self, Seen};
 use super::{
-    events_of, signature, slack_body, teams_body, webhook_body, EventType, Notice,
-    EVENT_ID_HEADER, REPORT_TYPE, SIGNATURE_HEADER,
+    events_of, signature, slack_body, teams_body, webhook_body, EventType, Notice, EVENT_ID_HEADER,
+    REPORT_TYPE, SIGNATURE_HEADER,
 };
-use crate::toolkit::KeySource;
-use std::collections::HashSet;
 use crate::azure::retry::{self, Call, Idempotency};
 use crate::error::Error;
 use crate::rotation::report::{Report, ReportEntry};
+use crate::toolkit::KeySource;
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 /// How long notifications may take in all, after the run (within its deadline).
@@ -82,18 +82,28 @@ pub async fn notify_run(
             ),
         }
     }
-    // One warning for a key source that cannot list keys, not one per app.
+    // One warning for a key source that cannot list keys (a remote ToolkitApp), not one per app.
+    let remote = crate::toolkit::NEEDS_IN_PROCESS_TOOLKIT;
     if gathered
         .warnings
         .iter()
-        .any(|w| w.code.as_deref() == Some(crate::toolkit::NEEDS_IN_PROCESS_TOOLKIT))
+        .any(|w| w.code.as_deref() == Some(remote))
     {
-        let first = gathered.warnings.remove(0);
-        gathered.warnings.clear();
-        gathered.warnings.push(ReportEntry {
-            app_name: String::new(),
-            ..first
-        });
+        gathered
+            .warnings
+            .retain(|w| w.code.as_deref() != Some(remote));
+        gathered.warnings.push(
+            ReportEntry::new(
+                REPORT_TYPE,
+                "",
+                "",
+                format!(
+                    "No renewal.upcoming or target.expiring notification: they read the apps' keys, which needs the in-process toolkit, and {} is set",
+                    crate::settings::TOOLKIT_APP_URL
+                ),
+            )
+            .with_code(remote),
+        );
     }
     report.warnings.append(&mut gathered.warnings);
     if report.dry_run {

@@ -515,8 +515,14 @@ mod tests {
         for e in EventType::ALL {
             assert_eq!(EventType::parse(e.as_str()), Some(e));
         }
-        assert_eq!(EventType::parse("renewal.upcoming"), Some(EventType::RenewalUpcoming));
-        assert_eq!(EventType::parse("target.expiring"), Some(EventType::TargetExpiring));
+        assert_eq!(
+            EventType::parse("renewal.upcoming"),
+            Some(EventType::RenewalUpcoming)
+        );
+        assert_eq!(
+            EventType::parse("target.expiring"),
+            Some(EventType::TargetExpiring)
+        );
         assert_eq!(EventType::parse("renewal.soon"), None);
     }
 
@@ -604,7 +610,10 @@ mod tests {
             .starts_with("KEY_VAULT kv/old holds ****0001"));
         let teams: Value = serde_json::from_str(&teams_body(&all[0])).unwrap();
         let body = &teams["attachments"][0]["content"]["body"];
-        assert!(body[2]["text"].as_str().unwrap().starts_with("Due for renewal: 2026-12-06"));
+        assert!(body[2]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Due for renewal: 2026-12-06"));
     }
 
     /// The same shape: every object key of `documented` is in `ours` with a value of the same

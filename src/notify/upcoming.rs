@@ -17,8 +17,8 @@
 //!
 //! **`target.expiring` is sent by every run that sees it** (one event per app, every such
 //! target in it): it is a reminder until the target is fixed, and it stops by itself once the
-//! key has expired (then `run.failed` keeps naming the target). With a weekly timer that is a
-//! weekly reminder, with a daily timer at most [`UPCOMING_DAYS`] reminders.
+//! key has expired (then `run.failed` keeps naming the target). With a weekly schedule that is
+//! a weekly reminder, with a daily one at most [`UPCOMING_DAYS`] reminders.
 //!
 //! The decisions ([`upcoming_of`], [`expiring_of`]) are pure and use the status step's
 //! classification ([`status::renewal`], [`status::target_state`]).
@@ -119,10 +119,7 @@ impl Seen {
 
     /// What was noted, in the order it was.
     pub fn reads(&self) -> Vec<SeenRead> {
-        self.reads
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.reads.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
@@ -225,12 +222,8 @@ pub fn expiring_of(
         else {
             continue;
         };
-        let (state, key) = status::target_state(
-            &Stored::Fingerprint(r.sha256.clone()),
-            list,
-            current,
-            now,
-        );
+        let (state, key) =
+            status::target_state(&Stored::Fingerprint(r.sha256.clone()), list, current, now);
         let Some(key) = key else { continue };
         let Some(expires) = key.expires_at else {
             continue;
@@ -375,7 +368,9 @@ pub async fn gather(
                         super::REPORT_TYPE,
                         app,
                         "",
-                        format!("Could not check {app} for upcoming renewals and expiring keys: {e}"),
+                        format!(
+                            "Could not check {app} for upcoming renewals and expiring keys: {e}"
+                        ),
                     )
                     .with_code(e.code()),
                 );
@@ -418,7 +413,9 @@ pub async fn gather(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::toolkit::{AppKeyList, AssociationStatus, IssuedKey, ProductAssociation, RenewalPolicy};
+    use crate::toolkit::{
+        AppKeyList, AssociationStatus, IssuedKey, ProductAssociation, RenewalPolicy,
+    };
     use time::macros::datetime;
     use time::Duration as Days;
 
@@ -518,8 +515,16 @@ pub(crate) mod tests {
             read("kv/random", "not-a-key-of-the-app"),
         ];
         let failed = vec![
-            ("KEY_VAULT".to_string(), "kv/old".to_string(), "Forbidden".to_string()),
-            ("KEY_VAULT".to_string(), "kv/random".to_string(), "Forbidden".to_string()),
+            (
+                "KEY_VAULT".to_string(),
+                "kv/old".to_string(),
+                "Forbidden".to_string(),
+            ),
+            (
+                "KEY_VAULT".to_string(),
+                "kv/random".to_string(),
+                "Forbidden".to_string(),
+            ),
         ];
         let (summary, d) = expiring_of("A", &k, &reads, &failed, NOW, 7).unwrap();
         assert_eq!(
@@ -572,10 +577,22 @@ pub(crate) mod tests {
     fn seen_notes_only_what_is_not_the_current_key() {
         let seen = Seen::default();
         let current = ApiKey::new("CURRENTCURRENTCURRENTCUR0002");
-        seen.note("A", "KEY_VAULT", "kv/a", &Stored::Value(current.clone()), &current);
+        seen.note(
+            "A",
+            "KEY_VAULT",
+            "kv/a",
+            &Stored::Value(current.clone()),
+            &current,
+        );
         seen.note("A", "KEY_VAULT", "kv/b", &Stored::Missing, &current);
         let old = ApiKey::new("PREVIOUSPREVIOUSPREVIOUS0001");
-        seen.note("A", "KEY_VAULT", "kv/c", &Stored::Value(old.clone()), &current);
+        seen.note(
+            "A",
+            "KEY_VAULT",
+            "kv/c",
+            &Stored::Value(old.clone()),
+            &current,
+        );
         seen.note(
             "A",
             "APPLICATION_API",
@@ -596,7 +613,12 @@ pub(crate) mod tests {
         for bad in ["0", "366", "-1", "seven", "1.5"] {
             let e = parse_days(Some(bad)).unwrap_err();
             assert_eq!(e.setting, UPCOMING_DAYS);
-            assert!(e.message.starts_with("expected a whole number of days from 1 to 365"), "{}", e.message);
+            assert!(
+                e.message
+                    .starts_with("expected a whole number of days from 1 to 365"),
+                "{}",
+                e.message
+            );
         }
     }
 }

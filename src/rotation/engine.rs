@@ -403,7 +403,13 @@ impl Rotation<'_> {
         for ((entry, grant), stored) in ready.into_iter().zip(stored) {
             let label = target(&entry.name);
             if let (Some(seen), Ok(s)) = (self.seen, &stored) {
-                seen.note(&entry.apim_app_name, kind.report_type(), &label, s, &grant.api_key);
+                seen.note(
+                    &entry.apim_app_name,
+                    kind.report_type(),
+                    &label,
+                    s,
+                    &grant.api_key,
+                );
             }
             match stored {
                 Err(e) => outcomes.push(failed(kind, &entry.apim_app_name, &label, &e)),

@@ -173,7 +173,15 @@ impl Rotator {
         crate::audit::record_run(&self.settings, &options.origin, &mut report, started);
         let keys = self.keys.as_ref().ok().map(|k| k.as_ref());
         let seen = options.seen.as_deref();
-        crate::notify::deliver::notify_run(&self.settings, self.http(), keys, seen, &call, &mut report).await;
+        crate::notify::deliver::notify_run(
+            &self.settings,
+            self.http(),
+            keys,
+            seen,
+            &call,
+            &mut report,
+        )
+        .await;
         Ok(report)
     }
 

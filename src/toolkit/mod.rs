@@ -1658,14 +1658,24 @@ mod tests {
         let pinned = OffsetDateTime::now_utc() - Duration::days(3);
         issuer.creds.lock().unwrap()[0].pinned_at = Some(pinned);
         let at = OffsetDateTime::now_utc();
-        assert!(tk.notice_keys(&call(), "app1").await.unwrap().noticed.is_empty());
+        assert!(tk
+            .notice_keys(&call(), "app1")
+            .await
+            .unwrap()
+            .noticed
+            .is_empty());
         tk.mark_noticed(&call(), "app1", &key, at).await.unwrap();
         tk.mark_noticed(&call(), "app1", &key, at + Duration::days(1))
             .await
             .unwrap();
-        tk.mark_noticed(&call(), "app1", &ApiKey::new("GONEGONEGONEGONEGONE0009"), at)
-            .await
-            .unwrap();
+        tk.mark_noticed(
+            &call(),
+            "app1",
+            &ApiKey::new("GONEGONEGONEGONEGONE0009"),
+            at,
+        )
+        .await
+        .unwrap();
         let marked = issuer.marked.lock().unwrap().clone();
         assert_eq!(marked.len(), 1, "{marked:?}");
         assert_eq!(

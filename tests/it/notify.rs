@@ -308,7 +308,9 @@ fn shown(key: &str) -> String {
 /// App2's current key (the one that expires latest) as the double holds it.
 async fn current_of_app2(env: &Env) -> String {
     let state = env.state().await;
-    let creds = state["apigee"]["apps"][APP2]["credentials"].as_array().unwrap();
+    let creds = state["apigee"]["apps"][APP2]["credentials"]
+        .as_array()
+        .unwrap();
     creds
         .iter()
         .max_by_key(|c| c["expiresAt"].as_str().unwrap().parse::<i64>().unwrap())
@@ -340,7 +342,10 @@ async fn an_upcoming_renewal_is_notified_once_per_key_across_runs() {
 
     let (dry, dry_out) = rotate_app(&settings, APP2, true);
     assert!(received(&env).await.is_empty(), "a dry run sent something");
-    assert!(notice_marks(&env, APP2).await.iter().all(|(_, m)| m.is_none()));
+    assert!(notice_marks(&env, APP2)
+        .await
+        .iter()
+        .all(|(_, m)| m.is_none()));
     let planned: Vec<&Value> = dry["successes"]
         .as_array()
         .unwrap()
@@ -372,14 +377,23 @@ async fn an_upcoming_renewal_is_notified_once_per_key_across_runs() {
     assert_eq!(generic["eventId"], b["id"]);
     assert_eq!(
         generic["signature"],
-        json!(format!("sha256={}", hmac_hex(generic["rawBody"].as_str().unwrap())))
+        json!(format!(
+            "sha256={}",
+            hmac_hex(generic["rawBody"].as_str().unwrap())
+        ))
     );
     let slack = got.iter().find(|r| r["hook"] == "slack").unwrap();
-    assert_eq!(slack["body"]["blocks"][0]["text"]["text"], "renewal.upcoming");
+    assert_eq!(
+        slack["body"]["blocks"][0]["text"]["text"],
+        "renewal.upcoming"
+    );
     assert_eq!(slack["body"]["text"], b["summary"]);
     let teams = got.iter().find(|r| r["hook"] == "teams").unwrap();
     let card = &teams["body"]["attachments"][0];
-    assert_eq!(card["contentType"], "application/vnd.microsoft.card.adaptive");
+    assert_eq!(
+        card["contentType"],
+        "application/vnd.microsoft.card.adaptive"
+    );
     assert_eq!(card["content"]["body"][0]["text"], "renewal.upcoming");
 
     // The mark is on that key, and only on it.
@@ -390,9 +404,16 @@ async fn an_upcoming_renewal_is_notified_once_per_key_across_runs() {
 
     let (second, out2) = rotate_app(&settings, APP2, false);
     assert!(warnings_of(&second, "NOTIFY").is_empty(), "{second}");
-    assert_eq!(received(&env).await.len(), 3, "the second run sent another notice");
+    assert_eq!(
+        received(&env).await.len(),
+        3,
+        "the second run sent another notice"
+    );
 
-    let everything = format!("{}\n{dry_out}\n{out1}\n{out2}", Value::Array(received(&env).await));
+    let everything = format!(
+        "{}\n{dry_out}\n{out1}\n{out2}",
+        Value::Array(received(&env).await)
+    );
     for key in env.all_keys().await {
         assert!(!everything.contains(&key), "a full key leaked");
     }
@@ -410,10 +431,15 @@ async fn a_notice_no_channel_took_is_not_marked_and_the_next_run_sends_it() {
     let (first, _) = rotate_app(&settings, APP2, false);
     let notify = warnings_of(&first, "NOTIFY");
     assert_eq!(notify.len(), 3, "one per channel: {first}");
-    assert!(notify.iter().all(|w| w["code"] == "NotificationNotDelivered"));
+    assert!(notify
+        .iter()
+        .all(|w| w["code"] == "NotificationNotDelivered"));
     assert!(received(&env).await.is_empty());
     assert!(
-        notice_marks(&env, APP2).await.iter().all(|(_, m)| m.is_none()),
+        notice_marks(&env, APP2)
+            .await
+            .iter()
+            .all(|(_, m)| m.is_none()),
         "marked without a delivery"
     );
 
@@ -450,12 +476,20 @@ async fn a_target_left_holding_an_expiring_key_is_named() {
         .await;
 
     let (report, output) = rotate(&settings, false);
-    assert!(report["summary"]["renewed"].as_u64().unwrap() > 0, "{report}");
+    assert!(
+        report["summary"]["renewed"].as_u64().unwrap() > 0,
+        "{report}"
+    );
     let failed: Vec<&Value> = report["errors"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|e| e["target"].as_str().unwrap_or_default().ends_with("/healthcheck-prd-apikey"))
+        .filter(|e| {
+            e["target"]
+                .as_str()
+                .unwrap_or_default()
+                .ends_with("/healthcheck-prd-apikey")
+        })
         .collect();
     assert_eq!(failed.len(), 1, "{report}");
     assert!(warnings_of(&report, "NOTIFY").is_empty(), "{report}");
@@ -470,7 +504,10 @@ async fn a_target_left_holding_an_expiring_key_is_named() {
     let t = &targets[0];
     assert_eq!(
         t["target"],
-        json!(format!("KEY_VAULT {}", failed[0]["target"].as_str().unwrap()))
+        json!(format!(
+            "KEY_VAULT {}",
+            failed[0]["target"].as_str().unwrap()
+        ))
     );
     assert!(old.iter().any(|k| t["key"] == shown(k)), "{t}");
     assert_eq!(t["state"], "previous");
@@ -505,11 +542,17 @@ async fn a_bad_upcoming_days_fails_validate_and_stops_the_run() {
         .unwrap();
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
-    assert!(format!("{stdout}{stderr}").contains(expected), "{stdout}\n{stderr}");
+    assert!(
+        format!("{stdout}{stderr}").contains(expected),
+        "{stdout}\n{stderr}"
+    );
 
     let out = binary().envs(&settings).arg("rotate").output().unwrap();
     let (stdout, stderr) = text(&out);
     assert_ne!(out.status.code(), Some(0), "{stdout}\n{stderr}");
-    assert!(format!("{stdout}{stderr}").contains(expected), "{stdout}\n{stderr}");
+    assert!(
+        format!("{stdout}{stderr}").contains(expected),
+        "{stdout}\n{stderr}"
+    );
     assert!(env.writes().await.is_empty());
 }
