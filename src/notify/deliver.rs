@@ -66,10 +66,11 @@ pub async fn notify_run(
     let mut gathered = upcoming::Gathered::default();
     if wanted.0 || wanted.1 {
         let days = upcoming::upcoming_days(settings).unwrap_or(upcoming::DEFAULT_UPCOMING_DAYS);
-        let reads = seen.map(Seen::reads).unwrap_or_default();
+        let none = Seen::default();
         match keys {
             Some(keys) => {
-                gathered = upcoming::gather(&call, keys, report, &reads, wanted, days).await;
+                let seen = seen.unwrap_or(&none);
+                gathered = upcoming::gather(&call, keys, report, seen, wanted, days).await;
             }
             None => gathered.warnings.push(
                 ReportEntry::new(

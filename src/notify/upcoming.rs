@@ -72,14 +72,19 @@ fn parse_days(value: Option<&str>) -> Result<u32, SettingError> {
 #[derive(Debug, Default)]
 pub struct Seen {
     reads: Mutex<Vec<SeenRead>>,
+    /// Each app's current key's expiry (inner `None`: never), as the run got it.
+    grants: Mutex<Vec<(String, Option<OffsetDateTime>)>>,
 }
 
-/// A [`Seen`] for a run when some channel wants `target.expiring` (what the engine notes
-/// costs nothing otherwise).
+/// A [`Seen`] for a run when some channel wants `renewal.upcoming` or `target.expiring`
+/// (the engine notes nothing otherwise).
 pub fn watch(channels: &[super::config::Channel]) -> Option<std::sync::Arc<Seen>> {
     channels
         .iter()
-        .any(|c| c.events.contains(&EventType::TargetExpiring))
+        .any(|c| {
+            c.events.contains(&EventType::TargetExpiring)
+                || c.events.contains(&EventType::RenewalUpcoming)
+        })
         .then(Default::default)
 }
 
@@ -115,6 +120,24 @@ impl Seen {
                 target: target.to_string(),
                 sha256,
             });
+    }
+
+    /// Notes the expiry of `app`'s current key after the run (`None`: it never expires).
+    pub fn grant(&self, app: &str, expires_at: Option<OffsetDateTime>) {
+        self.grants
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((app.to_string(), expires_at));
+    }
+
+    /// The expiry of `app`'s current key as noted (`None`: not noted).
+    fn expiry_of(&self, app: &str) -> Option<Option<OffsetDateTime>> {
+        self.grants
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|(a, _)| a == app)
+            .map(|(_, e)| *e)
     }
 
     /// What was noted, in the order it was.
@@ -304,16 +327,30 @@ fn apps_of(report: &Report) -> Vec<String> {
 }
 
 /// The two events of a finished `report`, reading the keys of the apps that need it through
-/// `keys` (one [`KeySource::notice_keys`] each, at most `call`'s concurrency at once).
-/// `upcoming` / `expiring`: whether some channel wants each.
+/// `keys` (one [`KeySource::notice_keys`] each, at most `call`'s concurrency at once): for
+/// `renewal.upcoming` the apps the run did not renew whose key may be due within the days
+/// (from `seen`'s expiries and [`KeySource::renewal_policy`]), for `target.expiring` the apps
+/// with a failed target `seen` read. `upcoming` / `expiring`: whether some channel wants each.
 pub async fn gather(
     call: &Call,
     keys: &dyn KeySource,
     report: &Report,
-    seen: &[SeenRead],
+    seen: &Seen,
     (upcoming, expiring): (bool, bool),
     within_days: u32,
 ) -> Gathered {
+    let reads = seen.reads();
+    let seen_reads = &reads;
+    let within = time::Duration::days(within_days.into());
+    let started = OffsetDateTime::now_utc();
+    // Without a read, from the expiry the run got and the policy's window (a pin only makes
+    // the window shorter, the due date later): an app whose key cannot be due within the days
+    // is not read.
+    let could_be_due = |app: &str| match (keys.renewal_policy(), seen.expiry_of(app)) {
+        (Some(_), Some(None)) => false,
+        (Some(p), Some(Some(exp))) => exp - p.renew_window() - started <= within,
+        _ => true,
+    };
     let toolkit_apps: BTreeSet<&str> = report
         .successes
         .iter()
@@ -334,9 +371,9 @@ pub async fn gather(
         })
         .collect();
     let wants = |app: &str| {
-        let up = upcoming && !toolkit_apps.contains(app);
+        let up = upcoming && !toolkit_apps.contains(app) && could_be_due(app);
         let exp = expiring
-            && seen.iter().any(|r| {
+            && seen_reads.iter().any(|r| {
                 r.app == app
                     && failed
                         .iter()
@@ -389,7 +426,7 @@ pub async fn gather(
         }
         if *exp {
             if let Some((summary, details)) =
-                expiring_of(app, &list, seen, &failed, now, within_days)
+                expiring_of(app, &list, seen_reads, &failed, now, within_days)
             {
                 out.events.push(Notice {
                     id: uuid_like(&format!(
@@ -604,6 +641,112 @@ pub(crate) mod tests {
         assert_eq!(reads.len(), 2);
         assert!(reads.iter().all(|r| r.sha256 == old.sha256_hex()));
         assert!(!format!("{reads:?}").contains(old.expose()));
+    }
+
+    /// Keys by app (the same two keys for every app, the current one expiring in
+    /// `current_days[app]` days); counts the reads.
+    struct FakeKeys {
+        current_days: std::collections::HashMap<&'static str, i64>,
+        reads: Mutex<Vec<String>>,
+    }
+
+    #[async_trait::async_trait]
+    impl KeySource for FakeKeys {
+        async fn current_key(
+            &self,
+            _: &Call,
+            _: &str,
+            _: crate::toolkit::KeyRequest,
+        ) -> crate::error::Result<crate::toolkit::KeyGrant> {
+            unreachable!("the notifications never ask for a grant")
+        }
+        async fn notice_keys(&self, _: &Call, app: &str) -> crate::error::Result<NoticeKeys> {
+            self.reads.lock().unwrap().push(app.to_string());
+            let now = OffsetDateTime::now_utc();
+            let mut k = keys(self.current_days[app]);
+            // Real times: gather reads the clock itself.
+            for key in &mut k.list.keys {
+                key.expires_at = key.expires_at.map(|e| now + (e - NOW));
+                key.issued_at = key.issued_at.map(|i| now + (i - NOW));
+            }
+            Ok(k)
+        }
+        fn renewal_policy(&self) -> Option<RenewalPolicy> {
+            Some(RenewalPolicy::default())
+        }
+    }
+
+    /// Only the apps that need it are read: not one whose key the run renewed, nor one whose
+    /// key (as the run got it) cannot be due within the days; a failed target's app is read
+    /// for `target.expiring` whatever its key's due date.
+    #[tokio::test]
+    async fn gather_reads_only_the_apps_that_need_it() {
+        let source = FakeKeys {
+            current_days: [
+                ("far", 300),
+                ("soon", 50),
+                ("renewed", 90),
+                ("failing", 300),
+            ]
+            .into_iter()
+            .collect(),
+            reads: Mutex::default(),
+        };
+        let now = OffsetDateTime::now_utc();
+        let seen = Seen::default();
+        for (app, days) in [
+            ("far", 300),
+            ("soon", 50),
+            ("renewed", 90),
+            ("failing", 300),
+        ] {
+            seen.grant(app, Some(now + Days::days(days)));
+        }
+        let previous = ApiKey::new("PREVIOUSPREVIOUSPREVIOUS0001");
+        let current = ApiKey::new("CURRENTCURRENTCURRENTCUR0002");
+        seen.note(
+            "failing",
+            "KEY_VAULT",
+            "kv/x",
+            &Stored::Value(previous),
+            &current,
+        );
+        let mut report = Report::new(false);
+        for app in ["far", "soon", "renewed"] {
+            report.unchanged.push(ReportEntry::new(
+                "KEY_VAULT",
+                app,
+                &format!("kv/{app}"),
+                "No update needed",
+            ));
+        }
+        report
+            .successes
+            .push(ReportEntry::new("TOOLKIT", "renewed", "", "renewed").with_key(&current));
+        report.errors.push(
+            ReportEntry::new("KEY_VAULT", "failing", "kv/x", "Forbidden").with_code("Forbidden"),
+        );
+        let call = Call::new(
+            std::sync::Arc::new(crate::azure::retry::RetryPolicy::default()),
+            None,
+        );
+        let got = gather(&call, &source, &report, &seen, (true, true), 7).await;
+        assert_eq!(*source.reads.lock().unwrap(), ["soon", "failing"]);
+        let apps: Vec<&str> = got.upcoming.iter().map(|u| u.notice.app.as_str()).collect();
+        assert_eq!(apps, ["soon"]);
+        assert_eq!(got.events.len(), 1);
+        assert_eq!(
+            (got.events[0].kind, got.events[0].app.as_str()),
+            (EventType::TargetExpiring, "failing")
+        );
+        assert!(got.warnings.is_empty());
+        // Without the run's expiries every app the run did not renew is read.
+        let source = FakeKeys {
+            current_days: source.current_days.clone(),
+            reads: Mutex::default(),
+        };
+        gather(&call, &source, &report, &Seen::default(), (true, false), 7).await;
+        assert_eq!(*source.reads.lock().unwrap(), ["far", "soon", "failing"]);
     }
 
     #[test]

@@ -165,6 +165,9 @@ async fn run_over(
     let held = held_by_app(outcomes.iter().flatten(), &rotation.read_backs);
 
     for app in apps {
+        if let (Some(seen), Ok(grant)) = (rotation.seen, keys.done(app)) {
+            seen.grant(app, grant.expires_at);
+        }
         match keys.done(app) {
             // In a dry run `renewed` says the toolkit would renew; the key shown is the
             // current one, not the one it would create, so the entry carries none.

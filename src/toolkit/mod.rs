@@ -159,6 +159,13 @@ pub trait KeySource: Send + Sync {
         let _ = (call, app_name, key, at);
         Err(needs_in_process("Marking a key's notice as sent"))
     }
+
+    /// The renewal policy in force, when this key source knows it without a request (the
+    /// in-process toolkit does; a remote ToolkitApp does not): lets the notifications skip
+    /// reading the keys of an app whose key is far from due.
+    fn renewal_policy(&self) -> Option<RenewalPolicy> {
+        None
+    }
 }
 
 /// What [`KeySource::notice_keys`] answers.
@@ -566,6 +573,10 @@ impl KeySource for Toolkit {
             Ok(())
         };
         self.under_app_locks(call, app_name, true, step).await
+    }
+
+    fn renewal_policy(&self) -> Option<RenewalPolicy> {
+        Some(self.policy)
     }
 }
 

@@ -360,7 +360,10 @@ async fn an_upcoming_renewal_is_notified_once_per_key_across_runs() {
     );
     assert!(words.contains(&shown(&current)), "{words}");
 
+    env.clear_requests().await;
     let (first, out1) = rotate_app(&settings, APP2, false);
+    let apigee_writes = |w: Vec<Value>| w.into_iter().filter(|r| r["service"] == "apigee").count();
+    assert_eq!(apigee_writes(env.writes().await), 1, "one write: the mark");
     assert_eq!(first["summary"]["renewed"], 0, "{first}");
     assert!(warnings_of(&first, "NOTIFY").is_empty(), "{first}");
     let got = received(&env).await;
@@ -402,7 +405,9 @@ async fn an_upcoming_renewal_is_notified_once_per_key_across_runs() {
         assert_eq!(mark.is_some(), *key == current, "{}: {mark:?}", shown(key));
     }
 
+    env.clear_requests().await;
     let (second, out2) = rotate_app(&settings, APP2, false);
+    assert_eq!(apigee_writes(env.writes().await), 0, "marked once");
     assert!(warnings_of(&second, "NOTIFY").is_empty(), "{second}");
     assert_eq!(
         received(&env).await.len(),
