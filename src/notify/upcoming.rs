@@ -66,9 +66,10 @@ fn parse_days(value: Option<&str>) -> Result<u32, SettingError> {
     }
 }
 
-/// What the run read in targets that did not hold their app's current key: the app, the
-/// target's report type and name, and the SHA-256 of what it held (never the key itself).
-/// Filled by the engine when a run is asked to ([`crate::rotation::RunOptions::seen`]).
+/// What the run saw that the report does not carry: each app's current key's expiry, and what
+/// the run read in targets that did not hold their app's current key (the app, the target's
+/// report type and name, and the SHA-256 of what it held, never the key itself). Filled by the
+/// engine when a run is asked to ([`crate::rotation::RunOptions::seen`]).
 #[derive(Debug, Default)]
 pub struct Seen {
     reads: Mutex<Vec<SeenRead>>,

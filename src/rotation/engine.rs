@@ -47,12 +47,13 @@ pub struct RunOptions {
     /// The mapping's key checks: an app's key is tried before its first write
     /// ([`super::key_check`]); none by default.
     pub key_checks: super::key_check::KeyChecks,
+    /// Where the run notes each app's key expiry and what targets held that was not the
+    /// current key, for the `renewal.upcoming` and `target.expiring` notifications
+    /// ([`crate::notify::upcoming::Seen`]); `None`: nobody asks.
+    pub seen: Option<Arc<crate::notify::upcoming::Seen>>,
     /// Who started the run and how, for the audit trail ([`crate::audit`]; default: the
     /// command line's OS user).
     pub origin: crate::audit::Origin,
-    /// Where the run notes what targets held that was not the current key, for the
-    /// `target.expiring` notification ([`crate::notify::upcoming::Seen`]); `None`: nobody asks.
-    pub seen: Option<Arc<crate::notify::upcoming::Seen>>,
 }
 
 /// Follows a run as it advances: apps whose key is known, targets finished. Called from the
