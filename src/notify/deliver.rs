@@ -261,3 +261,62 @@ async fn deliver(
         Err(format!("HTTP {}", status.as_u16()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::azure::retry::RetryPolicy;
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    /// A key source that hands out keys only (a remote ToolkitApp): every default.
+    struct Remote;
+
+    #[async_trait::async_trait]
+    impl KeySource for Remote {
+        async fn current_key(
+            &self,
+            _: &Call,
+            _: &str,
+            _: crate::toolkit::KeyRequest,
+        ) -> crate::error::Result<crate::toolkit::KeyGrant> {
+            unreachable!("the notifications never ask for a grant")
+        }
+    }
+
+    /// With a key source that cannot list keys, the two key events are one `NOTIFY` warning
+    /// for the run (not one per app), and nothing is sent for them.
+    #[tokio::test]
+    async fn a_remote_toolkit_is_one_warning() {
+        let settings = crate::settings::Settings::from_map(BTreeMap::from([
+            (
+                "NOTIFY_CHANNELS".to_string(),
+                r#"[{"type":"slack","urlSetting":"NOTIFY_URL_X","events":["renewal.upcoming","target.expiring"]}]"#
+                    .to_string(),
+            ),
+            (
+                "NOTIFY_URL_X".to_string(),
+                "http://127.0.0.1:9/hook".to_string(),
+            ),
+        ]));
+        let mut report = Report::new(false);
+        for app in ["A", "B"] {
+            report.unchanged.push(ReportEntry::new(
+                "KEY_VAULT",
+                app,
+                "kv/s",
+                "No update needed",
+            ));
+        }
+        let call = Call::new(Arc::new(RetryPolicy::default()), None);
+        let no_http = Err(Error::config("no client in this test"));
+        notify_run(&settings, no_http, Some(&Remote), None, &call, &mut report).await;
+        let codes: Vec<_> = report
+            .warnings
+            .iter()
+            .map(|w| (w.kind.as_str(), w.code.as_deref()))
+            .collect();
+        assert_eq!(codes, [(REPORT_TYPE, Some("NeedsInProcessToolkit"))]);
+        assert!(report.warnings[0].message.contains("TOOLKIT_APP_URL"));
+    }
+}
