@@ -194,26 +194,38 @@ pub fn parse(
     }
 }
 
-/// The channels [`NOTIFY_CHANNELS`] lists (none when it is not set), or its problems as
-/// setting errors: what a run checks at its start and `validate --settings` shows.
+/// The channels [`NOTIFY_CHANNELS`] lists (none when it is not set), or its problems (and a
+/// bad [`super::upcoming::UPCOMING_DAYS`]) as setting errors: what a run checks at its start
+/// and `validate --settings` shows.
 pub fn from_settings(
     settings: &crate::settings::Settings,
 ) -> Result<Vec<Channel>, Vec<crate::settings::SettingError>> {
+    let days = super::upcoming::upcoming_days(settings);
     let Some(text) = settings.get(NOTIFY_CHANNELS) else {
-        return Ok(Vec::new());
+        return days.map(|_| Vec::new()).map_err(|e| vec![e]);
     };
-    parse(text, &|name| settings.get(name).map(str::to_string)).map_err(|problems| {
-        problems
-            .into_iter()
-            .map(|p| crate::settings::SettingError {
-                setting: NOTIFY_CHANNELS.to_string(),
-                message: p
-                    .strip_prefix(NOTIFY_CHANNELS)
-                    .map(|m| m.trim_start_matches(": ").to_string())
-                    .unwrap_or(p),
-            })
-            .collect()
-    })
+    let channels =
+        parse(text, &|name| settings.get(name).map(str::to_string)).map_err(|problems| {
+            problems
+                .into_iter()
+                .map(|p| crate::settings::SettingError {
+                    setting: NOTIFY_CHANNELS.to_string(),
+                    message: p
+                        .strip_prefix(NOTIFY_CHANNELS)
+                        .map(|m| m.trim_start_matches(": ").to_string())
+                        .unwrap_or(p),
+                })
+                .collect::<Vec<_>>()
+        });
+    match (channels, days) {
+        (Ok(c), Ok(_)) => Ok(c),
+        (Ok(_), Err(e)) => Err(vec![e]),
+        (Err(p), Ok(_)) => Err(p),
+        (Err(mut p), Err(e)) => {
+            p.push(e);
+            Err(p)
+        }
+    }
 }
 
 /// Why a channel URL is refused (never quoting it): not a URL, or not https (http only to a
@@ -277,7 +289,7 @@ mod tests {
         let cases: &[(&str, &str, &str)] = &[
             ("\"type\":\"webhook\"", "\"type\":\"email\"", "NOTIFY_CHANNELS[0].type: expected \"slack\", \"teams\" or \"webhook\""),
             ("\"events\":[\"run.failed\"]", "\"events\":[\"run.failed\"],\"colour\":1", "NOTIFY_CHANNELS[0].colour: unknown field"),
-            ("run.failed", "renewal.upcoming", "NOTIFY_CHANNELS[0].events[0]: unknown event (expected one of renewal.done, run.failed, revocation.done, revocation.blocked)"),
+            ("run.failed", "renewal.soon", "NOTIFY_CHANNELS[0].events[0]: unknown event (expected one of renewal.done, run.failed, revocation.done, revocation.blocked, renewal.upcoming, target.expiring)"),
             ("\"events\":[\"run.failed\"]", "\"events\":[]", "NOTIFY_CHANNELS[0].events: expected a non-empty array"),
             ("NOTIFY_URL_LOCAL", "NOTIFY_URL_MISSING", "NOTIFY_CHANNELS[0].urlSetting: app setting NOTIFY_URL_MISSING is not set"),
             ("NOTIFY_URL_LOCAL", "COMPANYDETAILS", "NOTIFY_CHANNELS[0].urlSetting: \"COMPANYDETAILS\" cannot be used: only app settings named NOTIFY_URL_<NAME>"),

@@ -6,11 +6,12 @@
 //! Everything here is pure: no request is sent. Keys appear only as the report carries them
 //! (`****` and the last 4, [`crate::secret::ApiKey::redacted`]).
 //!
-//! `renewal.upcoming` is not among the events: the report says which keys were renewed, not
-//! when the current keys fall due, so it cannot be built from the report alone.
+//! Two events need more than the report, the current keys' due dates and what failed targets
+//! still hold: `renewal.upcoming` and `target.expiring` are [`upcoming`]'s.
 
 pub mod config;
 pub mod deliver;
+pub mod upcoming;
 
 use crate::rotation::report::{Report, ReportEntry};
 use crate::rotation::revocation;
@@ -40,15 +41,23 @@ pub enum EventType {
     RevocationDone,
     /// A revocation was blocked (a target still holds the old key, ...).
     RevocationBlocked,
+    /// An app's current key falls due for renewal within `NOTIFY_UPCOMING_DAYS` days (once
+    /// per key, [`upcoming`]).
+    RenewalUpcoming,
+    /// After a run, a target still holds a key other than the current one that expires within
+    /// `NOTIFY_UPCOMING_DAYS` days ([`upcoming`]).
+    TargetExpiring,
 }
 
 impl EventType {
     /// Every event type, in the order of the docs.
-    pub const ALL: [EventType; 4] = [
+    pub const ALL: [EventType; 6] = [
         EventType::RenewalDone,
         EventType::RunFailed,
         EventType::RevocationDone,
         EventType::RevocationBlocked,
+        EventType::RenewalUpcoming,
+        EventType::TargetExpiring,
     ];
 
     /// The event's name in payloads and in `NOTIFY_CHANNELS`.
@@ -58,6 +67,8 @@ impl EventType {
             EventType::RunFailed => "run.failed",
             EventType::RevocationDone => "revocation.done",
             EventType::RevocationBlocked => "revocation.blocked",
+            EventType::RenewalUpcoming => "renewal.upcoming",
+            EventType::TargetExpiring => "target.expiring",
         }
     }
 
@@ -313,6 +324,30 @@ fn detail_lines(n: &Notice) -> Vec<String> {
                 lines.extend(bs.iter().map(|b| s(&b["message"])));
             }
         }
+        EventType::RenewalUpcoming => {
+            lines.push(format!(
+                "Due for renewal: {} ({} days left)",
+                s(&n.details["renewalDueAt"]),
+                n.details["daysLeft"]
+            ));
+            if let Some(e) = n.details.get("expiresAt").and_then(Value::as_str) {
+                lines.push(format!("Expires: {e}"));
+            }
+        }
+        EventType::TargetExpiring => {
+            if let Some(Value::Array(ts)) = n.details.get("targets") {
+                lines.extend(ts.iter().map(|t| {
+                    format!(
+                        "{} holds {}, which expires at {} ({} days left; {})",
+                        s(&t["target"]),
+                        s(&t["key"]),
+                        s(&t["expiresAt"]),
+                        t["daysLeft"],
+                        s(&t["code"])
+                    )
+                }));
+            }
+        }
         EventType::RevocationDone => {}
     }
     lines
@@ -480,7 +515,15 @@ mod tests {
         for e in EventType::ALL {
             assert_eq!(EventType::parse(e.as_str()), Some(e));
         }
-        assert_eq!(EventType::parse("renewal.upcoming"), None);
+        assert_eq!(
+            EventType::parse("renewal.upcoming"),
+            Some(EventType::RenewalUpcoming)
+        );
+        assert_eq!(
+            EventType::parse("target.expiring"),
+            Some(EventType::TargetExpiring)
+        );
+        assert_eq!(EventType::parse("renewal.soon"), None);
     }
 
     #[test]
@@ -530,6 +573,49 @@ mod tests {
         assert_eq!(v["id"], json!(n.id));
     }
 
+    #[test]
+    fn the_webhook_bodies_of_the_two_key_events() {
+        let all = upcoming::tests::sample_notices();
+        let up: Value = serde_json::from_str(&webhook_body(&all[0])).unwrap();
+        let keys: Vec<&str> = up.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "id",
+                "type",
+                "time",
+                "runId",
+                "app",
+                "summary",
+                "key",
+                "renewalDueAt",
+                "expiresAt",
+                "daysLeft"
+            ]
+        );
+        assert_eq!(up["type"], "renewal.upcoming");
+        let exp: Value = serde_json::from_str(&webhook_body(&all[1])).unwrap();
+        assert_eq!(exp["type"], "target.expiring");
+        let t = &exp["targets"][0];
+        let fields: Vec<&str> = t.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            fields,
+            ["target", "key", "state", "expiresAt", "daysLeft", "code"]
+        );
+        // The chat channels name the target and the key's last 4 in a detail line.
+        let slack: Value = serde_json::from_str(&slack_body(&all[1])).unwrap();
+        assert!(slack["blocks"][2]["text"]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("KEY_VAULT kv/old holds ****0001"));
+        let teams: Value = serde_json::from_str(&teams_body(&all[0])).unwrap();
+        let body = &teams["attachments"][0]["content"]["body"];
+        assert!(body[2]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Due for renewal: 2026-12-06"));
+    }
+
     /// The same shape: every object key of `documented` is in `ours` with a value of the same
     /// JSON type (arrays: every element of ours has the first documented element's shape, when
     /// both share a `type`).
@@ -574,10 +660,17 @@ mod tests {
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
     }
 
+    /// The report's events and the two of [`upcoming`].
+    fn all_events() -> Vec<Notice> {
+        let mut all = events_of(&report());
+        all.extend(upcoming::tests::sample_notices());
+        all
+    }
+
     #[test]
     fn slack_messages_have_the_documented_shape() {
         let documented = fixture("slack-incoming-webhook.json");
-        for n in events_of(&report()) {
+        for n in all_events() {
             let ours: Value = serde_json::from_str(&slack_body(&n)).unwrap();
             same_shape(&documented, &ours, "$");
             assert_eq!(ours["text"], json!(n.summary));
@@ -595,7 +688,7 @@ mod tests {
     #[test]
     fn teams_messages_have_the_documented_shape() {
         let documented = fixture("teams-workflows-adaptive-card.json");
-        for n in events_of(&report()) {
+        for n in all_events() {
             let ours: Value = serde_json::from_str(&teams_body(&n)).unwrap();
             same_shape(&documented, &ours, "$");
             let card = &ours["attachments"][0]["content"];
@@ -610,9 +703,17 @@ mod tests {
 
     #[test]
     fn no_full_key_in_any_payload() {
-        for n in events_of(&report()) {
+        for n in all_events() {
             for body in [webhook_body(&n), slack_body(&n), teams_body(&n)] {
-                for k in ["new-key-0000000NEW1", "old-key-00000000OLD9", "0000000NEW1"] {
+                for k in [
+                    "new-key-0000000NEW1",
+                    "old-key-00000000OLD9",
+                    "0000000NEW1",
+                    "PREVIOUSPREVIOUSPREVIOUS0001",
+                    "CURRENTCURRENTCURRENTCUR0002",
+                    "PREVIOUS0001",
+                    "CURRENTCUR0002",
+                ] {
                     assert!(!body.contains(k), "{body}");
                 }
             }

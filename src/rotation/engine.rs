@@ -47,6 +47,10 @@ pub struct RunOptions {
     /// The mapping's key checks: an app's key is tried before its first write
     /// ([`super::key_check`]); none by default.
     pub key_checks: super::key_check::KeyChecks,
+    /// Where the run notes each app's key expiry and what targets held that was not the
+    /// current key, for the `renewal.upcoming` and `target.expiring` notifications
+    /// ([`crate::notify::upcoming::Seen`]); `None`: nobody asks.
+    pub seen: Option<Arc<crate::notify::upcoming::Seen>>,
     /// Who started the run and how, for the audit trail ([`crate::audit`]; default: the
     /// command line's OS user).
     pub origin: crate::audit::Origin,
@@ -143,6 +147,7 @@ async fn run_over(
         // writes nothing).
         read_back: options.revoke != RevokeMode::Settings && !options.dry_run,
         read_backs: ReadBacks::default(),
+        seen: options.seen.as_deref(),
     };
     let keys = &rotation.keys;
     // No phase waits for another: every app's key is fetched in app order while every
@@ -173,6 +178,9 @@ async fn run_over(
     let held = held_by_app(outcomes.iter().flatten(), &rotation.read_backs);
 
     for app in apps {
+        if let (Some(seen), Ok(grant)) = (rotation.seen, keys.done(app)) {
+            seen.grant(app, grant.expires_at);
+        }
         match keys.done(app) {
             // In a dry run `renewed` says the toolkit would renew; the key shown is the
             // current one, not the one it would create, so the entry carries none.
@@ -269,6 +277,8 @@ struct Rotation<'a> {
     /// Read every write back (emergency rotation), into `read_backs`.
     read_back: bool,
     read_backs: ReadBacks,
+    /// What targets held besides the current key, when asked ([`RunOptions::seen`]).
+    seen: Option<&'a crate::notify::upcoming::Seen>,
 }
 
 /// What each app's targets held in this run, for the revocation step: unchanged targets held
@@ -425,6 +435,15 @@ impl Rotation<'_> {
         let mut references = Vec::new();
         for ((entry, grant), stored) in ready.into_iter().zip(stored) {
             let label = target(&entry.name);
+            if let (Some(seen), Ok(s)) = (self.seen, &stored) {
+                seen.note(
+                    &entry.apim_app_name,
+                    kind.report_type(),
+                    &label,
+                    s,
+                    &grant.api_key,
+                );
+            }
             match stored {
                 Err(e) => outcomes.push(failed(kind, &entry.apim_app_name, &label, &e)),
                 Ok(Stored::KeyVaultReference(secret)) => references.push((entry, grant, secret)),
@@ -567,6 +586,9 @@ impl Rotation<'_> {
                 .read(std::slice::from_ref(&secret.secret_name))
                 .await
                 .remove(0);
+            if let (Some(seen), Ok(s)) = (self.seen, &stored) {
+                seen.note(app, kind.report_type(), &label, s, &grant.api_key);
+            }
             match stored {
             Err(e) => outcomes.push(failed(kind, app, &label, &e)),
             Ok(s) if s.holds(&grant.api_key) && !would_renew(grant, dry_run) => outcomes.push(Outcome::Unchanged(

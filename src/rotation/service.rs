@@ -175,12 +175,24 @@ impl Rotator {
         let started = time::OffsetDateTime::now_utc();
         let call = self.call(options.http_triggered);
         let deadline = call.deadline().unwrap_or_else(Instant::now);
-        let options = self.with_revocation(options)?;
-        crate::notify::config::from_settings(&self.settings).map_err(RunError::Settings)?;
+        let mut options = self.with_revocation(options)?;
+        let channels =
+            crate::notify::config::from_settings(&self.settings).map_err(RunError::Settings)?;
         crate::audit::check_settings(&self.settings).map_err(RunError::Settings)?;
+        options.seen = crate::notify::upcoming::watch(&channels);
         let mut report = self.run_checked(&options, &call, deadline).await?;
         crate::audit::record_run(&self.audit, &options.origin, &mut report, started).await;
-        crate::notify::deliver::notify_run(&self.settings, self.http(), &call, &mut report).await;
+        let keys = self.keys.as_ref().ok().map(|k| k.as_ref());
+        let seen = options.seen.as_deref();
+        crate::notify::deliver::notify_run(
+            &self.settings,
+            self.http(),
+            keys,
+            seen,
+            &call,
+            &mut report,
+        )
+        .await;
         Ok(report)
     }
 

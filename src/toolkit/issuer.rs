@@ -64,6 +64,11 @@ pub struct KeyMarks {
     pub pinned_at: Option<OffsetDateTime>,
     /// [`IssuedKey::withdrawn_at`].
     pub withdrawn_at: Option<OffsetDateTime>,
+    /// When the `renewal.upcoming` notice of this key was delivered ([`crate::notify`]): set
+    /// once a channel accepted it, so the notice goes out once per key across runs and
+    /// instances. Read with [`Issuer::list_keys_with_notices`]; a rollback's marks (this
+    /// field `None`) remove it, since its pin moves the key's renewal due date.
+    pub noticed_at: Option<OffsetDateTime>,
 }
 
 impl IssuedKey {
@@ -172,6 +177,20 @@ pub trait Issuer: Send + Sync {
     ) -> Result<IssuedKey> {
         let _ = (call, app_name, key, marks);
         Err(crate::error::Error::config("this issuer cannot mark keys"))
+    }
+
+    /// The app's keys as [`Issuer::list_keys`] lists them (the same one read), each with its
+    /// [`KeyMarks::noticed_at`] mark. By default an error: an issuer that keeps no notice mark
+    /// cannot send a notice once per key.
+    async fn list_keys_with_notices(
+        &self,
+        call: &Call,
+        app_name: &str,
+    ) -> Result<Vec<(IssuedKey, Option<OffsetDateTime>)>> {
+        let _ = (call, app_name);
+        Err(crate::error::Error::config(
+            "this issuer keeps no notice marks on keys",
+        ))
     }
 }
 

@@ -135,6 +135,46 @@ pub trait KeySource: Send + Sync {
         let _ = (call, app_name, key);
         Err(needs_in_process("Withdrawing a key that failed its check"))
     }
+
+    /// Every key of `app_name` with the renewal policy, as [`KeySource::app_keys`] lists them
+    /// (one read, no lock), and the keys whose `renewal.upcoming` notice was delivered (by
+    /// [`fingerprint`], with when): what the notifications after a run need
+    /// ([`crate::notify::upcoming`]). By default a configuration error with code
+    /// [`NEEDS_IN_PROCESS_TOOLKIT`], as [`KeySource::app_keys`].
+    async fn notice_keys(&self, call: &Call, app_name: &str) -> Result<NoticeKeys> {
+        let _ = (call, app_name);
+        Err(needs_in_process("A notice sent once per key").with_code(NEEDS_IN_PROCESS_TOOLKIT))
+    }
+
+    /// Marks `key` of `app_name` as noticed at `at` ([`KeyMarks::noticed_at`]) under the
+    /// app's renewal locks, its other marks kept; a key already marked, or gone, is left as
+    /// it is.
+    async fn mark_noticed(
+        &self,
+        call: &Call,
+        app_name: &str,
+        key: &ApiKey,
+        at: OffsetDateTime,
+    ) -> Result<()> {
+        let _ = (call, app_name, key, at);
+        Err(needs_in_process("Marking a key's notice as sent"))
+    }
+
+    /// The renewal policy in force, when this key source knows it without a request (the
+    /// in-process toolkit does; a remote ToolkitApp does not): lets the notifications skip
+    /// reading the keys of an app whose key is far from due.
+    fn renewal_policy(&self) -> Option<RenewalPolicy> {
+        None
+    }
+}
+
+/// What [`KeySource::notice_keys`] answers.
+#[derive(Debug, Clone)]
+pub struct NoticeKeys {
+    /// The app's keys and policy.
+    pub list: AppKeyList,
+    /// The [`fingerprint`]s of the keys whose notice was delivered, and when.
+    pub noticed: Vec<(String, OffsetDateTime)>,
 }
 
 /// Error code of a rollback with no still-valid key to go back to.
@@ -492,6 +532,52 @@ impl KeySource for Toolkit {
         let step = self.rollback_locked(call, app_name, dry_run);
         self.under_app_locks(call, app_name, !dry_run, step).await
     }
+
+    async fn notice_keys(&self, call: &Call, app_name: &str) -> Result<NoticeKeys> {
+        let listed = self.issuer.list_keys_with_notices(call, app_name).await?;
+        let noticed = listed
+            .iter()
+            .filter_map(|(k, at)| at.map(|at| (fingerprint(&k.key), at)))
+            .collect();
+        Ok(NoticeKeys {
+            list: AppKeyList {
+                app_name: app_name.to_string(),
+                keys: listed.into_iter().map(|(k, _)| k).collect(),
+                policy: self.policy,
+            },
+            noticed,
+        })
+    }
+
+    async fn mark_noticed(
+        &self,
+        call: &Call,
+        app_name: &str,
+        key: &ApiKey,
+        at: OffsetDateTime,
+    ) -> Result<()> {
+        // Under the locks, and read again under them: a rollback setting its marks on the
+        // same key at once would otherwise lose one of the two (the attributes are replaced
+        // as a whole).
+        let step = async {
+            let listed = self.issuer.list_keys_with_notices(call, app_name).await?;
+            let Some((k, None)) = listed.iter().find(|(k, _)| k.key == *key) else {
+                return Ok(());
+            };
+            let marks = KeyMarks {
+                pinned_at: k.pinned_at,
+                withdrawn_at: k.withdrawn_at,
+                noticed_at: Some(at),
+            };
+            self.issuer.set_marks(call, app_name, key, marks).await?;
+            Ok(())
+        };
+        self.under_app_locks(call, app_name, true, step).await
+    }
+
+    fn renewal_policy(&self) -> Option<RenewalPolicy> {
+        Some(self.policy)
+    }
 }
 
 impl Toolkit {
@@ -584,6 +670,7 @@ impl Toolkit {
                     issuer::KeyMarks {
                         pinned_at: Some(now),
                         withdrawn_at: None,
+                        ..issuer::KeyMarks::default()
                     },
                 )
                 .await?;
@@ -598,6 +685,7 @@ impl Toolkit {
                     issuer::KeyMarks {
                         pinned_at: None,
                         withdrawn_at: Some(now),
+                        ..issuer::KeyMarks::default()
                     },
                 )
                 .await?;
@@ -870,6 +958,9 @@ mod tests {
         /// (key, products) of each finish_key call.
         finished: Mutex<Vec<(String, Vec<String>)>>,
         deleted: Mutex<Vec<String>>,
+        /// (key, marks) of each set_marks call; the notice marks by key.
+        marked: Mutex<Vec<(String, KeyMarks)>>,
+        noticed: Mutex<HashMap<String, OffsetDateTime>>,
     }
 
     fn approved(products: &[String]) -> Vec<ProductAssociation> {
@@ -952,6 +1043,43 @@ mod tests {
             c.approved = false;
             c.revoked = true;
             Ok(c.clone())
+        }
+        async fn set_marks(
+            &self,
+            _: &Call,
+            _app: &str,
+            key: &ApiKey,
+            marks: KeyMarks,
+        ) -> Result<IssuedKey> {
+            let mut creds = self.creds.lock().unwrap();
+            let c = creds.iter_mut().find(|c| c.key == *key).unwrap();
+            c.pinned_at = marks.pinned_at;
+            c.withdrawn_at = marks.withdrawn_at;
+            let mut noticed = self.noticed.lock().unwrap();
+            match marks.noticed_at {
+                Some(at) => noticed.insert(key.expose().to_string(), at),
+                None => noticed.remove(key.expose()),
+            };
+            self.marked
+                .lock()
+                .unwrap()
+                .push((key.expose().to_string(), marks));
+            Ok(c.clone())
+        }
+        async fn list_keys_with_notices(
+            &self,
+            call: &Call,
+            app_name: &str,
+        ) -> Result<Vec<(IssuedKey, Option<OffsetDateTime>)>> {
+            let keys = self.list_keys(call, app_name).await?;
+            let noticed = self.noticed.lock().unwrap();
+            Ok(keys
+                .into_iter()
+                .map(|k| {
+                    let at = noticed.get(k.key.expose()).copied();
+                    (k, at)
+                })
+                .collect())
         }
     }
 
@@ -1528,6 +1656,56 @@ mod tests {
         assert!(
             e.to_string().contains("needs the in-process toolkit"),
             "{e}"
+        );
+    }
+
+    /// A notice mark goes on the key under the app's locks with its other marks kept, once:
+    /// a key marked already, or gone, is left alone; `notice_keys` reads the marks back by
+    /// fingerprint.
+    #[tokio::test]
+    async fn mark_noticed_keeps_the_other_marks_and_marks_once() {
+        let lock = Arc::new(CountingLock::default());
+        let (issuer, tk) = toolkit_with(Some(50));
+        let tk = tk.with_renewal_lock(Some(lock.clone()));
+        let key = ApiKey::new("OLDKEYOLDKEYOLDKEYOLDKEY0001");
+        let pinned = OffsetDateTime::now_utc() - Duration::days(3);
+        issuer.creds.lock().unwrap()[0].pinned_at = Some(pinned);
+        let at = OffsetDateTime::now_utc();
+        assert!(tk
+            .notice_keys(&call(), "app1")
+            .await
+            .unwrap()
+            .noticed
+            .is_empty());
+        tk.mark_noticed(&call(), "app1", &key, at).await.unwrap();
+        tk.mark_noticed(&call(), "app1", &key, at + Duration::days(1))
+            .await
+            .unwrap();
+        tk.mark_noticed(
+            &call(),
+            "app1",
+            &ApiKey::new("GONEGONEGONEGONEGONE0009"),
+            at,
+        )
+        .await
+        .unwrap();
+        let marked = issuer.marked.lock().unwrap().clone();
+        assert_eq!(marked.len(), 1, "{marked:?}");
+        assert_eq!(
+            marked[0].1,
+            KeyMarks {
+                pinned_at: Some(pinned),
+                withdrawn_at: None,
+                noticed_at: Some(at),
+            }
+        );
+        let read = tk.notice_keys(&call(), "app1").await.unwrap();
+        assert_eq!(read.noticed, [(fingerprint(&key), at)]);
+        assert_eq!(read.list.keys.len(), 1);
+        assert_eq!(
+            lock.holds.lock().unwrap().len(),
+            3,
+            "every mark under the shared renewal lock"
         );
     }
 }

@@ -580,6 +580,7 @@ mod cases {
                 KeyMarks {
                     pinned_at: Some(pinned_at),
                     withdrawn_at: None,
+                    ..KeyMarks::default()
                 },
             )
             .await
@@ -604,6 +605,7 @@ mod cases {
                 KeyMarks {
                     pinned_at: None,
                     withdrawn_at: Some(withdrawn_at),
+                    ..KeyMarks::default()
                 },
             )
             .await

@@ -249,3 +249,315 @@ async fn bad_channels_stop_the_run_at_its_start_and_fail_validate() {
     assert!(env.writes().await.is_empty());
     assert!(received(&env).await.is_empty());
 }
+
+// ---- renewal.upcoming and target.expiring ---------------------------------------------------
+
+const APP1: &str = "APIKeyRotator_TestApp1_Sandbox";
+/// The demo's App2: its current key expires in 200 days, so with the 45-day window it is due
+/// for renewal in 155 days, and no run renews it.
+const APP2: &str = "APIKeyRotator_TestApp2_Sandbox";
+const NOTICE_MARK: &str = "ApiKeyRotatorNoticeSentAt";
+
+/// The three channels, subscribed to `events` only, with `NOTIFY_UPCOMING_DAYS` = `days`.
+fn key_event_settings(env: &Env, events: &[&str], days: &str) -> BTreeMap<String, String> {
+    let mut s = settings(env);
+    let channels = json!([
+        {"type": "slack", "urlSetting": "NOTIFY_URL_SLACK", "events": events},
+        {"type": "teams", "urlSetting": "NOTIFY_URL_TEAMS", "events": events},
+        {"type": "webhook", "urlSetting": "NOTIFY_URL_HOOK", "secretSetting": "NOTIFY_SECRET_HOOK", "events": events},
+    ]);
+    s.insert("NOTIFY_CHANNELS".into(), channels.to_string());
+    s.insert("NOTIFY_UPCOMING_DAYS".into(), days.into());
+    s
+}
+
+fn rotate_app(settings: &BTreeMap<String, String>, app: &str, dry_run: bool) -> (Value, String) {
+    let mut c = binary();
+    c.envs(settings).args(["rotate", "--app", app]);
+    if dry_run {
+        c.arg("--dry-run");
+    }
+    let out = c.output().unwrap();
+    let (stdout, stderr) = text(&out);
+    let report =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}:\n{stdout}\n{stderr}"));
+    (report, format!("{stdout}\n{stderr}"))
+}
+
+/// App2's keys in the Apigee double: (full key, its notice mark if any), in stored order.
+async fn notice_marks(env: &Env, app: &str) -> Vec<(String, Option<String>)> {
+    let issuer: &dyn crate::common::issuer::IssuerDouble = crate::common::issuer::ISSUERS[0];
+    issuer
+        .stored_keys(&env.state().await, app)
+        .into_iter()
+        .map(|k| {
+            let mark = k
+                .attributes
+                .iter()
+                .find(|(n, _)| n == NOTICE_MARK)
+                .map(|(_, v)| v.clone());
+            (k.key, mark)
+        })
+        .collect()
+}
+
+fn shown(key: &str) -> String {
+    format!("****{}", &key[key.len() - 4..])
+}
+
+/// App2's current key (the one that expires latest) as the double holds it.
+async fn current_of_app2(env: &Env) -> String {
+    let state = env.state().await;
+    let creds = state["apigee"]["apps"][APP2]["credentials"]
+        .as_array()
+        .unwrap();
+    creds
+        .iter()
+        .max_by_key(|c| c["expiresAt"].as_str().unwrap().parse::<i64>().unwrap())
+        .map(|c| c["consumerKey"].as_str().unwrap().to_string())
+        .unwrap()
+}
+
+/// What arrived of type `kind`, by hook.
+async fn arrived(env: &Env, kind: &str) -> Vec<Value> {
+    received(env)
+        .await
+        .into_iter()
+        .filter(|r| {
+            r["body"]["type"] == kind
+                || r["body"]["blocks"][0]["text"]["text"] == kind
+                || r["body"]["attachments"][0]["content"]["body"][0]["text"] == kind
+        })
+        .collect()
+}
+
+/// A key due for renewal within the days gets one notice on each channel, in the documented
+/// shapes; the mark is then on the key in Apigee, and the next run sends none. A dry run
+/// before says what it would send, sends nothing and marks nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upcoming_renewal_is_notified_once_per_key_across_runs() {
+    let env = Env::start().await;
+    let settings = key_event_settings(&env, &["renewal.upcoming"], "160");
+    let current = current_of_app2(&env).await;
+
+    let (dry, dry_out) = rotate_app(&settings, APP2, true);
+    assert!(received(&env).await.is_empty(), "a dry run sent something");
+    assert!(notice_marks(&env, APP2)
+        .await
+        .iter()
+        .all(|(_, m)| m.is_none()));
+    let planned: Vec<&Value> = dry["successes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "NOTIFY")
+        .collect();
+    assert_eq!(planned.len(), 1, "{dry}");
+    let words = planned[0]["message"].as_str().unwrap();
+    assert!(
+        words.starts_with("Would send renewal.upcoming to 3 channels (NOTIFY_URL_SLACK, NOTIFY_URL_TEAMS, NOTIFY_URL_HOOK): Key "),
+        "{words}"
+    );
+    assert!(words.contains(&shown(&current)), "{words}");
+
+    env.clear_requests().await;
+    let (first, out1) = rotate_app(&settings, APP2, false);
+    let apigee_writes = |w: Vec<Value>| w.into_iter().filter(|r| r["service"] == "apigee").count();
+    assert_eq!(apigee_writes(env.writes().await), 1, "one write: the mark");
+    assert_eq!(first["summary"]["renewed"], 0, "{first}");
+    assert!(warnings_of(&first, "NOTIFY").is_empty(), "{first}");
+    let got = received(&env).await;
+    assert_eq!(got.len(), 3, "one message per channel: {got:#?}");
+    let generic = got.iter().find(|r| r["hook"] == "generic").unwrap();
+    let b = &generic["body"];
+    assert_eq!(b["type"], "renewal.upcoming");
+    assert_eq!(b["app"], APP2);
+    assert_eq!(b["key"], shown(&current));
+    let left = b["daysLeft"].as_i64().unwrap();
+    assert!((153..=155).contains(&left), "{b}");
+    assert!(b["renewalDueAt"].as_str().unwrap().ends_with('Z'), "{b}");
+    assert!(b["expiresAt"].is_string(), "{b}");
+    assert_eq!(generic["eventId"], b["id"]);
+    assert_eq!(
+        generic["signature"],
+        json!(format!(
+            "sha256={}",
+            hmac_hex(generic["rawBody"].as_str().unwrap())
+        ))
+    );
+    let slack = got.iter().find(|r| r["hook"] == "slack").unwrap();
+    assert_eq!(
+        slack["body"]["blocks"][0]["text"]["text"],
+        "renewal.upcoming"
+    );
+    assert_eq!(slack["body"]["text"], b["summary"]);
+    let teams = got.iter().find(|r| r["hook"] == "teams").unwrap();
+    let card = &teams["body"]["attachments"][0];
+    assert_eq!(
+        card["contentType"],
+        "application/vnd.microsoft.card.adaptive"
+    );
+    assert_eq!(card["content"]["body"][0]["text"], "renewal.upcoming");
+
+    // The mark is on that key, and only on it.
+    let marks = notice_marks(&env, APP2).await;
+    for (key, mark) in &marks {
+        assert_eq!(mark.is_some(), *key == current, "{}: {mark:?}", shown(key));
+    }
+
+    env.clear_requests().await;
+    let (second, out2) = rotate_app(&settings, APP2, false);
+    assert_eq!(apigee_writes(env.writes().await), 0, "marked once");
+    assert!(warnings_of(&second, "NOTIFY").is_empty(), "{second}");
+    assert_eq!(
+        received(&env).await.len(),
+        3,
+        "the second run sent another notice"
+    );
+
+    let everything = format!(
+        "{}\n{dry_out}\n{out1}\n{out2}",
+        Value::Array(received(&env).await)
+    );
+    for key in env.all_keys().await {
+        assert!(!everything.contains(&key), "a full key leaked");
+    }
+}
+
+/// No channel takes the notice: no mark, a `NOTIFY` warning; the next run sends it and marks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notice_no_channel_took_is_not_marked_and_the_next_run_sends_it() {
+    let env = Env::start().await;
+    let settings = key_event_settings(&env, &["renewal.upcoming"], "160");
+    let current = current_of_app2(&env).await;
+    env.add_fault(&json!({"service": "webhook", "match": "/hooks/", "status": 503}))
+        .await;
+
+    let (first, _) = rotate_app(&settings, APP2, false);
+    let notify = warnings_of(&first, "NOTIFY");
+    assert_eq!(notify.len(), 3, "one per channel: {first}");
+    assert!(notify
+        .iter()
+        .all(|w| w["code"] == "NotificationNotDelivered"));
+    assert!(received(&env).await.is_empty());
+    assert!(
+        notice_marks(&env, APP2)
+            .await
+            .iter()
+            .all(|(_, m)| m.is_none()),
+        "marked without a delivery"
+    );
+
+    env.clear_faults().await;
+    let (second, _) = rotate_app(&settings, APP2, false);
+    assert!(warnings_of(&second, "NOTIFY").is_empty(), "{second}");
+    let got = arrived(&env, "renewal.upcoming").await;
+    assert_eq!(got.len(), 3, "{got:#?}");
+    let marked: Vec<String> = notice_marks(&env, APP2)
+        .await
+        .into_iter()
+        .filter(|(_, m)| m.is_some())
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(marked, [current]);
+}
+
+/// A target whose write fails keeps the key it held; when that key expires within the days,
+/// `target.expiring` names the target, its key and its failure, on every channel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_left_holding_an_expiring_key_is_named() {
+    let env = Env::start().await;
+    // App1's current key expires in 10 days: the run renews it, and the secret that holds it
+    // refuses the write.
+    let settings = key_event_settings(&env, &["target.expiring"], "14");
+    let state = env.state().await;
+    let old: Vec<String> = state["apigee"]["apps"][APP1]["credentials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["consumerKey"].as_str().unwrap().to_string())
+        .collect();
+    env.add_fault(&json!({"service": "keyVault", "method": "PUT", "match": "/secrets/healthcheck-prd-apikey", "status": 403}))
+        .await;
+
+    let (report, output) = rotate(&settings, false);
+    assert!(
+        report["summary"]["renewed"].as_u64().unwrap() > 0,
+        "{report}"
+    );
+    let failed: Vec<&Value> = report["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["target"]
+                .as_str()
+                .unwrap_or_default()
+                .ends_with("/healthcheck-prd-apikey")
+        })
+        .collect();
+    assert_eq!(failed.len(), 1, "{report}");
+    assert!(warnings_of(&report, "NOTIFY").is_empty(), "{report}");
+
+    let got = arrived(&env, "target.expiring").await;
+    assert_eq!(got.len(), 3, "one per channel: {got:#?}");
+    let generic = got.iter().find(|r| r["hook"] == "generic").unwrap();
+    let b = &generic["body"];
+    assert_eq!(b["app"], APP1);
+    let targets = b["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 1, "{b}");
+    let t = &targets[0];
+    assert_eq!(
+        t["target"],
+        json!(format!(
+            "KEY_VAULT {}",
+            failed[0]["target"].as_str().unwrap()
+        ))
+    );
+    assert!(old.iter().any(|k| t["key"] == shown(k)), "{t}");
+    assert_eq!(t["state"], "previous");
+    assert_eq!(t["code"], failed[0]["code"]);
+    assert!((8..=10).contains(&t["daysLeft"].as_i64().unwrap()), "{t}");
+    let slack = got.iter().find(|r| r["hook"] == "slack").unwrap();
+    let lines = slack["body"]["blocks"].as_array().unwrap();
+    assert!(lines.iter().any(|l| l["text"]["text"]
+        .as_str()
+        .is_some_and(|s| s.contains("healthcheck-prd-apikey holds ****"))));
+    // Only that target: the others were written.
+    assert!(!b["summary"].as_str().unwrap().contains("orders"), "{b}");
+
+    let everything = format!("{}\n{output}", Value::Array(received(&env).await));
+    for key in env.all_keys().await {
+        assert!(!everything.contains(&key), "a full key leaked");
+    }
+}
+
+/// A bad `NOTIFY_UPCOMING_DAYS` fails `validate --settings` and stops a run at its start, as a
+/// bad `NOTIFY_CHANNELS` does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_upcoming_days_fails_validate_and_stops_the_run() {
+    let env = Env::start().await;
+    let settings = key_event_settings(&env, &["renewal.upcoming"], "0");
+    let expected =
+        "NOTIFY_UPCOMING_DAYS: expected a whole number of days from 1 to 365 (default 7), got \"0\"";
+    let out = binary()
+        .envs(&settings)
+        .args(["validate", "--settings"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(
+        format!("{stdout}{stderr}").contains(expected),
+        "{stdout}\n{stderr}"
+    );
+
+    let out = binary().envs(&settings).arg("rotate").output().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_ne!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        format!("{stdout}{stderr}").contains(expected),
+        "{stdout}\n{stderr}"
+    );
+    assert!(env.writes().await.is_empty());
+}

@@ -32,6 +32,9 @@ pub const REPLACES_ATTRIBUTE: &str = "ApiKeyRotatorReplaces";
 pub const PINNED_AT_ATTRIBUTE: &str = "ApiKeyRotatorPinnedAt";
 /// The key attribute holding [`IssuedKey::withdrawn_at`] (RFC 3339), set by a rollback.
 pub const WITHDRAWN_AT_ATTRIBUTE: &str = "ApiKeyRotatorWithdrawnAt";
+/// The key attribute holding [`KeyMarks::noticed_at`] (RFC 3339): the key's
+/// `renewal.upcoming` notice was delivered.
+pub const NOTICED_AT_ATTRIBUTE: &str = "ApiKeyRotatorNoticeSentAt";
 /// [`STATE_ATTRIBUTE`] of a key whose products are not attached yet: never handed out.
 pub const UNFINISHED: &str = "unfinished";
 /// [`STATE_ATTRIBUTE`] of a key whose products the rotator attached; it is complete once each
@@ -158,12 +161,17 @@ impl KeyBody {
         let mut attributes: Vec<Attribute> = self
             .attributes
             .iter()
-            .filter(|a| a.name != PINNED_AT_ATTRIBUTE && a.name != WITHDRAWN_AT_ATTRIBUTE)
+            .filter(|a| {
+                a.name != PINNED_AT_ATTRIBUTE
+                    && a.name != WITHDRAWN_AT_ATTRIBUTE
+                    && a.name != NOTICED_AT_ATTRIBUTE
+            })
             .cloned()
             .collect();
         for (name, at) in [
             (PINNED_AT_ATTRIBUTE, marks.pinned_at),
             (WITHDRAWN_AT_ATTRIBUTE, marks.withdrawn_at),
+            (NOTICED_AT_ATTRIBUTE, marks.noticed_at),
         ] {
             if let Some(at) = at {
                 attributes.push(Attribute {
@@ -526,9 +534,9 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
         .map_err(|e| Error::unexpected(format!("{SERVICE}: malformed response ({e})")))
 }
 
-#[async_trait]
-impl Issuer for ApigeeX {
-    async fn list_keys(&self, call: &Call, app_name: &str) -> Result<Vec<IssuedKey>> {
+impl ApigeeX {
+    /// The app's credentials as Apigee holds them (one `GET` of the app).
+    async fn credentials(&self, call: &Call, app_name: &str) -> Result<Vec<KeyBody>> {
         let url = self.app_url(app_name, &[])?;
         let body = self
             .call(call, Method::GET, url, None, false, Idempotency::Idempotent)
@@ -550,7 +558,15 @@ impl Issuer for ApigeeX {
                 }
             })?;
         let app: AppBody = parse_json(&body)?;
-        app.credentials
+        Ok(app.credentials)
+    }
+}
+
+#[async_trait]
+impl Issuer for ApigeeX {
+    async fn list_keys(&self, call: &Call, app_name: &str) -> Result<Vec<IssuedKey>> {
+        self.credentials(call, app_name)
+            .await?
             .into_iter()
             .map(KeyBody::into_issued_key)
             .collect()
@@ -666,6 +682,21 @@ impl Issuer for ApigeeX {
         };
         done.await
             .map_err(|e| scrub(e, key).with_context("app", app_name.to_string()))
+    }
+
+    async fn list_keys_with_notices(
+        &self,
+        call: &Call,
+        app_name: &str,
+    ) -> Result<Vec<(IssuedKey, Option<OffsetDateTime>)>> {
+        self.credentials(call, app_name)
+            .await?
+            .into_iter()
+            .map(|c| {
+                let noticed = c.time_mark(NOTICED_AT_ATTRIBUTE)?;
+                Ok((c.into_issued_key()?, noticed))
+            })
+            .collect()
     }
 }
 
