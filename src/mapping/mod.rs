@@ -94,9 +94,11 @@ impl AppsMapping {
     /// registry's order: Key Vault targets first, then application APIs, then app settings, then
     /// App Configuration).
     pub fn apim_app_names(&self) -> Vec<String> {
+        // A set beside the list: tens of thousands of apps must not cost a scan each.
+        let mut seen = std::collections::HashSet::new();
         let mut names: Vec<String> = Vec::new();
         for name in self.sections.iter().flat_map(|s| s.apim_app_names()) {
-            if !names.iter().any(|n| n == name) {
+            if seen.insert(name) {
                 names.push(name.to_string());
             }
         }
