@@ -50,6 +50,9 @@ pub struct RunOptions {
     /// Who started the run and how, for the audit trail ([`crate::audit`]; default: the
     /// command line's OS user).
     pub origin: crate::audit::Origin,
+    /// The run's ID, when the caller made it first (so that everything it logs around the
+    /// run carries it, [`crate::telemetry`]); `None`: the report makes one.
+    pub run_id: Option<String>,
 }
 
 /// Follows a run as it advances: apps whose key is known, targets finished. Called from the
@@ -102,6 +105,9 @@ async fn run_over(
         .deadline()
         .unwrap_or(started + Duration::from_secs(100 * 365 * 86_400));
     let mut report = Report::new(options.dry_run);
+    if let Some(id) = &options.run_id {
+        report.run_id.clone_from(id);
+    }
     report.summary.apps = apps.len();
     report.summary.targets = plan.iter().map(|p| p.entries.len()).sum();
     let progress = options.progress.as_deref();
@@ -161,6 +167,9 @@ async fn run_over(
     let held = held_by_app(outcomes.iter().flatten(), &rotation.read_backs);
 
     for app in apps {
+        if let Ok(grant) = keys.done(app) {
+            crate::telemetry::key_state(app, &grant.api_key, grant.expires_at);
+        }
         match keys.done(app) {
             // In a dry run `renewed` says the toolkit would renew; the key shown is the
             // current one, not the one it would create, so the entry carries none.
@@ -173,7 +182,7 @@ async fn run_over(
             }
             Ok(grant) if grant.renewed => {
                 report.summary.renewed += 1;
-                tracing::info!(app = %app, key = %grant.api_key, "key renewed in the API manager");
+                tracing::info!(event = crate::telemetry::KEY_RENEWED, app = %app, key = %grant.api_key, "key renewed in the API manager");
                 report.successes.push(
                     ReportEntry::new("TOOLKIT", app, "", grant.message.clone())
                         .with_key(&grant.api_key),
@@ -220,6 +229,7 @@ async fn run_over(
     .await;
     report.finish(started);
     tracing::info!(
+        event = crate::telemetry::RUN_ENDED,
         run_id = %report.run_id,
         updated = report.summary.updated,
         unchanged = report.summary.unchanged,

@@ -162,6 +162,19 @@ impl Rotator {
     /// The deadline counts from the call: taking the lock spends it too, so an HTTP-triggered
     /// run answers within its deadline however slow the storage account is.
     pub async fn run(&self, options: &RunOptions) -> Result<Report, RunError> {
+        // Everything logged during the run carries its ID (Application Insights' operation).
+        let run_id = uuid::Uuid::new_v4().to_string();
+        let span = tracing::info_span!("run", run_id = %run_id);
+        let options = &RunOptions {
+            run_id: Some(run_id),
+            ..options.clone()
+        };
+        let result = tracing::Instrument::instrument(self.run_traced(options), span).await;
+        crate::telemetry::flush().await;
+        result
+    }
+
+    async fn run_traced(&self, options: &RunOptions) -> Result<Report, RunError> {
         let started = time::OffsetDateTime::now_utc();
         let call = self.call(options.http_triggered);
         let deadline = call.deadline().unwrap_or_else(Instant::now);
@@ -329,6 +342,9 @@ impl Rotator {
                 let started = Instant::now();
                 tracing::warn!(app, code = e.code(), error = %e, "rollback refused");
                 let mut report = Report::new(options.dry_run);
+                if let Some(id) = &options.run_id {
+                    report.run_id.clone_from(id);
+                }
                 report.summary.apps = 1;
                 report.errors.push(
                     super::report::ReportEntry::new(
