@@ -173,13 +173,15 @@ impl Common {
     }
 }
 
-/// The severity Application Insights gives a `tracing` level.
-pub fn severity(level: &Level) -> &'static str {
+/// The `severityLevel` of a `tracing` level, a number as the official exporter sends it
+/// (`0` Verbose, `1` Information, `2` Warning, `3` Error, `4` Critical; the `severityLevel`
+/// column of `traces`).
+pub fn severity(level: &Level) -> u8 {
     match *level {
-        Level::ERROR => "Error",
-        Level::WARN => "Warning",
-        Level::INFO => "Information",
-        _ => "Verbose",
+        Level::ERROR => 3,
+        Level::WARN => 2,
+        Level::INFO => 1,
+        _ => 0,
     }
 }
 
@@ -491,7 +493,7 @@ fn drop_notice(like: &Value, n: u64) -> Value {
     notice["data"] = json!({"baseType": "MessageData", "baseData": {
         "ver": 2,
         "message": format!("telemetry: {n} events were dropped (the buffer of {CAPACITY} was full)"),
-        "severityLevel": "Warning",
+        "severityLevel": severity(&Level::WARN),
         "properties": {"level": "WARN", "dropped": n.to_string()},
     }});
     notice
@@ -662,7 +664,7 @@ mod tests {
         assert_eq!(data["baseType"], "MessageData");
         assert_eq!(data["baseData"]["ver"], 2);
         assert_eq!(data["baseData"]["message"], "target failed");
-        assert_eq!(data["baseData"]["severityLevel"], "Warning");
+        assert_eq!(data["baseData"]["severityLevel"], 2);
         assert_eq!(
             data["baseData"]["properties"],
             json!({"app": "App1", "code": "Forbidden", "level": "WARN", "run_id": "run-7"})
@@ -694,10 +696,10 @@ mod tests {
 
     #[test]
     fn levels_map_to_severities() {
-        assert_eq!(severity(&Level::ERROR), "Error");
-        assert_eq!(severity(&Level::WARN), "Warning");
-        assert_eq!(severity(&Level::INFO), "Information");
-        assert_eq!(severity(&Level::DEBUG), "Verbose");
+        assert_eq!(severity(&Level::ERROR), 3);
+        assert_eq!(severity(&Level::WARN), 2);
+        assert_eq!(severity(&Level::INFO), 1);
+        assert_eq!(severity(&Level::DEBUG), 0);
         assert_eq!(truncate("abcdef", 3), "abc");
         assert_eq!(truncate("ab", 3), "ab");
     }

@@ -4,6 +4,7 @@
 mod common;
 
 mod apigee_renewal;
+mod app_insights;
 mod app_configuration;
 mod app_settings;
 mod audit;
