@@ -52,21 +52,20 @@ pub const KEY_STATE: &str = "KeyState";
 pub const EVENTS: [&str; 3] = [RUN_ENDED, KEY_RENEWED, KEY_STATE];
 /// The `customDimensions` the workbook and the alert rule of `infra/azuredeploy.json` query:
 /// every one is a field of a log event (or a span's) the process sends (`tests/it/infra.rs`
-/// checks the queries use no other; `tests/it/app_insights.rs` that a run sends them).
-pub const DIMENSIONS: [&str; 13] = [
+/// checks the queries use exactly these; `tests/it/app_insights.rs` that a run sends them).
+pub const DIMENSIONS: [&str; 12] = [
     "run_id",
-    "level",
     "app",
     "target",
     "target_kind",
     "code",
     "key",
     "updated",
+    "unchanged",
     "failed",
     "renewed",
     "duration_ms",
     "expires_at",
-    "days_left",
 ];
 /// `ai.internal.sdkVersion` of everything the process sends (the `sdkVersion` column): what
 /// tells its telemetry from the host's own (which logs the same lines as plain traces).
