@@ -1,7 +1,9 @@
 //! Logging: one JSON object per line (the Functions host forwards stdout to Application
-//! Insights; scripts and CI read piped output), or human-readable lines for a person at a
-//! terminal. Keys never reach a log: they are held in [`crate::secret::ApiKey`], whose
-//! formatting redacts them.
+//! Insights as plain traces; scripts and CI read piped output), or human-readable lines for a
+//! person at a terminal; and, with `APPLICATIONINSIGHTS_CONNECTION_STRING`, the same events
+//! sent to Application Insights with their fields as custom dimensions ([`crate::telemetry`]).
+//! Keys never reach a log: they are held in [`crate::secret::ApiKey`], whose formatting
+//! redacts them.
 
 use std::io::Write;
 use std::sync::Mutex;
@@ -40,6 +42,10 @@ pub fn choose_format(
         None => LogFormat::Text,
     }
 }
+
+/// The span a rotation run's events happen in (`rotation::Rotator::run`): its `run_id` goes
+/// to Application Insights with every event, not into the log lines.
+pub const RUN_SPAN: &str = "rotation_run";
 
 /// The progress bar being drawn on stderr, if any: log lines for stderr are written while it
 /// is hidden, so a line never lands in the middle of the bar.
@@ -128,6 +134,10 @@ pub fn init(format: LogFormat, stream: LogStream, stream_is_terminal: bool) {
         Ok(layer) => (layer, None),
         Err(e) => (None, Some(e)),
     };
+    // The run's span (its ID, for the telemetry) stays out of the lines, which are as they were.
+    let lines = lines.with_filter(tracing_subscriber::filter::filter_fn(|m| {
+        !(m.is_span() && m.name() == RUN_SPAN)
+    }));
     let installed = tracing_subscriber::registry()
         .with(filter)
         .with(lines)

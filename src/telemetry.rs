@@ -6,8 +6,8 @@
 //! process sends its own telemetry, as the official SDKs do, to the ingestion endpoint that
 //! `APPLICATIONINSIGHTS_CONNECTION_STRING` names (`<IngestionEndpoint>/v2.1/track`, the Breeze
 //! envelopes): every log event at `info` or above becomes a trace (`MessageData`) whose
-//! `customDimensions` are the event's fields as strings, plus `level` and the fields of the
-//! spans it happens in (`run_id`); an event with an [`EVENT_FIELD`] field becomes a custom
+//! `customDimensions` are the event's fields as strings, plus `level` and the `run_id` of the
+//! run it happens in (the [`crate::logging::RUN_SPAN`] span); an event with an [`EVENT_FIELD`] field becomes a custom
 //! event of that name instead (`EventData`: [`RUN_ENDED`], [`KEY_RENEWED`], [`KEY_STATE`]).
 //! The operation ID (`operation_Id`) is the run ID.
 //!
@@ -407,6 +407,10 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        // Only the run's own span: other crates' spans carry fields nobody reviewed.
+        if attrs.metadata().name() != crate::logging::RUN_SPAN {
+            return;
+        }
         let mut fields = Fields::default();
         attrs.record(&mut fields);
         if let Some(span) = ctx.span(id) {
@@ -418,10 +422,8 @@ where
         let mut fields = Fields::default();
         values.record(&mut fields);
         if let Some(span) = ctx.span(id) {
-            let mut ext = span.extensions_mut();
-            match ext.get_mut::<SpanFields>() {
-                Some(SpanFields(map)) => map.extend(fields.values),
-                None => ext.insert(SpanFields(fields.values)),
+            if let Some(SpanFields(map)) = span.extensions_mut().get_mut::<SpanFields>() {
+                map.extend(fields.values);
             }
         }
     }
@@ -742,7 +744,10 @@ mod tests {
         let subscriber = tracing_subscriber::registry().with(layer);
         let key = ApiKey::new("abcdefghijklmnopqrstuvwxyz0123456789".to_string());
         tracing::subscriber::with_default(subscriber, || {
-            let span = tracing::info_span!("run", run_id = tracing::field::Empty);
+            let other = tracing::info_span!("other", secretish = "x");
+            let _out = other.enter();
+            let span = tracing::info_span!("rotation_run", run_id = tracing::field::Empty);
+            assert_eq!(span.metadata().unwrap().name(), crate::logging::RUN_SPAN);
             let _in = span.enter();
             span.record("run_id", "run-9");
             tracing::info!(app = "App1", key = %key, debug = ?key, updated = 3u64, "key renewed");
@@ -758,6 +763,7 @@ mod tests {
         assert_eq!(props["run_id"], "run-9");
         assert_eq!(props["app"], "App1");
         assert_eq!(props["updated"], "3");
+        assert!(props.get("secretish").is_none(), "only the run's span: {props:?}");
         assert_eq!(e["data"]["baseData"]["message"], "key renewed");
         let all = e.to_string();
         assert!(!all.contains("abcdefghijklmnop"), "{all}");

@@ -164,7 +164,8 @@ impl Rotator {
     pub async fn run(&self, options: &RunOptions) -> Result<Report, RunError> {
         // Everything logged during the run carries its ID (Application Insights' operation).
         let run_id = uuid::Uuid::new_v4().to_string();
-        let span = tracing::info_span!("run", run_id = %run_id);
+        // The span is named `logging::RUN_SPAN`.
+        let span = tracing::info_span!("rotation_run", run_id = %run_id);
         let options = &RunOptions {
             run_id: Some(run_id),
             ..options.clone()
