@@ -23,6 +23,6 @@ pub mod rotation;
 pub mod sandbox;
 pub mod secret;
 pub mod settings;
-pub mod telemetry;
 pub mod targets;
+pub mod telemetry;
 pub mod toolkit;

@@ -40,8 +40,8 @@ use tracing_subscriber::registry::LookupSpan;
 pub const CONNECTION_STRING_SETTING: &str = "APPLICATIONINSIGHTS_CONNECTION_STRING";
 /// A log event with this field is sent as a custom event named by its value.
 pub const EVENT_FIELD: &str = "event";
-/// Custom event: a rotation run ended (`updated`, `unchanged`, `failed`, `renewed`,
-/// `duration_ms`).
+/// Custom event: a rotation run ended (`dry_run`, `updated`, `unchanged`, `failed`,
+/// `renewed`, `duration_ms`).
 pub const RUN_ENDED: &str = "RunEnded";
 /// Custom event: the API manager renewed an app's key (`app`, `key`).
 pub const KEY_RENEWED: &str = "KeyRenewed";
@@ -53,8 +53,9 @@ pub const EVENTS: [&str; 3] = [RUN_ENDED, KEY_RENEWED, KEY_STATE];
 /// The `customDimensions` the workbook and the alert rule of `infra/azuredeploy.json` query:
 /// every one is a field of a log event (or a span's) the process sends (`tests/it/infra.rs`
 /// checks the queries use exactly these; `tests/it/app_insights.rs` that a run sends them).
-pub const DIMENSIONS: [&str; 12] = [
+pub const DIMENSIONS: [&str; 13] = [
     "run_id",
+    "dry_run",
     "app",
     "target",
     "target_kind",
@@ -110,18 +111,15 @@ impl ConnectionString {
                 ));
             }
         }
-        let key = parts.get("instrumentationkey").ok_or_else(|| {
-            format!("{CONNECTION_STRING_SETTING}: InstrumentationKey is missing")
-        })?;
+        let key = parts
+            .get("instrumentationkey")
+            .ok_or_else(|| format!("{CONNECTION_STRING_SETTING}: InstrumentationKey is missing"))?;
         if uuid::Uuid::try_parse(key).is_err() {
             return Err(format!(
                 "{CONNECTION_STRING_SETTING}: InstrumentationKey is not a GUID"
             ));
         }
-        let endpoint = match (
-            parts.get("ingestionendpoint"),
-            parts.get("endpointsuffix"),
-        ) {
+        let endpoint = match (parts.get("ingestionendpoint"), parts.get("endpointsuffix")) {
             (Some(e), _) => e.trim_end_matches('/').to_string(),
             (None, Some(suffix)) => match parts.get("location") {
                 Some(l) => format!("https://{l}.dc.{suffix}"),
@@ -723,7 +721,11 @@ mod tests {
             let (batch, flushes, stop) = p.next_batch();
             sent += batch.len();
             if stop {
-                assert_eq!(flushes.len(), 1, "the flush is answered with the last batch");
+                assert_eq!(
+                    flushes.len(),
+                    1,
+                    "the flush is answered with the last batch"
+                );
                 break;
             }
             assert!(flushes.is_empty());
@@ -763,7 +765,10 @@ mod tests {
         assert_eq!(props["run_id"], "run-9");
         assert_eq!(props["app"], "App1");
         assert_eq!(props["updated"], "3");
-        assert!(props.get("secretish").is_none(), "only the run's span: {props:?}");
+        assert!(
+            props.get("secretish").is_none(),
+            "only the run's span: {props:?}"
+        );
         assert_eq!(e["data"]["baseData"]["message"], "key renewed");
         let all = e.to_string();
         assert!(!all.contains("abcdefghijklmnop"), "{all}");

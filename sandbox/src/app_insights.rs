@@ -112,17 +112,18 @@ fn refusal(item: &Value, instrumentation_key: &str) -> Option<String> {
     if !ikey.eq_ignore_ascii_case(instrumentation_key) {
         return Some("Invalid instrumentation key".into());
     }
-    if !envelope
+    if envelope
         .get("name")
         .and_then(Value::as_str)
-        .is_some_and(|n| !n.is_empty())
+        .is_none_or(str::is_empty)
     {
         return Some("Field 'name' on type 'Envelope' is required but missing or empty".into());
     }
     let time = envelope.get("time").and_then(Value::as_str).unwrap_or("");
-    if time::OffsetDateTime::parse(time, &time::format_description::well_known::Rfc3339).is_err()
-    {
-        return Some("Field 'time' on type 'Envelope' is required and must be an ISO 8601 time".into());
+    if time::OffsetDateTime::parse(time, &time::format_description::well_known::Rfc3339).is_err() {
+        return Some(
+            "Field 'time' on type 'Envelope' is required and must be an ISO 8601 time".into(),
+        );
     }
     if let Some(tags) = envelope.get("tags") {
         if !tags
@@ -137,7 +138,10 @@ fn refusal(item: &Value, instrumentation_key: &str) -> Option<String> {
         .and_then(|d| d.get("baseType"))
         .and_then(Value::as_str)
         .unwrap_or("");
-    let Some(base) = data.and_then(|d| d.get("baseData")).and_then(Value::as_object) else {
+    let Some(base) = data
+        .and_then(|d| d.get("baseData"))
+        .and_then(Value::as_object)
+    else {
         return Some("Field 'baseData' on type 'Data' is required but missing".into());
     };
     if base.get("ver").and_then(Value::as_i64).is_none() {
@@ -246,8 +250,10 @@ mod tests {
             f(&mut v);
             refusal(&v, k).expect("refused")
         };
-        assert!(tweak(&|v| v["iKey"] = json!("11111111-1f7e-4c1a-9a55-0d3b1d3c8a11"))
-            .contains("Invalid instrumentation key"));
+        assert!(
+            tweak(&|v| v["iKey"] = json!("11111111-1f7e-4c1a-9a55-0d3b1d3c8a11"))
+                .contains("Invalid instrumentation key")
+        );
         assert!(tweak(&|v| {
             v.as_object_mut().unwrap().remove("iKey");
         })
@@ -263,26 +269,43 @@ mod tests {
         })
         .contains("'baseType'"));
         assert!(tweak(&|v| {
-            v["data"]["baseData"].as_object_mut().unwrap().remove("message");
+            v["data"]["baseData"]
+                .as_object_mut()
+                .unwrap()
+                .remove("message");
         })
         .contains("'message'"));
         assert!(tweak(&|v| {
             v["data"]["baseData"].as_object_mut().unwrap().remove("ver");
         })
         .contains("'ver'"));
-        assert!(tweak(&|v| v["data"]["baseData"]["properties"]["n"] = json!(3))
-            .contains("'properties'"));
+        assert!(
+            tweak(&|v| v["data"]["baseData"]["properties"]["n"] = json!(3))
+                .contains("'properties'")
+        );
         assert!(tweak(&|v| v["data"]["baseType"] = json!("EventData")).contains("'name'"));
-        assert!(tweak(&|v| v["data"]["baseData"]["severityLevel"] = json!(9))
-            .contains("'severityLevel'"));
+        assert!(
+            tweak(&|v| v["data"]["baseData"]["severityLevel"] = json!(9))
+                .contains("'severityLevel'")
+        );
         assert!(refusal(&json!([1]), k).is_some());
     }
 
     #[test]
     fn bodies_are_arrays_or_newline_delimited() {
         let one = good("k").to_string();
-        assert_eq!(envelopes(format!("[{one},{one}]").as_bytes()).unwrap().len(), 2);
-        assert_eq!(envelopes(format!("{one}\n{one}\n").as_bytes()).unwrap().len(), 2);
+        assert_eq!(
+            envelopes(format!("[{one},{one}]").as_bytes())
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            envelopes(format!("{one}\n{one}\n").as_bytes())
+                .unwrap()
+                .len(),
+            2
+        );
         assert_eq!(envelopes(one.as_bytes()).unwrap().len(), 1);
         assert!(envelopes(b"{not json").is_none());
         assert!(envelopes(format!("{one}\nnope").as_bytes()).is_none());

@@ -20,9 +20,9 @@
 
 mod admin;
 mod api_gateway;
-mod app_insights;
 mod apigee;
 mod app_configuration;
+mod app_insights;
 mod application_api;
 mod authority;
 mod demo;

@@ -231,6 +231,7 @@ async fn run_over(
     tracing::info!(
         event = crate::telemetry::RUN_ENDED,
         run_id = %report.run_id,
+        dry_run = report.dry_run,
         updated = report.summary.updated,
         unchanged = report.summary.unchanged,
         failed = report.summary.failed,

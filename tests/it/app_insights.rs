@@ -28,7 +28,10 @@ async fn run_envelopes(env: &Env, run_id: &str) -> Vec<Value> {
             .into_iter()
             .filter(|e| e["tags"]["ai.operation.id"] == run_id)
             .collect();
-        if of_run.iter().any(|e| event_name(e) == Some(telemetry::RUN_ENDED)) {
+        if of_run
+            .iter()
+            .any(|e| event_name(e) == Some(telemetry::RUN_ENDED))
+        {
             return of_run;
         }
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
@@ -94,7 +97,13 @@ async fn a_run_through_the_function_host_lands_its_fields_as_custom_dimensions()
     assert_eq!(failed["data"]["baseData"]["severityLevel"], 2);
     assert_eq!(p["level"], "WARN");
     assert_eq!(p["target_kind"], "KEY_VAULT");
-    assert!(p["target"].as_str().unwrap().ends_with("/orders-prd-apikey"), "{p:?}");
+    assert!(
+        p["target"]
+            .as_str()
+            .unwrap()
+            .ends_with("/orders-prd-apikey"),
+        "{p:?}"
+    );
     assert_eq!(p["code"], report["errors"][0]["code"], "{p:?} / {report:#}");
     let updated = traces
         .iter()
@@ -157,8 +166,8 @@ async fn a_run_through_the_function_host_lands_its_fields_as_custom_dimensions()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_connection_string_nothing_is_sent() {
     let env = Env::start().await;
-    let handler = Handler::start(&env.settings(&[(telemetry::CONNECTION_STRING_SETTING, "")]))
-        .await;
+    let handler =
+        Handler::start(&env.settings(&[(telemetry::CONNECTION_STRING_SETTING, "")])).await;
     let (status, report) = handler.rotate("").await;
     assert_eq!(status, 200, "{report:#}");
     let sent: Vec<Value> = env
@@ -183,9 +192,11 @@ async fn a_bad_connection_string_is_named_and_the_run_goes_on() {
     assert_eq!(status, 200, "{report:#}");
     let output = handler.output();
     assert!(
-        output.lines().any(|l| l.contains(telemetry::CONNECTION_STRING_SETTING)
-            && l.contains("not a GUID")
-            && !l.contains("not-a-guid")),
+        output
+            .lines()
+            .any(|l| l.contains(telemetry::CONNECTION_STRING_SETTING)
+                && l.contains("not a GUID")
+                && !l.contains("not-a-guid")),
         "{output}"
     );
 }

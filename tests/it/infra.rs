@@ -972,11 +972,17 @@ fn queries(t: &Value) -> Vec<String> {
         .filter(|i| i["type"] == 3)
         .map(|i| {
             assert_eq!(i["content"]["version"], "KqlItem/1.0");
-            assert_eq!(i["content"]["resourceType"], "microsoft.insights/components");
+            assert_eq!(
+                i["content"]["resourceType"],
+                "microsoft.insights/components"
+            );
             i["content"]["query"].as_str().unwrap().to_string()
         })
         .collect();
-    assert!(all.len() >= 5, "runs, last runs, renewals, failures, expiry");
+    assert!(
+        all.len() >= 5,
+        "runs, last runs, renewals, failures, expiry"
+    );
     all.push(variable(t, "failedRunsQuery").as_str().unwrap().to_string());
     all
 }
@@ -1016,7 +1022,10 @@ fn the_workbook_and_the_alert_query_exactly_the_fields_the_process_sends() {
             .filter_map(|l| l.split_whitespace().next())
             .filter(|w| !w.starts_with('|') && *w != "let" && *w != "union")
         {
-            assert!(["traces", "customEvents"].contains(&table), "{table} in {q}");
+            assert!(
+                ["traces", "customEvents"].contains(&table),
+                "{table} in {q}"
+            );
         }
         used.extend(dimensions_in(&q));
         for part in q.split("name == \"").skip(1) {
@@ -1024,11 +1033,17 @@ fn the_workbook_and_the_alert_query_exactly_the_fields_the_process_sends() {
         }
     }
     assert!(telemetry::SDK_VERSION.starts_with("apikey-rotator:"));
-    let sent: BTreeSet<String> = telemetry::DIMENSIONS.iter().map(|d| d.to_string()).collect();
+    let sent: BTreeSet<String> = telemetry::DIMENSIONS
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
     // tests/it/app_insights.rs checks that a run sends every one of DIMENSIONS.
     assert_eq!(used, sent, "the queries' fields and telemetry::DIMENSIONS");
     let known: BTreeSet<String> = telemetry::EVENTS.iter().map(|e| e.to_string()).collect();
-    assert_eq!(events, known, "the queries' custom events and telemetry::EVENTS");
+    assert_eq!(
+        events, known,
+        "the queries' custom events and telemetry::EVENTS"
+    );
     // The scan itself.
     assert_eq!(
         dimensions_in("x | where customDimensions.a_b == 1 and customDimensions['c'] > 0"),
@@ -1072,7 +1087,10 @@ fn the_failed_run_alert_watches_the_telemetry_and_notifies_the_action_groups() {
     assert_eq!(rule["kind"], "LogAlert");
     let p = &rule["properties"];
     assert_eq!(p["enabled"], true);
-    assert_eq!(p["scopes"], serde_json::json!(["[variables('appInsightsId')]"]));
+    assert_eq!(
+        p["scopes"],
+        serde_json::json!(["[variables('appInsightsId')]"])
+    );
     let c = &p["criteria"]["allOf"][0];
     assert_eq!(c["query"], "[variables('failedRunsQuery')]");
     assert_eq!(c["timeAggregation"], "Count");
@@ -1081,10 +1099,18 @@ fn the_failed_run_alert_watches_the_telemetry_and_notifies_the_action_groups() {
     let q = variable(&t, "failedRunsQuery").as_str().unwrap();
     assert!(q.contains("toint(customDimensions.failed) > 0"), "{q}");
     assert!(q.contains("severityLevel >= 3"), "{q}");
+    // A request refused to its caller is no failed run.
+    assert!(
+        q.contains(r#"!in ("BadRequest", "AppNotFound", "RunInProgress")"#),
+        "{q}"
+    );
     // The evaluation window covers the frequency: no run's telemetry falls between two.
     assert_eq!(p["evaluationFrequency"], "PT15M");
     assert_eq!(p["windowSize"], "PT15M");
-    assert_eq!(p["actions"]["actionGroups"], "[variables('alertActionGroups')]");
+    assert_eq!(
+        p["actions"]["actionGroups"],
+        "[variables('alertActionGroups')]"
+    );
     let groups = variable(&t, "alertActionGroups").as_str().unwrap();
     assert!(groups.contains("createArray(parameters('alertActionGroupId'))"));
     assert!(groups.contains(
