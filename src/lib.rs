@@ -25,4 +25,5 @@ pub mod sandbox;
 pub mod secret;
 pub mod settings;
 pub mod targets;
+pub mod telemetry;
 pub mod toolkit;

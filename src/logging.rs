@@ -1,7 +1,9 @@
 //! Logging: one JSON object per line (the Functions host forwards stdout to Application
-//! Insights; scripts and CI read piped output), or human-readable lines for a person at a
-//! terminal. Keys never reach a log: they are held in [`crate::secret::ApiKey`], whose
-//! formatting redacts them.
+//! Insights as plain traces; scripts and CI read piped output), or human-readable lines for a
+//! person at a terminal; and, with `APPLICATIONINSIGHTS_CONNECTION_STRING`, the same events
+//! sent to Application Insights with their fields as custom dimensions ([`crate::telemetry`]).
+//! Keys never reach a log: they are held in [`crate::secret::ApiKey`], whose formatting
+//! redacts them.
 
 use std::io::Write;
 use std::sync::Mutex;
@@ -41,6 +43,10 @@ pub fn choose_format(
     }
 }
 
+/// The span a rotation run's events happen in (`rotation::Rotator::run`): its `run_id` goes
+/// to Application Insights with every event, not into the log lines.
+pub const RUN_SPAN: &str = "rotation_run";
+
 /// The progress bar being drawn on stderr, if any: log lines for stderr are written while it
 /// is hidden, so a line never lands in the middle of the bar.
 static PROGRESS_BAR: Mutex<Option<indicatif::ProgressBar>> = Mutex::new(None);
@@ -77,42 +83,72 @@ impl Write for Stderr {
 ///
 /// Installs the global subscriber; the level comes from `RUST_LOG` (default `info`, with the
 /// HTTP stack's own chatter at `warn`). Text is coloured only when `stream_is_terminal`.
+/// With `APPLICATIONINSIGHTS_CONNECTION_STRING` set, events at `info` and above also go to
+/// Application Insights with their fields as custom dimensions ([`crate::telemetry`]).
 /// Calling it twice is harmless.
 pub fn init(format: LogFormat, stream: LogStream, stream_is_terminal: bool) {
+    use tracing_subscriber::filter::LevelFilter;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    type Base = tracing_subscriber::layer::Layered<EnvFilter, tracing_subscriber::Registry>;
+    if tracing::dispatcher::has_been_set() {
+        return;
+    }
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::new(
             "info,hyper=warn,reqwest=warn,rustls=warn,azure_core=warn,azure_identity=warn,h2=warn",
         )
     });
-    let builder = fmt().with_env_filter(filter);
-    let _ = match (format, stream) {
-        (LogFormat::Json, LogStream::Stdout) => builder
+    let lines: Box<dyn Layer<Base> + Send + Sync> = match (format, stream) {
+        (LogFormat::Json, LogStream::Stdout) => fmt::layer()
             .json()
             .flatten_event(true)
             .with_current_span(false)
+            .with_span_list(false)
             .with_target(false)
             .with_writer(std::io::stdout)
-            .try_init(),
-        (LogFormat::Json, LogStream::Stderr) => builder
+            .boxed(),
+        (LogFormat::Json, LogStream::Stderr) => fmt::layer()
             .json()
             .flatten_event(true)
             .with_current_span(false)
+            .with_span_list(false)
             .with_target(false)
             .with_writer(|| Stderr)
-            .try_init(),
-        (LogFormat::Text, LogStream::Stdout) => builder
+            .boxed(),
+        (LogFormat::Text, LogStream::Stdout) => fmt::layer()
             .compact()
             .with_target(false)
             .with_ansi(stream_is_terminal)
             .with_writer(std::io::stdout)
-            .try_init(),
-        (LogFormat::Text, LogStream::Stderr) => builder
+            .boxed(),
+        (LogFormat::Text, LogStream::Stderr) => fmt::layer()
             .compact()
             .with_target(false)
             .with_ansi(stream_is_terminal)
             .with_writer(|| Stderr)
-            .try_init(),
+            .boxed(),
     };
+    let (telemetry, problem) = match crate::telemetry::layer_from_env() {
+        Ok(layer) => (layer, None),
+        Err(e) => (None, Some(e)),
+    };
+    // The run's span (its ID, for the telemetry) stays out of the lines, which are as they were.
+    let lines = lines.with_filter(tracing_subscriber::filter::filter_fn(|m| {
+        !(m.is_span() && m.name() == RUN_SPAN)
+    }));
+    let installed = tracing_subscriber::registry()
+        .with(filter)
+        .with(lines)
+        .with(telemetry.map(|t| t.with_filter(LevelFilter::INFO)))
+        .try_init();
+    if let (Ok(()), Some(problem)) = (installed, problem) {
+        tracing::warn!(
+            setting = crate::telemetry::CONNECTION_STRING_SETTING,
+            "{problem}; nothing is sent to Application Insights"
+        );
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,8 @@ use super::application_api::StoredKey;
 use super::double::Tenant;
 use super::secret::Secret;
 use super::{
-    api_gateway, apigee, app_configuration, application_api, authority, identity, key_vault,
+    api_gateway, apigee, app_configuration, app_insights, application_api, authority, identity,
+    key_vault,
 };
 use super::{now_ms, random_alphanumeric, Deployment, Endpoints, Handover};
 use super::{resource_manager, webhook, Result};
@@ -54,6 +55,8 @@ pub(crate) struct Cast {
     pub application_api: Arc<application_api::Store>,
     /// The webhook receiver (notifications).
     pub webhook: Arc<webhook::Receiver>,
+    /// Application Insights' ingestion endpoint (telemetry).
+    pub app_insights: Arc<app_insights::AppInsights>,
     /// Vaults by name.
     pub vaults: BTreeMap<String, Arc<key_vault::Vault>>,
     /// App Configuration stores by name.
@@ -74,6 +77,7 @@ impl Cast {
         })?;
         let application_api = d.deploy(true, application_api::Store::new)?;
         let webhook = d.deploy(true, webhook::Receiver::new)?;
+        let app_insights = d.deploy(true, app_insights::AppInsights::new)?;
         let mut vaults = BTreeMap::new();
         for name in VAULTS {
             let vault = d.deploy(true, |url| key_vault::Vault::new(name, url))?;
@@ -92,6 +96,7 @@ impl Cast {
             api_gateway,
             application_api,
             webhook,
+            app_insights,
             vaults,
             app_configs,
         })
@@ -126,6 +131,7 @@ impl Cast {
                 .collect(),
             admin: admin.to_string(),
             webhook: format!("{}{}", self.webhook.base_url, webhook::PATH),
+            app_insights: self.app_insights.connection_string(),
         }
     }
 

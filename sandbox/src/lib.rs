@@ -22,6 +22,7 @@ mod admin;
 mod api_gateway;
 mod apigee;
 mod app_configuration;
+mod app_insights;
 mod application_api;
 mod authority;
 mod demo;
@@ -147,6 +148,11 @@ pub struct Endpoints {
     /// Teams and generic webhooks; what it received is in `admin/state` under `webhooks`).
     #[serde(default)]
     pub webhook: String,
+    /// The Application Insights double's connection string (`IngestionEndpoint` is the
+    /// double; what it accepted is in `admin/state` under `appInsights`). Not among the
+    /// handler's settings by default: a test sets `APPLICATIONINSIGHTS_CONNECTION_STRING` to it.
+    #[serde(default)]
+    pub app_insights: String,
 }
 
 /// A bound listener and the URL it is reached at.

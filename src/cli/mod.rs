@@ -303,7 +303,9 @@ pub fn main() -> ExitCode {
                     terminal,
                 );
                 let state = Arc::new(Rotator::new(Settings::from_env()));
-                match functions::serve(state, port).await {
+                let served = functions::serve(state, port).await;
+                crate::telemetry::shutdown().await;
+                match served {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => {
                         tracing::error!("cannot serve on port {port}: {e}");

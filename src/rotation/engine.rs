@@ -54,8 +54,9 @@ pub struct RunOptions {
     /// Who started the run and how, for the audit trail ([`crate::audit`]; default: the
     /// command line's OS user).
     pub origin: crate::audit::Origin,
-    /// The run's id when the caller chose it (the HTTP function names it in the `Location` it
-    /// answers before the run ends); `None`: a new one.
+    /// The run's id when the caller chose it: the HTTP function names it in the `Location` it
+    /// answers before the run ends, and everything logged around the run carries it
+    /// ([`crate::telemetry`]); `None`: a new one.
     pub run_id: Option<String>,
 }
 
@@ -178,8 +179,11 @@ async fn run_over(
     let held = held_by_app(outcomes.iter().flatten(), &rotation.read_backs);
 
     for app in apps {
-        if let (Some(seen), Ok(grant)) = (rotation.seen, keys.done(app)) {
-            seen.grant(app, grant.expires_at);
+        if let Ok(grant) = keys.done(app) {
+            crate::telemetry::key_state(app, &grant.api_key, grant.expires_at);
+            if let Some(seen) = rotation.seen {
+                seen.grant(app, grant.expires_at);
+            }
         }
         match keys.done(app) {
             // In a dry run `renewed` says the toolkit would renew; the key shown is the
@@ -210,7 +214,7 @@ async fn run_over(
             }
             Ok(grant) if grant.renewed => {
                 report.summary.renewed += 1;
-                tracing::info!(app = %app, key = %grant.api_key, "key renewed in the API manager");
+                tracing::info!(event = crate::telemetry::KEY_RENEWED, app = %app, key = %grant.api_key, "key renewed in the API manager");
                 report.successes.push(
                     ReportEntry::new("TOOLKIT", app, "", grant.message.clone())
                         .with_key(&grant.api_key),
@@ -257,7 +261,9 @@ async fn run_over(
     .await;
     report.finish(started);
     tracing::info!(
+        event = crate::telemetry::RUN_ENDED,
         run_id = %report.run_id,
+        dry_run = report.dry_run,
         updated = report.summary.updated,
         unchanged = report.summary.unchanged,
         failed = report.summary.failed,

@@ -172,6 +172,24 @@ impl Rotator {
     /// The deadline counts from the call: taking the lock spends it too, so an HTTP-triggered
     /// run answers within its deadline however slow the storage account is.
     pub async fn run(&self, options: &RunOptions) -> Result<Report, RunError> {
+        // Everything logged during the run carries its ID (Application Insights' operation);
+        // the caller's when it chose one (ApiKeyRotator's `Location` names it).
+        let run_id = options
+            .run_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        // The span is named `logging::RUN_SPAN`.
+        let span = tracing::info_span!("rotation_run", run_id = %run_id);
+        let options = &RunOptions {
+            run_id: Some(run_id),
+            ..options.clone()
+        };
+        let result = tracing::Instrument::instrument(self.run_traced(options), span).await;
+        crate::telemetry::flush().await;
+        result
+    }
+
+    async fn run_traced(&self, options: &RunOptions) -> Result<Report, RunError> {
         let started = time::OffsetDateTime::now_utc();
         let call = self.call(options.http_triggered);
         let deadline = call.deadline().unwrap_or_else(Instant::now);

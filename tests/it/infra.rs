@@ -30,6 +30,21 @@ fn resource<'a>(t: &'a Value, kind: &str) -> &'a Value {
     found[0]
 }
 
+/// The blob container whose name ends with the variable `var` (the template has two: the
+/// deployment container and the audit container).
+fn container<'a>(t: &'a Value, var: &str) -> &'a Value {
+    let suffix = format!("variables('{var}'))]");
+    let found: Vec<&Value> = resources(t)
+        .iter()
+        .filter(|r| {
+            r["type"] == "Microsoft.Storage/storageAccounts/blobServices/containers"
+                && r["name"].as_str().unwrap().ends_with(&suffix)
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "want exactly one container named by {var}");
+    found[0]
+}
+
 fn site(t: &Value) -> &Value {
     resource(t, "Microsoft.Web/sites")
 }
@@ -205,14 +220,7 @@ fn flex_runs_the_custom_handler_from_an_identity_based_deployment_container() {
         serde_json::json!([512, 2048, 4096])
     );
     // The container the package lands in exists, private.
-    let container = resource(
-        &t,
-        "Microsoft.Storage/storageAccounts/blobServices/containers",
-    );
-    assert!(container["name"]
-        .as_str()
-        .unwrap()
-        .ends_with("variables('deploymentContainer'))]"));
+    let container = container(&t, "deploymentContainer");
     assert_eq!(container["properties"]["publicAccess"], "None");
 }
 
@@ -384,10 +392,7 @@ fn rerunning_the_template_keeps_the_deployed_code() {
     // deployment-time function in it) so a re-run points at the same container; the template
     // declares the container without contents, which keeps the blobs in it.
     assert_eq!(variable(&t, "deploymentContainer"), "app-package");
-    let container = resource(
-        &t,
-        "Microsoft.Storage/storageAccounts/blobServices/containers",
-    );
+    let container = container(&t, "deploymentContainer");
     let props = container["properties"].as_object().unwrap();
     assert_eq!(props.keys().collect::<Vec<_>>(), ["publicAccess"]);
     let mut all = Vec::new();
@@ -884,4 +889,259 @@ fn checkov_skips_carry_a_reason_and_are_documented() {
         }
     }
     assert!(count > 0);
+}
+
+/// The API versions of the resources issue 16 added, as the ARM reference
+/// (learn.microsoft.com/azure/templates) lists them with the properties the template sets.
+#[test]
+fn the_observability_resources_use_released_api_versions() {
+    let t = template();
+    for (kind, version) in [
+        (
+            "Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies",
+            "2023-01-01",
+        ),
+        ("Microsoft.Insights/workbooks", "2023-06-01"),
+        ("Microsoft.Insights/actionGroups", "2023-01-01"),
+        ("Microsoft.Insights/scheduledQueryRules", "2023-12-01"),
+    ] {
+        assert_eq!(resource(&t, kind)["apiVersion"], version, "{kind}");
+    }
+}
+
+#[test]
+fn the_audit_container_is_private_and_append_only_for_the_retention_days() {
+    let t = template();
+    assert_eq!(
+        variable(&t, "auditContainer"),
+        apikey_rotator::audit::AUDIT_CONTAINER
+    );
+    let c = container(&t, "auditContainer");
+    assert_eq!(c["properties"], serde_json::json!({"publicAccess": "None"}));
+    let policy = resource(
+        &t,
+        "Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies",
+    );
+    // The policy's name is always `default`, under the audit container.
+    assert_eq!(
+        policy["name"],
+        "[format('{0}/default/{1}/default', parameters('storageAccountName'), variables('auditContainer'))]"
+    );
+    assert_eq!(policy["condition"], "[parameters('auditImmutability')]");
+    let p = &policy["properties"];
+    // Protected append writes: the audit trail's append blobs grow, nothing is rewritten.
+    assert_eq!(p["allowProtectedAppendWrites"], true);
+    assert_eq!(
+        p["immutabilityPeriodSinceCreationInDays"],
+        "[parameters('auditRetentionDays')]"
+    );
+    assert!(policy["dependsOn"][0]
+        .as_str()
+        .unwrap()
+        .contains("variables('auditContainer')"));
+    let params = &t["parameters"];
+    assert_eq!(params["auditImmutability"]["type"], "bool");
+    assert_eq!(params["auditImmutability"]["defaultValue"], true);
+    assert_eq!(params["auditRetentionDays"]["defaultValue"], 365);
+    assert_eq!(params["auditRetentionDays"]["minValue"], 1);
+    // The app's identity writes it: Storage Blob Data Owner on the whole account covers the
+    // container, appending included (checked against the role's definition above).
+    let ra = resource(&t, "Microsoft.Authorization/roleAssignments");
+    assert_eq!(
+        ra["scope"],
+        "[format('Microsoft.Storage/storageAccounts/{0}', parameters('storageAccountName'))]"
+    );
+    let owner = built_in_role("b7e6dc6d-f1e8-4753-8033-0f276bb0955b");
+    for a in [
+        "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write",
+        "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/add/action",
+        "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read",
+    ] {
+        assert!(
+            grants(&owner, "dataActions", "notDataActions", a),
+            "audit: {a}"
+        );
+    }
+}
+
+/// Every KQL query of the template: the workbook's, then the alert rule's.
+fn queries(t: &Value) -> Vec<String> {
+    let content = variable(t, "workbookContent");
+    assert_eq!(content["version"], "Notebook/1.0");
+    let mut all: Vec<String> = content["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["type"] == 3)
+        .map(|i| {
+            assert_eq!(i["content"]["version"], "KqlItem/1.0");
+            assert_eq!(
+                i["content"]["resourceType"],
+                "microsoft.insights/components"
+            );
+            i["content"]["query"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert!(
+        all.len() >= 5,
+        "runs, last runs, renewals, failures, expiry"
+    );
+    all.push(variable(t, "failedRunsQuery").as_str().unwrap().to_string());
+    all
+}
+
+/// `customDimensions.<name>` (and `customDimensions['<name>']`) in `query`.
+fn dimensions_in(query: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for part in query.split("customDimensions").skip(1) {
+        let name: String = if let Some(rest) = part.strip_prefix('.') {
+            rest.chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect()
+        } else if let Some(rest) = part.strip_prefix("['") {
+            rest.split('\'').next().unwrap().to_string()
+        } else {
+            panic!("customDimensions without a field name: {query}")
+        };
+        names.insert(name);
+    }
+    names
+}
+
+#[test]
+fn the_workbook_and_the_alert_query_exactly_the_fields_the_process_sends() {
+    use apikey_rotator::telemetry;
+    let t = template();
+    let mut used = BTreeSet::new();
+    let mut events = BTreeSet::new();
+    for q in queries(&t) {
+        // Only the rotator's own telemetry (the host logs the same lines as plain traces).
+        assert!(
+            q.contains("sdkVersion startswith \"apikey-rotator\""),
+            "{q}"
+        );
+        for table in q
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|w| !w.starts_with('|') && *w != "let" && *w != "union")
+        {
+            assert!(
+                ["traces", "customEvents"].contains(&table),
+                "{table} in {q}"
+            );
+        }
+        used.extend(dimensions_in(&q));
+        for part in q.split("name == \"").skip(1) {
+            events.insert(part.split('"').next().unwrap().to_string());
+        }
+    }
+    assert!(telemetry::SDK_VERSION.starts_with("apikey-rotator:"));
+    let sent: BTreeSet<String> = telemetry::DIMENSIONS
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
+    // tests/it/app_insights.rs checks that a run sends every one of DIMENSIONS.
+    assert_eq!(used, sent, "the queries' fields and telemetry::DIMENSIONS");
+    let known: BTreeSet<String> = telemetry::EVENTS.iter().map(|e| e.to_string()).collect();
+    assert_eq!(
+        events, known,
+        "the queries' custom events and telemetry::EVENTS"
+    );
+    // The scan itself.
+    assert_eq!(
+        dimensions_in("x | where customDimensions.a_b == 1 and customDimensions['c'] > 0"),
+        BTreeSet::from(["a_b".to_string(), "c".to_string()])
+    );
+}
+
+#[test]
+fn the_workbook_is_shared_on_the_application_insights_resource() {
+    let t = template();
+    let w = resource(&t, "Microsoft.Insights/workbooks");
+    assert_eq!(w["kind"], "shared");
+    // A workbook's name must be a GUID: derived, so a re-run updates the same one.
+    assert_eq!(w["name"], "[variables('workbookName')]");
+    assert!(variable(&t, "workbookName")
+        .as_str()
+        .unwrap()
+        .starts_with("[guid("));
+    let p = &w["properties"];
+    assert_eq!(p["category"], "workbook");
+    assert_eq!(p["sourceId"], "[variables('appInsightsId')]");
+    assert_eq!(
+        p["serializedData"],
+        "[string(variables('workbookContent'))]"
+    );
+    assert!(p["displayName"].as_str().unwrap().len() > 5);
+    assert_eq!(
+        variable(&t, "workbookContent")["fallbackResourceIds"],
+        serde_json::json!(["[variables('appInsightsId')]"])
+    );
+    assert_eq!(
+        variable(&t, "appInsightsId"),
+        "[resourceId('Microsoft.Insights/components', variables('appInsightsName'))]"
+    );
+}
+
+#[test]
+fn the_failed_run_alert_watches_the_telemetry_and_notifies_the_action_groups() {
+    let t = template();
+    let rule = resource(&t, "Microsoft.Insights/scheduledQueryRules");
+    assert_eq!(rule["kind"], "LogAlert");
+    let p = &rule["properties"];
+    assert_eq!(p["enabled"], true);
+    assert_eq!(
+        p["scopes"],
+        serde_json::json!(["[variables('appInsightsId')]"])
+    );
+    let c = &p["criteria"]["allOf"][0];
+    assert_eq!(c["query"], "[variables('failedRunsQuery')]");
+    assert_eq!(c["timeAggregation"], "Count");
+    assert_eq!(c["operator"], "GreaterThan");
+    assert_eq!(c["threshold"], 0);
+    let q = variable(&t, "failedRunsQuery").as_str().unwrap();
+    assert!(q.contains("toint(customDimensions.failed) > 0"), "{q}");
+    assert!(q.contains("severityLevel >= 3"), "{q}");
+    // A request refused to its caller is no failed run.
+    assert!(
+        q.contains(r#"!in ("BadRequest", "AppNotFound", "RunInProgress")"#),
+        "{q}"
+    );
+    // The evaluation window covers the frequency: no run's telemetry falls between two.
+    assert_eq!(p["evaluationFrequency"], "PT15M");
+    assert_eq!(p["windowSize"], "PT15M");
+    assert_eq!(
+        p["actions"]["actionGroups"],
+        "[variables('alertActionGroups')]"
+    );
+    let groups = variable(&t, "alertActionGroups").as_str().unwrap();
+    assert!(groups.contains("createArray(parameters('alertActionGroupId'))"));
+    assert!(groups.contains(
+        "createArray(resourceId('Microsoft.Insights/actionGroups', variables('actionGroupName')))"
+    ));
+    // The optional email: an action group only when it is given.
+    let ag = resource(&t, "Microsoft.Insights/actionGroups");
+    assert_eq!(ag["condition"], "[not(empty(parameters('alertEmail')))]");
+    assert_eq!(ag["location"], "Global");
+    let short = ag["properties"]["groupShortName"].as_str().unwrap();
+    assert!(!short.is_empty() && short.len() <= 12, "{short}");
+    assert_eq!(
+        ag["properties"]["emailReceivers"][0]["emailAddress"],
+        "[parameters('alertEmail')]"
+    );
+    for param in ["alertEmail", "alertActionGroupId"] {
+        assert_eq!(t["parameters"][param]["defaultValue"], "", "{param}");
+    }
+}
+
+#[test]
+fn every_parameter_is_named_in_the_readme() {
+    let t = template();
+    let readme = read("infra/README.md");
+    for name in t["parameters"].as_object().unwrap().keys() {
+        assert!(
+            readme.contains(&format!("`{name}`")),
+            "infra/README.md does not name the parameter `{name}`"
+        );
+    }
 }

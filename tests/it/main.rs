@@ -5,6 +5,7 @@ mod common;
 
 mod apigee_renewal;
 mod app_configuration;
+mod app_insights;
 mod app_settings;
 mod audit;
 mod bad_input;

@@ -29,8 +29,9 @@ fn requirements() -> Vec<&'static str> {
         .collect()
 }
 
-/// The venv's Python, installed at most once per test process (and per machine, under a lock).
-fn python() -> &'static Path {
+/// The venv's Python, installed at most once per test process (and per machine, under a lock);
+/// `app_insights.rs` runs the official Application Insights exporter with it.
+pub(crate) fn python() -> &'static Path {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
     PYTHON.get_or_init(install_venv)
 }
