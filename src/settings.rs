@@ -107,6 +107,9 @@ pub struct OutboundLimits {
     pub concurrency: usize,
     /// Requests in flight per service host ([`CONCURRENCY_PER_HOST`]).
     pub concurrency_per_host: usize,
+    /// Multiplies the published refill rates the rotator paces itself by
+    /// ([`crate::azure::pace::TIME_FACTOR`], 1 but in tests and the benchmark).
+    pub pace_time_factor: u32,
 }
 
 /// The settings that say when a run (or a ToolkitApp request) must end.
@@ -258,12 +261,14 @@ impl Settings {
             DEFAULT_CONCURRENCY_PER_HOST as u64,
             1024,
         ) as usize;
+        let pace_time_factor = number(crate::azure::pace::TIME_FACTOR, 1, 10_000) as u32;
 
         Self {
             outbound: OutboundLimits {
                 request_timeout: std::time::Duration::from_secs(request_timeout),
                 concurrency,
                 concurrency_per_host,
+                pace_time_factor,
             },
             deadlines: Deadlines {
                 configured: deadline_setting.map(std::time::Duration::from_secs),

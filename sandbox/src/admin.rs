@@ -35,6 +35,7 @@ pub(crate) fn router(platform: Arc<Platform>, doubles: Vec<Arc<dyn Double>>) -> 
         )
         .route("/state", get(state))
         .route("/connections", get(connections))
+        .route("/limits", get(limits))
         .with_state(admin)
 }
 
@@ -45,6 +46,12 @@ async fn requests(State(admin): State<Admin>) -> Response {
 /// Connections accepted so far, by service (a client that reuses its connections opens few).
 async fn connections(State(admin): State<Admin>) -> Response {
     json_response(StatusCode::OK, json!(admin.platform.log.connections()))
+}
+
+/// The published limits' buckets used so far: scope, class, size, refill rate (scaled by the
+/// time factor), requests admitted and refused (empty when throttling is off).
+async fn limits(State(admin): State<Admin>) -> Response {
+    json_response(StatusCode::OK, json!(admin.platform.limits.report()))
 }
 
 async fn clear_requests(State(admin): State<Admin>) -> Response {
