@@ -10,8 +10,8 @@
 //! left out of answers, as Google's proto3 JSON does.
 
 use super::double::{fault_message, with_retry_after, Double, Platform, Shown};
-use super::limits::{Limit, Rate};
 use super::front_end::FrontEnd;
+use super::limits::{Limit, Rate};
 use super::secret::Secret;
 use super::tokens::Refusal;
 use super::{json_response, now_ms, query_map, random_alphanumeric, Error};

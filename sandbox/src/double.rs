@@ -8,9 +8,9 @@
 
 use super::front_end::FrontEnd;
 use super::json_response;
+use super::limits::{Limit, Limiter};
 use super::log::RequestLog;
 use super::tokens::TokenStore;
-use super::limits::{Limit, Limiter};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use axum::Router;

@@ -29,7 +29,12 @@ pub(crate) enum Throttle {
 }
 
 /// Takes a token for `method path` from the bucket `double` names, if it names one.
-pub(crate) fn throttle(limits: &Limiter, double: &dyn Double, method: &Method, path: &str) -> Throttle {
+pub(crate) fn throttle(
+    limits: &Limiter,
+    double: &dyn Double,
+    method: &Method,
+    path: &str,
+) -> Throttle {
     if !limits.enabled() {
         return Throttle::Free;
     }

@@ -38,7 +38,12 @@ const OTHER_TRANSACTIONS: Rate = Rate::per_window(4000.0, 10.0);
 fn vault_limit(vault: &str, method: &axum::http::Method, path: &str) -> Option<Limit> {
     let rest = path.strip_prefix("/secrets")?;
     let create = *method == axum::http::Method::PUT
-        && rest.trim_matches('/').split('/').filter(|s| !s.is_empty()).count() == 1;
+        && rest
+            .trim_matches('/')
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .count()
+            == 1;
     let (class, rate) = if create {
         ("secretCreate", SECRET_CREATE)
     } else {
@@ -60,10 +65,9 @@ pub(crate) fn vault_throttled(retry_after: Duration) -> Response {
         "message": "Request was not processed because too many requests were received. Reason: VaultRequestTypeLimitReached",
     }});
     let mut response = json_response(StatusCode::TOO_MANY_REQUESTS, body);
-    response.headers_mut().insert(
-        "retry-after",
-        HeaderValue::from(whole_seconds(retry_after)),
-    );
+    response
+        .headers_mut()
+        .insert("retry-after", HeaderValue::from(whole_seconds(retry_after)));
     response
 }
 

@@ -223,12 +223,10 @@ impl Sandbox {
                 id: uuid::Uuid::new_v4().to_string(),
                 authority: cast.authority.base_url.clone(),
             },
-            limits: limits::Limiter::new(options.throttling.unwrap_or(
-                match options.workload {
-                    Some(_) => workload::THROTTLING,
-                    None => Throttling::Off,
-                },
-            )),
+            limits: limits::Limiter::new(options.throttling.unwrap_or(match options.workload {
+                Some(_) => workload::THROTTLING,
+                None => Throttling::Off,
+            })),
         });
         let seeded = match options.workload {
             Some(apps) => Some(workload::seed(&cast, apps)),

@@ -191,6 +191,23 @@ impl Limiter {
         Some(bucket.take(now))
     }
 
+    /// Sets `limit`'s bucket of `service` to `tokens` (at most its size) now, making it if it
+    /// is new: what another client spending the same quota would leave (`POST admin/limits`).
+    pub fn set_tokens(&self, service: &str, limit: &Limit, tokens: f64) {
+        let Some(factor) = self.factor else { return };
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let rate = Rate {
+            capacity: limit.rate.capacity,
+            per_second: limit.rate.per_second * factor,
+        };
+        let bucket = buckets
+            .entry((service.to_string(), limit.scope.clone(), limit.class))
+            .or_insert_with(|| Bucket::new(rate, now));
+        bucket.tokens = tokens.clamp(0.0, rate.capacity);
+        bucket.at = now;
+    }
+
     /// Every bucket used so far, with what it admitted and refused.
     pub fn report(&self) -> Vec<BucketReport> {
         let buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
@@ -271,6 +288,13 @@ mod tests {
         );
         let report = limiter.report();
         assert_eq!((report[0].admitted, report[0].throttled), (5, 2));
+        // Spent by another client: empty now.
+        let t = Instant::now();
+        limiter.set_tokens("arm", &l, 0.0);
+        assert!(matches!(
+            limiter.take_at("arm", &l, t),
+            Some(Verdict::Throttled { .. })
+        ));
     }
 
     /// The time factor multiplies the refill rate, not the size; off never throttles; scopes

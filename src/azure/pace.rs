@@ -22,8 +22,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Setting multiplying every published refill rate the rotator paces itself by (whole number,
-/// default 1): only for tests and the benchmark, against a sandbox started with the same
+/// Setting multiplying every published refill rate the rotator paces itself by (a number above
+/// 0, default 1): only for tests and the benchmark, against a sandbox started with the same
 /// factor (`apikey-rotator sandbox --limits FACTOR`).
 pub const TIME_FACTOR: &str = "ROTATION_RATE_LIMIT_TIME_FACTOR";
 
@@ -116,10 +116,7 @@ pub fn scope_of(method: &reqwest::Method, url: &url::Url) -> Option<Scope> {
             _ => "x-ms-ratelimit-remaining-subscription-writes",
         };
         return Some(Scope {
-            key: format!(
-                "arm {host} {} {class}",
-                subscription.to_ascii_lowercase()
-            ),
+            key: format!("arm {host} {} {class}", subscription.to_ascii_lowercase()),
             rate,
             remaining_header: Some(header),
         });
@@ -351,13 +348,25 @@ mod tests {
         .unwrap();
         assert_eq!(s.key, "apigee apigee.googleapis.com:443 acme");
         assert_eq!(s.rate.per_second, 100.0);
-        assert_eq!(scope_of(&get, &url("https://api.example.com/keys?appName=a")), None);
-        assert_eq!(scope_of(&post, &url("https://oauth2.googleapis.com/token")), None);
-        let put = vault_scope(true, &url("https://kv.vault.azure.net/secrets/s?api-version=7.6"));
+        assert_eq!(
+            scope_of(&get, &url("https://api.example.com/keys?appName=a")),
+            None
+        );
+        assert_eq!(
+            scope_of(&post, &url("https://oauth2.googleapis.com/token")),
+            None
+        );
+        let put = vault_scope(
+            true,
+            &url("https://kv.vault.azure.net/secrets/s?api-version=7.6"),
+        );
         assert_eq!(put.unwrap().rate, VAULT_SECRET_CREATE);
         let get = vault_scope(false, &url("https://kv.vault.azure.net/secrets/s/v1")).unwrap();
         assert_eq!(get.rate, VAULT_TRANSACTIONS);
-        assert_eq!(vault_scope(false, &url("https://kv.vault.azure.net/keys/k")), None);
+        assert_eq!(
+            vault_scope(false, &url("https://kv.vault.azure.net/keys/k")),
+            None
+        );
     }
 
     /// Equal within a microsecond (the margins are not exact in binary).
@@ -394,7 +403,10 @@ mod tests {
             .reserve(&s, t0, Some(t0 + Duration::from_millis(100)))
             .is_none());
         let (wait, _) = pacer.reserve(&s, t0, None).unwrap();
-        assert!(close(wait, Duration::from_secs_f64(3.0 / 9.8)), "nothing was reserved");
+        assert!(
+            close(wait, Duration::from_secs_f64(3.0 / 9.8)),
+            "nothing was reserved"
+        );
         // Long after: full again, never more than its size.
         let later = t0 + Duration::from_secs(3600);
         for _ in 0..19 {
@@ -451,6 +463,9 @@ mod tests {
         let (_, t) = pacer.reserve(&g, t0, None).unwrap();
         pacer.observe(&g, t, 429, &HeaderMap::new(), t0, Duration::from_secs(30));
         let (wait, _) = pacer.reserve(&g, t0, None).unwrap();
-        assert!(close(wait, Duration::from_secs_f64(1.0 / (400.0 * MARGIN_RATE))), "{wait:?}");
+        assert!(
+            close(wait, Duration::from_secs_f64(1.0 / (400.0 * MARGIN_RATE))),
+            "{wait:?}"
+        );
     }
 }

@@ -127,7 +127,7 @@ impl RetryPolicy {
             limits.concurrency_per_host,
         )
         .with_total(limits.concurrency)
-        .with_pace_factor(f64::from(limits.pace_time_factor))
+        .with_pace_factor(limits.pace_time_factor)
     }
 
     /// Full jitter: a random delay in `[0, min(max_delay, base_delay · 2^retry)]`.
@@ -373,9 +373,7 @@ where
             return outcome;
         }
         let delay = match hint {
-            Some((h, true)) => deadline
-                .is_none_or(|d| Instant::now() + h < d)
-                .then_some(h),
+            Some((h, true)) => deadline.is_none_or(|d| Instant::now() + h < d).then_some(h),
             other => policy.delay(attempt, other.map(|(h, _)| h), deadline),
         };
         let delay = match delay {
