@@ -7,12 +7,18 @@
 //! peak memory are its own. Then the binary is started 20 times as the Functions host starts it
 //! (`serve`) to time the first `200` on `GET /`, and once more to read its idle memory.
 //!
+//! Then the same rotation at 5,000 apps with the services' published limits on (issue 18): the
+//! doubles throttle, every refill rate multiplied by one time factor, and the rotator is told
+//! the same factor; its bound adds what the limits impose ([`limits_bound`]).
+//!
 //! Options (after `--`): `--apps 100,1000,5000`, `--latency-ms 25`, `--concurrency 32`,
-//! `--check` (exit 1 when a timing or memory target of §10 is missed; a request count above
-//! the minimum always fails). Writes `<target dir>/bench/rotation.json`.
+//! `--limits-apps 5000` (0: no run with limits), `--limits-factor 2`, `--only limits` (only
+//! the run with limits), `--check` (exit 1 when a timing or memory target of §10 or of the run
+//! with limits is missed; a request count above the minimum always fails). Writes
+//! `<target dir>/bench/rotation.json`.
 
 use apikey_rotator::sandbox::workload::Workload;
-use apikey_rotator::sandbox::{Sandbox, SandboxOptions};
+use apikey_rotator::sandbox::{Sandbox, SandboxOptions, Throttling};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -27,11 +33,18 @@ const COLD_STARTS: usize = 20;
 /// needs no key, so it runs beside the chain). Keys that `keys.create` makes start approved, and
 /// the workload's products approve automatically, so no approval call is in the chain.
 const CHAIN: usize = 5;
+/// The run with limits may take this many times its bound at most (issue 18).
+const LIMITS_RATIO: f64 = 1.15;
+/// ... and meet a 429 in this share of its requests at most.
+const LIMITS_THROTTLED_SHARE: f64 = 0.01;
 
 struct Options {
     apps: Vec<usize>,
     latency_ms: u64,
     concurrency: usize,
+    limits_apps: usize,
+    limits_factor: f64,
+    only_limits: bool,
     check: bool,
 }
 
@@ -40,6 +53,9 @@ fn options() -> Result<Options, String> {
         apps: vec![100, 1_000, 5_000],
         latency_ms: 25,
         concurrency: 32,
+        limits_apps: 5_000,
+        limits_factor: 2.0,
+        only_limits: false,
         check: false,
     };
     let mut args = std::env::args().skip(1);
@@ -62,6 +78,26 @@ fn options() -> Result<Options, String> {
                     .parse()
                     .map_err(|e| format!("--concurrency: {e}"))?
             }
+            "--limits-apps" => {
+                o.limits_apps = value("--limits-apps")?
+                    .parse()
+                    .map_err(|e| format!("--limits-apps: {e}"))?
+            }
+            "--limits-factor" => {
+                o.limits_factor = value("--limits-factor")?
+                    .parse()
+                    .ok()
+                    .filter(|f: &f64| f.is_finite() && *f > 0.0)
+                    .ok_or("--limits-factor: a number above 0")?
+            }
+            "--only" => match value("--only")?.as_str() {
+                "limits" => o.only_limits = true,
+                other => {
+                    return Err(format!(
+                        "--only: \"limits\" is the one scenario, not {other}"
+                    ))
+                }
+            },
             "--check" => o.check = true,
             // What cargo passes to every bench binary.
             "--bench" => {}
@@ -88,16 +124,28 @@ fn main() -> ExitCode {
         .build()
         .expect("a runtime");
     let mut runs = Vec::new();
-    for &apps in &o.apps {
-        let run = runtime.block_on(rotation(apps, &o));
-        eprintln!("{apps} apps: {} ms", run["wallMs"]);
-        runs.push(run);
+    if !o.only_limits {
+        for &apps in &o.apps {
+            let run = runtime.block_on(rotation(apps, &o, None));
+            eprintln!("{apps} apps: {} ms", run["wallMs"]);
+            runs.push(run);
+        }
     }
-    let (cold_start_ms, idle_rss_mb) = runtime.block_on(cold_start());
+    let limits_run = (o.limits_apps > 0).then(|| {
+        let run = runtime.block_on(rotation(o.limits_apps, &o, Some(o.limits_factor)));
+        eprintln!("{} apps with limits: {} ms", o.limits_apps, run["wallMs"]);
+        run
+    });
+    let (cold_start_ms, idle_rss_mb) = if o.only_limits {
+        (f64::NAN, f64::NAN)
+    } else {
+        runtime.block_on(cold_start())
+    };
     let result = json!({
         "runs": runs,
-        "coldStartMs": round(cold_start_ms),
-        "idleRssMb": round(idle_rss_mb),
+        "limitsRun": limits_run,
+        "coldStartMs": if o.only_limits { Value::Null } else { json!(round(cold_start_ms)) },
+        "idleRssMb": if o.only_limits { Value::Null } else { json!(round(idle_rss_mb)) },
     });
     let out = target_dir().join("bench").join("rotation.json");
     std::fs::create_dir_all(out.parent().unwrap()).expect("target/bench");
@@ -105,7 +153,12 @@ fn main() -> ExitCode {
     print_table(&result);
     println!("written to {}", out.display());
     let extra = extra_requests(&result);
-    let missed = missed_targets(&result);
+    let mut missed = if o.only_limits {
+        Vec::new()
+    } else {
+        missed_targets(&result)
+    };
+    missed.extend(missed_limits(&result));
     for m in extra.iter().chain(&missed) {
         println!("MISSED: {m}");
     }
@@ -119,12 +172,17 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// One rotation over `apps` apps: wall time, requests, peak memory, and the lower bound.
-async fn rotation(apps: usize, o: &Options) -> Value {
+/// One rotation over `apps` apps: wall time, requests, peak memory, and the lower bound; with
+/// the services' limits on when `limits` is the time factor they are scaled by.
+async fn rotation(apps: usize, o: &Options, limits: Option<f64>) -> Value {
     let dir = tempfile::tempdir().expect("a temporary folder");
     let sandbox = Sandbox::start(SandboxOptions {
         workload: Some(apps),
         latency: Duration::from_millis(o.latency_ms),
+        throttling: Some(match limits {
+            Some(time_factor) => Throttling::On { time_factor },
+            None => Throttling::Off,
+        }),
         ..SandboxOptions::new(dir.path().join("sandbox"))
     })
     .await
@@ -141,6 +199,10 @@ async fn rotation(apps: usize, o: &Options) -> Value {
         "ROTATION_CONCURRENCY_PER_HOST".into(),
         o.concurrency.to_string(),
     );
+    if let Some(factor) = limits {
+        // The rotator paces itself by the same scaled numbers (a setting for tests only).
+        env.insert("ROTATION_RATE_LIMIT_TIME_FACTOR".into(), factor.to_string());
+    }
     let report_file = dir.path().join("report.json");
     let log_file = dir.path().join("rotate.log");
 
@@ -177,12 +239,45 @@ async fn rotation(apps: usize, o: &Options) -> Value {
         .json()
         .await
         .unwrap();
+    let buckets: Vec<Value> = client
+        .get(format!("{}/limits", info.endpoints.admin))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     sandbox.shutdown().await;
     // Reads, writes, one token per audience, one Key Vault challenge per vault.
     let minimal = workload.requests();
-    let lower_bound_ms =
+    let latency_bound_ms =
         (CHAIN as f64).max(minimal as f64 / o.concurrency as f64) * o.latency_ms as f64;
     let wall_ms = wall.as_secs_f64() * 1000.0;
+    if limits.is_some() {
+        let (limits_ms, binding) = limits_bound(&buckets);
+        let bound_ms = latency_bound_ms.max(limits_ms);
+        let throttled = requests.iter().filter(|r| r["status"] == 429).count();
+        return json!({
+            "apps": apps,
+            "targets": workload.targets,
+            "latencyMs": o.latency_ms,
+            "concurrency": o.concurrency,
+            "timeFactor": o.limits_factor,
+            "wallMs": round(wall_ms),
+            "latencyBoundMs": round(latency_bound_ms),
+            "limitsBoundMs": round(limits_ms),
+            "bindingLimit": binding,
+            "boundMs": round(bound_ms),
+            "ratio": round(wall_ms / bound_ms),
+            "requests": requests.len(),
+            "minimalRequests": minimal,
+            "throttled": throttled,
+            "throttledShare": round(throttled as f64 / requests.len() as f64 * 100.0) / 100.0,
+            "peakRssMb": round(peak_kb as f64 / 1024.0),
+            "buckets": buckets,
+        });
+    }
+    let lower_bound_ms = latency_bound_ms;
     json!({
         "apps": apps,
         "targets": workload.targets,
@@ -198,6 +293,65 @@ async fn rotation(apps: usize, o: &Options) -> Value {
         "renewed": workload.renewals,
         "updated": workload.stale_targets,
     })
+}
+
+/// The least time the published limits allow for what the run sent: a bucket of `capacity`
+/// refilled at `perSecond` (already scaled by the time factor) that admitted `n` requests
+/// needs at least `(n - capacity) / perSecond` seconds, whatever the concurrency; the bound
+/// is the largest over the buckets, with the bucket that sets it. (The buckets count what was
+/// admitted: a minimal run's requests, each once.)
+fn limits_bound(buckets: &[Value]) -> (f64, String) {
+    let f = |v: &Value| v.as_f64().unwrap_or(0.0);
+    buckets
+        .iter()
+        .map(|b| {
+            let ms =
+                ((f(&b["admitted"]) - f(&b["capacity"])).max(0.0) / f(&b["perSecond"])) * 1000.0;
+            let name = format!(
+                "{} {} {}: {} requests, {} at once, {}/s",
+                b["service"].as_str().unwrap_or_default(),
+                b["scope"].as_str().unwrap_or_default(),
+                b["class"].as_str().unwrap_or_default(),
+                b["admitted"],
+                b["capacity"],
+                b["perSecond"]
+            );
+            (ms, name)
+        })
+        .fold((0.0, String::from("none")), |best, next| {
+            if next.0 > best.0 {
+                next
+            } else {
+                best
+            }
+        })
+}
+
+/// The targets of the run with limits this result misses: at most [`LIMITS_RATIO`] times its
+/// bound, at most [`LIMITS_THROTTLED_SHARE`] of its requests answered 429.
+fn missed_limits(result: &Value) -> Vec<String> {
+    let run = &result["limitsRun"];
+    if run.is_null() {
+        return Vec::new();
+    }
+    let f = |v: &Value| v.as_f64().unwrap_or(f64::INFINITY);
+    let mut missed = Vec::new();
+    if f(&run["ratio"]) > LIMITS_RATIO {
+        missed.push(format!(
+            "with limits, {} apps took {} times the bound (at most {LIMITS_RATIO})",
+            run["apps"], run["ratio"]
+        ));
+    }
+    let share = f(&run["throttled"]) / f(&run["requests"]);
+    if share > LIMITS_THROTTLED_SHARE {
+        missed.push(format!(
+            "with limits, {} of {} requests were answered 429 (at most {} %)",
+            run["throttled"],
+            run["requests"],
+            LIMITS_THROTTLED_SHARE * 100.0
+        ));
+    }
+    missed
 }
 
 /// Waits for child `pid` and returns its exit status and peak resident memory in KiB (the
@@ -338,6 +492,23 @@ fn print_table(result: &Value) {
         "cold start (median of {COLD_STARTS}): {} ms; idle memory: {} MB",
         result["coldStartMs"], result["idleRssMb"]
     );
+    let r = &result["limitsRun"];
+    if !r.is_null() {
+        println!(
+            "with limits (time factor {}): {} apps, {} ms, bound {} ms (latency {} ms, limits {} ms: {}), ratio {}, {} of {} requests answered 429, peak {} MB",
+            r["timeFactor"],
+            r["apps"],
+            r["wallMs"],
+            r["boundMs"],
+            r["latencyBoundMs"],
+            r["limitsBoundMs"],
+            r["bindingLimit"].as_str().unwrap_or_default(),
+            r["ratio"],
+            r["throttled"],
+            r["requests"],
+            r["peakRssMb"]
+        );
+    }
 }
 
 /// Runs that sent more requests than the minimum.

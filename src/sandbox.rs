@@ -3,7 +3,7 @@
 //! which only the product knows: its setting names, its custom cloud, and how its company
 //! details are sealed. [`Sandbox::start`] writes `DIR/sandbox.json` (PRODUCT.md §9).
 
-pub use apikey_rotator_sandbox::{workload, Endpoints, Handover, SandboxOptions};
+pub use apikey_rotator_sandbox::{workload, Endpoints, Handover, SandboxOptions, Throttling};
 
 use crate::error::{Error, Result};
 use crate::settings::{

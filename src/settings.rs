@@ -108,7 +108,7 @@ pub struct Settings {
 
 /// The settings that pace outbound requests: what [`crate::azure::retry::RetryPolicy`] is made
 /// from, and all it needs of the settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct OutboundLimits {
     /// Timeout of one outbound request ([`REQUEST_TIMEOUT`]).
     pub request_timeout: std::time::Duration,
@@ -116,6 +116,9 @@ pub struct OutboundLimits {
     pub concurrency: usize,
     /// Requests in flight per service host ([`CONCURRENCY_PER_HOST`]).
     pub concurrency_per_host: usize,
+    /// Multiplies the published refill rates the rotator paces itself by
+    /// ([`crate::azure::pace::TIME_FACTOR`], 1 but in tests and the benchmark).
+    pub pace_time_factor: f64,
 }
 
 /// The settings that say when a run (or a ToolkitApp request) must end.
@@ -276,12 +279,26 @@ impl Settings {
             DEFAULT_CONCURRENCY_PER_HOST as u64,
             1024,
         ) as usize;
+        let pace_time_factor = match get(crate::azure::pace::TIME_FACTOR) {
+            None => 1.0,
+            Some(v) => match v.trim().parse::<f64>() {
+                Ok(f) if f.is_finite() && f > 0.0 && f <= 10_000.0 => f,
+                _ => {
+                    problems.push(problem(
+                        crate::azure::pace::TIME_FACTOR,
+                        "not a number above 0 and at most 10000 (default 1)".to_string(),
+                    ));
+                    1.0
+                }
+            },
+        };
 
         Self {
             outbound: OutboundLimits {
                 request_timeout: std::time::Duration::from_secs(request_timeout),
                 concurrency,
                 concurrency_per_host,
+                pace_time_factor,
             },
             deadlines: Deadlines {
                 configured: deadline_setting.map(std::time::Duration::from_secs),

@@ -35,6 +35,7 @@ pub(crate) fn router(platform: Arc<Platform>, doubles: Vec<Arc<dyn Double>>) -> 
         )
         .route("/state", get(state))
         .route("/connections", get(connections))
+        .route("/limits", get(limits).post(set_limit))
         .with_state(admin)
 }
 
@@ -45,6 +46,60 @@ async fn requests(State(admin): State<Admin>) -> Response {
 /// Connections accepted so far, by service (a client that reuses its connections opens few).
 async fn connections(State(admin): State<Admin>) -> Response {
     json_response(StatusCode::OK, json!(admin.platform.log.connections()))
+}
+
+/// The published limits' buckets used so far: scope, class, size, refill rate (scaled by the
+/// time factor), requests admitted and refused (empty when throttling is off).
+async fn limits(State(admin): State<Admin>) -> Response {
+    json_response(StatusCode::OK, json!(admin.platform.limits.report()))
+}
+
+/// Which buckets `POST admin/limits` sets: those a `method path` request to `service` draws
+/// from (in every instance of the service), to `tokens`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetLimit {
+    service: String,
+    method: String,
+    path: String,
+    tokens: f64,
+}
+
+/// Leaves buckets with `tokens` as if another client had spent the rest (throttling on only).
+async fn set_limit(State(admin): State<Admin>, body: Bytes) -> Response {
+    let bad = |message: String| {
+        json_response(
+            StatusCode::BAD_REQUEST,
+            json!({"error": {"code": "BadRequest", "message": message}}),
+        )
+    };
+    let spec: SetLimit = match serde_json::from_slice(&body) {
+        Ok(s) => s,
+        Err(e) => return bad(format!("invalid limit: {e}")),
+    };
+    if !admin.platform.limits.enabled() {
+        return bad("throttling is off in this sandbox".into());
+    }
+    let Ok(method) = axum::http::Method::from_bytes(spec.method.as_bytes()) else {
+        return bad(format!("method: not an HTTP method: {}", spec.method));
+    };
+    let mut set = 0;
+    for double in admin.doubles.iter().filter(|d| d.service() == spec.service) {
+        if let Some(limit) = double.limit(&method, &spec.path) {
+            admin
+                .platform
+                .limits
+                .set_tokens(double.service(), &limit, spec.tokens);
+            set += 1;
+        }
+    }
+    if set == 0 {
+        return bad(format!(
+            "no limit of service \"{}\" applies to {} {}",
+            spec.service, spec.method, spec.path
+        ));
+    }
+    json_response(StatusCode::OK, json!(admin.platform.limits.report()))
 }
 
 async fn clear_requests(State(admin): State<Admin>) -> Response {

@@ -11,6 +11,7 @@
 
 use super::double::{fault_message, with_retry_after, Double, Platform, Shown};
 use super::front_end::FrontEnd;
+use super::limits::{Limit, Rate};
 use super::secret::Secret;
 use super::tokens::Refusal;
 use super::{json_response, now_ms, query_map, random_alphanumeric, Error};
@@ -26,6 +27,48 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Apigee APIs "User, service account, or Apigee UI initiated": 6,000 per minute per
+/// organisation (https://cloud.google.com/apigee/docs/api-platform/reference/limits, "Apigee
+/// APIs", currently enforced).
+const MANAGEMENT_API: Rate = Rate::per_window(6_000.0, 60.0);
+
+/// The organisation's bucket for `path` (`/v1/organizations/{org}/...`; the OAuth token
+/// endpoint is another service).
+fn organization_limit(path: &str) -> Option<Limit> {
+    let org = path.strip_prefix("/v1/organizations/")?.split('/').next()?;
+    (!org.is_empty()).then(|| Limit {
+        scope: org.to_string(),
+        class: "managementApi",
+        rate: MANAGEMENT_API,
+    })
+}
+
+/// Google's answer to a spent quota (AIP-193): 429 `RESOURCE_EXHAUSTED` with an `ErrorInfo`
+/// of reason `RATE_LIMIT_EXCEEDED` naming the service and the quota (the shape of
+/// https://cloud.google.com/apis/design/errors#error_info; the metric and limit names are the
+/// sandbox's). The documented answer names no delay, so none is sent: a client that does not
+/// pace itself can only guess.
+pub(crate) fn quota_exceeded(org: &str) -> Response {
+    let body = json!({"error": {
+        "code": 429,
+        "message": format!("Quota exceeded for quota metric 'Apigee API requests' and limit 'Apigee API requests per minute' of service 'apigee.googleapis.com' for organization '{org}'."),
+        "status": "RESOURCE_EXHAUSTED",
+        "details": [{
+            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+            "reason": "RATE_LIMIT_EXCEEDED",
+            "domain": "googleapis.com",
+            "metadata": {
+                "service": "apigee.googleapis.com",
+                "quota_metric": "apigee.googleapis.com/api_requests",
+                "quota_limit": "ApiRequestsPerMinutePerOrganization",
+                "quota_limit_value": "6000",
+            },
+        }],
+    }});
+    json_response(StatusCode::TOO_MANY_REQUESTS, body)
+}
 
 /// The only OAuth scope of the Apigee API; tokens are issued for it.
 pub(crate) const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
@@ -294,6 +337,14 @@ impl Double for Apigee {
         };
         let body = json!({"error": {"code": status.as_u16(), "message": fault_message(status), "status": name}});
         with_retry_after(json_response(status, body), retry_after)
+    }
+
+    fn limit(&self, _method: &axum::http::Method, path: &str) -> Option<Limit> {
+        organization_limit(path)
+    }
+
+    fn throttled(&self, limit: &Limit, _retry_after: Duration) -> Response {
+        quota_exceeded(&limit.scope)
     }
 
     fn state(&self) -> Option<Shown> {

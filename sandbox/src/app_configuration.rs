@@ -12,6 +12,7 @@
 //! `Host;Date;x-ms-content-sha256`). Refusals carry the documented `error_description`s.
 
 use super::double::{fault_message, reason, Double, Platform, Shown};
+use super::limits::{whole_millis, whole_seconds, Limit, Rate};
 use axum::body::{to_bytes, Body, Bytes};
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -24,6 +25,40 @@ use base64::Engine;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+// App Configuration's request quota ("Total Requests") per store, by tier. The Standard tier
+// guarantees 30,000 requests per hour, read and write together (the App Configuration team in
+// Azure/AppConfiguration#716, quoted at
+// https://learn.microsoft.com/en-us/answers/questions/1167239/do-all-requests-to-azure-app-configuration-subtrac);
+// the Free tier allows 1,000 per day (https://learn.microsoft.com/en-us/azure/azure-app-configuration/faq).
+/// Standard tier, the sandbox's stores: 30,000 per hour.
+const STANDARD_TIER: Rate = Rate::per_window(30_000.0, 3_600.0);
+/// Free tier: 1,000 per day.
+#[allow(dead_code)]
+const FREE_TIER: Rate = Rate::per_window(1_000.0, 86_400.0);
+
+/// App Configuration's 429 once the store's quota is spent: the problem body of its throttling
+/// page (https://learn.microsoft.com/en-us/azure/azure-app-configuration/rest-api-throttling,
+/// the reference's `appconfig/Error_429_TooManyRequests_docs.json`), `retry-after-ms` (and
+/// its `x-ms-` twin, which the SDKs read too) with the wait, and `Retry-After` in seconds.
+pub(crate) fn quota_exceeded(retry_after: Duration) -> Response {
+    let mut response = problem(
+        StatusCode::TOO_MANY_REQUESTS,
+        json!({
+            "type": "https://azconfig.io/errors/too-many-requests",
+            "title": "Resource utilization has surpassed the assigned quota",
+            "policy": "Total Requests",
+            "status": 429,
+        }),
+    );
+    let ms = whole_millis(retry_after);
+    let headers = response.headers_mut();
+    headers.insert("retry-after-ms", HeaderValue::from(ms));
+    headers.insert("x-ms-retry-after-ms", HeaderValue::from(ms));
+    headers.insert("retry-after", HeaderValue::from(whole_seconds(retry_after)));
+    response
+}
 
 /// Audiences a bearer token may be issued for.
 const AUDIENCES: [&str; 2] = ["https://azconfig.io", "https://appconfig.azure.com"];
@@ -215,6 +250,19 @@ impl Double for Store {
             headers.insert("retry-after-ms", HeaderValue::from(seconds * 1000));
         }
         response
+    }
+
+    /// Every request to the store counts ("Total Requests").
+    fn limit(&self, _method: &Method, _path: &str) -> Option<Limit> {
+        Some(Limit {
+            scope: self.name.clone(),
+            class: "totalRequests",
+            rate: STANDARD_TIER,
+        })
+    }
+
+    fn throttled(&self, _limit: &Limit, retry_after: Duration) -> Response {
+        quota_exceeded(retry_after)
     }
 
     fn state(&self) -> Option<Shown> {

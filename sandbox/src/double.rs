@@ -8,13 +8,15 @@
 
 use super::front_end::FrontEnd;
 use super::json_response;
+use super::limits::{Limit, Limiter};
 use super::log::RequestLog;
 use super::tokens::TokenStore;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use axum::Router;
 use serde_json::{json, Value};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// One double of an outside service, served on a listener of its own.
 pub(crate) trait Double: Send + Sync + 'static {
@@ -46,6 +48,25 @@ pub(crate) trait Double: Send + Sync + 'static {
     fn state(&self) -> Option<Shown> {
         None
     }
+
+    /// The published limit `method path` draws from, if the service limits it (see
+    /// [`super::limits`]); none by default.
+    fn limit(&self, _method: &Method, _path: &str) -> Option<Limit> {
+        None
+    }
+
+    /// The service's answer when `limit`'s bucket is empty and a token is back after
+    /// `retry_after`. The default is [`Double::fault`]'s 429 with `Retry-After`.
+    fn throttled(&self, _limit: &Limit, retry_after: Duration) -> Response {
+        self.fault(
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(super::limits::whole_seconds(retry_after)),
+        )
+    }
+
+    /// Adds the remaining-quota headers the service sends on an admitted request's answer
+    /// (`remaining` tokens left in `limit`'s bucket); none by default.
+    fn admitted(&self, _limit: &Limit, _remaining: u64, _response: &mut Response) {}
 }
 
 /// A double's part of `admin/state`: `value` under `section`, or under `section.instance` for
@@ -63,6 +84,8 @@ pub(crate) struct Platform {
     pub tokens: TokenStore,
     pub log: RequestLog,
     pub tenant: Tenant,
+    /// The services' published limits, when the sandbox enforces them.
+    pub limits: Limiter,
 }
 
 /// The sandbox's Entra tenant.

@@ -2,15 +2,53 @@
 //! every double's HTTP framing rules live ([`super::log::observe`] applies them to every
 //! double, before authentication, faults and the service's own handlers).
 //!
-//! Today that is `411 Length Required` for a `POST`, `PUT` or `PATCH` that carries neither
+//! Throttling sits here too ([`throttle`]): a request over its service's published limit is
+//! answered 429 by the front door, before authentication and faults (see [`super::limits`]).
+//!
+//! The framing rule is `411 Length Required` for a `POST`, `PUT` or `PATCH` that carries neither
 //! `Content-Length` nor `Transfer-Encoding: chunked`. Azure's front ends (Resource Manager, Key
 //! Vault, App Configuration, App Service sites, Entra ID) run on HTTP.sys, which answers with its
 //! fixed HTML page; Google's front end (Apigee's management API and its OAuth token endpoint)
 //! answers with its own page naming the missing header (public reports: reqwest #838,
 //! azure-sdk-for-rust #166, the GFE's "POST requests require a Content-length header").
 
+use super::double::Double;
+use super::limits::{Limit, Limiter, Verdict};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Version};
 use axum::response::{IntoResponse, Response};
+
+/// What the front door does with a request as far as the published limits go.
+pub(crate) enum Throttle {
+    /// No limit applies (or throttling is off).
+    Free,
+    /// Admitted: `limit`'s bucket has `remaining` tokens left (for the remaining-quota
+    /// headers of the answer).
+    Admitted { limit: Limit, remaining: u64 },
+    /// Refused with the service's 429.
+    Refused(Response),
+}
+
+/// Takes a token for `method path` from the bucket `double` names, if it names one.
+pub(crate) fn throttle(
+    limits: &Limiter,
+    double: &dyn Double,
+    method: &Method,
+    path: &str,
+) -> Throttle {
+    if !limits.enabled() {
+        return Throttle::Free;
+    }
+    let Some(limit) = double.limit(method, path) else {
+        return Throttle::Free;
+    };
+    match limits.take(double.service(), &limit) {
+        None => Throttle::Free,
+        Some(Verdict::Admitted { remaining }) => Throttle::Admitted { limit, remaining },
+        Some(Verdict::Throttled { retry_after }) => {
+            Throttle::Refused(double.throttled(&limit, retry_after))
+        }
+    }
+}
 
 /// HTTP.sys's answer to an unframed body (344 bytes, `text/html; charset=us-ascii`).
 const HTTP_SYS_411: &str = "<!DOCTYPE HTML PUBLIC \"-//W3C//DTD HTML 4.01//EN\"\"http://www.w3.org/TR/html4/strict.dtd\">\r\n\

@@ -9,6 +9,7 @@
 //! client works unchanged.
 
 use super::double::{Double, Platform, Shown};
+use super::limits::{whole_seconds, Limit, Rate};
 use super::tokens::Refusal;
 use super::{json_response, query_map};
 use axum::body::Bytes;
@@ -24,6 +25,51 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+// Key Vault's service limits for secrets, "maximum transactions allowed in 10 seconds, per
+// vault per region": https://learn.microsoft.com/en-us/azure/key-vault/general/service-limits
+/// Secret CREATE (every `PUT /secrets/{name}` makes a version): 300 per 10 s.
+const SECRET_CREATE: Rate = Rate::per_window(300.0, 10.0);
+/// All other transactions (GET, PATCH, list, ...): 4,000 per 10 s.
+const OTHER_TRANSACTIONS: Rate = Rate::per_window(4000.0, 10.0);
+
+/// The vault's bucket for `method path` (`/secrets...` only).
+fn vault_limit(vault: &str, method: &axum::http::Method, path: &str) -> Option<Limit> {
+    let rest = path.strip_prefix("/secrets")?;
+    let create = *method == axum::http::Method::PUT
+        && rest
+            .trim_matches('/')
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .count()
+            == 1;
+    let (class, rate) = if create {
+        ("secretCreate", SECRET_CREATE)
+    } else {
+        ("transactions", OTHER_TRANSACTIONS)
+    };
+    Some(Limit {
+        scope: vault.to_string(),
+        class,
+        rate,
+    })
+}
+
+/// Key Vault's 429: `Throttled` with the reason of the limit reached (the body captured in
+/// vcsjones/AzureSignTool#219), and `Retry-After` in seconds as the throttling guidance's
+/// clients read it (https://learn.microsoft.com/en-us/azure/key-vault/general/overview-throttling).
+pub(crate) fn vault_throttled(retry_after: Duration) -> Response {
+    let body = json!({"error": {
+        "code": "Throttled",
+        "message": "Request was not processed because too many requests were received. Reason: VaultRequestTypeLimitReached",
+    }});
+    let mut response = json_response(StatusCode::TOO_MANY_REQUESTS, body);
+    response
+        .headers_mut()
+        .insert("retry-after", HeaderValue::from(whole_seconds(retry_after)));
+    response
+}
 
 /// The token audience Key Vault requires.
 const AUDIENCE: &str = "https://vault.azure.net";
@@ -307,6 +353,14 @@ impl Double for Vault {
 
     fn router(self: Arc<Self>, platform: Arc<Platform>) -> Router {
         router(platform, self)
+    }
+
+    fn limit(&self, method: &axum::http::Method, path: &str) -> Option<Limit> {
+        vault_limit(&self.name, method, path)
+    }
+
+    fn throttled(&self, _limit: &Limit, retry_after: Duration) -> Response {
+        vault_throttled(retry_after)
     }
 
     fn state(&self) -> Option<Shown> {

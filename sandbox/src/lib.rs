@@ -31,6 +31,7 @@ mod error;
 mod front_end;
 mod identity;
 mod key_vault;
+mod limits;
 mod log;
 mod resource_manager;
 mod secret;
@@ -40,6 +41,7 @@ mod webhook;
 pub mod workload;
 
 pub use error::{Error, Result};
+pub use limits::Throttling;
 pub use secret::Secret;
 
 use axum::http::{header, HeaderValue, StatusCode};
@@ -61,6 +63,9 @@ pub struct SandboxOptions {
     pub workload: Option<usize>,
     /// Added to every answer of every double (not the admin endpoint), before any fault.
     pub latency: std::time::Duration,
+    /// Whether the doubles enforce their services' published limits; `None`: on (at the
+    /// published numbers) with a workload, off otherwise.
+    pub throttling: Option<Throttling>,
 }
 
 impl SandboxOptions {
@@ -224,6 +229,10 @@ impl Sandbox {
                 id: uuid::Uuid::new_v4().to_string(),
                 authority: cast.authority.base_url.clone(),
             },
+            limits: limits::Limiter::new(options.throttling.unwrap_or(match options.workload {
+                Some(_) => workload::THROTTLING,
+                None => Throttling::Off,
+            })),
         });
         let seeded = match options.workload {
             Some(apps) => Some(workload::seed(&cast, apps)),

@@ -227,6 +227,12 @@ async fn handle(
         log.finish(id, Some(refused.status().as_u16()));
         return refused;
     }
+    // Over its service's published limit: the front door's 429, which takes no token.
+    let throttle = super::front_end::throttle(&platform.limits, double, request.method(), &path);
+    if let super::front_end::Throttle::Refused(refused) = throttle {
+        log.finish(id, Some(refused.status().as_u16()));
+        return refused;
+    }
     let target = match request.uri().query() {
         Some(q) => format!("{path}?{q}"),
         None => path.clone(),
@@ -249,6 +255,10 @@ async fn handle(
         }
         None => next.run(request).await,
     };
+    let mut response = response;
+    if let super::front_end::Throttle::Admitted { limit, remaining } = &throttle {
+        double.admitted(limit, *remaining, &mut response);
+    }
     let status = response.status().as_u16();
     let never_answers = response.extensions().get::<NoAnswer>().is_some();
     log.finish(id, (!never_answers).then_some(status));

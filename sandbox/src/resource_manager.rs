@@ -9,6 +9,7 @@
 //! PascalCase shape (a missing slot).
 
 use super::double::{fault_message, with_retry_after, Double, Platform, Shown};
+use super::limits::{whole_seconds, Limit, Rate};
 use super::tokens::Refusal;
 use super::{json_response, query_map};
 use axum::body::to_bytes;
@@ -19,6 +20,80 @@ use axum::Router;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+// Resource Manager's throttling: a regional token bucket per subscription, per principal and
+// per operation type (the sandbox is one region, and its callers one principal each):
+// https://learn.microsoft.com/en-us/azure/azure-resource-manager/management/request-limits-and-throttling
+// ("Regional throttling and token bucket algorithm": bucket size, refill rate per second).
+/// Subscription reads: a bucket of 250, 25 per second.
+const SUBSCRIPTION_READS: Rate = Rate {
+    capacity: 250.0,
+    per_second: 25.0,
+};
+/// Subscription writes: a bucket of 200, 10 per second. A POST action (`.../appsettings/list`)
+/// counts as a write: its answers carry `x-ms-ratelimit-remaining-subscription-writes`
+/// (azure-sdk-for-java#1389: `listKeys`, a POST, throttled as a write).
+const SUBSCRIPTION_WRITES: Rate = Rate {
+    capacity: 200.0,
+    per_second: 10.0,
+};
+/// Subscription deletes: a bucket of 200, 10 per second.
+const SUBSCRIPTION_DELETES: Rate = Rate {
+    capacity: 200.0,
+    per_second: 10.0,
+};
+
+/// The bucket of `method path`: the subscription in the path, the class by method.
+fn arm_limit(method: &Method, path: &str) -> Option<Limit> {
+    let mut segments = path.trim_start_matches('/').split('/');
+    if !segments.next()?.eq_ignore_ascii_case("subscriptions") {
+        return None;
+    }
+    let subscription = segments.next().filter(|s| !s.is_empty())?;
+    let (class, rate) = match *method {
+        Method::GET | Method::HEAD => ("reads", SUBSCRIPTION_READS),
+        Method::DELETE => ("deletes", SUBSCRIPTION_DELETES),
+        _ => ("writes", SUBSCRIPTION_WRITES),
+    };
+    Some(Limit {
+        scope: subscription.to_ascii_lowercase(),
+        class,
+        rate,
+    })
+}
+
+/// ARM's answer to a request over its subscription's bucket: `SubscriptionRequestsThrottled`
+/// (the code and message of azure-sdk-for-java#1389, in the token-bucket wording of the
+/// request-limits page), `Retry-After` in seconds, and the remaining count (0) of the class.
+fn subscription_throttled(limit: &Limit, retry_after: Duration) -> Response {
+    let seconds = whole_seconds(retry_after);
+    let operation = limit.class.trim_end_matches('s');
+    let body = json!({"error": {
+        "code": "SubscriptionRequestsThrottled",
+        "message": format!(
+            "Number of '{operation}' requests for subscription '{}' exceeded. Please try again after '{seconds}' seconds after additional tokens are available. Refer to https://aka.ms/arm-throttling for additional information.",
+            limit.scope
+        ),
+    }});
+    let mut response = with_retry_after(
+        json_response(StatusCode::TOO_MANY_REQUESTS, body),
+        Some(seconds),
+    );
+    remaining_header(limit, 0, &mut response);
+    response
+}
+
+/// `x-ms-ratelimit-remaining-subscription-<class>: remaining`, as ARM sends on every answer.
+fn remaining_header(limit: &Limit, remaining: u64, response: &mut Response) {
+    if let Ok(name) = header::HeaderName::from_bytes(
+        format!("x-ms-ratelimit-remaining-subscription-{}", limit.class).as_bytes(),
+    ) {
+        response
+            .headers_mut()
+            .insert(name, HeaderValue::from(remaining));
+    }
+}
 
 /// The token audience ARM requires.
 const AUDIENCE: &str = "https://management.azure.com";
@@ -196,6 +271,18 @@ impl Double for ResourceManager {
             );
         }
         response
+    }
+
+    fn limit(&self, method: &Method, path: &str) -> Option<Limit> {
+        arm_limit(method, path)
+    }
+
+    fn throttled(&self, limit: &Limit, retry_after: Duration) -> Response {
+        subscription_throttled(limit, retry_after)
+    }
+
+    fn admitted(&self, limit: &Limit, remaining: u64, response: &mut Response) {
+        remaining_header(limit, remaining, response);
     }
 
     fn state(&self) -> Option<Shown> {

@@ -22,6 +22,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 const DAY_MS: i64 = 86_400_000;
+
+/// A workload sandbox enforces the services' published limits unless told otherwise
+/// (`SandboxOptions::throttling`, `--limits`): a bulk run is where they set the pace.
+pub const THROTTLING: super::Throttling = super::Throttling::PUBLISHED;
 /// The product every workload key is approved for.
 const PRODUCT: &str = "orders-product";
 /// Apps whose settings share one site.

@@ -5,5 +5,6 @@ pub mod call;
 pub mod cloud;
 pub mod credential;
 pub mod http;
+pub mod pace;
 pub mod retry;
 pub mod storage;

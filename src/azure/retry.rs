@@ -10,6 +10,7 @@
 
 pub use crate::azure::call::Call;
 use crate::azure::http::transport_error;
+use crate::azure::pace::{Pacer, Scope};
 use crate::error::{Error, Result};
 use azure_core::http::policies::{Policy, PolicyResult, RetryHeaders};
 use azure_core::http::{Context, Request, StatusCode};
@@ -54,6 +55,8 @@ pub struct RetryPolicy {
     /// Waiting between the attempts of one call adds up to this at most: a longer
     /// `Retry-After` is not waited for, the throttled answer is returned.
     pub max_wait: Duration,
+    /// The client-side buckets under the services' published limits ([`crate::azure::pace`]).
+    pacer: Pacer,
     hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
     all: Arc<Semaphore>,
 }
@@ -87,6 +90,7 @@ impl RetryPolicy {
             per_host: per_host.max(1),
             total: Semaphore::MAX_PERMITS,
             max_wait: Duration::from_secs(30),
+            pacer: Pacer::default(),
             hosts: Mutex::new(HashMap::new()),
             all: Arc::new(Semaphore::new(Semaphore::MAX_PERMITS)),
         }
@@ -99,8 +103,20 @@ impl RetryPolicy {
         self
     }
 
-    /// The policy of these limits (request timeout, concurrency, per-host cap; the retry
-    /// numbers are fixed).
+    /// This policy pacing itself with every published refill rate multiplied by `factor`
+    /// ([`crate::azure::pace::TIME_FACTOR`]; 1 in production).
+    pub fn with_pace_factor(mut self, factor: f64) -> Self {
+        self.pacer = Pacer::new(factor);
+        self
+    }
+
+    /// The client-side buckets under the services' published limits.
+    pub fn pacer(&self) -> &Pacer {
+        &self.pacer
+    }
+
+    /// The policy of these limits (request timeout, concurrency, per-host cap, the pacing's
+    /// time factor; the retry numbers are fixed).
     pub fn from_limits(limits: &crate::settings::OutboundLimits) -> Self {
         let d = Self::default();
         Self::new(
@@ -111,6 +127,7 @@ impl RetryPolicy {
             limits.concurrency_per_host,
         )
         .with_total(limits.concurrency)
+        .with_pace_factor(limits.pace_time_factor)
     }
 
     /// Full jitter: a random delay in `[0, min(max_delay, base_delay · 2^retry)]`.
@@ -304,6 +321,12 @@ where
         let (client, request) = build().await?.timeout(timeout).build_split();
         let mut request = request.map_err(|e| transport_error(service, &e.without_url()))?;
         crate::azure::http::ensure_content_length(&mut request);
+        // Under the service's published limit first, holding no slot while it waits.
+        let paced = crate::azure::pace::scope_of(request.method(), request.url());
+        let ticket = match &paced {
+            Some(scope) => Some(paced_token(call, scope, service).await?),
+            None => None,
+        };
         let slot = policy.slot(&host_port(request.url())).await;
         let result = match client.execute(request).await {
             Ok(response) => read_body(response).await,
@@ -313,9 +336,21 @@ where
         let (retry, hint, outcome) = match result {
             Ok(response) => {
                 let status = response.status().as_u16();
+                if let (Some(scope), Some(ticket)) = (&paced, ticket) {
+                    policy.pacer.observe(
+                        scope,
+                        ticket,
+                        status,
+                        response.headers(),
+                        Instant::now(),
+                        policy.max_wait,
+                    );
+                }
                 let retry = is_retryable_status(status)
                     && (idempotency == Idempotency::Idempotent || status == 429);
                 let hint = retry_after(response.headers(), SystemTime::now());
+                // A 429 waits what the service said, no more (the backoff is for failures).
+                let hint = hint.map(|h| (h, status == 429));
                 (retry, hint, Ok(response))
             }
             Err(e) => {
@@ -337,7 +372,11 @@ where
         if !retry || attempt >= policy.max_attempts {
             return outcome;
         }
-        let delay = match policy.delay(attempt, hint, deadline) {
+        let delay = match hint {
+            Some((h, true)) => deadline.is_none_or(|d| Instant::now() + h < d).then_some(h),
+            other => policy.delay(attempt, other.map(|(h, _)| h), deadline),
+        };
+        let delay = match delay {
             Some(d) if waited + d <= policy.max_wait => d,
             _ => return outcome,
         };
@@ -349,6 +388,19 @@ where
         tracing::warn!(service, why = %why, attempt, delay_ms = delay.as_millis() as u64, "outbound call retried");
         tokio::time::sleep(delay).await;
     }
+}
+
+/// Waits for a token of `scope` within `call`'s deadline ([`Pacer::acquire`]).
+async fn paced_token(
+    call: &Call,
+    scope: &Scope,
+    service: &str,
+) -> Result<crate::azure::pace::Ticket> {
+    call.policy()
+        .pacer
+        .acquire(scope, call.deadline())
+        .await
+        .map_err(|()| Error::deadline_exceeded(service))
 }
 
 /// `response` with its body read: a request holds its slot, and its connection, until its
@@ -508,9 +560,42 @@ impl Policy for HostLimit {
         next: &[Arc<dyn Policy>],
     ) -> PolicyResult {
         let call = self.source.call(ctx)?;
+        let url: url::Url = request.url().as_str().parse().map_err(|e| {
+            azure_core::Error::with_message(azure_core::error::ErrorKind::Other, format!("{e}"))
+        })?;
+        let paced = crate::azure::pace::vault_scope(
+            request.method() == azure_core::http::Method::Put,
+            &url,
+        );
+        let ticket = match &paced {
+            Some(scope) => Some(paced_token(&call, scope, "Key Vault").await.map_err(|e| {
+                azure_core::Error::with_message(azure_core::error::ErrorKind::Other, e.to_string())
+            })?),
+            None => None,
+        };
         let _slot = call.policy().slot(&host_port(request.url())).await;
         let (status, headers, body) = next[0].send(ctx, request, &next[1..]).await?.deconstruct();
         let body = body.collect().await?;
+        if let (Some(scope), Some(ticket)) = (&paced, ticket) {
+            let mut seen = HeaderMap::new();
+            for (name, value) in headers.iter() {
+                if let (Ok(n), Ok(v)) = (
+                    HeaderName::from_bytes(name.as_str().as_bytes()),
+                    reqwest::header::HeaderValue::from_str(value.as_str()),
+                ) {
+                    seen.insert(n, v);
+                }
+            }
+            let policy = call.policy();
+            policy.pacer.observe(
+                scope,
+                ticket,
+                u16::from(status),
+                &seen,
+                Instant::now(),
+                policy.max_wait,
+            );
+        }
         Ok(azure_core::http::AsyncRawResponse::from_bytes(
             status, headers, body,
         ))

@@ -146,6 +146,10 @@ pub enum Command {
         /// Milliseconds added to every answer of every double (the admin endpoint excepted).
         #[arg(long, value_name = "MS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=60_000))]
         latency_ms: u64,
+        /// The services' published limits: `off`, or a time factor that multiplies every refill
+        /// rate (`1`: the published numbers). Default: `1` with --workload, `off` without.
+        #[arg(long, value_name = "off|FACTOR", value_parser = crate::sandbox::Throttling::parse)]
+        limits: Option<crate::sandbox::Throttling>,
         /// Once started, also write a Core Tools local.settings.json (default: in the current
         /// folder) holding every setting of the sandbox, for `func start` against it.
         #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "local.settings.json")]
@@ -390,6 +394,7 @@ pub fn main() -> ExitCode {
                 dir,
                 workload,
                 latency_ms,
+                limits,
                 write_local_settings,
             } => {
                 init_cli_logging(log_format);
@@ -397,6 +402,7 @@ pub fn main() -> ExitCode {
                     dir,
                     workload: workload.map(|n| n as usize),
                     latency: std::time::Duration::from_millis(latency_ms),
+                    throttling: limits,
                 };
                 sandbox(options, write_local_settings).await
             }

@@ -171,9 +171,11 @@ async fn run_over(
         }
         outcomes
     });
+    // Every container is under way at once: one waiting for its service's rate limit
+    // (`azure::pace`) must not hold a place a container of another service could use.
     let (_, outcomes) = futures::future::join(
         crate::fan_out::bounded(call.concurrency(), fetches),
-        crate::fan_out::bounded(call.concurrency(), containers),
+        crate::fan_out::bounded(plan.len(), containers),
     )
     .await;
     let held = held_by_app(outcomes.iter().flatten(), &rotation.read_backs);

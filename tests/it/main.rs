@@ -42,5 +42,6 @@ mod run_lock;
 mod sdk_oracle;
 mod self_contained;
 mod status;
+mod throttling;
 mod toolkit_command;
 mod toolkit_limits;
