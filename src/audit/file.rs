@@ -63,10 +63,11 @@ pub fn read_lines(path: &Path) -> Result<Vec<String>, String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn ev(app: &str) -> Event {
+    /// A `run.started` event of `app`, for the audit module's tests.
+    pub(in crate::audit) fn ev(app: &str) -> Event {
         Event {
             time: "2026-12-01T06:00:00.000Z".into(),
             app: app.into(),

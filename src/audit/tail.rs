@@ -42,9 +42,8 @@ fn last_records(lines: &[String], n: usize) -> Result<Vec<Record>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::{Event, Origin};
-
-    use crate::audit::{file, AUDIT_LOG_FILE};
+    use crate::audit::file::{self, tests::ev};
+    use crate::audit::{Origin, AUDIT_LOG_FILE};
     use crate::settings::Settings;
 
     /// The sink of settings naming `path` as the audit file (or nothing).
@@ -54,20 +53,6 @@ mod tests {
             raw.insert(AUDIT_LOG_FILE.to_string(), p.display().to_string());
         }
         Sink::new(&Settings::from_map(raw), None)
-    }
-
-    fn ev(app: &str) -> Event {
-        Event {
-            time: "2026-12-01T06:00:00.000Z".into(),
-            app: app.into(),
-            target: String::new(),
-            action: "run.started",
-            old_key: None,
-            new_key: None,
-            outcome: "success",
-            code: None,
-            message: String::new(),
-        }
     }
 
     #[tokio::test]

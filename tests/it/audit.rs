@@ -663,23 +663,5 @@ async fn a_bad_container_setting_fails_validate_and_stops_the_run() {
         ("AUDIT_LOG_BLOB_CONTAINER", "Audit_Trail"),
     ]);
     let expected = "AUDIT_LOG_BLOB_CONTAINER: not a blob container name";
-    let out = binary()
-        .envs(&settings)
-        .args(["validate", "--settings"])
-        .output()
-        .unwrap();
-    let (stdout, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
-    assert!(
-        stdout.contains(expected) || stderr.contains(expected),
-        "{stdout}\n{stderr}"
-    );
-    let out = binary().envs(&settings).arg("rotate").output().unwrap();
-    let (stdout, stderr) = text(&out);
-    assert_ne!(out.status.code(), Some(0), "{stdout}\n{stderr}");
-    assert!(
-        format!("{stdout}\n{stderr}").contains(expected),
-        "{stdout}\n{stderr}"
-    );
-    assert!(env.writes().await.is_empty());
+    crate::common::assert_settings_refused(&env, &settings, expected).await;
 }

@@ -226,27 +226,9 @@ async fn bad_channels_stop_the_run_at_its_start_and_fail_validate() {
     );
     let expected =
         "NOTIFY_CHANNELS: [2].urlSetting: app setting NOTIFY_URL_HOOK: expected an https URL (http only to loopback)";
-
-    let out = binary()
-        .envs(&settings)
-        .args(["validate", "--settings"])
-        .output()
-        .unwrap();
-    let (stdout, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
-    assert!(
-        stderr.contains(expected) || stdout.contains(expected),
-        "{stdout}\n{stderr}"
-    );
-
-    let out = binary().envs(&settings).arg("rotate").output().unwrap();
-    let (stdout, stderr) = text(&out);
-    assert_ne!(out.status.code(), Some(0), "{stdout}\n{stderr}");
-    let all = format!("{stdout}\n{stderr}");
-    assert!(all.contains(expected), "{all}");
+    let all = crate::common::assert_settings_refused(&env, &settings, expected).await;
     assert!(!all.contains("secret-token-in-url"), "{all}");
-    // Nothing was changed: the run stopped before the lock and the plan.
-    assert!(env.writes().await.is_empty());
+    // Nothing was sent: the run stopped before the lock and the plan.
     assert!(received(&env).await.is_empty());
 }
 
@@ -540,24 +522,5 @@ async fn a_bad_upcoming_days_fails_validate_and_stops_the_run() {
     let settings = key_event_settings(&env, &["renewal.upcoming"], "0");
     let expected =
         "NOTIFY_UPCOMING_DAYS: expected a whole number of days from 1 to 365 (default 7), got \"0\"";
-    let out = binary()
-        .envs(&settings)
-        .args(["validate", "--settings"])
-        .output()
-        .unwrap();
-    let (stdout, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
-    assert!(
-        format!("{stdout}{stderr}").contains(expected),
-        "{stdout}\n{stderr}"
-    );
-
-    let out = binary().envs(&settings).arg("rotate").output().unwrap();
-    let (stdout, stderr) = text(&out);
-    assert_ne!(out.status.code(), Some(0), "{stdout}\n{stderr}");
-    assert!(
-        format!("{stdout}{stderr}").contains(expected),
-        "{stdout}\n{stderr}"
-    );
-    assert!(env.writes().await.is_empty());
+    crate::common::assert_settings_refused(&env, &settings, expected).await;
 }

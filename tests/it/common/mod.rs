@@ -449,6 +449,34 @@ pub fn binary() -> std::process::Command {
     c
 }
 
+/// Asserts that `settings` are refused with a message containing `expected`, changing nothing:
+/// `validate --settings` exits 2 naming it, `rotate` fails at its start naming it, and the
+/// sandbox saw no write. Returns what `rotate` printed (stdout, then stderr).
+pub async fn assert_settings_refused(
+    env: &Env,
+    settings: &BTreeMap<String, String>,
+    expected: &str,
+) -> String {
+    let out = binary()
+        .envs(settings)
+        .args(["validate", "--settings"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(expected) || stderr.contains(expected),
+        "{stdout}\n{stderr}"
+    );
+    let out = binary().envs(settings).arg("rotate").output().unwrap();
+    let (stdout, stderr) = text(&out);
+    let all = format!("{stdout}\n{stderr}");
+    assert_ne!(out.status.code(), Some(0), "{all}");
+    assert!(all.contains(expected), "{all}");
+    assert!(env.writes().await.is_empty(), "a refused run wrote");
+    all
+}
+
 /// A finished command's stdout and stderr as text.
 pub fn text(o: &std::process::Output) -> (String, String) {
     (
