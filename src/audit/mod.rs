@@ -618,14 +618,10 @@ impl Sink {
         let mut out = Vec::new();
         if let Some(b) = &self.blob {
             let call = self.call();
-            let deadline = call.deadline().unwrap_or_else(Instant::now);
             let now = OffsetDateTime::now_utc();
-            let result = tokio::time::timeout_at(
-                deadline.into(),
-                b.append(&call, run_id, origin, events, now),
-            )
-            .await
-            .unwrap_or_else(|_| Err((0, format!("no answer within {} s", AUDIT_WAIT.as_secs()))));
+            let result = within(&call, b.append(&call, run_id, origin, events, now))
+                .await
+                .unwrap_or_else(|late| Err((0, late)));
             out.push((b.describe(), result));
         }
         if let Some(path) = &self.file {
@@ -651,16 +647,9 @@ impl Sink {
     pub async fn read_lines(&self) -> Result<Vec<String>, String> {
         if let Some(b) = &self.blob {
             let call = self.call();
-            let deadline = call.deadline().unwrap_or_else(Instant::now);
-            let blobs = tokio::time::timeout_at(deadline.into(), b.read(&call))
+            let blobs = within(&call, b.read(&call))
                 .await
-                .map_err(|_| {
-                    format!(
-                        "{}: no answer within {} s",
-                        b.describe(),
-                        AUDIT_WAIT.as_secs()
-                    )
-                })??;
+                .map_err(|late| format!("{}: {late}", b.describe()))??;
             return Ok(blobs.into_iter().flat_map(|b| b.lines).collect());
         }
         if let Some(path) = self.file.clone() {
@@ -681,21 +670,22 @@ impl Sink {
     pub async fn tail_lines(&self, n: usize) -> Result<Vec<String>, String> {
         if let Some(b) = &self.blob {
             let call = self.call();
-            let deadline = call.deadline().unwrap_or_else(Instant::now);
-            return tokio::time::timeout_at(deadline.into(), b.tail(&call, n))
+            return within(&call, b.tail(&call, n))
                 .await
-                .map_err(|_| {
-                    format!(
-                        "{}: no answer within {} s",
-                        b.describe(),
-                        AUDIT_WAIT.as_secs()
-                    )
-                })?;
+                .map_err(|late| format!("{}: {late}", b.describe()))?;
         }
         let mut lines = self.read_lines().await?;
         let skip = lines.len().saturating_sub(n);
         Ok(lines.split_off(skip))
     }
+}
+
+/// `work` within `call`'s deadline ([`AUDIT_WAIT`] from [`Sink::call`]), or why not.
+async fn within<T>(call: &Call, work: impl std::future::Future<Output = T>) -> Result<T, String> {
+    let deadline = call.deadline().unwrap_or_else(Instant::now);
+    tokio::time::timeout_at(deadline.into(), work)
+        .await
+        .map_err(|_| format!("no answer within {} s", AUDIT_WAIT.as_secs()))
 }
 
 /// Every line of the audit trail the settings name, in order ([`Sink::read_lines`] of
